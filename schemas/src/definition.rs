@@ -1,0 +1,210 @@
+//! The ActivityDefinition document: *when* (trigger), *what the situation is* (context) and
+//! *what work to create* (task templates).
+//!
+//! Each part is one flat struct with a `kind` and the fields of every kind, so that serde can
+//! reject unknown fields and [`crate::validate`] can say precisely which field does not belong
+//! to which kind (`tasks[0].title: not allowed for kind "workflow"`). The planner turns a
+//! validated template into the typed [`crate::plan::TaskSpec`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::DefinitionId;
+
+fn yes() -> bool {
+    true
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A versioned, declarative description of recurring work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityDefinition {
+    /// Unique slug (`[a-z0-9-]`), part of every workflow id this definition creates.
+    pub id: DefinitionId,
+    /// Human-readable name, carried in the workflows' memo.
+    pub name: String,
+    /// Free text shown in the API and UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Disabled definitions keep their versions but are not triggered.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When a run starts.
+    pub trigger: Trigger,
+    /// Named context sources, resolved in order; later ones may use earlier ones.
+    #[serde(default)]
+    pub context: Vec<ContextSource>,
+    /// The work each run creates.
+    pub tasks: Vec<TaskTemplate>,
+}
+
+/// Kinds of trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// A Temporal Schedule fires the definition on cron expressions.
+    Cron,
+    /// A matching event posted to `/api/v1/events` starts a run.
+    Event,
+    /// Only explicit triggers (API, CLI) start runs.
+    Manual,
+}
+
+/// What happens when a scheduled run is due while the previous one still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Skip the new run (Temporal's default).
+    Skip,
+    /// Run once more after the current run finishes.
+    BufferOne,
+    /// Queue every missed run.
+    BufferAll,
+    /// Cancel the running run and start the new one.
+    CancelOther,
+    /// Terminate the running run and start the new one.
+    TerminateOther,
+    /// Start the new run regardless.
+    AllowAll,
+}
+
+/// When a run starts. Fields apply to the kinds named in their docs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// `cron`, `event` or `manual`.
+    pub kind: TriggerKind,
+    /// cron: five-field cron expressions (`0 9 * * MON-FRI`); any of them fires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cron: Vec<String>,
+    /// cron: IANA time zone the expressions are read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// cron: random delay added to each fire, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// cron: what to do when a run is due while one is running (default `skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapPolicy>,
+    /// cron: how late a missed fire may still start (misfire policy), e.g. `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_window: Option<String>,
+    /// event: the event type to match, e.g. `repo.pushed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// event: a condition over `event` that must hold, e.g. `event.payload.branch == "main"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// event: template of the dedupe key (default: the event's `key`, else a payload hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+}
+
+/// Kinds of context source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextKind {
+    /// Rows of a read-only SQL query, as a list of objects.
+    Sql,
+    /// A JSON document fetched over HTTP (not yet supported).
+    Http,
+    /// A literal value.
+    Static,
+    /// The trigger event's payload.
+    Trigger,
+}
+
+/// One named piece of context, available to templates as `context.<name>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSource {
+    /// Name under which templates see the value (`[a-z_][a-z0-9_]*`).
+    pub name: String,
+    /// `sql`, `http`, `static` or `trigger`.
+    pub kind: ContextKind,
+    /// sql: the query; `$1`, `$2`, ... are bound from `params` as text (cast in SQL: `$1::int`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// sql: templated query parameters, bound in order, never spliced into the SQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Value>,
+    /// http: the URL (templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// static: the literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+/// Kinds of task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Starts a workflow type on a task queue (workers in any Temporal SDK).
+    Workflow,
+    /// Runs an activity by name (not yet supported).
+    Activity,
+    /// Calls an HTTP endpoint (not yet supported).
+    Http,
+    /// Waits for a person (not yet supported).
+    Human,
+    /// Does nothing; useful for fan-out tests and as a DAG join point.
+    Noop,
+}
+
+/// A template for one task, or one task per item of a context list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskTemplate {
+    /// Template id (`[a-z0-9_-]`), unique in the definition, part of each task's workflow id.
+    pub id: String,
+    /// The kind of work.
+    pub kind: TaskKind,
+    /// Fan out: one task per element of this context list (a context name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// Condition: the task is created only when this expression is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Stable item key (templated) for the task's workflow id; default: the item's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Parameters passed to the task; every string in it is a template.
+    #[serde(default = "empty_object")]
+    pub params: Value,
+    /// Template ids that must finish before this template's tasks start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// workflow: the workflow type to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_type: Option<String>,
+    /// workflow: the task queue to start it on (default: taskfactory's own queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_queue: Option<String>,
+    /// human: the title (templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// human: who should act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Per-task timeout, e.g. `10m` (workflow: the started workflow's execution timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Labels shown in the UI; not interpreted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ActivityDefinition {
+    /// The template with this id.
+    pub fn template(&self, id: &str) -> Option<&TaskTemplate> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}

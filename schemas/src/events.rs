@@ -1,0 +1,141 @@
+//! Trigger events (what starts runs) and trace events (what runs leave in the run log).
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An external event, as posted to `POST /api/v1/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerEvent {
+    /// Event type matched against definitions' `trigger.event_type`, e.g. `repo.pushed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Caller's idempotency key; the default dedupe key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Who sent it, for the run log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The event's data, available to templates as `trigger.payload`.
+    #[serde(default)]
+    pub payload: Value,
+    /// When it happened, by the sender's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// Types of trace event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    /// The run's workflow started and recorded itself.
+    WorkflowStarted,
+    /// Context sources were resolved; payload has the names and sizes.
+    ContextResolved,
+    /// The plan was made; payload counts spawns and skips.
+    PlanCreated,
+    /// A task started.
+    NodeStarted,
+    /// A task reported progress.
+    NodeProgress,
+    /// A task logged a line.
+    NodeLog,
+    /// A task completed.
+    NodeCompleted,
+    /// A task failed.
+    NodeFailed,
+    /// A task waits for something outside (a person, a dependency).
+    NodeWaiting,
+    /// The run completed (possibly with zero tasks).
+    WorkflowCompleted,
+    /// The run failed.
+    WorkflowFailed,
+}
+
+impl EventType {
+    /// The wire name, e.g. `NODE_STARTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkflowStarted => "WORKFLOW_STARTED",
+            Self::ContextResolved => "CONTEXT_RESOLVED",
+            Self::PlanCreated => "PLAN_CREATED",
+            Self::NodeStarted => "NODE_STARTED",
+            Self::NodeProgress => "NODE_PROGRESS",
+            Self::NodeLog => "NODE_LOG",
+            Self::NodeCompleted => "NODE_COMPLETED",
+            Self::NodeFailed => "NODE_FAILED",
+            Self::NodeWaiting => "NODE_WAITING",
+            Self::WorkflowCompleted => "WORKFLOW_COMPLETED",
+            Self::WorkflowFailed => "WORKFLOW_FAILED",
+        }
+    }
+}
+
+/// Severity of a trace event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unusual that did not fail the run.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl Level {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One entry of a run's log, as readers see it. `seq` is gapless and totally ordered per run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceEvent {
+    /// The run's workflow id.
+    pub run_id: String,
+    /// Position in the run's log, from 1, without gaps.
+    pub seq: i64,
+    /// When the event was written.
+    pub ts: DateTime<Utc>,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The task (its workflow id) the event is about, if any.
+    pub node_id: Option<String>,
+    /// Severity.
+    pub level: Level,
+    /// A human-readable line.
+    pub message: Option<String>,
+    /// Structured detail.
+    pub payload: Value,
+}
+
+/// A trace event to append. `key` makes the write idempotent: a retried write with the same
+/// key is a no-op, so retries and replays never duplicate an event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NewTraceEvent {
+    /// Idempotency key, unique within the run.
+    pub key: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The task the event is about, if any.
+    pub node_id: Option<String>,
+    /// Severity.
+    pub level: Level,
+    /// A human-readable line.
+    pub message: Option<String>,
+    /// Structured detail.
+    pub payload: Value,
+}

@@ -1,0 +1,31 @@
+//! Wire types for taskfactory, and the pure logic that only needs them.
+//!
+//! Nothing in this crate does I/O: the worker, the API and the workflow code all share it.
+//!
+//! - [`ids`]: validated identifiers (definition slugs, template ids) and the workflow-id scheme.
+//! - [`definition`]: the ActivityDefinition document (trigger, context sources, task templates).
+//! - [`validate`]: parsing a document from JSON or YAML and reporting every problem with its
+//!   field path.
+//! - [`template`]: the minijinja environment used for `when`, `key`, `params` and friends.
+//! - [`plan`]: the planner, a pure function from definition + resolved context to a task plan
+//!   that explains every spawn and skip.
+//! - [`events`]: trigger events and the trace-event envelope of the run log.
+//! - [`run`]: the inputs and outputs of the workflows and activities.
+//! - [`duration`]: the `30s` / `5m` / `1h30m` duration syntax used in documents.
+//! - [`json_schema`]: JSON Schema generation for the documents above.
+
+pub mod definition;
+pub mod duration;
+pub mod events;
+pub mod ids;
+pub mod json_schema;
+pub mod plan;
+pub mod run;
+pub mod template;
+pub mod validate;
+
+pub use definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
+pub use events::{EventType, Level, TraceEvent, TriggerEvent};
+pub use ids::DefinitionId;
+pub use plan::{Plan, PlannedTask, TaskSpec};
+pub use validate::{FieldError, ValidationErrors};

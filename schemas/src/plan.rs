@@ -1,0 +1,349 @@
+//! The planner: definition + resolved context + trigger → the tasks of one run.
+//!
+//! Pure and deterministic. It runs inside the `plan_run` activity so its result is recorded
+//! in the run's history: replays never re-evaluate templates with newer code. Every template
+//! and item gets a [`Decision`] saying whether a task was spawned and why or why not.
+
+use std::collections::HashMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::definition::{ActivityDefinition, TaskKind, TaskTemplate};
+use crate::duration::parse_duration;
+use crate::ids::task_workflow_id;
+use crate::run::TriggerInfo;
+use crate::template::Templates;
+use crate::validate::FieldError;
+
+/// What a task does, typed: the planner's view of a validated template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSpec {
+    /// Nothing.
+    Noop,
+    /// Start `workflow_type` on `task_queue` (or taskfactory's own queue) and wait for it.
+    Workflow {
+        /// Workflow type name.
+        workflow_type: String,
+        /// Task queue; `None` means the TaskWorkflow's own queue.
+        task_queue: Option<String>,
+        /// Execution timeout of the started workflow, in seconds.
+        timeout_secs: Option<u64>,
+    },
+}
+
+/// One task of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlannedTask {
+    /// The task's workflow id: `{run_workflow_id}/{template_id}/{item_key}`.
+    pub task_id: String,
+    /// The template it came from.
+    pub template_id: String,
+    /// The item key (rendered `key`, or the item's index).
+    pub item_key: String,
+    /// What to do.
+    pub spec: TaskSpec,
+    /// Rendered parameters.
+    pub params: Value,
+}
+
+/// The DAG node of one template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TemplatePlan {
+    /// Template id.
+    pub id: String,
+    /// Templates whose tasks must all finish first.
+    pub depends_on: Vec<String>,
+    /// How many tasks this template spawns in this run.
+    pub tasks: usize,
+}
+
+/// Spawn or skip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A task was planned.
+    Spawn,
+    /// No task: see the reason.
+    Skip,
+}
+
+/// Why a task was or was not created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Decision {
+    /// Template id.
+    pub template_id: String,
+    /// Item key, when an item was considered.
+    pub item_key: Option<String>,
+    /// Spawn or skip.
+    pub outcome: Outcome,
+    /// In words: `condition true`, `condition false: item.amount > 100`, `for_each "x" is empty`.
+    pub reason: String,
+}
+
+/// The plan of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Plan {
+    /// Templates in definition order, with their dependencies: the DAG.
+    pub templates: Vec<TemplatePlan>,
+    /// Every task to spawn, grouped by template in definition order.
+    pub tasks: Vec<PlannedTask>,
+    /// The explanation: one entry per template and item considered.
+    pub decisions: Vec<Decision>,
+}
+
+impl Plan {
+    /// The tasks of one template.
+    pub fn tasks_of<'a>(&'a self, template_id: &'a str) -> impl Iterator<Item = &'a PlannedTask> + 'a {
+        self.tasks.iter().filter(move |t| t.template_id == template_id)
+    }
+}
+
+/// Everything the planner reads.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanRequest<'a> {
+    /// The definition (already validated).
+    pub definition: &'a ActivityDefinition,
+    /// Its version.
+    pub version: i32,
+    /// The run's workflow id, the prefix of every task id.
+    pub run_workflow_id: &'a str,
+    /// The resolved context: an object of source name to value.
+    pub context: &'a Value,
+    /// What started the run.
+    pub trigger: &'a TriggerInfo,
+    /// Refuse plans with more tasks than this.
+    pub max_tasks: usize,
+}
+
+/// The variables every template sees (`item` and `index` are added per item).
+pub fn template_scope(req: &PlanRequest<'_>) -> Value {
+    json!({
+        "context": req.context,
+        "trigger": req.trigger,
+        "definition": {"id": req.definition.id, "name": req.definition.name, "version": req.version},
+        "run": {"workflow_id": req.run_workflow_id},
+    })
+}
+
+/// Makes the plan. Errors name the template field and, for fan-outs, the item.
+pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, FieldError> {
+    let templates = Templates::new();
+    let scope = template_scope(req);
+    let mut out = Plan::default();
+    for (index, template) in req.definition.tasks.iter().enumerate() {
+        let path = format!("tasks[{index}]");
+        let before = out.tasks.len();
+        plan_template(&templates, req, &scope, template, &path, &mut out)?;
+        if out.tasks.len() > req.max_tasks {
+            return Err(FieldError {
+                path,
+                message: format!("the plan exceeds the limit of {} tasks per run", req.max_tasks),
+            });
+        }
+        out.templates.push(TemplatePlan {
+            id: template.id.clone(),
+            depends_on: template.depends_on.clone(),
+            tasks: out.tasks.len() - before,
+        });
+    }
+    Ok(out)
+}
+
+fn lookup<'v>(context: &'v Value, dotted: &str) -> Option<&'v Value> {
+    dotted.split('.').try_fold(context, |v, part| v.get(part))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn plan_template(
+    templates: &Templates,
+    req: &PlanRequest<'_>,
+    scope: &Value,
+    template: &TaskTemplate,
+    path: &str,
+    out: &mut Plan,
+) -> Result<(), FieldError> {
+    let err = |field: &str, item: Option<usize>, message: String| FieldError {
+        path: format!("{path}.{field}"),
+        message: match item {
+            Some(i) => format!("item {i}: {message}"),
+            None => message,
+        },
+    };
+    // (index, item scope) pairs: one per for_each element, or a single one.
+    let items: Vec<(Option<usize>, Value)> = match &template.for_each {
+        None => vec![(None, scope.clone())],
+        Some(source) => {
+            let list = lookup(req.context, source).ok_or_else(|| err("for_each", None, format!("context {source:?} has no value")))?;
+            let Value::Array(list) = list else {
+                return Err(err("for_each", None, format!("context {source:?} is {}, not a list", type_name(list))));
+            };
+            if list.is_empty() {
+                out.decisions.push(Decision {
+                    template_id: template.id.clone(),
+                    item_key: None,
+                    outcome: Outcome::Skip,
+                    reason: format!("for_each {source:?} is empty"),
+                });
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let mut s = scope.clone();
+                    s["item"] = item.clone();
+                    s["index"] = json!(i);
+                    (Some(i), s)
+                })
+                .collect()
+        }
+    };
+    let mut seen_keys: HashMap<String, Option<usize>> = HashMap::new();
+    for (item_index, item_scope) in items {
+        let item_key = match (&template.key, item_index) {
+            (Some(key), _) => templates.render_text(key, &item_scope).map_err(|m| err("key", item_index, m))?,
+            (None, Some(i)) => i.to_string(),
+            (None, None) => "_".to_owned(),
+        };
+        if item_key.is_empty() {
+            return Err(err("key", item_index, "rendered to an empty key".into()));
+        }
+        if let Some(previous) = seen_keys.insert(item_key.clone(), item_index) {
+            let first = previous.map_or_else(String::new, |p| format!(" (first seen at item {p})"));
+            return Err(err("key", item_index, format!("duplicate key {item_key:?}{first}: keys must be unique per template")));
+        }
+        if let Some(when) = &template.when {
+            let holds = templates.eval_condition(when, &item_scope).map_err(|m| err("when", item_index, m))?;
+            if !holds {
+                out.decisions.push(Decision {
+                    template_id: template.id.clone(),
+                    item_key: Some(item_key),
+                    outcome: Outcome::Skip,
+                    reason: format!("condition false: {}", when.trim()),
+                });
+                continue;
+            }
+        }
+        let params = templates.render_value(&template.params, &item_scope).map_err(|m| err("params", item_index, m))?;
+        let spec = task_spec(template).map_err(|m| err("kind", None, m))?;
+        out.decisions.push(Decision {
+            template_id: template.id.clone(),
+            item_key: Some(item_key.clone()),
+            outcome: Outcome::Spawn,
+            reason: if template.when.is_some() { "condition true".into() } else { "unconditional".into() },
+        });
+        out.tasks.push(PlannedTask {
+            task_id: task_workflow_id(req.run_workflow_id, &template.id, &item_key),
+            template_id: template.id.clone(),
+            item_key,
+            spec,
+            params,
+        });
+    }
+    Ok(())
+}
+
+fn task_spec(template: &TaskTemplate) -> Result<TaskSpec, String> {
+    let timeout_secs = template.timeout.as_deref().map(parse_duration).transpose()?.map(|d| d.as_secs().max(1));
+    match template.kind {
+        TaskKind::Noop => Ok(TaskSpec::Noop),
+        TaskKind::Workflow => Ok(TaskSpec::Workflow {
+            workflow_type: template.workflow_type.clone().ok_or("workflow_type is required")?,
+            task_queue: template.task_queue.clone(),
+            timeout_secs,
+        }),
+        other => Err(format!("kind {other:?} is not supported yet")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::validate::parse_definition;
+
+    fn definition() -> ActivityDefinition {
+        parse_definition(json!({
+            "id": "invoices",
+            "name": "Invoices",
+            "trigger": {"kind": "manual"},
+            "context": [{"name": "invoices", "kind": "static",
+                         "value": [{"id": "a", "amount": 50}, {"id": "b/1", "amount": 150}, {"id": "c", "amount": 500}]}],
+            "tasks": [
+                {"id": "remind", "kind": "noop", "for_each": "invoices", "key": "{{ item.id }}",
+                 "when": "item.amount > 100", "params": {"amount": "{{ item.amount }}", "who": "inv {{ item.id }}"}},
+                {"id": "report", "kind": "noop", "depends_on": ["remind"],
+                 "params": {"count": "{{ context.invoices | length }}"}}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn request<'a>(def: &'a ActivityDefinition, ctx: &'a Value, trigger: &'a TriggerInfo) -> PlanRequest<'a> {
+        PlanRequest { definition: def, version: 1, run_workflow_id: "tf:invoices:manual:x", context: ctx, trigger, max_tasks: 100 }
+    }
+
+    #[test]
+    fn fans_out_filters_and_explains() {
+        let def = definition();
+        let ctx = json!({"invoices": def.context[0].value.clone().unwrap()});
+        let trigger = TriggerInfo::manual(None, Value::Null);
+        let plan = plan(&request(&def, &ctx, &trigger)).unwrap();
+        let ids: Vec<&str> = plan.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["tf:invoices:manual:x/remind/b%2F1", "tf:invoices:manual:x/remind/c", "tf:invoices:manual:x/report/_"]);
+        assert_eq!(plan.tasks[0].params, json!({"amount": 150, "who": "inv b/1"}));
+        assert_eq!(plan.tasks[2].params, json!({"count": 3}));
+        assert_eq!(plan.decisions[0].outcome, Outcome::Skip);
+        assert_eq!(plan.decisions[0].reason, "condition false: item.amount > 100");
+        assert_eq!(plan.templates[1].depends_on, vec!["remind".to_string()]);
+        assert_eq!(plan.templates[0].tasks, 2);
+    }
+
+    #[test]
+    fn duplicate_keys_and_bad_lists_are_errors() {
+        let mut def = definition();
+        def.tasks[0].key = Some("same".into());
+        def.tasks[0].when = None;
+        let ctx = json!({"invoices": def.context[0].value.clone().unwrap()});
+        let trigger = TriggerInfo::manual(None, Value::Null);
+        let err = plan(&request(&def, &ctx, &trigger)).unwrap_err();
+        assert_eq!(err.path, "tasks[0].key");
+        assert!(err.message.contains("duplicate key \"same\""), "{}", err.message);
+
+        let ctx = json!({"invoices": {"not": "a list"}});
+        let err = plan(&request(&def, &ctx, &trigger)).unwrap_err();
+        assert_eq!(err.to_string(), "tasks[0].for_each: context \"invoices\" is an object, not a list");
+    }
+
+    #[test]
+    fn empty_fan_out_is_explained() {
+        let def = definition();
+        let ctx = json!({"invoices": []});
+        let trigger = TriggerInfo::manual(None, Value::Null);
+        let plan = plan(&request(&def, &ctx, &trigger)).unwrap();
+        assert_eq!(plan.tasks.len(), 1);
+        assert_eq!(plan.decisions[0].reason, "for_each \"invoices\" is empty");
+    }
+
+    #[test]
+    fn the_limit_is_enforced() {
+        let def = definition();
+        let ctx = json!({"invoices": def.context[0].value.clone().unwrap()});
+        let trigger = TriggerInfo::manual(None, Value::Null);
+        let mut req = request(&def, &ctx, &trigger);
+        req.max_tasks = 1;
+        assert!(plan(&req).unwrap_err().message.contains("limit of 1 tasks"));
+    }
+}

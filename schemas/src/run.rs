@@ -1,0 +1,217 @@
+//! Inputs and outputs of the workflows and activities: what crosses Temporal's wire.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definition::ActivityDefinition;
+use crate::events::TriggerEvent;
+use crate::ids::DefinitionId;
+use crate::plan::PlannedTask;
+
+/// What started a run (the `TfTrigger` search attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunTrigger {
+    /// A Temporal Schedule fired (cron definitions).
+    Schedule,
+    /// An event matched.
+    Event,
+    /// Somebody asked (API, CLI).
+    Manual,
+}
+
+impl RunTrigger {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::Event => "event",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// The trigger as the run sees it; templates read it as `trigger`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TriggerInfo {
+    /// What started the run.
+    pub kind: RunTrigger,
+    /// The idempotency or dedupe key, when there is one.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The event, for event runs.
+    #[serde(default)]
+    pub event: Option<TriggerEvent>,
+    /// The trigger's payload (the event's payload, or a manual run's payload).
+    #[serde(default)]
+    pub payload: Value,
+    /// The slot a scheduled run is for.
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+impl TriggerInfo {
+    /// A manual trigger with an optional key and payload.
+    pub fn manual(key: Option<String>, payload: Value) -> Self {
+        Self { kind: RunTrigger::Manual, key, event: None, payload, scheduled_for: None }
+    }
+}
+
+/// Input of `RunActivityWorkflow`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunInput {
+    /// The definition to run.
+    pub definition_id: DefinitionId,
+    /// A pinned version; `None` runs the current version at load time.
+    #[serde(default)]
+    pub version: Option<i32>,
+    /// What started the run.
+    pub trigger: TriggerInfo,
+}
+
+/// Status of a run or a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Planned, not started.
+    Pending,
+    /// Started, not finished.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Not run because a dependency failed.
+    Skipped,
+}
+
+impl Status {
+    /// The wire name, as stored in Postgres.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// Result of `RunActivityWorkflow`, also recorded in `activity_runs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RunOutcome {
+    /// Tasks started as workflows.
+    pub tasks_spawned: u64,
+    /// Tasks that completed.
+    pub tasks_completed: u64,
+    /// Tasks that failed.
+    pub tasks_failed: u64,
+    /// Tasks not started because a dependency failed.
+    pub tasks_skipped: u64,
+}
+
+/// Input of `TaskWorkflow`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The planned task.
+    pub task: PlannedTask,
+}
+
+/// Input of the `start_run` activity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StartRunInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The run's Temporal run id.
+    pub temporal_run_id: String,
+    /// What to run.
+    pub run: RunInput,
+}
+
+/// Output of `start_run`: the definition version this run uses, for its whole life.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadedDefinition {
+    /// Version number, from 1.
+    pub version: i32,
+    /// The document.
+    pub definition: ActivityDefinition,
+}
+
+/// Input of `resolve_context`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResolveContextInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The definition version in use.
+    pub loaded: LoadedDefinition,
+    /// What started the run.
+    pub trigger: TriggerInfo,
+}
+
+/// Input of `plan_run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanRunInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The definition version in use.
+    pub loaded: LoadedDefinition,
+    /// What started the run.
+    pub trigger: TriggerInfo,
+    /// The resolved context (an object of source name to value).
+    pub context: Value,
+}
+
+/// Input of `task_started`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskStartedInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The task's workflow id.
+    pub task_id: String,
+    /// The task's Temporal run id.
+    pub temporal_run_id: String,
+}
+
+/// Input of `task_finished`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskFinishedInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The task's workflow id.
+    pub task_id: String,
+    /// `completed` or `failed`.
+    pub status: Status,
+    /// The task's output (workflow result, ...).
+    pub output: Value,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Input of `tasks_skipped`: tasks not started because a dependency failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TasksSkippedInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The skipped template.
+    pub template_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Input of `finish_run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FinishRunInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// `completed` or `failed`.
+    pub status: Status,
+    /// Task counts.
+    pub outcome: RunOutcome,
+    /// Why it failed.
+    pub error: Option<String>,
+}

@@ -1,0 +1,463 @@
+//! Parsing and validating definition documents.
+//!
+//! Structure errors (wrong type, unknown field) come from serde with the path of the field;
+//! everything serde cannot know (cron syntax, unknown context names, dependency cycles,
+//! templates that do not compile, fields that do not belong to a kind) is checked afterwards,
+//! and *every* such problem is reported, each with its path:
+//! `tasks[1].for_each: unknown context "invoices"`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
+use crate::duration::parse_duration;
+use crate::ids::check_slug;
+use crate::template::Templates;
+
+/// One problem in a document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FieldError {
+    /// Where: `tasks[1].for_each`; empty for the document as a whole.
+    pub path: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a document.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors {
+    /// The problems, in document order.
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl ValidationErrors {
+    /// A single error at `path`.
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { errors: vec![FieldError { path: path.into(), message: message.into() }] }
+    }
+}
+
+/// The syntax a document is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML (1.2; JSON documents parse too).
+    Yaml,
+}
+
+/// Parses JSON or YAML text into a JSON value, reporting syntax errors with their position.
+pub fn parse_text(text: &str, format: Format) -> Result<Value, ValidationErrors> {
+    match format {
+        Format::Json => serde_json::from_str(text)
+            .map_err(|e| ValidationErrors::single("", format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))),
+        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| ValidationErrors::single("", format!("invalid YAML: {e}"))),
+    }
+}
+
+/// Parses a definition from a JSON value and validates it.
+pub fn parse_definition(value: Value) -> Result<ActivityDefinition, ValidationErrors> {
+    let definition: ActivityDefinition = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ValidationErrors::single(path, e.into_inner().to_string())
+    })?;
+    validate(&definition)?;
+    Ok(definition)
+}
+
+/// Parses and validates a definition from text.
+pub fn parse_definition_text(text: &str, format: Format) -> Result<ActivityDefinition, ValidationErrors> {
+    parse_definition(parse_text(text, format)?)
+}
+
+/// Names templates cannot use for a context source: they are template variables already.
+pub const RESERVED_CONTEXT_NAMES: &[&str] = &["item", "index", "context", "trigger", "definition", "run", "tasks"];
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+
+    fn check(&mut self, path: impl Into<String>, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.push(path, message);
+        }
+    }
+}
+
+/// Checks everything serde cannot; reports all problems at once.
+pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
+    let templates = Templates::new();
+    let mut errs = Errors(Vec::new());
+    if def.name.trim().is_empty() {
+        errs.push("name", "must not be empty");
+    }
+    validate_trigger(&def.trigger, &templates, &mut errs);
+    let context_names = validate_context(&def.context, &templates, &mut errs);
+    validate_tasks(&def.tasks, &context_names, &templates, &mut errs);
+    if errs.0.is_empty() { Ok(()) } else { Err(ValidationErrors { errors: errs.0 }) }
+}
+
+fn not_for_kind(errs: &mut Errors, path: &str, field: &str, set: bool, kind: &str) {
+    if set {
+        errs.push(format!("{path}.{field}"), format!("not allowed for kind \"{kind}\""));
+    }
+}
+
+/// Checks a five-field cron expression (or an `@daily`-style alias).
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let trimmed = expr.trim();
+    let six_field = if trimmed.starts_with('@') {
+        trimmed.to_owned()
+    } else {
+        let fields = trimmed.split_whitespace().count();
+        if fields != 5 {
+            return Err(format!("expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"));
+        }
+        format!("0 {trimmed}")
+    };
+    cron::Schedule::from_str(&six_field).map(|_| ()).map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))
+}
+
+fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
+    let kind = match t.kind {
+        TriggerKind::Cron => "cron",
+        TriggerKind::Event => "event",
+        TriggerKind::Manual => "manual",
+    };
+    let is_cron = t.kind == TriggerKind::Cron;
+    let is_event = t.kind == TriggerKind::Event;
+    if is_cron {
+        if t.cron.is_empty() {
+            errs.push("trigger.cron", "at least one cron expression is required for kind \"cron\"");
+        }
+        for (i, expr) in t.cron.iter().enumerate() {
+            errs.check(format!("trigger.cron[{i}]"), check_cron(expr));
+        }
+        if let Some(tz) = &t.timezone {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                errs.push("trigger.timezone", format!("unknown time zone {tz:?} (use an IANA name such as Europe/Berlin)"));
+            }
+        }
+        for (field, value) in [("jitter", &t.jitter), ("catchup_window", &t.catchup_window)] {
+            if let Some(v) = value {
+                errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
+            }
+        }
+    } else {
+        not_for_kind(errs, "trigger", "cron", !t.cron.is_empty(), kind);
+        not_for_kind(errs, "trigger", "timezone", t.timezone.is_some(), kind);
+        not_for_kind(errs, "trigger", "jitter", t.jitter.is_some(), kind);
+        not_for_kind(errs, "trigger", "overlap", t.overlap.is_some(), kind);
+        not_for_kind(errs, "trigger", "catchup_window", t.catchup_window.is_some(), kind);
+    }
+    if is_event {
+        match &t.event_type {
+            Some(ty) if !ty.trim().is_empty() => {}
+            _ => errs.push("trigger.event_type", "required for kind \"event\""),
+        }
+        if let Some(filter) = &t.filter {
+            errs.check("trigger.filter", templates.check_condition(filter));
+        }
+        if let Some(key) = &t.dedupe_key {
+            errs.check("trigger.dedupe_key", templates.check(key));
+        }
+    } else {
+        not_for_kind(errs, "trigger", "event_type", t.event_type.is_some(), kind);
+        not_for_kind(errs, "trigger", "filter", t.filter.is_some(), kind);
+        not_for_kind(errs, "trigger", "dedupe_key", t.dedupe_key.is_some(), kind);
+    }
+}
+
+fn check_context_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!("{name:?} is not a valid name: use [a-z_][a-z0-9_]*"));
+    }
+    if RESERVED_CONTEXT_NAMES.contains(&name) {
+        return Err(format!("{name:?} is reserved (a template variable of its own)"));
+    }
+    Ok(())
+}
+
+fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut Errors) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    for (i, s) in sources.iter().enumerate() {
+        let path = format!("context[{i}]");
+        errs.check(format!("{path}.name"), check_context_name(&s.name));
+        if !seen.insert(s.name.clone()) {
+            errs.push(format!("{path}.name"), format!("duplicate context name {:?}", s.name));
+        }
+        let kind = match s.kind {
+            ContextKind::Sql => "sql",
+            ContextKind::Http => "http",
+            ContextKind::Static => "static",
+            ContextKind::Trigger => "trigger",
+        };
+        match s.kind {
+            ContextKind::Sql => {
+                match &s.query {
+                    Some(q) if !q.trim().is_empty() => {}
+                    _ => errs.push(format!("{path}.query"), "required for kind \"sql\""),
+                }
+                for (j, p) in s.params.iter().enumerate() {
+                    errs.check(format!("{path}.params[{j}]"), templates.check_value(p));
+                }
+            }
+            ContextKind::Http => errs.push(format!("{path}.kind"), "kind \"http\" is not supported yet"),
+            ContextKind::Static => {
+                if s.value.is_none() {
+                    errs.push(format!("{path}.value"), "required for kind \"static\"");
+                }
+            }
+            ContextKind::Trigger => {}
+        }
+        if s.kind != ContextKind::Sql {
+            not_for_kind(errs, &path, "query", s.query.is_some(), kind);
+            not_for_kind(errs, &path, "params", !s.params.is_empty(), kind);
+        }
+        if s.kind != ContextKind::Static {
+            not_for_kind(errs, &path, "value", s.value.is_some(), kind);
+        }
+        if s.kind != ContextKind::Http {
+            not_for_kind(errs, &path, "url", s.url.is_some(), kind);
+        }
+    }
+    seen
+}
+
+fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templates: &Templates, errs: &mut Errors) {
+    if tasks.is_empty() {
+        errs.push("tasks", "at least one task template is required");
+    }
+    let mut ids = HashSet::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let path = format!("tasks[{i}]");
+        errs.check(format!("{path}.id"), check_slug(&t.id, 63, true));
+        if !ids.insert(t.id.as_str()) {
+            errs.push(format!("{path}.id"), format!("duplicate task id {:?}", t.id));
+        }
+        if let Some(for_each) = &t.for_each {
+            let root = for_each.split('.').next().unwrap_or_default();
+            if !context_names.contains(root) {
+                errs.push(format!("{path}.for_each"), format!("unknown context {root:?}"));
+            }
+        }
+        if let Some(when) = &t.when {
+            errs.check(format!("{path}.when"), templates.check_condition(when));
+        }
+        if let Some(key) = &t.key {
+            errs.check(format!("{path}.key"), templates.check(key));
+        }
+        if !t.params.is_object() {
+            errs.push(format!("{path}.params"), "must be an object");
+        }
+        errs.check(format!("{path}.params"), templates.check_value(&t.params));
+        if let Some(timeout) = &t.timeout {
+            errs.check(format!("{path}.timeout"), parse_duration(timeout).map(|_| ()));
+        }
+        validate_task_kind(t, &path, templates, errs);
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        for (j, dep) in t.depends_on.iter().enumerate() {
+            if dep == &t.id {
+                errs.push(format!("tasks[{i}].depends_on[{j}]"), "a task cannot depend on itself");
+            } else if !ids.contains(dep.as_str()) {
+                errs.push(format!("tasks[{i}].depends_on[{j}]"), format!("unknown task {dep:?}"));
+            }
+        }
+    }
+    if let Some((index, cycle)) = find_cycle(tasks) {
+        errs.push(format!("tasks[{index}].depends_on"), format!("dependency cycle: {}", cycle.join(" -> ")));
+    }
+}
+
+fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs: &mut Errors) {
+    let (kind, supported) = match t.kind {
+        TaskKind::Workflow => ("workflow", true),
+        TaskKind::Noop => ("noop", true),
+        TaskKind::Activity => ("activity", false),
+        TaskKind::Http => ("http", false),
+        TaskKind::Human => ("human", false),
+    };
+    if !supported {
+        errs.push(format!("{path}.kind"), format!("kind {kind:?} is not supported yet"));
+        return;
+    }
+    if t.kind == TaskKind::Workflow {
+        match &t.workflow_type {
+            Some(w) if !w.trim().is_empty() => {}
+            _ => errs.push(format!("{path}.workflow_type"), "required for kind \"workflow\""),
+        }
+    } else {
+        not_for_kind(errs, path, "workflow_type", t.workflow_type.is_some(), kind);
+        not_for_kind(errs, path, "task_queue", t.task_queue.is_some(), kind);
+    }
+    not_for_kind(errs, path, "title", t.title.is_some(), kind);
+    not_for_kind(errs, path, "assignee", t.assignee.is_some(), kind);
+    if let Some(title) = &t.title {
+        errs.check(format!("{path}.title"), templates.check(title));
+    }
+}
+
+/// Finds one dependency cycle; returns the index of a template on it and the cycle's ids.
+fn find_cycle(tasks: &[TaskTemplate]) -> Option<(usize, Vec<String>)> {
+    let deps: BTreeMap<&str, &[String]> = tasks.iter().map(|t| (t.id.as_str(), t.depends_on.as_slice())).collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    fn visit<'a>(
+        node: &'a str,
+        deps: &BTreeMap<&'a str, &'a [String]>,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(node) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|n| *n == node).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(node.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(node, 1);
+        path.push(node);
+        for dep in deps.get(node).copied().unwrap_or_default() {
+            if dep != node && deps.contains_key(dep.as_str()) {
+                if let Some(cycle) = visit(dep, deps, state, path) {
+                    return Some(cycle);
+                }
+            }
+        }
+        path.pop();
+        state.insert(node, 2);
+        None
+    }
+    for t in tasks {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(&t.id, &deps, &mut state, &mut path) {
+            let index = tasks.iter().position(|t| t.id == cycle[0]).unwrap_or(0);
+            return Some((index, cycle));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn base() -> Value {
+        json!({
+            "id": "overdue-invoices",
+            "name": "Chase overdue invoices",
+            "trigger": {"kind": "cron", "cron": ["0 9 * * MON-FRI"], "timezone": "Europe/Berlin"},
+            "context": [{"name": "invoices", "kind": "static", "value": [{"id": 1, "amount": 150}]}],
+            "tasks": [{"id": "remind", "kind": "noop", "for_each": "invoices", "key": "{{ item.id }}",
+                       "when": "{{ item.amount > 100 }}", "params": {"invoice": "{{ item.id }}"}}]
+        })
+    }
+
+    fn errors(v: Value) -> Vec<String> {
+        parse_definition(v).unwrap_err().errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn accepts_the_reference_document() {
+        parse_definition(base()).unwrap();
+    }
+
+    #[test]
+    fn reports_every_semantic_problem_with_its_path() {
+        let mut v = base();
+        v["tasks"][0]["for_each"] = json!("invoicez");
+        v["trigger"]["timezone"] = json!("Mars/Olympus");
+        v["tasks"][0]["depends_on"] = json!(["nope"]);
+        let errs = errors(v);
+        assert!(errs.contains(&"tasks[0].for_each: unknown context \"invoicez\"".to_string()), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("trigger.timezone: unknown time zone")), "{errs:?}");
+        assert!(errs.contains(&"tasks[0].depends_on[0]: unknown task \"nope\"".to_string()), "{errs:?}");
+    }
+
+    #[test]
+    fn structure_errors_carry_the_path() {
+        let mut v = base();
+        v["tasks"][0]["kind"] = json!("teleport");
+        let errs = errors(v);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("tasks[0].kind: unknown variant `teleport`"), "{errs:?}");
+
+        let mut v = base();
+        v["tasks"][0]["titel"] = json!("x");
+        let errs = errors(v);
+        assert!(errs[0].contains("unknown field `titel`"), "{errs:?}");
+        assert!(errs[0].starts_with("tasks[0]"), "{errs:?}");
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let mut v = base();
+        v["tasks"] = json!([
+            {"id": "a", "kind": "noop", "depends_on": ["c"]},
+            {"id": "b", "kind": "noop", "depends_on": ["a"]},
+            {"id": "c", "kind": "noop", "depends_on": ["b"]}
+        ]);
+        let errs = errors(v);
+        assert_eq!(errs, vec!["tasks[0].depends_on: dependency cycle: a -> c -> b -> a".to_string()]);
+    }
+
+    #[test]
+    fn kind_specific_fields() {
+        let mut v = base();
+        v["tasks"][0]["kind"] = json!("workflow");
+        v["tasks"][0]["title"] = json!("hello");
+        let errs = errors(v);
+        assert!(errs.contains(&"tasks[0].workflow_type: required for kind \"workflow\"".to_string()), "{errs:?}");
+        assert!(errs.contains(&"tasks[0].title: not allowed for kind \"workflow\"".to_string()), "{errs:?}");
+    }
+
+    #[test]
+    fn cron_expressions_are_checked() {
+        assert!(check_cron("0 9 * * MON-FRI").is_ok());
+        assert!(check_cron("*/5 * * * *").is_ok());
+        assert!(check_cron("0 9 * *").unwrap_err().contains("expected 5 fields"));
+        assert!(check_cron("0 25 * * *").is_err());
+    }
+
+    #[test]
+    fn yaml_documents_parse() {
+        let text = "id: x\nname: X\ntrigger: {kind: manual}\ntasks:\n  - id: t\n    kind: noop\n";
+        let def = parse_definition_text(text, Format::Yaml).unwrap();
+        assert_eq!(def.id.as_str(), "x");
+        assert!(def.enabled);
+    }
+}
