@@ -1,1 +1,26 @@
-pub fn x(){}
+//! Workflow code, and only workflow code (ADR-001).
+//!
+//! Everything here must be deterministic: no I/O, no clocks, no randomness, no threads. Side
+//! effects happen in activities (the `activities` crate), which this crate only knows by their
+//! contracts. Futures are combined with the SDK's deterministic `join_all`, never with
+//! `futures::join_all`.
+//!
+//! - [`contracts`]: names and input/output types of every activity the workflows call.
+//! - [`run_workflow`]: `RunActivityWorkflow`: load → resolve context → plan → run the task DAG.
+//! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow.
+//! - [`search`]: search attribute keys and memo fields shared with the starters.
+//! - [`failure`]: turning Temporal failures into readable messages.
+
+pub mod contracts;
+pub mod failure;
+pub mod run_workflow;
+pub mod search;
+pub mod task_workflow;
+
+pub use run_workflow::RunActivityWorkflow;
+pub use task_workflow::TaskWorkflow;
+
+/// Workflow type name of the run workflow, for starters that use it by name.
+pub const RUN_WORKFLOW_TYPE: &str = "RunActivityWorkflow";
+/// Workflow type name of the task workflow.
+pub const TASK_WORKFLOW_TYPE: &str = "TaskWorkflow";

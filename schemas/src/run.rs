@@ -118,6 +118,8 @@ pub struct RunOutcome {
 pub struct TaskInput {
     /// The parent run's workflow id.
     pub run_workflow_id: String,
+    /// The definition's name, for the task workflow's memo.
+    pub definition_name: String,
     /// The planned task.
     pub task: PlannedTask,
 }

@@ -1,0 +1,64 @@
+//! The activities the workflows call, declared without their implementations.
+//!
+//! The `activities` crate implements each with `#[activity(definition = ...)]`, so a mismatch
+//! between a contract and its implementation is a compile error, and this crate never depends
+//! on sqlx or any other I/O.
+
+#![allow(unused_variables, clippy::unused_unit)]
+
+use serde_json::Value;
+use taskfactory_schemas::Plan;
+use taskfactory_schemas::run::{
+    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskStartedInput,
+    TasksSkippedInput,
+};
+use temporalio_macros::activity_definitions;
+use temporalio_sdk::activities::ActivityError;
+
+/// Marker for the taskfactory activity contracts.
+pub struct TfActivities;
+
+#[activity_definitions]
+impl TfActivities {
+    /// Records the run (row + `WORKFLOW_STARTED`) and loads the definition version it uses.
+    #[activity(name = "tf.start_run")]
+    pub fn start_run(input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Resolves the context sources in order; stores the snapshot (`CONTEXT_RESOLVED`).
+    #[activity(name = "tf.resolve_context")]
+    pub fn resolve_context(input: ResolveContextInput) -> Result<Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Runs the planner; stores the plan and one pending row per task (`PLAN_CREATED`).
+    #[activity(name = "tf.plan_run")]
+    pub fn plan_run(input: PlanRunInput) -> Result<Plan, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Marks a task running (`NODE_STARTED`). Cheap: run as a local activity.
+    #[activity(name = "tf.task_started")]
+    pub fn task_started(input: TaskStartedInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Records a task's result (`NODE_COMPLETED` / `NODE_FAILED`). Cheap: a local activity.
+    #[activity(name = "tf.task_finished")]
+    pub fn task_finished(input: TaskFinishedInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Marks a template's tasks skipped because a dependency failed.
+    #[activity(name = "tf.tasks_skipped")]
+    pub fn tasks_skipped(input: TasksSkippedInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Records the run's outcome (`WORKFLOW_COMPLETED` / `WORKFLOW_FAILED`).
+    #[activity(name = "tf.finish_run")]
+    pub fn finish_run(input: FinishRunInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+}
