@@ -1,1 +1,12 @@
+//! Every side effect of taskfactory.
+//!
+//! - [`store`]: the Postgres definition store and run log (used by the activities and the API).
+//! - [`context`]: resolving context sources (`static`, `trigger`, `sql`).
+//! - [`worker_activities`]: the activity implementations the workflows call.
 
+pub mod context;
+pub mod store;
+pub mod worker_activities;
+
+pub use store::{Store, StoreError};
+pub use worker_activities::{ActivityConfig, TfActivityImpls};

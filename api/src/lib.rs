@@ -1,1 +1,48 @@
+//! The HTTP API: admin CRUD for definitions, manual triggers and the run log read API.
+//!
+//! - [`error`]: the one error type every handler returns, rendered as
+//!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
+//! - [`routes`]: one module per resource.
+//! - [`app`] builds the router (tests call it directly); [`serve`] runs it until `shutdown`.
 
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use taskfactory_activities::Store;
+use temporalio_client::Client;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub mod error;
+pub mod routes;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Definitions and the run log.
+    pub store: Store,
+    /// Starts workflows.
+    pub temporal: Client,
+    /// The task queue taskfactory's worker polls.
+    pub task_queue: String,
+}
+
+/// Largest request body accepted (definitions are small; events come in batches).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The router with every route and the common layers.
+pub fn app(state: ApiState) -> Router {
+    routes::router()
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

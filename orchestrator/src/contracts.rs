@@ -62,3 +62,8 @@ impl TfActivities {
         unimplemented!()
     }
 }
+
+/// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
+pub mod markers {
+    pub use super::tf_activities::{FinishRun, PlanRun, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
+}

@@ -48,6 +48,8 @@ pub enum EventType {
     NodeFailed,
     /// A task waits for something outside (a person, a dependency).
     NodeWaiting,
+    /// A template's tasks were not started because a dependency failed.
+    NodeSkipped,
     /// The run completed (possibly with zero tasks).
     WorkflowCompleted,
     /// The run failed.
@@ -67,6 +69,7 @@ impl EventType {
             Self::NodeCompleted => "NODE_COMPLETED",
             Self::NodeFailed => "NODE_FAILED",
             Self::NodeWaiting => "NODE_WAITING",
+            Self::NodeSkipped => "NODE_SKIPPED",
             Self::WorkflowCompleted => "WORKFLOW_COMPLETED",
             Self::WorkflowFailed => "WORKFLOW_FAILED",
         }

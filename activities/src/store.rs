@@ -1,0 +1,740 @@
+//! The Postgres store: definitions (versioned) and the run log.
+//!
+//! Every write that changes a run's state appends its trace event in the same transaction, so
+//! the log and the rows never disagree. Appends are idempotent by event key and take the run
+//! row's lock to hand out `seq`, so seq is gapless and commits happen in seq order: readers
+//! never see a gap, even transiently (ADR-003).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use taskfactory_schemas::events::NewTraceEvent;
+use taskfactory_schemas::plan::Outcome;
+use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, Status, TriggerInfo};
+use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
+
+/// Errors at the store's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A stored document no longer parses (e.g. written by an incompatible version).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the run log and definition store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// A definition's current version.
+#[derive(Clone, Debug, Serialize)]
+pub struct DefinitionRecord {
+    /// The document.
+    pub definition: ActivityDefinition,
+    /// Its version number.
+    pub version: i32,
+    /// When the definition was first created.
+    pub created_at: DateTime<Utc>,
+    /// When the current version was saved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A row of the definitions list.
+#[derive(Clone, Debug, Serialize)]
+pub struct DefinitionSummary {
+    /// Slug.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Current version.
+    pub version: i32,
+    /// Whether triggers fire.
+    pub enabled: bool,
+    /// `cron`, `event` or `manual`.
+    pub trigger_kind: String,
+    /// Last save.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One stored version.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionRecord {
+    /// Version number.
+    pub version: i32,
+    /// When it was saved.
+    pub created_at: DateTime<Utc>,
+    /// The document.
+    pub document: Value,
+}
+
+/// What a PUT of a definition did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PutOutcome {
+    /// The current version after the call.
+    pub version: i32,
+    /// `false` when the document equals the current version (no new version was made).
+    pub changed: bool,
+}
+
+/// A run as listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// The run's workflow id.
+    pub workflow_id: String,
+    /// Temporal's run id.
+    pub run_id: String,
+    /// The definition.
+    pub definition_id: String,
+    /// The version the run used (known once loaded).
+    pub version_used: Option<i32>,
+    /// `schedule`, `event` or `manual`.
+    pub trigger_kind: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// When it started.
+    pub fired_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Tasks started (running or finished).
+    pub tasks_spawned: i64,
+    /// Tasks completed.
+    pub tasks_completed: i64,
+    /// Tasks failed.
+    pub tasks_failed: i64,
+    /// Tasks skipped because a dependency failed.
+    pub tasks_skipped: i64,
+    /// Tasks planned.
+    pub tasks_planned: i64,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
+/// A run in full.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunDetail {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    /// What started it.
+    pub trigger: Value,
+    /// The slot of a scheduled run.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The resolved context.
+    pub context_snapshot: Option<Value>,
+    /// The plan with its explanation (why each task was or was not created).
+    pub plan: Option<Value>,
+    /// The tasks (first 1,000 by id).
+    pub tasks: Vec<TaskRow>,
+}
+
+/// A task as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRow {
+    /// The task's workflow id.
+    pub id: String,
+    /// Template.
+    pub template_id: String,
+    /// Item key.
+    pub item_key: String,
+    /// Kind.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Attempt number (0 before it starts).
+    pub attempt: i32,
+    /// Rendered params.
+    pub params: Value,
+    /// Output.
+    pub output: Option<Value>,
+    /// Error.
+    pub error: Option<String>,
+    /// Start.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filters for [`Store::list_runs`].
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs of this definition.
+    pub definition_id: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// At most this many (capped at 500).
+    pub limit: i64,
+}
+
+fn event(key: impl Into<String>, event_type: EventType, node_id: Option<&str>, level: Level, message: impl Into<String>, payload: Value) -> NewTraceEvent {
+    NewTraceEvent {
+        key: key.into(),
+        event_type,
+        node_id: node_id.map(str::to_owned),
+        level,
+        message: Some(message.into()),
+        payload,
+    }
+}
+
+fn parse_wire<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T> {
+    serde_json::from_value(Value::String(raw.to_owned())).map_err(|e| StoreError::Corrupt(format!("{raw:?}: {e}")))
+}
+
+impl Store {
+    /// Connects a pool.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new().max_connections(max_connections).connect(url).await?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for health checks.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Checks that Postgres answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("../migrations").run(&self.pool).await
+    }
+
+    // ---- definitions ----
+
+    /// Saves a definition: a new immutable version unless it equals the current one.
+    pub async fn put_definition(&self, def: &ActivityDefinition) -> Result<PutOutcome> {
+        let document = serde_json::to_value(def).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let trigger_kind = serde_json::to_value(def.trigger.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        // Serialises concurrent PUTs of one id, including the very first one.
+        sqlx::query("select pg_advisory_xact_lock(hashtext($1))").bind(def.id.as_str()).execute(&mut *tx).await?;
+        let current: Option<(i32, Option<DateTime<Utc>>)> =
+            sqlx::query_as("select current_version, deleted_at from activity_definitions where id = $1")
+                .bind(def.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let version = match current {
+            Some((version, deleted_at)) => {
+                if deleted_at.is_none() {
+                    let stored: Value = sqlx::query_scalar(
+                        "select document from activity_definition_versions where definition_id = $1 and version = $2",
+                    )
+                    .bind(def.id.as_str())
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if stored == document {
+                        return Ok(PutOutcome { version, changed: false });
+                    }
+                }
+                let next: i32 = sqlx::query_scalar("select coalesce(max(version), 0) + 1 from activity_definition_versions where definition_id = $1")
+                    .bind(def.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "update activity_definitions set current_version = $2, name = $3, enabled = $4, trigger_kind = $5, \
+                     updated_at = now(), deleted_at = null where id = $1",
+                )
+                .bind(def.id.as_str())
+                .bind(next)
+                .bind(&def.name)
+                .bind(def.enabled)
+                .bind(&trigger_kind)
+                .execute(&mut *tx)
+                .await?;
+                next
+            }
+            None => {
+                sqlx::query("insert into activity_definitions (id, current_version, name, enabled, trigger_kind) values ($1, 1, $2, $3, $4)")
+                    .bind(def.id.as_str())
+                    .bind(&def.name)
+                    .bind(def.enabled)
+                    .bind(&trigger_kind)
+                    .execute(&mut *tx)
+                    .await?;
+                1
+            }
+        };
+        sqlx::query("insert into activity_definition_versions (definition_id, version, document) values ($1, $2, $3)")
+            .bind(def.id.as_str())
+            .bind(version)
+            .bind(&document)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(PutOutcome { version, changed: true })
+    }
+
+    /// The current version of a (not deleted) definition.
+    pub async fn get_definition(&self, id: &str) -> Result<DefinitionRecord> {
+        let row = sqlx::query(
+            "select v.document, d.current_version, d.created_at, d.updated_at from activity_definitions d \
+             join activity_definition_versions v on v.definition_id = d.id and v.version = d.current_version \
+             where d.id = $1 and d.deleted_at is null",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("definition {id:?}")))?;
+        let document: Value = row.try_get("document")?;
+        Ok(DefinitionRecord {
+            definition: serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}")))?,
+            version: row.try_get("current_version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// Every (not deleted) definition.
+    pub async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        let rows = sqlx::query(
+            "select id, name, current_version, enabled, trigger_kind, updated_at from activity_definitions \
+             where deleted_at is null order by id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DefinitionSummary {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    version: r.try_get("current_version")?,
+                    enabled: r.try_get("enabled")?,
+                    trigger_kind: r.try_get("trigger_kind")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every version of a definition, newest first (deleted definitions included).
+    pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("select version, created_at, document from activity_definition_versions where definition_id = $1 order by version desc")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!("definition {id:?}")));
+        }
+        rows.iter()
+            .map(|r| Ok(VersionRecord { version: r.try_get("version")?, created_at: r.try_get("created_at")?, document: r.try_get("document")? }))
+            .collect()
+    }
+
+    /// Soft-deletes a definition; its versions stay for the runs that used them.
+    pub async fn delete_definition(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("update activity_definitions set deleted_at = now() where id = $1 and deleted_at is null")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("definition {id:?}")));
+        }
+        Ok(())
+    }
+
+    /// Loads the version a run uses: the pinned one, or the current one.
+    pub async fn load_for_run(&self, id: &DefinitionId, version: Option<i32>) -> Result<LoadedDefinition> {
+        let row: Option<(i32, Value)> = match version {
+            Some(v) => {
+                sqlx::query_as("select version, document from activity_definition_versions where definition_id = $1 and version = $2")
+                    .bind(id.as_str())
+                    .bind(v)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "select v.version, v.document from activity_definitions d join activity_definition_versions v \
+                     on v.definition_id = d.id and v.version = d.current_version where d.id = $1 and d.deleted_at is null",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        let (version, document) = row.ok_or_else(|| match version {
+            Some(v) => StoreError::NotFound(format!("definition {id:?} version {v}")),
+            None => StoreError::NotFound(format!("definition {id:?}")),
+        })?;
+        let definition = serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?} v{version}: {e}")))?;
+        Ok(LoadedDefinition { version, definition })
+    }
+
+    // ---- the run log: writes ----
+
+    /// Appends events (idempotent by key) in `tx`; returns how many were new.
+    pub async fn append_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+        let last_seq: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {run:?}")))?;
+        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        let existing: Vec<String> = sqlx::query_scalar("select event_key from run_events where run_workflow_id = $1 and event_key = any($2)")
+            .bind(run)
+            .bind(&keys)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut seen: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
+        let fresh: Vec<&NewTraceEvent> = events.iter().filter(|e| seen.insert(e.key.as_str())).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
+        let types: Vec<&str> = fresh.iter().map(|e| e.event_type.as_str()).collect();
+        let nodes: Vec<Option<&str>> = fresh.iter().map(|e| e.node_id.as_deref()).collect();
+        let levels: Vec<&str> = fresh.iter().map(|e| e.level.as_str()).collect();
+        let messages: Vec<Option<&str>> = fresh.iter().map(|e| e.message.as_deref()).collect();
+        let payloads: Vec<Value> = fresh.iter().map(|e| e.payload.clone()).collect();
+        sqlx::query(
+            "insert into run_events (run_workflow_id, seq, event_key, type, node_id, level, message, payload) \
+             select $1, $2 + u.ord, u.k, u.t, u.n, u.l, u.m, u.p \
+             from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[]) with ordinality as u(k, t, n, l, m, p, ord)",
+        )
+        .bind(run)
+        .bind(last_seq)
+        .bind(&keys)
+        .bind(&types)
+        .bind(&nodes)
+        .bind(&levels)
+        .bind(&messages)
+        .bind(&payloads)
+        .execute(&mut **tx)
+        .await?;
+        let new_last = last_seq + fresh.len() as i64;
+        sqlx::query("update activity_runs set last_seq = $2 where workflow_id = $1").bind(run).bind(new_last).execute(&mut **tx).await?;
+        Ok(fresh.len())
+    }
+
+    /// Records a run's start (idempotent) with `WORKFLOW_STARTED`.
+    pub async fn start_run(&self, run: &str, temporal_run_id: &str, definition_id: &DefinitionId, trigger: &TriggerInfo) -> Result<()> {
+        let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for) \
+             values ($1, $2, $3, $4, $5, $6) on conflict (workflow_id) do nothing",
+        )
+        .bind(run)
+        .bind(temporal_run_id)
+        .bind(definition_id.as_str())
+        .bind(trigger.kind.as_str())
+        .bind(&trigger_json)
+        .bind(trigger.scheduled_for)
+        .execute(&mut *tx)
+        .await?;
+        let started = event(
+            "run:started",
+            EventType::WorkflowStarted,
+            None,
+            Level::Info,
+            format!("run of {definition_id} started ({})", trigger.kind.as_str()),
+            json!({"definition_id": definition_id, "trigger": trigger_json, "temporal_run_id": temporal_run_id}),
+        );
+        Self::append_events(&mut tx, run, &[started]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records which definition version the run uses.
+    pub async fn set_version_used(&self, run: &str, version: i32) -> Result<()> {
+        sqlx::query("update activity_runs set version_used = $2 where workflow_id = $1").bind(run).bind(version).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores the context snapshot with `CONTEXT_RESOLVED`.
+    pub async fn record_context(&self, run: &str, context: &Value) -> Result<()> {
+        let summary: serde_json::Map<String, Value> = context
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), json!({"items": v.as_array().map(Vec::len)}))).collect())
+            .unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1").bind(run).bind(context).execute(&mut *tx).await?;
+        let resolved = event(
+            "run:context",
+            EventType::ContextResolved,
+            None,
+            Level::Info,
+            format!("resolved {} context source(s)", summary.len()),
+            json!({"sources": summary}),
+        );
+        Self::append_events(&mut tx, run, &[resolved]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the plan, one pending row per task, and `PLAN_CREATED`.
+    pub async fn record_plan(&self, run: &str, plan: &Plan) -> Result<()> {
+        let plan_json = serde_json::to_value(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+        for chunk in plan.tasks.chunks(1000) {
+            let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
+            let templates: Vec<&str> = chunk.iter().map(|t| t.template_id.as_str()).collect();
+            let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
+            let kinds: Vec<String> = chunk
+                .iter()
+                .map(|t| serde_json::to_value(&t.spec).ok().and_then(|v| v["kind"].as_str().map(str::to_owned)).unwrap_or_default())
+                .collect();
+            let params: Vec<Value> = chunk.iter().map(|t| t.params.clone()).collect();
+            sqlx::query(
+                "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params) \
+                 select u.id, $1, u.t, u.k, u.kind, u.p from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[]) \
+                 as u(id, t, k, kind, p) on conflict (id) do nothing",
+            )
+            .bind(run)
+            .bind(&ids)
+            .bind(&templates)
+            .bind(&keys)
+            .bind(&kinds)
+            .bind(&params)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let created = event(
+            "run:plan",
+            EventType::PlanCreated,
+            None,
+            Level::Info,
+            format!("planned {} task(s), skipped {skipped}", plan.tasks.len()),
+            json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
+        );
+        Self::append_events(&mut tx, run, &[created]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a task running with `NODE_STARTED`.
+    pub async fn task_started(&self, run: &str, task_id: &str, temporal_run_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
+             started_at = coalesce(started_at, now()) where id = $1 and status in ('pending', 'running')",
+        )
+        .bind(task_id)
+        .bind(temporal_run_id)
+        .execute(&mut *tx)
+        .await?;
+        let started = event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}));
+        Self::append_events(&mut tx, run, &[started]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a task's end with `NODE_COMPLETED` or `NODE_FAILED`.
+    pub async fn task_finished(&self, run: &str, task_id: &str, status: Status, output: &Value, error: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
+            .bind(task_id)
+            .bind(status.as_str())
+            .bind(output)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        let finished = match (status, error) {
+            (Status::Failed, _) => event(
+                format!("task:{task_id}:finished"),
+                EventType::NodeFailed,
+                Some(task_id),
+                Level::Error,
+                format!("task failed: {}", error.unwrap_or("unknown error")),
+                json!({"error": error}),
+            ),
+            _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
+        };
+        Self::append_events(&mut tx, run, &[finished]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a template's pending tasks skipped with one `NODE_SKIPPED`.
+    pub async fn tasks_skipped(&self, run: &str, template_id: &str, reason: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update task_runs set status = 'skipped', error = $3, finished_at = now() \
+             where run_workflow_id = $1 and template_id = $2 and status = 'pending'",
+        )
+        .bind(run)
+        .bind(template_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let skipped = event(
+            format!("template:{template_id}:skipped"),
+            EventType::NodeSkipped,
+            None,
+            Level::Warn,
+            format!("template {template_id:?} skipped: {reason}"),
+            json!({"template_id": template_id, "tasks": done.rows_affected(), "reason": reason}),
+        );
+        Self::append_events(&mut tx, run, &[skipped]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the run's end with `WORKFLOW_COMPLETED` or `WORKFLOW_FAILED`.
+    pub async fn finish_run(&self, run: &str, status: Status, outcome: &RunOutcome, error: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1",
+        )
+        .bind(run)
+        .bind(status.as_str())
+        .bind(i32::try_from(outcome.tasks_spawned).unwrap_or(i32::MAX))
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        let payload = json!({"outcome": outcome, "error": error});
+        let finished = if status == Status::Failed {
+            event("run:finished", EventType::WorkflowFailed, None, Level::Error, format!("run failed: {}", error.unwrap_or("unknown error")), payload)
+        } else {
+            let message = format!("run completed: {} task(s)", outcome.tasks_completed);
+            event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
+        };
+        Self::append_events(&mut tx, run, &[finished]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- the run log: reads ----
+
+    const RUN_COLUMNS: &'static str = "r.workflow_id, r.run_id, r.definition_id, r.version_used, r.trigger_kind, r.status, r.fired_at, \
+         r.finished_at, r.error, \
+         (select count(*) from task_runs t where t.run_workflow_id = r.workflow_id) as planned, \
+         (select count(*) from task_runs t where t.run_workflow_id = r.workflow_id and t.status in ('running', 'completed', 'failed')) as spawned, \
+         (select count(*) from task_runs t where t.run_workflow_id = r.workflow_id and t.status = 'completed') as completed, \
+         (select count(*) from task_runs t where t.run_workflow_id = r.workflow_id and t.status = 'failed') as failed, \
+         (select count(*) from task_runs t where t.run_workflow_id = r.workflow_id and t.status = 'skipped') as skipped";
+
+    fn run_summary(row: &sqlx::postgres::PgRow) -> Result<RunSummary> {
+        Ok(RunSummary {
+            workflow_id: row.try_get("workflow_id")?,
+            run_id: row.try_get("run_id")?,
+            definition_id: row.try_get("definition_id")?,
+            version_used: row.try_get("version_used")?,
+            trigger_kind: row.try_get("trigger_kind")?,
+            status: row.try_get("status")?,
+            fired_at: row.try_get("fired_at")?,
+            finished_at: row.try_get("finished_at")?,
+            error: row.try_get("error")?,
+            tasks_planned: row.try_get("planned")?,
+            tasks_spawned: row.try_get("spawned")?,
+            tasks_completed: row.try_get("completed")?,
+            tasks_failed: row.try_get("failed")?,
+            tasks_skipped: row.try_get("skipped")?,
+        })
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let sql = format!(
+            "select {} from activity_runs r where ($1::text is null or r.definition_id = $1) and ($2::text is null or r.status = $2) \
+             order by r.fired_at desc, r.workflow_id limit $3",
+            Self::RUN_COLUMNS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.definition_id.as_deref())
+            .bind(filter.status.as_deref())
+            .bind(filter.limit.clamp(1, 500))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::run_summary).collect()
+    }
+
+    /// One run with its plan and tasks.
+    pub async fn get_run(&self, workflow_id: &str) -> Result<RunDetail> {
+        let sql = format!("select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan from activity_runs r where r.workflow_id = $1", Self::RUN_COLUMNS);
+        let row = sqlx::query(&sql)
+            .bind(workflow_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
+        let tasks = sqlx::query(
+            "select id, template_id, item_key, kind, status, attempt, params, output, error, started_at, finished_at \
+             from task_runs where run_workflow_id = $1 order by id limit 1000",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TaskRow {
+                id: r.try_get("id")?,
+                template_id: r.try_get("template_id")?,
+                item_key: r.try_get("item_key")?,
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+                attempt: r.try_get("attempt")?,
+                params: r.try_get("params")?,
+                output: r.try_get("output")?,
+                error: r.try_get("error")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(RunDetail {
+            summary: Self::run_summary(&row)?,
+            trigger: row.try_get("trigger")?,
+            scheduled_for: row.try_get("scheduled_for")?,
+            context_snapshot: row.try_get("context_snapshot")?,
+            plan: row.try_get("plan")?,
+            tasks,
+        })
+    }
+
+    /// A page of a run's events with `seq > after`, in seq order.
+    pub async fn list_events(&self, workflow_id: &str, after: i64, limit: i64) -> Result<Vec<TraceEvent>> {
+        let exists: Option<i64> = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("run {workflow_id:?}")));
+        }
+        let rows = sqlx::query(
+            "select seq, ts, type, node_id, level, message, payload from run_events \
+             where run_workflow_id = $1 and seq > $2 order by seq limit $3",
+        )
+        .bind(workflow_id)
+        .bind(after)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TraceEvent {
+                    run_id: workflow_id.to_owned(),
+                    seq: r.try_get("seq")?,
+                    ts: r.try_get("ts")?,
+                    event_type: parse_wire(r.try_get::<&str, _>("type")?)?,
+                    node_id: r.try_get("node_id")?,
+                    level: parse_wire(r.try_get::<&str, _>("level")?)?,
+                    message: r.try_get("message")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! The implementations of the activity contracts in `taskfactory_orchestrator::contracts`.
+//!
+//! Each is a thin adapter: decode, call the [`Store`] or the context resolver, map errors.
+//! Permanent problems (a missing definition, bad SQL, a template error) are non-retryable;
+//! everything else (Postgres down, a timeout) is retried by Temporal with backoff.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use taskfactory_orchestrator::contracts::markers as tf_activities;
+use taskfactory_schemas::Plan;
+use taskfactory_schemas::plan::{PlanRequest, plan};
+use taskfactory_schemas::run::{
+    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskStartedInput,
+    TasksSkippedInput,
+};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::instrument;
+
+use crate::context::{self, ContextLimits};
+use crate::store::{Store, StoreError};
+
+/// Tunables of the activities.
+#[derive(Clone, Debug)]
+pub struct ActivityConfig {
+    /// Context resolution limits.
+    pub context_limits: ContextLimits,
+    /// The most tasks one run may plan.
+    pub max_tasks_per_run: usize,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        Self { context_limits: ContextLimits::default(), max_tasks_per_run: 50_000 }
+    }
+}
+
+/// The activity worker's shared state.
+pub struct TfActivityImpls {
+    store: Store,
+    /// Where `sql` context sources run (the application's database).
+    context_pool: PgPool,
+    config: ActivityConfig,
+}
+
+impl TfActivityImpls {
+    /// Builds the activities over a store and the pool `sql` context sources query.
+    pub fn new(store: Store, context_pool: PgPool, config: ActivityConfig) -> Self {
+        Self { store, context_pool, config }
+    }
+}
+
+fn permanent(message: impl Into<String>) -> ActivityError {
+    ActivityError::application(ApplicationFailure::non_retryable(message.into()))
+}
+
+fn store_error(e: StoreError) -> ActivityError {
+    match e {
+        StoreError::NotFound(_) | StoreError::Corrupt(_) => permanent(e.to_string()),
+        StoreError::Db(db) => ActivityError::from(anyhow::Error::new(db)),
+    }
+}
+
+#[activities]
+impl TfActivityImpls {
+    #[activity(definition = tf_activities::StartRun)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
+    pub async fn start_run(self: Arc<Self>, _ctx: ActivityContext, input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
+        let run = &input.run;
+        self.store.start_run(&input.run_workflow_id, &input.temporal_run_id, &run.definition_id, &run.trigger).await.map_err(store_error)?;
+        let loaded = self.store.load_for_run(&run.definition_id, run.version).await.map_err(store_error)?;
+        self.store.set_version_used(&input.run_workflow_id, loaded.version).await.map_err(store_error)?;
+        Ok(loaded)
+    }
+
+    #[activity(definition = tf_activities::ResolveContext)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
+    pub async fn resolve_context(self: Arc<Self>, _ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
+        let resolved = context::resolve(&self.context_pool, &input.loaded, &input.trigger, self.config.context_limits).await;
+        let value = match resolved {
+            Ok(value) => value,
+            Err(e) if e.permanent => return Err(permanent(e.to_string())),
+            Err(e) => return Err(anyhow::Error::new(e).into()),
+        };
+        self.store.record_context(&input.run_workflow_id, &value).await.map_err(store_error)?;
+        Ok(value)
+    }
+
+    #[activity(definition = tf_activities::PlanRun)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
+    pub async fn plan_run(self: Arc<Self>, _ctx: ActivityContext, input: PlanRunInput) -> Result<Plan, ActivityError> {
+        let request = PlanRequest {
+            definition: &input.loaded.definition,
+            version: input.loaded.version,
+            run_workflow_id: &input.run_workflow_id,
+            context: &input.context,
+            trigger: &input.trigger,
+            max_tasks: self.config.max_tasks_per_run,
+        };
+        let made = plan(&request).map_err(|e| permanent(e.to_string()))?;
+        self.store.record_plan(&input.run_workflow_id, &made).await.map_err(store_error)?;
+        Ok(made)
+    }
+
+    #[activity(definition = tf_activities::TaskStarted)]
+    pub async fn task_started(self: Arc<Self>, _ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
+        self.store.task_started(&input.run_workflow_id, &input.task_id, &input.temporal_run_id).await.map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::TaskFinished)]
+    pub async fn task_finished(self: Arc<Self>, _ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
+        self.store
+            .task_finished(&input.run_workflow_id, &input.task_id, input.status, &input.output, input.error.as_deref())
+            .await
+            .map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::TasksSkipped)]
+    pub async fn tasks_skipped(self: Arc<Self>, _ctx: ActivityContext, input: TasksSkippedInput) -> Result<(), ActivityError> {
+        self.store.tasks_skipped(&input.run_workflow_id, &input.template_id, &input.reason).await.map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::FinishRun)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
+    pub async fn finish_run(self: Arc<Self>, _ctx: ActivityContext, input: FinishRunInput) -> Result<(), ActivityError> {
+        self.store
+            .finish_run(&input.run_workflow_id, input.status, &input.outcome, input.error.as_deref())
+            .await
+            .map_err(store_error)
+    }
+}

@@ -1,0 +1,77 @@
+//! `/api/v1/definitions`: create (PUT makes a new immutable version), read, list, delete.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use taskfactory_schemas::DefinitionId;
+use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// Checks the `{id}` of a URL.
+pub fn path_id(raw: &str) -> Result<DefinitionId, ApiError> {
+    DefinitionId::parse(raw).map_err(|m| ApiError::field("id", format!("{raw:?} is not a valid definition id: {m}")))
+}
+
+fn body_format(headers: &HeaderMap) -> Format {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.contains("yaml") { Format::Yaml } else { Format::Json }
+}
+
+/// `PUT /api/v1/definitions/{id}`: JSON or YAML (by Content-Type). 201 for a new definition,
+/// 200 otherwise; `changed: false` when the document equals the current version.
+pub async fn put(State(state): State<ApiState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(&id)?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let mut document = parse_text(text, body_format(&headers))?;
+    let Some(object) = document.as_object_mut() else {
+        return Err(ApiError::field("", "the definition must be an object"));
+    };
+    match object.get("id") {
+        None => {
+            object.insert("id".into(), json!(id));
+        }
+        Some(Value::String(body_id)) if body_id == id.as_str() => {}
+        Some(other) => return Err(ApiError::field("id", format!("{other} does not match the id in the URL ({id})"))),
+    }
+    let definition = parse_definition(document)?;
+    let outcome = state.store.put_definition(&definition).await?;
+    let status = if outcome.changed && outcome.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    tracing::info!(definition = %id, version = outcome.version, changed = outcome.changed, "definition saved");
+    Ok((status, Json(json!({"id": id, "version": outcome.version, "changed": outcome.changed}))))
+}
+
+/// `GET /api/v1/definitions/{id}`: the current version.
+pub async fn get(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let record = state.store.get_definition(id.as_str()).await?;
+    Ok(Json(json!({
+        "id": id,
+        "version": record.version,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "definition": record.definition,
+    })))
+}
+
+/// `GET /api/v1/definitions`.
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"definitions": state.store.list_definitions().await?})))
+}
+
+/// `GET /api/v1/definitions/{id}/versions`: newest first.
+pub async fn versions(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    Ok(Json(json!({"id": id, "versions": state.store.list_versions(id.as_str()).await?})))
+}
+
+/// `DELETE /api/v1/definitions/{id}`: soft delete; runs keep their versions.
+pub async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id)?;
+    state.store.delete_definition(id.as_str()).await?;
+    tracing::info!(definition = %id, "definition deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

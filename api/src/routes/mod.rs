@@ -1,0 +1,43 @@
+//! Routes, one module per resource.
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+pub mod definitions;
+pub mod health;
+pub mod runs;
+
+/// Every route of the API.
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/definitions", get(definitions::list))
+        .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
+        .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
+        .route("/api/v1/definitions/{id}/runs", post(runs::trigger))
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/{workflow_id}", get(runs::get))
+        .route("/api/v1/runs/{workflow_id}/events", get(runs::events))
+}
+
+/// Parses a JSON body into `T`; an empty body is `T::default()`. Errors name the field.
+pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("invalid JSON: {inner}"))
+        } else {
+            ApiError::field(if path == "." { String::new() } else { path }, inner.to_string())
+        }
+    })
+}

@@ -1,0 +1,134 @@
+//! Runs: manual triggers and the run log read API.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use taskfactory_activities::store::RunFilter;
+use taskfactory_orchestrator::RunActivityWorkflow;
+use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
+use taskfactory_schemas::ids::manual_workflow_id;
+use taskfactory_schemas::run::{RunInput, TriggerInfo};
+use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_common::MemoValues;
+use temporalio_common::search_attributes::SearchAttributes;
+
+use super::definitions::path_id;
+use super::json_body;
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// Body of `POST /api/v1/definitions/{id}/runs` (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// Idempotency key: a second trigger with the same key starts nothing.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Available to templates as `trigger.payload` (and to `trigger` context sources).
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// Longest idempotency key accepted.
+pub const MAX_KEY_LEN: usize = 200;
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(ApiError::field("key", format!("must be 1 to {MAX_KEY_LEN} characters without control characters")));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/definitions/{id}/runs`: starts a manual run of the current version.
+///
+/// 201 with `started: true`, or 200 with `started: false` and the existing run when the key
+/// was used before.
+pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(&id)?;
+    let request: TriggerRequest = json_body(&body)?;
+    if let Some(key) = &request.key {
+        check_key(key)?;
+    }
+    let record = state.store.get_definition(id.as_str()).await?;
+    if !record.definition.enabled {
+        return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {id} is disabled") });
+    }
+    let key = request.key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let workflow_id = manual_workflow_id(&id, &key);
+    let input = RunInput { definition_id: id.clone(), version: Some(record.version), trigger: TriggerInfo::manual(request.key, request.payload) };
+    let mut memo = MemoValues::new();
+    memo.insert(MEMO_DEFINITION_NAME, record.definition.name.clone());
+    let options = WorkflowStartOptions::new(state.task_queue.clone(), workflow_id.clone())
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .search_attributes(SearchAttributes::new([
+            TF_DEFINITION_ID.value_set(id.to_string()),
+            TF_TRIGGER.value_set("manual".to_owned()),
+            TF_VERSION.value_set(i64::from(record.version)),
+            TF_KIND.value_set("run".to_owned()),
+        ]))
+        .memo(memo)
+        .static_summary(format!("{} (manual)", record.definition.name))
+        .build();
+    match state.temporal.start_workflow(RunActivityWorkflow::run, input, options).await {
+        Ok(handle) => {
+            tracing::info!(definition = %id, workflow_id = %workflow_id, "manual run started");
+            let body = json!({"workflow_id": workflow_id, "run_id": handle.run_id(), "started": true});
+            Ok((StatusCode::CREATED, Json(body)))
+        }
+        Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => {
+            Ok((StatusCode::OK, Json(json!({"workflow_id": workflow_id, "run_id": run_id, "started": false}))))
+        }
+        Err(e) => Err(ApiError::Unavailable(format!("temporal: {e}"))),
+    }
+}
+
+/// Query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Only this definition's runs.
+    pub definition_id: Option<String>,
+    /// Only runs in this status (`running`, `completed`, `failed`).
+    pub status: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/runs`: newest first.
+pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    if let Some(status) = &q.status {
+        if !["running", "completed", "failed"].contains(&status.as_str()) {
+            return Err(ApiError::field("status", format!("{status:?} is not one of running, completed, failed")));
+        }
+    }
+    let filter = RunFilter { definition_id: q.definition_id, status: q.status, limit: q.limit.unwrap_or(50) };
+    Ok(Json(json!({"runs": state.store.list_runs(&filter).await?})))
+}
+
+/// `GET /api/v1/runs/{workflow_id}`: status, counts, plan (with its explanation), tasks.
+pub async fn get(State(state): State<ApiState>, Path(workflow_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let detail = state.store.get_run(&workflow_id).await?;
+    Ok(Json(serde_json::to_value(detail).map_err(anyhow::Error::from)?))
+}
+
+/// Query of `GET /api/v1/runs/{workflow_id}/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Only events with a greater seq.
+    pub after: Option<i64>,
+    /// Page size (default 100, at most 1,000).
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/runs/{workflow_id}/events?after=SEQ`: a page in seq order; `next` is the
+/// `after` of the following page, `null` on the last page.
+pub async fn events(State(state): State<ApiState>, Path(workflow_id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state.store.list_events(&workflow_id, q.after.unwrap_or(0), limit).await?;
+    let next = if events.len() as i64 == limit { events.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({"events": events, "next": next})))
+}
