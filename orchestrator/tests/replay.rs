@@ -1,0 +1,34 @@
+//! Replays saved histories against today's workflow code: a change that would break running
+//! workflows (nondeterminism) fails here, before it reaches a worker.
+//!
+//! Histories are recorded from real runs on a dev server (`scripts/record-history.sh`, or the
+//! e2e suite with `UPDATE_HISTORIES=1`) and checked in under `tests/histories/`.
+
+use std::path::Path;
+
+use taskfactory_orchestrator::{RunActivityWorkflow, TaskWorkflow};
+use temporalio_client::WorkflowHistory;
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+
+fn replayer() -> WorkflowReplayer {
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<RunActivityWorkflow>()
+        .unwrap()
+        .register_workflow::<TaskWorkflow>()
+        .unwrap()
+        .build();
+    WorkflowReplayer::new(options).unwrap()
+}
+
+#[tokio::test]
+async fn saved_histories_replay_without_nondeterminism() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no histories in {}", dir.display());
+    let replayer = replayer();
+    for file in files {
+        let history = WorkflowHistory::from_json(&std::fs::read(&file).unwrap()).unwrap();
+        replayer.replay_workflow(history).await.unwrap_or_else(|e| panic!("{} does not replay: {e}", file.display()));
+    }
+}

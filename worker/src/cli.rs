@@ -1,0 +1,258 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use taskfactory_activities::{ActivityConfig, Store};
+use taskfactory_api::ApiState;
+use taskfactory_schemas::validate::{Format, parse_text};
+
+use crate::client::{ApiClient, definition_files, is_yaml, json_arg};
+use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, TemporalArgs};
+use crate::dev::DevArgs;
+use crate::telemetry::LogFormat;
+
+/// taskfactory: declarative, versioned task factories on Temporal.
+#[derive(Debug, Parser)]
+#[command(name = "taskfactory", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TASKFACTORY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything locally: Temporal dev server, Postgres, worker, API, examples.
+    Dev(DevArgs),
+    /// Run the Temporal worker.
+    Worker {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Serve the HTTP API.
+    Api {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Apply the database migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Create or update definitions from a file or a directory of files.
+    Apply {
+        /// A definition file (YAML or JSON), or a directory of them.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a manual run of a definition.
+    Trigger {
+        /// Definition id.
+        id: String,
+        /// Idempotency key: the same key never starts a second run.
+        #[arg(long)]
+        key: Option<String>,
+        /// Payload for the run, JSON or @file.
+        #[arg(long)]
+        payload: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Save a workflow's history as JSON, e.g. for a replay test under
+    /// `orchestrator/tests/histories/`.
+    History {
+        /// The workflow id.
+        workflow_id: String,
+        /// Output file.
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
+    /// List runs, or show one run (with `--events`, its trace events).
+    Runs {
+        /// A run's workflow id.
+        workflow_id: Option<String>,
+        /// Only runs of this definition.
+        #[arg(long)]
+        definition: Option<String>,
+        /// Print the run's trace events.
+        #[arg(long)]
+        events: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => crate::dev::run(args).await,
+        Command::Worker { temporal, database } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
+            let context_pool = context_pool(&database, &store).await?;
+            let setup = crate::worker::WorkerSetup {
+                client,
+                task_queue: temporal.task_queue,
+                store,
+                context_pool,
+                activity_config: ActivityConfig::default(),
+            };
+            crate::worker::run(setup, shutdown_signal()).await
+        }
+        Command::Api { temporal, database, api } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
+            let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
+            tracing::info!(addr = %api.api_addr, "API listening");
+            let state = ApiState { store, temporal: client, task_queue: temporal.task_queue };
+            taskfactory_api::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate { database } => {
+            let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Apply { files, client } => apply(&ApiClient::new(&client.api_url), &files).await,
+        Command::Trigger { id, key, payload, client } => {
+            let payload = payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null);
+            let answer = ApiClient::new(&client.api_url).trigger(&id, &json!({"key": key, "payload": payload})).await?;
+            let verb = if answer["started"].as_bool() == Some(true) { "started" } else { "already started" };
+            println!("{verb}: {}", answer["workflow_id"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::History { workflow_id, out, temporal } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            let json = crate::temporal::history_json(&client, &workflow_id).await?;
+            std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+            println!("saved the history of {workflow_id} to {}", out.display());
+            Ok(())
+        }
+        Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::new(&client.api_url), workflow_id, definition, events).await,
+    }
+}
+
+/// The pool `sql` context sources use: a separate database when configured.
+pub async fn context_pool(database: &DatabaseArgs, store: &Store) -> anyhow::Result<sqlx::PgPool> {
+    match &database.context_database_url {
+        Some(url) => sqlx::postgres::PgPoolOptions::new().max_connections(10).connect(url).await.context("connecting to the context database"),
+        None => Ok(store.pool().clone()),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn apply(client: &ApiClient, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failures = 0;
+    for path in paths {
+        for file in definition_files(path)? {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let yaml = is_yaml(&file);
+            let id = match parse_text(&text, if yaml { Format::Yaml } else { Format::Json }) {
+                Ok(doc) => doc.get("id").and_then(Value::as_str).map(str::to_owned),
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    failures += 1;
+                    continue;
+                }
+            };
+            let Some(id) = id else {
+                eprintln!("{}: id: required", file.display());
+                failures += 1;
+                continue;
+            };
+            match client.put_definition(&id, text, yaml).await {
+                Ok(answer) => {
+                    let what = if answer["changed"].as_bool() == Some(false) { "unchanged" } else { "saved" };
+                    println!("{id}: version {} ({what})", answer["version"]);
+                }
+                Err(e) => {
+                    eprintln!("{}: {e:#}", file.display());
+                    failures += 1;
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} definition file(s) were not applied");
+    }
+    Ok(())
+}
+
+async fn runs(client: &ApiClient, workflow_id: Option<String>, definition: Option<String>, events: bool) -> anyhow::Result<()> {
+    match workflow_id {
+        Some(id) if events => {
+            let mut after = 0;
+            loop {
+                let page = client.get(&format!("/api/v1/runs/{id}/events?after={after}&limit=1000")).await?;
+                for e in page["events"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:>5} {} {:<18} {:<5} {} {}",
+                        e["seq"],
+                        e["ts"].as_str().unwrap_or_default(),
+                        e["type"].as_str().unwrap_or_default(),
+                        e["level"].as_str().unwrap_or_default(),
+                        e["node_id"].as_str().unwrap_or("-"),
+                        e["message"].as_str().unwrap_or_default()
+                    );
+                }
+                match page["next"].as_i64() {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+        }
+        Some(id) => println!("{}", serde_json::to_string_pretty(&client.get(&format!("/api/v1/runs/{id}")).await?)?),
+        None => {
+            let query = definition.map(|d| format!("?definition_id={d}")).unwrap_or_default();
+            let list = client.get(&format!("/api/v1/runs{query}")).await?;
+            println!("{:<60} {:<10} {:>6} {:>6} {:>6}", "WORKFLOW ID", "STATUS", "TASKS", "DONE", "FAILED");
+            for r in list["runs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<60} {:<10} {:>6} {:>6} {:>6}",
+                    r["workflow_id"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    r["tasks_planned"].as_i64().unwrap_or_default(),
+                    r["tasks_completed"].as_i64().unwrap_or_default(),
+                    r["tasks_failed"].as_i64().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Typed settings. Read from flags and environment variables at the edge (clap), then passed
+//! explicitly; nothing below `cli` reads the environment.
+
+use std::net::SocketAddr;
+
+/// How to reach Temporal.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TemporalArgs {
+    /// Temporal frontend address (host:port).
+    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
+    pub temporal_address: String,
+    /// Temporal namespace.
+    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Task queue taskfactory's worker polls and its runs start on.
+    #[arg(long, env = "TASKFACTORY_TASK_QUEUE", default_value = "taskfactory")]
+    pub task_queue: String,
+}
+
+/// How to reach the run log.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL of the run log and definition store.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Postgres URL `sql` context sources query (default: the run log's database).
+    #[arg(long, env = "TASKFACTORY_CONTEXT_DATABASE_URL")]
+    pub context_database_url: Option<String>,
+}
+
+/// Where the API listens.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "TASKFACTORY_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: SocketAddr,
+}
+
+/// Where client commands send their requests.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of a running taskfactory API.
+    #[arg(long, env = "TASKFACTORY_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+}

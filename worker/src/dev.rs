@@ -1,0 +1,183 @@
+//! `taskfactory dev`: the whole system on one machine, in one process tree.
+//!
+//! Starts a Temporal dev server (with the Web UI and taskfactory's search attributes), a
+//! private Postgres cluster unless `DATABASE_URL` is set, applies the migrations, runs the
+//! worker and the API, applies `examples/`, and prints where everything is. Ctrl-C or SIGTERM
+//! stops the worker and the API gracefully, then every child process.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use taskfactory_activities::{ActivityConfig, Store};
+use taskfactory_api::ApiState;
+use taskfactory_schemas::validate::{Format, parse_definition_text};
+use tokio::sync::watch;
+
+use crate::client::{definition_files, is_yaml};
+use crate::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
+
+/// Flags of `taskfactory dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "TASKFACTORY_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: std::net::SocketAddr,
+    /// Port of the Temporal dev server's frontend.
+    #[arg(long, default_value_t = 7233)]
+    pub temporal_port: u16,
+    /// Port of the Temporal Web UI.
+    #[arg(long, default_value_t = 8233)]
+    pub temporal_ui_port: u16,
+    /// Where the dev server's history, the private Postgres cluster and the logs live.
+    #[arg(long, default_value = ".taskfactory")]
+    pub data_dir: PathBuf,
+    /// Definitions applied at start-up (a file or a directory).
+    #[arg(long, default_value = "examples")]
+    pub examples: PathBuf,
+    /// Do not apply the examples.
+    #[arg(long)]
+    pub no_examples: bool,
+    /// Use this Postgres instead of starting a private cluster.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Port of the private Postgres cluster (default: a free one).
+    #[arg(long)]
+    pub postgres_port: Option<u16>,
+    /// The Temporal CLI binary (default: `temporal` on PATH).
+    #[arg(long, env = "TEMPORAL_BIN")]
+    pub temporal_bin: Option<PathBuf>,
+    /// PostgreSQL's server binaries (default: found via pg_config or /usr/lib/postgresql).
+    #[arg(long, env = "PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+    /// Task queue of the worker.
+    #[arg(long, default_value = "taskfactory")]
+    pub task_queue: String,
+}
+
+fn ensure_free(port: u16, flag: &str) -> anyhow::Result<()> {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        bail!("port {port} is already in use (another `taskfactory dev`?): pass {flag} with a free port");
+    }
+    Ok(())
+}
+
+/// Creates database `name` on the cluster at `admin_url` unless it exists.
+pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin_url).await.context("connecting to Postgres")?;
+    let exists: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1").bind(name).fetch_optional(&pool).await?;
+    if exists.is_none() {
+        sqlx::query(&format!("create database \"{name}\"")).execute(&pool).await?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Validates and saves every definition under `path`; prints one line per file.
+pub async fn apply_examples(store: &Store, path: &Path) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for file in definition_files(path)? {
+        let text = std::fs::read_to_string(&file)?;
+        let format = if is_yaml(&file) { Format::Yaml } else { Format::Json };
+        let definition = parse_definition_text(&text, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let outcome = store.put_definition(&definition).await?;
+        println!("  applied {} (version {})", definition.id, outcome.version);
+        ids.push(definition.id.to_string());
+    }
+    Ok(ids)
+}
+
+/// Runs the dev stack until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let logs = args.data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    ensure_free(args.temporal_port, "--temporal-port")?;
+    ensure_free(args.temporal_ui_port, "--temporal-ui-port")?;
+    ensure_free(args.api_addr.port(), "--api-addr")?;
+
+    let search_attributes = taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    println!("starting the Temporal dev server on 127.0.0.1:{} ...", args.temporal_port);
+    let temporal_server = TemporalDevServer::spawn(&TemporalConfig {
+        binary: devstack::find_temporal(args.temporal_bin.as_deref())?,
+        port: args.temporal_port,
+        ui_port: Some(args.temporal_ui_port),
+        db_file: Some(data_dir.join("temporal.db")),
+        log_file: data_dir.join("logs/temporal.log"),
+        search_attributes,
+    })?;
+
+    let (postgres, database_url) = match &args.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let port = match args.postgres_port {
+                Some(p) => p,
+                None => devstack::free_port()?,
+            };
+            println!("starting a private Postgres cluster on 127.0.0.1:{port} ...");
+            let cluster = PostgresCluster::spawn(&PostgresConfig {
+                bin_dir: devstack::find_pg_bin(args.pg_bin.as_deref())?,
+                data_dir: data_dir.join("postgres"),
+                port,
+                log_file: data_dir.join("logs/postgres.log"),
+                ephemeral: false,
+            })?;
+            ensure_database(&cluster.url("postgres"), "taskfactory").await?;
+            let url = cluster.url("taskfactory");
+            (Some(cluster), url)
+        }
+    };
+    let store = Store::connect(&database_url, 20).await.context("connecting to Postgres")?;
+    store.migrate().await.context("applying migrations")?;
+    let client = crate::temporal::wait_ready(&temporal_server.address, "default", Duration::from_secs(60)).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
+    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone() };
+    let api = tokio::spawn(taskfactory_api::serve(listener, state, stopped(stop_rx.clone())));
+
+    let applied = if args.no_examples || !args.examples.exists() {
+        Vec::new()
+    } else {
+        println!("applying definitions from {} ...", args.examples.display());
+        apply_examples(&store, &args.examples).await?
+    };
+    let example = applied.first().map_or("<id>", String::as_str);
+    println!();
+    println!("taskfactory is running");
+    println!("  API:              http://{}", args.api_addr);
+    println!("  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")", temporal_server.ui_url.as_deref().unwrap_or("-"));
+    println!("  Temporal address: {}", temporal_server.address);
+    println!("  Postgres:         {database_url}");
+    println!("  logs:             {}", logs.display());
+    println!("try:  taskfactory trigger {example}   then   taskfactory runs");
+    println!("Ctrl-C stops everything.");
+
+    let setup = crate::worker::WorkerSetup {
+        client,
+        task_queue: args.task_queue.clone(),
+        store: store.clone(),
+        context_pool: store.pool().clone(),
+        activity_config: ActivityConfig::default(),
+    };
+    let worker = crate::worker::run(setup, stopped(stop_rx));
+    tokio::pin!(worker);
+    let result = tokio::select! {
+        result = &mut worker => result,
+        () = crate::cli::shutdown_signal() => {
+            println!("stopping ...");
+            let _ = stop_tx.send(true);
+            worker.await
+        }
+    };
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = api.await {
+        tracing::warn!(error = %e, "API stopped with an error");
+    }
+    drop(postgres);
+    drop(temporal_server);
+    result
+}

@@ -1,0 +1,20 @@
+//! The `taskfactory` binary's library: everything `main` dispatches to.
+//!
+//! - [`cli`]: the command line (clap) and the dispatch of each subcommand.
+//! - [`config`]: typed settings shared by the commands.
+//! - [`devstack`]: starting and stopping a Temporal dev server and a private Postgres cluster
+//!   (used by `taskfactory dev` and by the test harness).
+//! - [`temporal`]: connecting to Temporal and registering search attributes.
+//! - [`worker`]: building and running the Temporal worker.
+//! - [`dev`]: `taskfactory dev`, the whole system in one process tree.
+//! - [`client`]: the HTTP client behind `apply`, `trigger` and `runs`.
+//! - [`telemetry`]: tracing setup.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod dev;
+pub mod devstack;
+pub mod telemetry;
+pub mod temporal;
+pub mod worker;

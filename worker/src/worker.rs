@@ -1,0 +1,54 @@
+//! The Temporal worker: taskfactory's workflows and activities on one task queue.
+
+use std::future::Future;
+
+use anyhow::Context;
+use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
+use taskfactory_orchestrator::{RunActivityWorkflow, TaskWorkflow};
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// What the worker needs.
+pub struct WorkerSetup {
+    /// Temporal client (namespace-bound).
+    pub client: Client,
+    /// Task queue to poll.
+    pub task_queue: String,
+    /// The run log.
+    pub store: Store,
+    /// Pool `sql` context sources query.
+    pub context_pool: sqlx::PgPool,
+    /// Activity limits.
+    pub activity_config: ActivityConfig,
+}
+
+/// Builds the worker with every workflow and activity registered.
+pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
+    let activities = TfActivityImpls::new(setup.store, setup.context_pool, setup.activity_config);
+    let options = WorkerOptions::new(setup.task_queue)
+        .register_workflow::<RunActivityWorkflow>()?
+        .register_workflow::<TaskWorkflow>()?
+        .register_activities(activities)
+        .build();
+    Worker::new(runtime, setup.client, options).context("creating the Temporal worker")
+}
+
+/// Runs the worker until `shutdown` resolves, then drains it (in-flight tasks finish).
+///
+/// The worker's future is not `Send`: call this on the task that owns it (`block_on`,
+/// `select!`), not through `tokio::spawn`.
+pub async fn run(setup: WorkerSetup, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
+    let mut worker = build(&runtime, setup)?;
+    let stop = worker.shutdown_handle();
+    let running = worker.run();
+    tokio::pin!(running);
+    tokio::select! {
+        result = &mut running => result.context("the worker stopped")?,
+        () = shutdown => {
+            stop();
+            running.await.context("draining the worker")?;
+        }
+    }
+    Ok(())
+}
