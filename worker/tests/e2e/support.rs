@@ -1,0 +1,237 @@
+//! The test harness: one Temporal dev server and one Postgres cluster per test binary, started
+//! here from the machine's binaries; per test a fresh database, its own task queue, a worker
+//! and an API on port 0. Nothing is mocked, and a server that cannot start fails the test.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
+use taskfactory::worker::WorkerSetup;
+use taskfactory_activities::{ActivityConfig, Store};
+use taskfactory_api::ApiState;
+use taskfactory_orchestrator::RunActivityWorkflow;
+use temporalio_client::{Client, WorkflowCountOptions, WorkflowGetResultOptions};
+
+/// Addresses of the shared servers.
+pub struct Servers {
+    pub temporal_address: String,
+    pub postgres_port: u16,
+}
+
+static SERVERS: OnceLock<Servers> = OnceLock::new();
+
+/// Removes data dirs of earlier test binaries that are gone.
+fn sweep_stale_dirs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("taskfactory-e2e-").and_then(|p| p.parse::<u32>().ok()) {
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
+    let tmp = std::env::temp_dir();
+    sweep_stale_dirs(&tmp);
+    let root = tmp.join(format!("taskfactory-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let temporal = TemporalDevServer::spawn(&TemporalConfig {
+        binary: devstack::find_temporal(std::env::var_os("TEMPORAL_BIN").map(PathBuf::from).as_deref())?,
+        port: devstack::free_port()?,
+        ui_port: None,
+        // In memory: the suite measures correctness, and memory is the faster store.
+        db_file: None,
+        log_file: root.join("temporal.log"),
+        search_attributes: taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+    })?;
+    let postgres = PostgresCluster::spawn(&PostgresConfig {
+        bin_dir: devstack::find_pg_bin(std::env::var_os("PG_BIN").map(PathBuf::from).as_deref())?,
+        data_dir: root.join("postgres"),
+        port: devstack::free_port()?,
+        log_file: root.join("postgres.log"),
+        ephemeral: true,
+    })?;
+    Ok((temporal, postgres))
+}
+
+/// The shared servers, started on first use by a thread that lives as long as the process
+/// (the servers die with it, through PR_SET_PDEATHSIG).
+pub fn servers() -> &'static Servers {
+    SERVERS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("e2e-servers".into())
+            .spawn(move || match start_servers() {
+                Ok((temporal, postgres)) => {
+                    let _ = tx.send(Ok(Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port }));
+                    let _keep = (temporal, postgres);
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:#}")));
+                }
+            })
+            .expect("spawning the server thread");
+        match rx.recv().expect("the server thread died") {
+            Ok(servers) => servers,
+            Err(e) => panic!("the test servers could not start: {e}"),
+        }
+    })
+}
+
+/// A unique suffix for names.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
+}
+
+/// One test's world: its database, task queue, worker and API.
+pub struct TestApp {
+    pub store: Store,
+    pub client: Client,
+    pub api_url: String,
+    pub http: reqwest::Client,
+    stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_api: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts a worker and an API for the test called `name`.
+    pub async fn spawn(name: &str) -> Self {
+        let servers = servers();
+        let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", servers.postgres_port);
+        let db = format!("t_{}_{}", name.replace('-', "_"), unique());
+        taskfactory::dev::ensure_database(&admin_url, &db).await.expect("creating the test database");
+        let database_url = format!("postgres://postgres@127.0.0.1:{}/{db}", servers.postgres_port);
+        let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
+        store.migrate().await.expect("migrating");
+        let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
+            .await
+            .expect("Temporal dev server not ready");
+        let task_queue = format!("tq-{name}-{}", unique());
+
+        // The worker's future is not Send: it gets a thread and a runtime of its own.
+        let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (address, queue, worker_store) = (servers.temporal_address.clone(), task_queue.clone(), store.clone());
+        std::thread::Builder::new()
+            .name(format!("worker-{name}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
+                runtime.block_on(async move {
+                    let client = taskfactory::temporal::connect(&address, "default").await.expect("worker client");
+                    let setup = WorkerSetup {
+                        client,
+                        task_queue: queue,
+                        context_pool: worker_store.pool().clone(),
+                        store: worker_store,
+                        activity_config: ActivityConfig::default(),
+                    };
+                    taskfactory::worker::run(setup, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("worker failed");
+                });
+            })
+            .expect("spawning the worker thread");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone() };
+        tokio::spawn(taskfactory_api::serve(listener, state, async {
+            let _ = api_stopped.await;
+        }));
+        Self {
+            store,
+            client,
+            api_url,
+            http: reqwest::Client::new(),
+            stop_worker: Some(stop_worker),
+            stop_api: Some(stop_api),
+        }
+    }
+
+    /// `METHOD path` with an optional JSON body; returns status and JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.api_url));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    /// PUT a definition as JSON.
+    pub async fn put_definition(&self, definition: &Value) -> (StatusCode, Value) {
+        let id = definition["id"].as_str().expect("definition id");
+        self.call(reqwest::Method::PUT, &format!("/api/v1/definitions/{id}"), Some(definition)).await
+    }
+
+    /// Manually triggers a run; asserts it was accepted and returns the answer.
+    pub async fn trigger(&self, id: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, &format!("/api/v1/definitions/{id}/runs"), Some(body)).await
+    }
+
+    /// Waits (deadline: 60 s) for the run workflow to close, then returns `GET /api/v1/runs/{id}`.
+    pub async fn wait_for_run(&self, workflow_id: &str) -> Value {
+        let handle = self.client.get_workflow_handle::<RunActivityWorkflow>(workflow_id);
+        // A failed run is a valid outcome for some tests: only the closing matters here.
+        let _ = tokio::time::timeout(Duration::from_secs(60), handle.get_result(WorkflowGetResultOptions::default()))
+            .await
+            .unwrap_or_else(|_| panic!("run {workflow_id} did not finish within 60 s"));
+        let (status, run) = self.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        run
+    }
+
+    /// Every trace event of a run, following `next` pages of `page` events.
+    pub async fn all_events(&self, workflow_id: &str, page: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let path = format!("/api/v1/runs/{workflow_id}/events?after={after}&limit={page}");
+            let (status, body) = self.call(reqwest::Method::GET, &path, None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            events.extend(body["events"].as_array().unwrap().iter().cloned());
+            match body["next"].as_i64() {
+                Some(next) => after = next,
+                None => return events,
+            }
+        }
+    }
+
+    /// Waits (deadline: 30 s) until Temporal's visibility counts `expected` workflows for `query`.
+    pub async fn wait_for_visibility(&self, query: &str, expected: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = 0;
+        while tokio::time::Instant::now() < deadline {
+            last = self.client.count_workflows(query, WorkflowCountOptions::default()).await.expect("count_workflows").count();
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("visibility query {query:?} counted {last}, expected {expected}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_worker.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Task kinds and context sources: `workflow` tasks served by another worker on another task
+//! queue, failures and the DAG, and `sql` context with bound parameters.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{ApplicationFailure, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
+
+use crate::support::{TestApp, servers, unique};
+
+/// A workflow "written by another team": greets `params.name`, fails for the name `fail`.
+#[workflow]
+#[derive(Default)]
+pub struct Greeter;
+
+#[workflow_methods]
+impl Greeter {
+    #[run(name = "Greeter")]
+    pub async fn run(_ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<Value> {
+        let name = input["name"].as_str().unwrap_or("nobody").to_owned();
+        if name == "fail" {
+            return Err(ApplicationFailure::non_retryable(format!("cannot greet {name:?}")).into());
+        }
+        Ok(json!({"greeting": format!("Hello, {name}!")}))
+    }
+}
+
+/// Runs a worker serving only `Greeter` on `task_queue` (its own thread and runtime) until
+/// the returned sender is dropped.
+fn spawn_greeter_worker(task_queue: String) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let address = servers().temporal_address.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let sdk = Runtime::from_current_tokio(Default::default()).unwrap();
+            let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
+            let options = WorkerOptions::new(task_queue).register_workflow::<Greeter>().unwrap().build();
+            let mut worker = Worker::new(&sdk, client, options).unwrap();
+            let shutdown = worker.shutdown_handle();
+            let running = worker.run();
+            tokio::pin!(running);
+            tokio::select! {
+                result = &mut running => result.unwrap(),
+                _ = stopped => { shutdown(); running.await.unwrap(); }
+            }
+        });
+    });
+    stop
+}
+
+fn greeting_definition(id: &str, queue: &str, names: &[&str]) -> Value {
+    let names: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+    json!({
+        "id": id,
+        "name": "Greetings",
+        "trigger": {"kind": "manual"},
+        "context": [{"name": "people", "kind": "static", "value": names}],
+        "tasks": [
+            {"id": "greet", "kind": "workflow", "workflow_type": "Greeter", "task_queue": queue,
+             "for_each": "people", "key": "{{ item.name }}", "params": {"name": "{{ item.name }}"}},
+            {"id": "after", "kind": "noop", "depends_on": ["greet"]}
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_tasks_run_on_another_workers_task_queue() {
+    let app = TestApp::spawn("wftask").await;
+    let queue = format!("greeters-{}", unique());
+    let _greeter = spawn_greeter_worker(queue.clone());
+    let id = format!("greet-{}", unique());
+    assert_eq!(app.put_definition(&greeting_definition(&id, &queue, &["Ada", "Grace"])).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["tasks_completed"], 3);
+    let outputs: Vec<&Value> = run["tasks"].as_array().unwrap().iter().filter(|t| t["template_id"] == "greet").map(|t| &t["output"]).collect();
+    assert_eq!(outputs, [&json!({"greeting": "Hello, Ada!"}), &json!({"greeting": "Hello, Grace!"})]);
+    // The user's workflow really ran, as a child of the task, on the other queue.
+    let work = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(format!("{workflow_id}/greet/Ada/work"));
+    let description = work.describe(Default::default()).await.expect("the Greeter workflow exists");
+    assert_eq!(description.task_queue(), queue);
+    assert_eq!(description.workflow_type(), "Greeter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_fails_the_run_and_skips_its_dependents() {
+    let app = TestApp::spawn("failure").await;
+    let queue = format!("greeters-{}", unique());
+    let _greeter = spawn_greeter_worker(queue.clone());
+    let id = format!("fail-{}", unique());
+    app.put_definition(&greeting_definition(&id, &queue, &["Ada", "fail"])).await;
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"], "1 of 2 tasks failed");
+    assert_eq!((run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()), (json!(1), json!(1), json!(1)));
+    let failed = run["tasks"].as_array().unwrap().iter().find(|t| t["status"] == "failed").unwrap();
+    assert!(failed["error"].as_str().unwrap().contains("cannot greet \"fail\""), "{failed}");
+    let skipped = run["tasks"].as_array().unwrap().iter().find(|t| t["status"] == "skipped").unwrap();
+    assert_eq!(skipped["template_id"], "after");
+
+    let events = app.all_events(&workflow_id, 100).await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"NODE_FAILED") && types.contains(&"NODE_SKIPPED"), "{types:?}");
+    assert_eq!(types.last(), Some(&"WORKFLOW_FAILED"));
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run' AND ExecutionStatus = 'Failed'"), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_context_binds_parameters_and_conditions_explain_skips() {
+    let app = TestApp::spawn("sqlctx").await;
+    let pool = app.store.pool();
+    sqlx::query("create table invoices (id text primary key, customer text not null, amount int not null)").execute(pool).await.unwrap();
+    sqlx::query("insert into invoices values ('i1', 'acme', 500), ('i2', 'globex', 250), ('i3', 'initech', 5)").execute(pool).await.unwrap();
+    let id = format!("sql-{}", unique());
+    let definition = json!({
+        "id": id,
+        "name": "Chase overdue invoices",
+        "trigger": {"kind": "manual"},
+        "context": [{"name": "invoices", "kind": "sql",
+                     "query": "select id, customer, amount from invoices where amount > $1::int order by id",
+                     "params": ["{{ trigger.payload.min }}"]}],
+        "tasks": [{"id": "remind", "kind": "noop", "for_each": "invoices", "key": "{{ item.id }}",
+                   "when": "{{ item.customer != 'acme' }}",
+                   "params": {"invoice": "{{ item.id }}", "amount": "{{ item.amount }}"}}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+
+    let (_, started) = app.trigger(&id, &json!({"payload": {"min": 10}})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["context_snapshot"]["invoices"].as_array().unwrap().len(), 2, "i3 is below the bound minimum");
+    let tasks = run["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["params"], json!({"invoice": "i2", "amount": 250}));
+    let decisions = run["plan"]["decisions"].as_array().unwrap();
+    let acme = decisions.iter().find(|d| d["item_key"] == "i1").unwrap();
+    assert_eq!(acme["outcome"], "skip");
+    assert_eq!(acme["reason"], "condition false: {{ item.customer != 'acme' }}");
+
+    // A parameter is bound, never spliced: this is a type error, not a second statement.
+    let (_, started) = app.trigger(&id, &json!({"payload": {"min": "0; drop table invoices"}})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("context[0].query") && error.contains("invalid input syntax for type integer"), "{error}");
+    let still_there: i64 = sqlx::query_scalar("select count(*) from invoices").fetch_one(pool).await.unwrap();
+    assert_eq!(still_there, 3);
+}
