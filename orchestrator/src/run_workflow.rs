@@ -140,9 +140,12 @@ async fn run_group(
     template: &TemplatePlan,
 ) -> GroupResult {
     let deps = &template.depends_on;
-    // Cancellation of the run cancels this wait; the children below are cancelled with it.
-    let _ = ctx.wait_condition(|s| deps.iter().all(|d| s.finished_templates.contains(d))).await;
-    let failed_dep = ctx.state(|s| deps.iter().find(|d| s.failed_templates.contains(*d)).cloned());
+    let waited = ctx.wait_condition(|s| deps.iter().all(|d| s.finished_templates.contains(d))).await;
+    let failed_dep = match waited {
+        Ok(()) => ctx.state(|s| deps.iter().find(|d| s.failed_templates.contains(*d)).cloned()),
+        // The run was cancelled while this template waited: start nothing new.
+        Err(_) => Some("the run was cancelled".to_owned()),
+    };
     let mut result = GroupResult::default();
     if let Some(dep) = failed_dep {
         result.skipped = template.tasks as u64;
@@ -150,7 +153,7 @@ async fn run_group(
             let skipped = TasksSkippedInput {
                 run_workflow_id: meta.run_workflow_id.to_owned(),
                 template_id: template.id.clone(),
-                reason: format!("dependency {dep:?} failed"),
+                reason: if waited.is_ok() { format!("dependency {dep:?} failed") } else { dep },
             };
             // Best effort: the run's outcome does not depend on this bookkeeping.
             let _ = ctx.execute_activity(TfActivities::tasks_skipped, skipped, step_options(Duration::from_secs(60))).await;

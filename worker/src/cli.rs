@@ -47,6 +47,11 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Register taskfactory's search attributes in a Temporal namespace (idempotent).
+    Setup {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
     /// Apply the database migrations.
     Migrate {
         #[command(flatten)]
@@ -123,6 +128,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(addr = %api.api_addr, "API listening");
             let state = ApiState { store, temporal: client, task_queue: temporal.task_queue };
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Setup { temporal } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            let added = crate::temporal::register_search_attributes(&client, &temporal.namespace).await?;
+            if added.is_empty() {
+                println!("search attributes already registered in {}", temporal.namespace);
+            } else {
+                println!("registered {} in {}", added.join(", "), temporal.namespace);
+            }
             Ok(())
         }
         Command::Migrate { database } => {

@@ -39,3 +39,42 @@ pub async fn history_json(client: &Client, workflow_id: &str) -> anyhow::Result<
     let history = handle.fetch_history(WorkflowFetchHistoryOptions::default());
     history.to_json().await.with_context(|| format!("fetching the history of {workflow_id}"))
 }
+
+/// Registers taskfactory's search attributes in `namespace` when missing; returns the names it
+/// added. Idempotent: `taskfactory setup` on a real cluster, and the test harness, use it.
+pub async fn register_search_attributes(client: &Client, namespace: &str) -> anyhow::Result<Vec<String>> {
+    use std::collections::HashMap;
+
+    use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
+    use temporalio_common::protos::temporal::api::operatorservice::v1::{AddSearchAttributesRequest, ListSearchAttributesRequest};
+
+    let mut operator = client.connection().operator_service();
+    let existing = operator
+        .list_search_attributes(tonic_request(ListSearchAttributesRequest { namespace: namespace.to_owned() }))
+        .await
+        .context("listing search attributes")?
+        .into_inner()
+        .custom_attributes;
+    let mut missing = HashMap::new();
+    for (name, kind) in taskfactory_orchestrator::search::ALL {
+        if !existing.contains_key(*name) {
+            let kind = match *kind {
+                "Int" => IndexedValueType::Int,
+                _ => IndexedValueType::Keyword,
+            };
+            missing.insert((*name).to_owned(), kind as i32);
+        }
+    }
+    let added: Vec<String> = missing.keys().cloned().collect();
+    if !missing.is_empty() {
+        operator
+            .add_search_attributes(tonic_request(AddSearchAttributesRequest { search_attributes: missing, namespace: namespace.to_owned() }))
+            .await
+            .context("adding search attributes")?;
+    }
+    Ok(added)
+}
+
+fn tonic_request<T>(message: T) -> temporalio_client::tonic::Request<T> {
+    temporalio_client::tonic::Request::new(message)
+}

@@ -22,6 +22,7 @@ pub struct Servers {
 }
 
 static SERVERS: OnceLock<Servers> = OnceLock::new();
+static SEARCH_ATTRIBUTES: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
 /// Removes data dirs of earlier test binaries that are gone.
 fn sweep_stale_dirs(root: &std::path::Path) {
@@ -48,7 +49,9 @@ fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
         // In memory: the suite measures correctness, and memory is the faster store.
         db_file: None,
         log_file: root.join("temporal.log"),
-        search_attributes: taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        // Registered through the operator API below, the path `taskfactory setup` takes on a
+        // real cluster, so that path is exercised by every run of the suite.
+        search_attributes: Vec::new(),
     })?;
     let postgres = PostgresCluster::spawn(&PostgresConfig {
         bin_dir: devstack::find_pg_bin(std::env::var_os("PG_BIN").map(PathBuf::from).as_deref())?,
@@ -115,6 +118,14 @@ impl TestApp {
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
             .expect("Temporal dev server not ready");
+        SEARCH_ATTRIBUTES
+            .get_or_init(|| async {
+                let added = taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
+                assert_eq!(added.len(), taskfactory_orchestrator::search::ALL.len(), "a fresh server has none of them");
+                let again = taskfactory::temporal::register_search_attributes(&client, "default").await.unwrap();
+                assert!(again.is_empty(), "registration is idempotent");
+            })
+            .await;
         let task_queue = format!("tq-{name}-{}", unique());
 
         // The worker's future is not Send: it gets a thread and a runtime of its own.
