@@ -159,11 +159,10 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
         for (i, expr) in t.cron.iter().enumerate() {
             errs.check(format!("trigger.cron[{i}]"), check_cron(expr));
         }
-        if let Some(tz) = &t.timezone {
-            if tz.parse::<chrono_tz::Tz>().is_err() {
+        if let Some(tz) = &t.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err() {
                 errs.push("trigger.timezone", format!("unknown time zone {tz:?} (use an IANA name such as Europe/Berlin)"));
             }
-        }
         for (field, value) in [("jitter", &t.jitter), ("catchup_window", &t.catchup_window)] {
             if let Some(v) = value {
                 errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
@@ -350,11 +349,10 @@ fn find_cycle(tasks: &[TaskTemplate]) -> Option<(usize, Vec<String>)> {
         state.insert(node, 1);
         path.push(node);
         for dep in deps.get(node).copied().unwrap_or_default() {
-            if dep != node && deps.contains_key(dep.as_str()) {
-                if let Some(cycle) = visit(dep, deps, state, path) {
+            if dep != node && deps.contains_key(dep.as_str())
+                && let Some(cycle) = visit(dep, deps, state, path) {
                     return Some(cycle);
                 }
-            }
         }
         path.pop();
         state.insert(node, 2);

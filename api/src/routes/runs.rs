@@ -100,11 +100,10 @@ pub struct ListQuery {
 
 /// `GET /api/v1/runs`: newest first.
 pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
-    if let Some(status) = &q.status {
-        if !["running", "completed", "failed"].contains(&status.as_str()) {
+    if let Some(status) = &q.status
+        && !["running", "completed", "failed"].contains(&status.as_str()) {
             return Err(ApiError::field("status", format!("{status:?} is not one of running, completed, failed")));
         }
-    }
     let filter = RunFilter { definition_id: q.definition_id, status: q.status, limit: q.limit.unwrap_or(50) };
     Ok(Json(json!({"runs": state.store.list_runs(&filter).await?})))
 }

@@ -29,11 +29,10 @@ fn sweep_stale_dirs(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("taskfactory-e2e-").and_then(|p| p.parse::<u32>().ok()) {
-            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+        if let Some(pid) = name.strip_prefix("taskfactory-e2e-").and_then(|p| p.parse::<u32>().ok())
+            && !PathBuf::from(format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
-        }
     }
 }
 
