@@ -61,6 +61,23 @@ fn stop_child(child: &mut Child, sig: libc::c_int, grace: Duration) {
     let _ = child.wait();
 }
 
+/// Waits (up to 60 s) until `address` accepts connections; fails early, with the end of its
+/// log, when the child exits.
+fn wait_for_port(child: &mut Child, address: &str, log_file: &Path, what: &str) -> anyhow::Result<()> {
+    let limit = Duration::from_secs(60);
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}); its log ends with:\n{}", log_tail(log_file, 2000));
+        }
+        if std::net::TcpStream::connect(address).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not open {address} within {limit:?}; see {}", log_file.display())
+}
+
 /// The last `max` bytes of a log file, for error messages.
 pub fn log_tail(path: &Path, max: u64) -> String {
     let Ok(mut file) = File::open(path) else { return String::new() };
@@ -141,22 +158,8 @@ impl TemporalDevServer {
             ui_url: config.ui_port.map(|p| format!("http://127.0.0.1:{p}")),
             log_file: config.log_file.clone(),
         };
-        server.wait_for_port(Duration::from_secs(60))?;
+        wait_for_port(&mut server.child, &server.address, &server.log_file, "the Temporal dev server")?;
         Ok(server)
-    }
-
-    fn wait_for_port(&mut self, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the Temporal dev server exited ({status}); its log ends with:\n{}", log_tail(&self.log_file, 2000));
-            }
-            if std::net::TcpStream::connect(&self.address).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("the Temporal dev server did not open {} within {limit:?}; see {}", self.address, self.log_file.display())
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 10 s).
@@ -274,22 +277,8 @@ impl PostgresCluster {
         die_with_parent(&mut cmd, libc::SIGINT);
         let child = cmd.spawn().context("starting postgres")?;
         let mut cluster = Self { child, port: config.port, log_file: config.log_file.clone() };
-        cluster.wait_for_port(Duration::from_secs(60))?;
+        wait_for_port(&mut cluster.child, &format!("127.0.0.1:{}", config.port), &cluster.log_file, "postgres")?;
         Ok(cluster)
-    }
-
-    fn wait_for_port(&mut self, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("postgres exited ({status}); its log ends with:\n{}", log_tail(&self.log_file, 2000));
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("postgres did not open port {} within {limit:?}; see {}", self.port, self.log_file.display())
     }
 
     /// URL of database `db` on this cluster.
