@@ -12,7 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use taskfactory_schemas::events::NewTraceEvent;
 use taskfactory_schemas::plan::Outcome;
-use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, Status, TriggerInfo};
+use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, RunTrigger, Status, TriggerInfo};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
 
 /// Errors at the store's boundary.
@@ -185,6 +185,29 @@ fn event(key: impl Into<String>, event_type: EventType, node_id: Option<&str>, l
         message: Some(message.into()),
         payload,
     }
+}
+
+/// Inserts an event receipt; the first writer of a (definition, dedupe key) wins.
+async fn write_receipt<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    definition_id: &str,
+    dedupe_key: &str,
+    workflow_id: &str,
+    run_id: Option<&str>,
+    event: &Value,
+) -> Result<()> {
+    sqlx::query(
+        "insert into event_receipts (definition_id, dedupe_key, workflow_id, run_id, event) values ($1, $2, $3, $4, $5) \
+         on conflict (definition_id, dedupe_key) do nothing",
+    )
+    .bind(definition_id)
+    .bind(dedupe_key)
+    .bind(workflow_id)
+    .bind(run_id)
+    .bind(event)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 fn parse_wire<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T> {
@@ -381,6 +404,39 @@ impl Store {
         Ok(LoadedDefinition { version, definition })
     }
 
+    /// The current versions of enabled, not deleted `kind: event` definitions for `event_type`.
+    pub async fn event_definitions(&self, event_type: &str) -> Result<Vec<LoadedDefinition>> {
+        let rows: Vec<(i32, Value)> = sqlx::query_as(
+            "select v.version, v.document from activity_definitions d join activity_definition_versions v \
+             on v.definition_id = d.id and v.version = d.current_version \
+             where d.deleted_at is null and d.enabled and d.trigger_kind = 'event' \
+             and v.document -> 'trigger' ->> 'event_type' = $1 order by d.id",
+        )
+        .bind(event_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(version, document)| {
+                let definition = serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("event definition v{version}: {e}")))?;
+                Ok(LoadedDefinition { version, definition })
+            })
+            .collect()
+    }
+
+    /// The receipt of an accepted event: the workflow it started (id, Temporal run id).
+    pub async fn find_receipt(&self, definition_id: &str, dedupe_key: &str) -> Result<Option<(String, Option<String>)>> {
+        Ok(sqlx::query_as("select workflow_id, run_id from event_receipts where definition_id = $1 and dedupe_key = $2")
+            .bind(definition_id)
+            .bind(dedupe_key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Records that an event with this dedupe key started `workflow_id` (first writer wins).
+    pub async fn insert_receipt(&self, definition_id: &str, dedupe_key: &str, workflow_id: &str, run_id: Option<&str>, event: &Value) -> Result<()> {
+        write_receipt(&self.pool, definition_id, dedupe_key, workflow_id, run_id, event).await
+    }
+
     // ---- the run log: writes ----
 
     /// Appends events (idempotent by key) in `tx`; returns how many were new.
@@ -443,6 +499,12 @@ impl Store {
         .bind(trigger.scheduled_for)
         .execute(&mut *tx)
         .await?;
+        if let (RunTrigger::Event, Some(key), Some(received)) = (trigger.kind, &trigger.key, &trigger.event) {
+            // The API writes the receipt after starting the workflow; the run writes it too, so a
+            // crash between the two never forgets an accepted event.
+            let event_json = serde_json::to_value(received).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            write_receipt(&mut *tx, definition_id.as_str(), key, run, Some(temporal_run_id), &event_json).await?;
+        }
         let started = event(
             "run:started",
             EventType::WorkflowStarted,

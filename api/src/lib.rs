@@ -3,6 +3,7 @@
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
+//! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`app`] builds the router (tests call it directly); [`serve`] runs it until `shutdown`.
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod routes;
+pub mod starter;
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]

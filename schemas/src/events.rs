@@ -142,3 +142,45 @@ pub struct NewTraceEvent {
     /// Structured detail.
     pub payload: Value,
 }
+
+impl TriggerEvent {
+    /// The default dedupe key: the event's `key`, else a hash of its canonical payload.
+    pub fn default_dedupe_key(&self) -> String {
+        match &self.key {
+            Some(key) => key.clone(),
+            None => format!("sha256:{}", canonical_hash(&self.payload)),
+        }
+    }
+}
+
+/// Hex SHA-256 (first 32 digits) of the value's canonical JSON: object keys sorted at every
+/// level, so `{"a":1,"b":2}` and `{"b":2,"a":1}` hash alike.
+pub fn canonical_hash(value: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    fn canonical(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&map[k]))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    let bytes = serde_json::to_vec(&canonical(value)).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))[..32].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn canonical_hash_ignores_key_order() {
+        assert_eq!(canonical_hash(&json!({"a": 1, "b": {"c": 2, "d": 3}})), canonical_hash(&json!({"b": {"d": 3, "c": 2}, "a": 1})));
+        assert_ne!(canonical_hash(&json!({"a": 1})), canonical_hash(&json!({"a": 2})));
+    }
+}

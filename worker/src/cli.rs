@@ -78,6 +78,11 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Send events to the API (event ingress).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Save a workflow's history as JSON, e.g. for a replay test under
     /// `orchestrator/tests/histories/`.
     History {
@@ -99,6 +104,28 @@ pub enum Command {
         /// Print the run's trace events.
         #[arg(long)]
         events: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `taskfactory events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Send one event: every matching event definition gets a run (once per dedupe key).
+    Send {
+        /// Event type, e.g. `repo.pushed`.
+        #[arg(long = "type")]
+        event_type: String,
+        /// Idempotency key (default dedupe key).
+        #[arg(long)]
+        key: Option<String>,
+        /// Sender, for the run log.
+        #[arg(long)]
+        source: Option<String>,
+        /// Payload, JSON or @file.
+        #[arg(long)]
+        payload: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -152,6 +179,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let answer = ApiClient::new(&client.api_url).trigger(&id, &json!({"key": key, "payload": payload})).await?;
             let verb = if answer["started"].as_bool() == Some(true) { "started" } else { "already started" };
             println!("{verb}: {}", answer["workflow_id"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::Events { command: EventsCommand::Send { event_type, key, source, payload, client } } => {
+            let payload = payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null);
+            let event = json!({"type": event_type, "key": key, "source": source, "payload": payload});
+            let answer = ApiClient::new(&client.api_url).send_events(&event).await?;
+            let outcomes = answer["results"][0]["outcomes"].as_array().cloned().unwrap_or_default();
+            if outcomes.is_empty() {
+                println!("no enabled event definition matches type {event_type:?}");
+            }
+            for o in outcomes {
+                let what = o["workflow_id"].as_str().or(o["reason"].as_str()).unwrap_or_default();
+                println!("{}: {} {what}", o["definition_id"].as_str().unwrap_or_default(), o["outcome"].as_str().unwrap_or_default());
+            }
             Ok(())
         }
         Command::History { workflow_id, out, temporal } => {

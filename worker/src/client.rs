@@ -60,6 +60,13 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// `POST /api/v1/events`.
+    pub async fn send_events(&self, body: &Value) -> anyhow::Result<Value> {
+        Ok(self.send(self.http.post(format!("{}/api/v1/events", self.base)).json(body)).await?.1)
+    }
+}
+
 /// The definition files at `path`: the file itself, or a directory's `*.yaml|*.yml|*.json`, sorted.
 pub fn definition_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_file() {

@@ -8,6 +8,7 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 pub mod definitions;
+pub mod events;
 pub mod health;
 pub mod runs;
 
@@ -20,6 +21,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
         .route("/api/v1/definitions/{id}/runs", post(runs::trigger))
+        .route("/api/v1/events", post(events::ingest))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{workflow_id}", get(runs::get))
         .route("/api/v1/runs/{workflow_id}/events", get(runs::events))

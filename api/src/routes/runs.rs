@@ -7,19 +7,14 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskfactory_activities::store::RunFilter;
-use taskfactory_orchestrator::RunActivityWorkflow;
-use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
 use taskfactory_schemas::ids::manual_workflow_id;
-use taskfactory_schemas::run::{RunInput, TriggerInfo};
-use temporalio_client::errors::WorkflowStartError;
-use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
-use temporalio_common::MemoValues;
-use temporalio_common::search_attributes::SearchAttributes;
+use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 
 use super::definitions::path_id;
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;
+use crate::starter::start_run;
 
 /// Body of `POST /api/v1/definitions/{id}/runs` (all optional).
 #[derive(Debug, Default, Deserialize)]
@@ -59,32 +54,10 @@ pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>, body
     }
     let key = request.key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let workflow_id = manual_workflow_id(&id, &key);
-    let input = RunInput { definition_id: id.clone(), version: Some(record.version), trigger: TriggerInfo::manual(request.key, request.payload) };
-    let mut memo = MemoValues::new();
-    memo.insert(MEMO_DEFINITION_NAME, record.definition.name.clone());
-    let options = WorkflowStartOptions::new(state.task_queue.clone(), workflow_id.clone())
-        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-        .search_attributes(SearchAttributes::new([
-            TF_DEFINITION_ID.value_set(id.to_string()),
-            TF_TRIGGER.value_set("manual".to_owned()),
-            TF_VERSION.value_set(i64::from(record.version)),
-            TF_KIND.value_set("run".to_owned()),
-        ]))
-        .memo(memo)
-        .static_summary(format!("{} (manual)", record.definition.name))
-        .build();
-    match state.temporal.start_workflow(RunActivityWorkflow::run, input, options).await {
-        Ok(handle) => {
-            tracing::info!(definition = %id, workflow_id = %workflow_id, "manual run started");
-            let body = json!({"workflow_id": workflow_id, "run_id": handle.run_id(), "started": true});
-            Ok((StatusCode::CREATED, Json(body)))
-        }
-        Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => {
-            Ok((StatusCode::OK, Json(json!({"workflow_id": workflow_id, "run_id": run_id, "started": false}))))
-        }
-        Err(e) => Err(ApiError::Unavailable(format!("temporal: {e}"))),
-    }
+    let loaded = LoadedDefinition { version: record.version, definition: record.definition };
+    let started = start_run(&state, &loaded, TriggerInfo::manual(request.key, request.payload), workflow_id).await?;
+    let status = if started.started { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"workflow_id": started.workflow_id, "run_id": started.run_id, "started": started.started}))))
 }
 
 /// Query of `GET /api/v1/runs`.

@@ -2,6 +2,7 @@
 //! the harness in [`support`]. One binary, so the servers are shared across every test.
 
 mod definitions;
+mod events;
 mod fanout;
 mod support;
 mod tasks;

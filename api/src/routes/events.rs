@@ -1,0 +1,141 @@
+//! `POST /api/v1/events`: event ingress.
+//!
+//! Each event starts one run per enabled `kind: event` definition whose `event_type` matches
+//! and whose `filter` holds. The run's workflow id is `tf:{definition}:event:{dedupe_key}`
+//! started with `RejectDuplicate`, so however often an event is delivered it starts one run;
+//! an `event_receipts` row keeps the key deduplicated after Temporal forgot the workflow.
+//!
+//! The answer lists, per event and definition, `started`, `duplicate`, `filtered` or `error`
+//! with the workflow id. A malformed event in a batch is reported by index without losing the
+//! others. When Temporal is unreachable the answer is 503 and retrying the whole request is
+//! safe: what was started is deduplicated.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+use taskfactory_schemas::TriggerEvent;
+use taskfactory_schemas::ids::event_workflow_id;
+use taskfactory_schemas::run::{LoadedDefinition, RunTrigger, TriggerInfo};
+use taskfactory_schemas::template::Templates;
+use taskfactory_schemas::validate::FieldError;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::starter::start_run;
+
+/// Most events in one request.
+pub const MAX_BATCH: usize = 1000;
+/// Longest dedupe key accepted (the event's `key` or a rendered `dedupe_key`).
+pub const MAX_KEY_LEN: usize = 200;
+
+/// What happened for one (event, definition) pair.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    /// The matching definition.
+    pub definition_id: String,
+    /// `started`, `duplicate`, `filtered` or `error`.
+    pub outcome: &'static str,
+    /// The run's workflow id (started or existing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// Why (filtered, error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
+    let at = |path: &str| if path.is_empty() || path == "." { prefix.to_owned() } else if prefix.is_empty() { path.to_owned() } else { format!("{prefix}.{path}") };
+    let event: TriggerEvent = serde_path_to_error::deserialize(value).map_err(|e| FieldError { path: at(&e.path().to_string()), message: e.into_inner().to_string() })?;
+    if event.event_type.trim().is_empty() {
+        return Err(FieldError { path: at("type"), message: "must not be empty".into() });
+    }
+    if let Some(key) = &event.key {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(FieldError { path: at("key"), message: format!("must be 1 to {MAX_KEY_LEN} characters without control characters") });
+        }
+    }
+    Ok(event)
+}
+
+/// `POST /api/v1/events`: one event object or an array of them.
+pub async fn ingest(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let (items, batch) = match value {
+        Value::Array(items) => (items, true),
+        other => (vec![other], false),
+    };
+    if items.is_empty() {
+        return Err(ApiError::field("", "the batch is empty"));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::field("", format!("at most {MAX_BATCH} events per request, got {}", items.len())));
+    }
+    let templates = Templates::new();
+    let mut results = Vec::with_capacity(items.len());
+    let (mut invalid, mut unavailable) = (Vec::new(), false);
+    for (index, item) in items.into_iter().enumerate() {
+        let prefix = if batch { format!("[{index}]") } else { String::new() };
+        match parse_event(item, &prefix) {
+            Err(error) => {
+                results.push(json!({"index": index, "status": "invalid", "error": error}));
+                invalid.push(error);
+            }
+            Ok(event) => {
+                let outcomes = ingest_one(&state, &templates, &event).await?;
+                unavailable |= outcomes.iter().any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
+                results.push(json!({"index": index, "status": "accepted", "type": event.event_type, "outcomes": outcomes}));
+            }
+        }
+    }
+    if invalid.len() == results.len() {
+        return Err(ApiError::Invalid(invalid));
+    }
+    let status = if unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    Ok((status, Json(json!({"results": results}))))
+}
+
+async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEvent) -> Result<Vec<Outcome>, ApiError> {
+    let definitions = state.store.event_definitions(&event.event_type).await?;
+    let scope = json!({"event": event});
+    let mut outcomes = Vec::with_capacity(definitions.len());
+    for loaded in definitions {
+        outcomes.push(ingest_for(state, templates, event, &scope, &loaded).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<Outcome, ApiError> {
+    let definition = &loaded.definition;
+    let outcome = |outcome, workflow_id, reason| Outcome { definition_id: definition.id.to_string(), outcome, workflow_id, reason };
+    if let Some(filter) = &definition.trigger.filter {
+        match templates.eval_condition(filter, scope) {
+            Ok(true) => {}
+            Ok(false) => return Ok(outcome("filtered", None, Some(format!("filter false: {}", filter.trim())))),
+            Err(e) => return Ok(outcome("error", None, Some(format!("trigger.filter: {e}")))),
+        }
+    }
+    let key = match &definition.trigger.dedupe_key {
+        Some(template) => match templates.render_text(template, scope) {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
+            Ok(key) => return Ok(outcome("error", None, Some(format!("trigger.dedupe_key: rendered to {} characters (1 to {MAX_KEY_LEN} allowed)", key.len())))),
+            Err(e) => return Ok(outcome("error", None, Some(format!("trigger.dedupe_key: {e}")))),
+        },
+        None => event.default_dedupe_key(),
+    };
+    if let Some((workflow_id, _)) = state.store.find_receipt(definition.id.as_str(), &key).await? {
+        return Ok(outcome("duplicate", Some(workflow_id), None));
+    }
+    let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key.clone()), event: Some(event.clone()), payload: event.payload.clone(), scheduled_for: None };
+    let workflow_id = event_workflow_id(&definition.id, &key);
+    let started = match start_run(state, loaded, trigger, workflow_id).await {
+        Ok(started) => started,
+        Err(ApiError::Unavailable(message)) => return Ok(outcome("error", None, Some(message))),
+        Err(other) => return Err(other),
+    };
+    let event_json = serde_json::to_value(event).map_err(anyhow::Error::from)?;
+    state.store.insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json).await?;
+    Ok(outcome(if started.started { "started" } else { "duplicate" }, Some(started.workflow_id), None))
+}
