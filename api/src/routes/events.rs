@@ -52,11 +52,10 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
     if event.event_type.trim().is_empty() {
         return Err(FieldError { path: at("type"), message: "must not be empty".into() });
     }
-    if let Some(key) = &event.key {
-        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+    if let Some(key) = &event.key
+        && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control)) {
             return Err(FieldError { path: at("key"), message: format!("must be 1 to {MAX_KEY_LEN} characters without control characters") });
         }
-    }
     Ok(event)
 }
 
