@@ -350,6 +350,19 @@ impl Store {
             .collect()
     }
 
+    /// The current document of every (not deleted) definition.
+    pub async fn current_definitions(&self) -> Result<Vec<ActivityDefinition>> {
+        let rows: Vec<(String, Value)> = sqlx::query_as(
+            "select d.id, v.document from activity_definitions d join activity_definition_versions v \
+             on v.definition_id = d.id and v.version = d.current_version where d.deleted_at is null order by d.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, document)| serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}"))))
+            .collect()
+    }
+
     /// Every version of a definition, newest first (deleted definitions included).
     pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionRecord>> {
         let rows = sqlx::query("select version, created_at, document from activity_definition_versions where definition_id = $1 order by version desc")

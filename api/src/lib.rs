@@ -4,6 +4,7 @@
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
 //! - [`starter`]: starting runs with the options every trigger shares.
+//! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
 //! - [`app`] builds the router (tests call it directly); [`serve`] runs it until `shutdown`.
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod routes;
+pub mod schedules;
 pub mod starter;
 
 /// Everything handlers share. Cheap to clone.

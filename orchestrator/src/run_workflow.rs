@@ -17,10 +17,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chrono::DateTime;
+
 use taskfactory_schemas::plan::{PlannedTask, TemplatePlan};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, RunInput, RunOutcome, StartRunInput, Status, TaskInput,
-    TasksSkippedInput,
+    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, RunInput, RunOutcome, RunTrigger, StartRunInput, Status,
+    TaskInput, TasksSkippedInput,
 };
 use taskfactory_schemas::Plan;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -30,7 +32,7 @@ use temporalio_sdk::{ActivityOptions, ApplicationFailure, ChildWorkflowOptions, 
 
 use crate::contracts::TfActivities;
 use crate::failure;
-use crate::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
+use crate::search::{MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
 use crate::task_workflow::TaskWorkflow;
 
 /// Durable state of a run: which templates have finished, and which of them failed.
@@ -60,6 +62,12 @@ impl RunActivityWorkflow {
     #[run(name = "RunActivityWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: RunInput) -> WorkflowResult<RunOutcome> {
         let run_workflow_id = ctx.workflow_id().to_owned();
+        let mut input = input;
+        if input.trigger.kind == RunTrigger::Schedule && input.trigger.scheduled_for.is_none() {
+            // A schedule's action input is fixed; the slot comes from Temporal's attribute.
+            let slot = ctx.search_attributes().get(&SCHEDULED_START_TIME);
+            input.trigger.scheduled_for = slot.and_then(|t| DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0)));
+        }
         let start = StartRunInput { run_workflow_id: run_workflow_id.clone(), temporal_run_id: ctx.run_id().to_owned(), run: input.clone() };
         let loaded = match ctx.execute_activity(TfActivities::start_run, start, step_options(Duration::from_secs(60))).await {
             Ok(loaded) => loaded,

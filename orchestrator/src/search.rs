@@ -3,7 +3,7 @@
 //! In the Temporal Web UI, `TfDefinitionId = "overdue-invoices"` lists every run and task of a
 //! definition.
 
-use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_common::search_attributes::{SearchAttributeKey, Timestamp};
 
 /// The definition id (Keyword).
 pub const TF_DEFINITION_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfDefinitionId");
@@ -13,6 +13,9 @@ pub const TF_TRIGGER: SearchAttributeKey<String> = SearchAttributeKey::keyword("
 pub const TF_VERSION: SearchAttributeKey<i64> = SearchAttributeKey::int("TfVersion");
 /// `run` or `task` (Keyword).
 pub const TF_KIND: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfKind");
+
+/// Set by Temporal on workflows a schedule starts: the slot they are for.
+pub const SCHEDULED_START_TIME: SearchAttributeKey<Timestamp> = SearchAttributeKey::datetime("TemporalScheduledStartTime");
 
 /// Every custom search attribute with its Temporal type name, for registration.
 pub const ALL: &[(&str, &str)] =

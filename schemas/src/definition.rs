@@ -96,6 +96,12 @@ pub struct Trigger {
     /// cron: how late a missed fire may still start (misfire policy), e.g. `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catchup_window: Option<String>,
+    /// cron: no fire before this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// cron: no fire after this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<chrono::DateTime<chrono::Utc>>,
     /// event: the event type to match, e.g. `repo.pushed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,

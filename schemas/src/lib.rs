@@ -11,6 +11,7 @@
 //!   that explains every spawn and skip.
 //! - [`events`]: trigger events and the trace-event envelope of the run log.
 //! - [`run`]: the inputs and outputs of the workflows and activities.
+//! - [`preview`]: the next fire times of a cron trigger, computed locally.
 //! - [`duration`]: the `30s` / `5m` / `1h30m` duration syntax used in documents.
 //! - [`json_schema`]: JSON Schema generation for the documents above.
 
@@ -20,6 +21,7 @@ pub mod events;
 pub mod ids;
 pub mod json_schema;
 pub mod plan;
+pub mod preview;
 pub mod run;
 pub mod template;
 pub mod validate;

@@ -168,12 +168,19 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
                 errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
             }
         }
+        if let (Some(start), Some(end)) = (t.start_at, t.end_at)
+            && end <= start
+        {
+            errs.push("trigger.end_at", format!("must be after start_at ({start})"));
+        }
     } else {
         not_for_kind(errs, "trigger", "cron", !t.cron.is_empty(), kind);
         not_for_kind(errs, "trigger", "timezone", t.timezone.is_some(), kind);
         not_for_kind(errs, "trigger", "jitter", t.jitter.is_some(), kind);
         not_for_kind(errs, "trigger", "overlap", t.overlap.is_some(), kind);
         not_for_kind(errs, "trigger", "catchup_window", t.catchup_window.is_some(), kind);
+        not_for_kind(errs, "trigger", "start_at", t.start_at.is_some(), kind);
+        not_for_kind(errs, "trigger", "end_at", t.end_at.is_some(), kind);
     }
     if is_event {
         match &t.event_type {

@@ -83,6 +83,13 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Schedules of cron definitions: describe, pause, unpause, trigger, backfill, reconcile.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Save a workflow's history as JSON, e.g. for a replay test under
     /// `orchestrator/tests/histories/`.
     History {
@@ -131,6 +138,50 @@ pub enum EventsCommand {
     },
 }
 
+/// `taskfactory schedules ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Repair drift between definitions and Temporal Schedules; prints what changed.
+    Reconcile,
+    /// State, recent runs and the next fire times of a definition's schedule.
+    Describe {
+        /// Definition id.
+        id: String,
+    },
+    /// Pause a definition's schedule.
+    Pause {
+        /// Definition id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Unpause a definition's schedule.
+    Unpause {
+        /// Definition id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Fire a definition's schedule now.
+    Trigger {
+        /// Definition id.
+        id: String,
+    },
+    /// Start one run per slot in a time range.
+    Backfill {
+        /// Definition id.
+        id: String,
+        /// Start of the range (RFC 3339, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339, inclusive).
+        #[arg(long)]
+        to: String,
+    },
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -154,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
             let state = ApiState { store, temporal: client, task_queue: temporal.task_queue };
+            reconcile_at_startup(&state).await;
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         }
@@ -195,6 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Schedules { command, client } => schedules(&ApiClient::new(&client.api_url), command).await,
         Command::History { workflow_id, out, temporal } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let json = crate::temporal::history_json(&client, &workflow_id).await?;
@@ -204,6 +257,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::new(&client.api_url), workflow_id, definition, events).await,
     }
+}
+
+/// Repairs schedule drift before serving; a failure is logged, not fatal (the API still serves
+/// reads, and `taskfactory schedules reconcile` retries).
+pub async fn reconcile_at_startup(state: &ApiState) {
+    match taskfactory_api::schedules::reconcile(&state.temporal, &state.store, &state.task_queue).await {
+        Ok(repairs) if repairs.is_empty() => tracing::info!("schedules in sync"),
+        Ok(repairs) => tracing::info!(repairs = repairs.len(), "schedules reconciled"),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciling schedules failed"),
+    }
+}
+
+async fn schedules(client: &ApiClient, command: SchedulesCommand) -> anyhow::Result<()> {
+    let answer = match &command {
+        SchedulesCommand::Reconcile => client.post("/api/v1/schedules/reconcile", &json!({})).await?,
+        SchedulesCommand::Describe { id } => client.get(&format!("/api/v1/definitions/{id}/schedule")).await?,
+        SchedulesCommand::Pause { id, note } => client.post(&format!("/api/v1/definitions/{id}/schedule/pause"), &json!({"note": note})).await?,
+        SchedulesCommand::Unpause { id, note } => client.post(&format!("/api/v1/definitions/{id}/schedule/unpause"), &json!({"note": note})).await?,
+        SchedulesCommand::Trigger { id } => client.post(&format!("/api/v1/definitions/{id}/schedule/trigger"), &json!({})).await?,
+        SchedulesCommand::Backfill { id, from, to } => {
+            client.post(&format!("/api/v1/definitions/{id}/schedule/backfill"), &json!({"start": from, "end": to})).await?
+        }
+    };
+    if let SchedulesCommand::Reconcile = command {
+        let repairs = answer["repairs"].as_array().cloned().unwrap_or_default();
+        if repairs.is_empty() {
+            println!("schedules in sync: nothing to repair");
+        }
+        for r in repairs {
+            println!("{}: {}", r["schedule_id"].as_str().unwrap_or_default(), r["action"].as_str().unwrap_or_default());
+        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
 }
 
 /// The pool `sql` context sources use: a separate database when configured.

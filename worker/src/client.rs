@@ -61,6 +61,11 @@ impl ApiClient {
 }
 
 impl ApiClient {
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        Ok(self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?.1)
+    }
+
     /// `POST /api/v1/events`.
     pub async fn send_events(&self, body: &Value) -> anyhow::Result<Value> {
         Ok(self.send(self.http.post(format!("{}/api/v1/events", self.base)).json(body)).await?.1)

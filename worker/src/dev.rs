@@ -145,7 +145,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("applying definitions from {} ...", args.examples.display());
         apply_examples(&store, &args.examples).await?
     };
-    let example = applied.first().map_or("<id>", String::as_str);
+    crate::cli::reconcile_at_startup(&ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone() }).await;
+    let example = applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();
     println!("taskfactory is running");
     println!("  API:              http://{}", args.api_addr);

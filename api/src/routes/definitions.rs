@@ -5,10 +5,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
+use chrono::Utc;
 use taskfactory_schemas::DefinitionId;
+use taskfactory_schemas::definition::TriggerKind;
+use taskfactory_schemas::preview::next_fires;
 use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
 
 use crate::ApiState;
+use crate::schedules;
 use crate::error::ApiError;
 
 /// Checks the `{id}` of a URL.
@@ -41,7 +45,30 @@ pub async fn put(State(state): State<ApiState>, Path(id): Path<String>, headers:
     let outcome = state.store.put_definition(&definition).await?;
     let status = if outcome.changed && outcome.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
     tracing::info!(definition = %id, version = outcome.version, changed = outcome.changed, "definition saved");
-    Ok((status, Json(json!({"id": id, "version": outcome.version, "changed": outcome.changed}))))
+    let mut body = json!({"id": id, "version": outcome.version, "changed": outcome.changed});
+    // The definition is saved; its schedule follows. If Temporal is unreachable now, the
+    // answer says so and the reconciler (start-up, `taskfactory schedules reconcile`) repairs it.
+    match schedules::sync_definition(&state.temporal, &state.task_queue, &definition).await {
+        Ok(action) => body["schedule"] = json!(action),
+        Err(e) => {
+            tracing::warn!(definition = %id, error = %e, "schedule sync failed");
+            body["schedule"] = json!("sync_failed");
+            body["schedule_error"] = json!(e.to_string());
+        }
+    }
+    if definition.trigger.kind == TriggerKind::Cron {
+        body["next_fires"] = json!(next_fires(&definition.trigger, Utc::now(), 10).unwrap_or_default());
+    }
+    Ok((status, Json(body)))
+}
+
+/// `POST /api/v1/validate`: checks a document (JSON or YAML) without saving it;
+/// for cron triggers, previews the next 10 fire times.
+pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let definition = parse_definition(parse_text(text, body_format(&headers))?)?;
+    let fires = next_fires(&definition.trigger, Utc::now(), 10).map_err(|m| ApiError::field("trigger.cron", m))?;
+    Ok(Json(json!({"valid": true, "id": definition.id, "next_fires": fires})))
 }
 
 /// `GET /api/v1/definitions/{id}`: the current version.
@@ -73,5 +100,9 @@ pub async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Re
     let id = path_id(&id)?;
     state.store.delete_definition(id.as_str()).await?;
     tracing::info!(definition = %id, "definition deleted");
+    if let Err(e) = schedules::delete(&state.temporal, &id).await {
+        // The reconciler deletes orphaned schedules; the definition is gone either way.
+        tracing::warn!(definition = %id, error = %e, "deleting the schedule failed");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ pub mod definitions;
 pub mod events;
 pub mod health;
 pub mod runs;
+pub mod schedules;
 
 /// Every route of the API.
 pub fn router() -> Router<ApiState> {
@@ -20,7 +21,14 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions", get(definitions::list))
         .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
+        .route("/api/v1/validate", post(definitions::validate))
         .route("/api/v1/definitions/{id}/runs", post(runs::trigger))
+        .route("/api/v1/definitions/{id}/schedule", get(schedules::describe))
+        .route("/api/v1/definitions/{id}/schedule/pause", post(schedules::pause))
+        .route("/api/v1/definitions/{id}/schedule/unpause", post(schedules::unpause))
+        .route("/api/v1/definitions/{id}/schedule/trigger", post(schedules::trigger))
+        .route("/api/v1/definitions/{id}/schedule/backfill", post(schedules::backfill))
+        .route("/api/v1/schedules/reconcile", post(schedules::reconcile))
         .route("/api/v1/events", post(events::ingest))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{workflow_id}", get(runs::get))

@@ -4,5 +4,6 @@
 mod definitions;
 mod events;
 mod fanout;
+mod schedules;
 mod support;
 mod tasks;

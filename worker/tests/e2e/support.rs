@@ -100,6 +100,7 @@ pub struct TestApp {
     pub client: Client,
     pub api_url: String,
     pub http: reqwest::Client,
+    task_queue: String,
     stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -163,10 +164,16 @@ impl TestApp {
             store,
             client,
             api_url,
+            task_queue,
             http: reqwest::Client::new(),
             stop_worker: Some(stop_worker),
             stop_api: Some(stop_api),
         }
+    }
+
+    /// The task queue of this test's worker (and of the schedules its API creates).
+    pub fn task_queue(&self) -> &str {
+        &self.task_queue
     }
 
     /// `METHOD path` with an optional JSON body; returns status and JSON body.
