@@ -20,7 +20,9 @@ pub struct Fire {
 }
 
 /// The next `n` fires strictly after `after` (jitter not applied), honouring `start_at` and
-/// `end_at`. Expressions are assumed valid (see [`crate::validate::check_cron`]).
+/// `end_at`, with Temporal's DST rules: a local time that does not exist is skipped, one that
+/// happens twice fires once, at its later occurrence. Expressions are assumed valid (see
+/// [`crate::validate::check_cron`]).
 pub fn next_fires(trigger: &Trigger, after: DateTime<Utc>, n: usize) -> Result<Vec<Fire>, String> {
     if trigger.kind != TriggerKind::Cron {
         return Ok(Vec::new());
@@ -36,10 +38,23 @@ pub fn next_fires(trigger: &Trigger, after: DateTime<Utc>, n: usize) -> Result<V
         let trimmed = expr.trim();
         let six_field = if trimmed.starts_with('@') { trimmed.to_owned() } else { format!("0 {trimmed}") };
         let schedule = cron::Schedule::from_str(&six_field).map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
-        fires.extend(schedule.after(&from).take(n).map(|t| t.with_timezone(&Utc)));
+        // Extra candidates: collapsing repeated local times below may drop some.
+        fires.extend(schedule.after(&from).take(2 * n + 2).map(|t| t.with_timezone(&Utc)));
     }
     fires.sort();
     fires.dedup();
+    // A local time that happens twice (the autumn DST night) fires once, at its later
+    // occurrence, as Temporal does; nonexistent local times never come out of `cron`.
+    let mut collapsed: Vec<DateTime<Utc>> = Vec::with_capacity(fires.len());
+    for fire in fires {
+        let local = fire.with_timezone(&tz).naive_local();
+        if let Some(last) = collapsed.last_mut().filter(|last| last.with_timezone(&tz).naive_local() == local) {
+            *last = fire;
+        } else {
+            collapsed.push(fire);
+        }
+    }
+    let mut fires = collapsed;
     if let Some(end) = trigger.end_at {
         fires.retain(|t| *t <= end);
     }
@@ -69,6 +84,24 @@ mod tests {
     }
 
     #[test]
+    fn dst_nights_follow_temporal() {
+        let t = trigger(json!({"kind": "cron", "cron": ["30 2 * * *"], "timezone": "Europe/Berlin"}));
+        let utc = |after: &str| -> Vec<String> {
+            next_fires(&t, after.parse().unwrap(), 4).unwrap().iter().map(|f| f.utc.to_rfc3339()).collect()
+        };
+        // Spring: 02:30 does not exist on 28 March; no fire that day.
+        assert_eq!(
+            utc("2027-03-26T00:00:00Z"),
+            ["2027-03-26T01:30:00+00:00", "2027-03-27T01:30:00+00:00", "2027-03-29T00:30:00+00:00", "2027-03-30T00:30:00+00:00"]
+        );
+        // Autumn: 02:30 happens twice on 31 October; one fire, at the second (CET) one.
+        assert_eq!(
+            utc("2027-10-29T00:00:00Z"),
+            ["2027-10-29T00:30:00+00:00", "2027-10-30T00:30:00+00:00", "2027-10-31T01:30:00+00:00", "2027-11-01T01:30:00+00:00"]
+        );
+    }
+
+    #[test]
     fn several_expressions_merge_and_bounds_apply() {
         let t = trigger(json!({"kind": "cron", "cron": ["0 12 * * *", "0 6 * * *"],
                                "start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-03T00:00:00Z"}));
@@ -77,3 +110,4 @@ mod tests {
         assert_eq!(utc, ["2030-01-02T06:00:00+00:00", "2030-01-02T12:00:00+00:00"]);
     }
 }
+

@@ -142,6 +142,12 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     let stale_id = format!("stale-{}", unique());
     assert_eq!(app.put_definition(&cron_definition(&stale_id, "0 7 * * *")).await.0, StatusCode::CREATED);
     app.store.put_definition(&parse_definition(cron_definition(&stale_id, "0 8 * * *")).unwrap()).await.unwrap();
+    // Deleted behind its back: the definition is fine, its schedule is gone from Temporal.
+    let deleted_id = format!("deleted-{}", unique());
+    assert_eq!(app.put_definition(&cron_definition(&deleted_id, "0 5 * * *")).await.0, StatusCode::CREATED);
+    let deleted = parse_definition(cron_definition(&deleted_id, "0 5 * * *")).unwrap();
+    assert!(taskfactory_api::schedules::delete(&app.client, &deleted.id).await.unwrap());
+    assert_eq!(temporal_schedule(&app, &deleted_id).await, None);
     // Orphaned: a schedule of this deployment whose definition does not exist.
     let orphan = parse_definition(cron_definition(&format!("orphan-{}", unique()), "0 9 * * *")).unwrap();
     assert_eq!(sync_definition(&app.client, &task_queue, &orphan).await.unwrap(), SyncAction::Created);
@@ -157,6 +163,7 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     repairs.sort();
     let mut expected = vec![
         (format!("tf:{}", missing.id), "created".to_owned()),
+        (format!("tf:{deleted_id}"), "created".to_owned()),
         (format!("tf:{stale_id}"), "updated".to_owned()),
         (format!("tf:{}", orphan.id), "deleted".to_owned()),
     ];
@@ -164,6 +171,8 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     assert_eq!(repairs, expected);
     let (_, again) = app.call(Method::POST, "/api/v1/schedules/reconcile", None).await;
     assert_eq!(again["repairs"], json!([]), "a second pass finds nothing to repair");
+    assert_eq!(temporal_schedule(&app, &deleted_id).await.unwrap()["paused"], false);
+    assert_eq!(temporal_schedule(&app, &orphan.id.to_string()).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +193,20 @@ async fn the_local_preview_matches_temporal_across_a_dst_change() {
     // The change is in the window: 08:00 UTC before the last Sunday of March, 07:00 after.
     assert_eq!(temporal[0], "2027-03-25T08:00:00Z");
     assert_eq!(temporal[3], "2027-03-28T07:00:00Z");
+
+    // The autumn night, when 02:30 happens twice: one fire, where Temporal puts it.
+    let fall_id = format!("dst-fall-{}", unique());
+    let fall = json!({
+        "id": fall_id, "name": "Berlin nights",
+        "trigger": {"kind": "cron", "cron": ["30 2 * * *"], "timezone": "Europe/Berlin", "start_at": "2027-10-29T00:00:00Z"},
+        "tasks": [{"id": "t", "kind": "noop"}]
+    });
+    assert_eq!(app.put_definition(&fall).await.0, StatusCode::CREATED);
+    let (_, described) = app.call(Method::GET, &format!("/api/v1/definitions/{fall_id}/schedule"), None).await;
+    let temporal_fall: Vec<&str> = described["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let local_fall: Vec<&str> = described["local_preview"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
+    assert_eq!(local_fall, temporal_fall);
+    assert_eq!(&temporal_fall[..4], ["2027-10-29T00:30:00Z", "2027-10-30T00:30:00Z", "2027-10-31T01:30:00Z", "2027-11-01T01:30:00Z"]);
 
     // The same preview is available before saving.
     let (status, body) = app.call(Method::POST, "/api/v1/validate", Some(&definition)).await;
