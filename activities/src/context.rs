@@ -41,8 +41,15 @@ pub struct ContextError {
     pub permanent: bool,
 }
 
-/// Resolves every source of `loaded` into an object `{name: value}`.
-pub async fn resolve(sql_pool: &PgPool, loaded: &LoadedDefinition, trigger: &TriggerInfo, limits: ContextLimits) -> Result<Value, ContextError> {
+/// Resolves every source of `loaded` into an object `{name: value}`. A source named in
+/// `overrides` takes that value instead of being resolved (dry-runs with sample data).
+pub async fn resolve(
+    sql_pool: &PgPool,
+    loaded: &LoadedDefinition,
+    trigger: &TriggerInfo,
+    overrides: &Map<String, Value>,
+    limits: ContextLimits,
+) -> Result<Value, ContextError> {
     let templates = Templates::new();
     let mut context = Map::new();
     for (index, source) in loaded.definition.context.iter().enumerate() {
@@ -52,6 +59,10 @@ pub async fn resolve(sql_pool: &PgPool, loaded: &LoadedDefinition, trigger: &Tri
             "trigger": trigger,
             "definition": {"id": loaded.definition.id, "name": loaded.definition.name, "version": loaded.version},
         });
+        if let Some(value) = overrides.get(&source.name) {
+            context.insert(source.name.clone(), value.clone());
+            continue;
+        }
         let value = match source.kind {
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),

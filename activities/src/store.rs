@@ -377,6 +377,18 @@ impl Store {
             .collect()
     }
 
+    /// One version of a definition (deleted definitions included).
+    pub async fn get_version(&self, id: &str, version: i32) -> Result<VersionRecord> {
+        let row: Option<(i32, DateTime<Utc>, Value)> =
+            sqlx::query_as("select version, created_at, document from activity_definition_versions where definition_id = $1 and version = $2")
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (version, created_at, document) = row.ok_or_else(|| StoreError::NotFound(format!("definition {id:?} version {version}")))?;
+        Ok(VersionRecord { version, created_at, document })
+    }
+
     /// Soft-deletes a definition; its versions stay for the runs that used them.
     pub async fn delete_definition(&self, id: &str) -> Result<()> {
         let done = sqlx::query("update activity_definitions set deleted_at = now() where id = $1 and deleted_at is null")

@@ -79,7 +79,7 @@ impl TfActivityImpls {
     #[activity(definition = tf_activities::ResolveContext)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id))]
     pub async fn resolve_context(self: Arc<Self>, _ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
-        let resolved = context::resolve(&self.context_pool, &input.loaded, &input.trigger, self.config.context_limits).await;
+        let resolved = context::resolve(&self.context_pool, &input.loaded, &input.trigger, &Default::default(), self.config.context_limits).await;
         let value = match resolved {
             Ok(value) => value,
             Err(e) if e.permanent => return Err(permanent(e.to_string())),

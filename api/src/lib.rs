@@ -32,6 +32,16 @@ pub struct ApiState {
     pub temporal: Client,
     /// The task queue taskfactory's worker polls.
     pub task_queue: String,
+    /// Where `sql` context sources run in dry-runs (the application's database); `None` means
+    /// the run log's own database.
+    pub context_pool: Option<sqlx::PgPool>,
+}
+
+impl ApiState {
+    /// The pool `sql` context sources query.
+    pub fn context_pool(&self) -> &sqlx::PgPool {
+        self.context_pool.as_ref().unwrap_or_else(|| self.store.pool())
+    }
 }
 
 /// Largest request body accepted (definitions are small; events come in batches).

@@ -4,6 +4,7 @@
 //!
 //! - [`ids`]: validated identifiers (definition slugs, template ids) and the workflow-id scheme.
 //! - [`definition`]: the ActivityDefinition document (trigger, context sources, task templates).
+//! - [`diff`]: a structured diff between two definition documents.
 //! - [`validate`]: parsing a document from JSON or YAML and reporting every problem with its
 //!   field path.
 //! - [`template`]: the minijinja environment used for `when`, `key`, `params` and friends.
@@ -16,6 +17,7 @@
 //! - [`json_schema`]: JSON Schema generation for the documents above.
 
 pub mod definition;
+pub mod diff;
 pub mod duration;
 pub mod events;
 pub mod ids;

@@ -101,6 +101,25 @@ pub enum Command {
         #[command(flatten)]
         temporal: TemporalArgs,
     },
+    /// Show what a definition would do, without starting anything.
+    DryRun {
+        /// Definition id.
+        id: String,
+        /// A sample event, JSON or @file (`{type, key?, payload}`).
+        #[arg(long)]
+        event: Option<String>,
+        /// Payload of a manual run, JSON or @file.
+        #[arg(long)]
+        payload: Option<String>,
+        /// Context values by source name, JSON or @file, used instead of resolving them.
+        #[arg(long)]
+        context: Option<String>,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List runs, or show one run (with `--events`, its trace events).
     Runs {
         /// A run's workflow id.
@@ -204,7 +223,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
             let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
-            let state = ApiState { store, temporal: client, task_queue: temporal.task_queue };
+            let context_pool = match &database.context_database_url {
+                Some(_) => Some(context_pool(&database, &store).await?),
+                None => None,
+            };
+            let state = ApiState { store, temporal: client, task_queue: temporal.task_queue, context_pool };
             reconcile_at_startup(&state).await;
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
@@ -245,6 +268,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let what = o["workflow_id"].as_str().or(o["reason"].as_str()).unwrap_or_default();
                 println!("{}: {} {what}", o["definition_id"].as_str().unwrap_or_default(), o["outcome"].as_str().unwrap_or_default());
             }
+            Ok(())
+        }
+        Command::DryRun { id, event, payload, context, json: as_json, client } => {
+            let body = json!({
+                "event": event.as_deref().map(json_arg).transpose()?,
+                "payload": payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null),
+                "context": context.as_deref().map(json_arg).transpose()?.unwrap_or_else(|| json!({})),
+            });
+            let answer = ApiClient::new(&client.api_url).post(&format!("/api/v1/definitions/{id}/dry-run"), &body).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            if let Some(holds) = answer["filter"]["holds"].as_bool() {
+                println!("filter {}: {}", answer["filter"]["expression"].as_str().unwrap_or_default(), if holds { "holds" } else { "does not hold (no run)" });
+            }
+            for d in answer["plan"]["decisions"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<6} {}/{}  {}",
+                    d["outcome"].as_str().unwrap_or_default(),
+                    d["template_id"].as_str().unwrap_or_default(),
+                    d["item_key"].as_str().unwrap_or("-"),
+                    d["reason"].as_str().unwrap_or_default()
+                );
+            }
+            println!("{} task(s) would spawn, {} skipped", answer["summary"]["spawn"], answer["summary"]["skip"]);
             Ok(())
         }
         Command::Schedules { command, client } => schedules(&ApiClient::new(&client.api_url), command).await,

@@ -136,8 +136,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
-    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone() };
-    let api = tokio::spawn(taskfactory_api::serve(listener, state, stopped(stop_rx.clone())));
+    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone(), context_pool: None };
+    let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
     let applied = if args.no_examples || !args.examples.exists() {
         Vec::new()
@@ -145,7 +145,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("applying definitions from {} ...", args.examples.display());
         apply_examples(&store, &args.examples).await?
     };
-    crate::cli::reconcile_at_startup(&ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone() }).await;
+    crate::cli::reconcile_at_startup(&state).await;
     let example = applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();
     println!("taskfactory is running");

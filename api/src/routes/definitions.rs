@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use chrono::Utc;
 use taskfactory_schemas::DefinitionId;
@@ -93,6 +94,40 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
 pub async fn versions(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
     Ok(Json(json!({"id": id, "versions": state.store.list_versions(id.as_str()).await?})))
+}
+
+/// `GET /api/v1/definitions/{id}/versions/{version}`.
+pub async fn version(State(state): State<ApiState>, Path((id, version)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let number = parse_version("version", &version)?;
+    Ok(Json(json!({"id": id, "version": state.store.get_version(id.as_str(), number).await?})))
+}
+
+fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
+    raw.parse::<i32>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
+}
+
+/// Query of the diff route.
+#[derive(Debug, Deserialize)]
+pub struct DiffQuery {
+    /// The old version.
+    pub from: Option<String>,
+    /// The new version (default: the current one).
+    pub to: Option<String>,
+}
+
+/// `GET /api/v1/definitions/{id}/diff?from=1&to=2`: what changed, path by path.
+pub async fn diff(State(state): State<ApiState>, Path(id): Path<String>, Query(q): Query<DiffQuery>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let from = parse_version("from", q.from.as_deref().ok_or_else(|| ApiError::field("from", "required"))?)?;
+    let to = match q.to.as_deref() {
+        Some(raw) => parse_version("to", raw)?,
+        None => state.store.get_definition(id.as_str()).await?.version,
+    };
+    let old = state.store.get_version(id.as_str(), from).await?;
+    let new = state.store.get_version(id.as_str(), to).await?;
+    let changes = taskfactory_schemas::diff::diff(&old.document, &new.document);
+    Ok(Json(json!({"id": id, "from": from, "to": to, "changes": changes})))
 }
 
 /// `DELETE /api/v1/definitions/{id}`: soft delete; runs keep their versions.

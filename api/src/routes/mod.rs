@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub mod definitions;
 pub mod events;
 pub mod health;
+pub mod plans;
 pub mod runs;
 pub mod schedules;
 
@@ -21,6 +22,9 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions", get(definitions::list))
         .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
+        .route("/api/v1/definitions/{id}/versions/{version}", get(definitions::version))
+        .route("/api/v1/definitions/{id}/diff", get(definitions::diff))
+        .route("/api/v1/definitions/{id}/dry-run", post(plans::dry_run))
         .route("/api/v1/validate", post(definitions::validate))
         .route("/api/v1/definitions/{id}/runs", post(runs::trigger))
         .route("/api/v1/definitions/{id}/schedule", get(schedules::describe))

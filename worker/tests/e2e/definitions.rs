@@ -92,6 +92,16 @@ async fn every_change_is_a_new_immutable_version() {
     let (_, list) = app.call(Method::GET, "/api/v1/definitions", None).await;
     assert!(list["definitions"].as_array().unwrap().iter().any(|d| d["id"] == id.as_str() && d["version"] == 2));
 
+    let (_, v1) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/versions/1"), None).await;
+    assert_eq!(v1["version"]["document"]["name"], "V1");
+    let (_, diff) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff?from=1&to=2"), None).await;
+    assert_eq!(diff["changes"], json!([{"path": "name", "op": "changed", "from": "V1", "to": "V2"}]), "{diff}");
+    let (status, body) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff?from=one"), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["path"], "from");
+    let (status, _) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/versions/9"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/definitions/{id}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = app.call(Method::GET, &format!("/api/v1/definitions/{id}"), None).await;

@@ -4,6 +4,7 @@
 mod definitions;
 mod events;
 mod fanout;
+mod plans;
 mod schedules;
 mod support;
 mod tasks;

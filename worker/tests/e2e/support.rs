@@ -156,7 +156,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone() };
+        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone(), context_pool: None };
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = api_stopped.await;
         }));
