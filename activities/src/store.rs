@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use taskfactory_schemas::events::NewTraceEvent;
-use taskfactory_schemas::plan::Outcome;
+use taskfactory_schemas::plan::{Outcome, PlannedTask};
 use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, RunTrigger, Status, TriggerInfo};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
 
@@ -207,6 +207,40 @@ async fn write_receipt<'e>(
     .bind(event)
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// Inserts pending task rows (idempotent), numbering them from `first_position`.
+async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[PlannedTask], first_position: i32) -> Result<()> {
+    for (chunk_index, chunk) in tasks.chunks(1000).enumerate() {
+        let base = first_position + i32::try_from(chunk_index * 1000).unwrap_or(i32::MAX);
+        let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
+        let templates: Vec<&str> = chunk.iter().map(|t| t.template_id.as_str()).collect();
+        let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
+        let kinds: Vec<String> = chunk
+            .iter()
+            .map(|t| serde_json::to_value(&t.spec).ok().and_then(|v| v["kind"].as_str().map(str::to_owned)).unwrap_or_default())
+            .collect();
+        let params: Vec<Value> = chunk.iter().map(|t| t.params.clone()).collect();
+        let specs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(&t.spec).unwrap_or_default()).collect();
+        sqlx::query(
+            "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, position, spec) \
+             select u.id, $1, u.t, u.k, u.kind, u.p, $7 + u.ord::int - 1, u.s \
+             from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $8::jsonb[]) \
+             with ordinality as u(id, t, k, kind, p, s, ord) \
+             on conflict (id) do nothing",
+        )
+        .bind(run)
+        .bind(&ids)
+        .bind(&templates)
+        .bind(&keys)
+        .bind(&kinds)
+        .bind(&params)
+        .bind(base)
+        .bind(&specs)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -576,29 +610,7 @@ impl Store {
         let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
-        for chunk in plan.tasks.chunks(1000) {
-            let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
-            let templates: Vec<&str> = chunk.iter().map(|t| t.template_id.as_str()).collect();
-            let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
-            let kinds: Vec<String> = chunk
-                .iter()
-                .map(|t| serde_json::to_value(&t.spec).ok().and_then(|v| v["kind"].as_str().map(str::to_owned)).unwrap_or_default())
-                .collect();
-            let params: Vec<Value> = chunk.iter().map(|t| t.params.clone()).collect();
-            sqlx::query(
-                "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params) \
-                 select u.id, $1, u.t, u.k, u.kind, u.p from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[]) \
-                 as u(id, t, k, kind, p) on conflict (id) do nothing",
-            )
-            .bind(run)
-            .bind(&ids)
-            .bind(&templates)
-            .bind(&keys)
-            .bind(&kinds)
-            .bind(&params)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
         let created = event(
             "run:plan",
             EventType::PlanCreated,
@@ -608,6 +620,100 @@ impl Store {
             json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
         );
         Self::append_events(&mut tx, run, &[created]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A slice of a template's tasks in plan order.
+    pub async fn load_tasks(&self, run: &str, template_id: &str, offset: i64, limit: i64) -> Result<Vec<PlannedTask>> {
+        let rows: Vec<(String, String, Value, Value)> = sqlx::query_as(
+            "select id, item_key, spec, params from task_runs where run_workflow_id = $1 and template_id = $2 \
+             order by position offset $3 limit $4",
+        )
+        .bind(run)
+        .bind(template_id)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(task_id, item_key, spec, params)| {
+                let spec = serde_json::from_value(spec).map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
+                Ok(PlannedTask { task_id, template_id: template_id.to_owned(), item_key, spec, params })
+            })
+            .collect()
+    }
+
+    /// How many tasks a run has planned so far.
+    pub async fn count_tasks(&self, run: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("select count(*) from task_runs where run_workflow_id = $1").bind(run).fetch_one(&self.pool).await?)
+    }
+
+    /// The context snapshot a run resolved.
+    pub async fn context_snapshot(&self, run: &str) -> Result<Value> {
+        let snapshot: Option<Option<Value>> = sqlx::query_scalar("select context_snapshot from activity_runs where workflow_id = $1")
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await?;
+        snapshot.flatten().ok_or_else(|| StoreError::NotFound(format!("context of run {run:?}")))
+    }
+
+    /// The `tasks` template variable for a deferred template: for each dependency, its tasks'
+    /// outputs in plan order (`outputs`), the first one (`output`) and how many (`count`).
+    pub async fn task_outputs(&self, run: &str, templates: &[String]) -> Result<Value> {
+        let rows: Vec<(String, Option<Value>)> = sqlx::query_as(
+            "select template_id, output from task_runs where run_workflow_id = $1 and template_id = any($2) order by position",
+        )
+        .bind(run)
+        .bind(templates)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut scope = serde_json::Map::new();
+        for template in templates {
+            let outputs: Vec<Value> = rows.iter().filter(|(t, _)| t == template).map(|(_, o)| o.clone().unwrap_or(Value::Null)).collect();
+            let first = outputs.first().cloned().unwrap_or(Value::Null);
+            scope.insert(template.clone(), json!({"outputs": outputs, "output": first, "count": outputs.len()}));
+        }
+        Ok(Value::Object(scope))
+    }
+
+    /// Stores the tasks and decisions of a deferred template (idempotent) with `PLAN_EXTENDED`.
+    pub async fn record_template_plan(&self, run: &str, template_id: &str, chunk: &Plan) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        let mut plan: Plan = match stored {
+            Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
+            None => return Err(StoreError::NotFound(format!("plan of run {run:?}"))),
+        };
+        let already = plan.decisions.iter().any(|d| d.template_id == template_id && d.outcome != Outcome::Deferred);
+        if !already {
+            let at = plan.decisions.iter().position(|d| d.template_id == template_id).unwrap_or(plan.decisions.len());
+            plan.decisions.retain(|d| d.template_id != template_id);
+            for (offset, decision) in chunk.decisions.iter().cloned().enumerate() {
+                plan.decisions.insert(at + offset, decision);
+            }
+            let position = i32::try_from(plan.tasks.len()).unwrap_or(i32::MAX);
+            plan.tasks.extend(chunk.tasks.iter().cloned());
+            if let Some(t) = plan.templates.iter_mut().find(|t| t.id == template_id) {
+                t.tasks = chunk.tasks.len();
+            }
+            let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+            insert_tasks(&mut tx, run, &chunk.tasks, position).await?;
+        }
+        let extended = event(
+            format!("template:{template_id}:planned"),
+            EventType::PlanExtended,
+            None,
+            Level::Info,
+            format!("planned {} task(s) of {template_id:?} from its dependencies' outputs", chunk.tasks.len()),
+            json!({"template_id": template_id, "tasks": chunk.tasks.len()}),
+        );
+        Self::append_events(&mut tx, run, &[extended]).await?;
         tx.commit().await?;
         Ok(())
     }

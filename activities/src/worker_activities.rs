@@ -9,11 +9,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use sqlx::PgPool;
 use taskfactory_orchestrator::contracts::markers as tf_activities;
-use taskfactory_schemas::Plan;
-use taskfactory_schemas::plan::{PlanRequest, plan};
+use taskfactory_schemas::{Plan, PlannedTask};
+use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskStartedInput,
-    TasksSkippedInput,
+    FinishRunInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
+    TaskStartedInput, TasksSkippedInput,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -100,9 +100,44 @@ impl TfActivityImpls {
             trigger: &input.trigger,
             max_tasks: self.config.max_tasks_per_run,
         };
-        let made = plan(&request).map_err(|e| permanent(e.to_string()))?;
+        let mut made = plan(&request).map_err(|e| permanent(e.to_string()))?;
         self.store.record_plan(&input.run_workflow_id, &made).await.map_err(store_error)?;
+        if input.summary_only {
+            made.tasks.clear();
+            made.decisions.clear();
+        }
         Ok(made)
+    }
+
+    #[activity(definition = tf_activities::PlanTemplate)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, template = %input.template_id))]
+    pub async fn plan_template(self: Arc<Self>, _ctx: ActivityContext, input: PlanTemplateInput) -> Result<u64, ActivityError> {
+        let template = input
+            .loaded
+            .definition
+            .template(&input.template_id)
+            .ok_or_else(|| permanent(format!("no template {:?}", input.template_id)))?;
+        let outputs = self.store.task_outputs(&input.run_workflow_id, &template.depends_on).await.map_err(store_error)?;
+        let context = self.store.context_snapshot(&input.run_workflow_id).await.map_err(store_error)?;
+        let planned: i64 = self.store.count_tasks(&input.run_workflow_id).await.map_err(store_error)?;
+        let request = PlanRequest {
+            definition: &input.loaded.definition,
+            version: input.loaded.version,
+            run_workflow_id: &input.run_workflow_id,
+            context: &context,
+            trigger: &input.trigger,
+            max_tasks: self.config.max_tasks_per_run,
+        };
+        let chunk = plan_deferred(&request, &input.template_id, &outputs, usize::try_from(planned).unwrap_or(0)).map_err(|e| permanent(e.to_string()))?;
+        self.store.record_template_plan(&input.run_workflow_id, &input.template_id, &chunk).await.map_err(store_error)?;
+        Ok(chunk.tasks.len() as u64)
+    }
+
+    #[activity(definition = tf_activities::LoadBatch)]
+    pub async fn load_batch(self: Arc<Self>, _ctx: ActivityContext, input: LoadBatchInput) -> Result<Vec<PlannedTask>, ActivityError> {
+        let offset = i64::try_from(input.offset).unwrap_or(i64::MAX);
+        let limit = i64::try_from(input.limit).unwrap_or(i64::MAX);
+        self.store.load_tasks(&input.run_workflow_id, &input.template_id, offset, limit).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::TaskStarted)]

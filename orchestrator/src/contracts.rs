@@ -7,10 +7,10 @@
 #![allow(unused_variables, clippy::unused_unit)]
 
 use serde_json::Value;
-use taskfactory_schemas::Plan;
+use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskStartedInput,
-    TasksSkippedInput,
+    FinishRunInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
+    TaskStartedInput, TasksSkippedInput,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -35,6 +35,19 @@ impl TfActivities {
     /// Runs the planner; stores the plan and one pending row per task (`PLAN_CREATED`).
     #[activity(name = "tf.plan_run")]
     pub fn plan_run(input: PlanRunInput) -> Result<Plan, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Plans a deferred template with its dependencies' outputs; stores its tasks
+    /// (`PLAN_EXTENDED`) and answers how many there are.
+    #[activity(name = "tf.plan_template")]
+    pub fn plan_template(input: PlanTemplateInput) -> Result<u64, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Loads a slice of a template's planned tasks from the run log.
+    #[activity(name = "tf.load_batch")]
+    pub fn load_batch(input: LoadBatchInput) -> Result<Vec<PlannedTask>, ActivityError> {
         unimplemented!()
     }
 
@@ -65,5 +78,5 @@ impl TfActivities {
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
-    pub use super::tf_activities::{FinishRun, PlanRun, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
+    pub use super::tf_activities::{FinishRun, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
 }

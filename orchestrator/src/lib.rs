@@ -7,16 +7,19 @@
 //!
 //! - [`contracts`]: names and input/output types of every activity the workflows call.
 //! - [`run_workflow`]: `RunActivityWorkflow`: load → resolve context → plan → run the task DAG.
+//! - [`batch_workflow`]: `TaskBatchWorkflow`: a slice of a template's tasks.
 //! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow.
 //! - [`search`]: search attribute keys and memo fields shared with the starters.
 //! - [`failure`]: turning Temporal failures into readable messages.
 
+pub mod batch_workflow;
 pub mod contracts;
 pub mod failure;
 pub mod run_workflow;
 pub mod search;
 pub mod task_workflow;
 
+pub use batch_workflow::TaskBatchWorkflow;
 pub use run_workflow::RunActivityWorkflow;
 pub use task_workflow::TaskWorkflow;
 

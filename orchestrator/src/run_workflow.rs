@@ -6,23 +6,30 @@
 //! 3. `plan_run` runs the pure planner; the plan lands in history, so replay never re-renders a
 //!    template with newer code;
 //! 4. the task DAG runs: one future per template waits until every template it depends on has
-//!    finished, then starts one child `TaskWorkflow` per planned task and waits for them. All
-//!    template futures run concurrently under the SDK's deterministic `join_all`, so
-//!    independent branches run in parallel;
+//!    finished (a *ready queue* on workflow state), plans the template if it reads its
+//!    dependencies' outputs (`plan_template`), then runs its tasks in `TaskBatchWorkflow`
+//!    children of at most [`BATCH_SIZE`] tasks each. The batches load their tasks from the run
+//!    log, so a run of 10,000 tasks keeps a small history here. At most `max_parallel` tasks of
+//!    the run are in flight; independent branches run in parallel (SDK `join_all`);
 //! 5. `finish_run` records the outcome.
 //!
-//! If a task fails, templates that depend on its template are skipped (recorded as such) and
-//! the run fails once everything that could run has finished.
+//! Failures: with `failure_policy: continue` (default), templates depending on a failed one are
+//! skipped (recorded as such) and the run fails once everything that could run has finished;
+//! with `fail_fast`, no new batch starts after the first failure.
+//!
+//! Runs recorded before batching (no `tf-batched-fanout` marker in history) replay through
+//! [`run_dag_v1`], which started every task as a direct child.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::DateTime;
 
+use taskfactory_schemas::definition::FailurePolicy;
 use taskfactory_schemas::plan::{PlannedTask, TemplatePlan};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadedDefinition, PlanRunInput, ResolveContextInput, RunInput, RunOutcome, RunTrigger, StartRunInput, Status,
-    TaskInput, TasksSkippedInput,
+    BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, RunInput,
+    RunOutcome, RunTrigger, StartRunInput, Status, TaskInput, TaskMeta, TasksSkippedInput, TriggerInfo,
 };
 use taskfactory_schemas::Plan;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -33,6 +40,7 @@ use temporalio_sdk::{ActivityOptions, ApplicationFailure, ChildWorkflowOptions, 
 use crate::contracts::TfActivities;
 use crate::failure;
 use crate::search::{MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
+use crate::batch_workflow::TaskBatchWorkflow;
 use crate::task_workflow::TaskWorkflow;
 
 /// Durable state of a run: which templates have finished, and which of them failed.
@@ -41,7 +49,18 @@ use crate::task_workflow::TaskWorkflow;
 pub struct RunActivityWorkflow {
     finished_templates: BTreeSet<String>,
     failed_templates: BTreeSet<String>,
+    /// Tasks of this run in flight (for `max_parallel`).
+    running: usize,
+    /// Set by the first failure under `fail_fast`: no new batch starts.
+    stop_starting: bool,
+    /// Errors planning deferred templates; they fail the run.
+    plan_errors: Vec<String>,
 }
+
+/// Most tasks one `TaskBatchWorkflow` runs.
+pub const BATCH_SIZE: usize = 250;
+/// Patch marker of the batched fan-out (runs without it replay through [`run_dag_v1`]).
+pub const PATCH_BATCHED: &str = "tf-batched-fanout";
 
 /// What a template's group of tasks came to.
 #[derive(Default)]
@@ -88,7 +107,14 @@ impl RunActivityWorkflow {
             }
         };
 
-        let plan_input = PlanRunInput { run_workflow_id: run_workflow_id.clone(), loaded: loaded.clone(), trigger: input.trigger.clone(), context };
+        let batched = ctx.patched(PATCH_BATCHED);
+        let plan_input = PlanRunInput {
+            run_workflow_id: run_workflow_id.clone(),
+            loaded: loaded.clone(),
+            trigger: input.trigger.clone(),
+            context,
+            summary_only: batched,
+        };
         let plan = match ctx.execute_activity(TfActivities::plan_run, plan_input, step_options(Duration::from_secs(120))).await {
             Ok(plan) => plan,
             Err(e) => {
@@ -97,8 +123,22 @@ impl RunActivityWorkflow {
             }
         };
 
-        let meta = ChildMeta { run_workflow_id: &run_workflow_id, input: &input, loaded: &loaded };
-        let outcome = run_dag(ctx, &meta, &plan).await;
+        let meta = TaskMeta {
+            definition_id: input.definition_id.clone(),
+            definition_name: loaded.definition.name.clone(),
+            version: loaded.version,
+            trigger: input.trigger.kind,
+        };
+        let outcome = if batched {
+            let run = RunScope { run_workflow_id: &run_workflow_id, meta: &meta, loaded: &loaded, trigger: &input.trigger };
+            run_dag(ctx, &run, &plan).await
+        } else {
+            run_dag_v1(ctx, &run_workflow_id, &meta, &plan).await
+        };
+        let plan_errors = ctx.state(|s| s.plan_errors.clone());
+        if !plan_errors.is_empty() {
+            return fail(ctx, &run_workflow_id, outcome, plan_errors.join("; ")).await;
+        }
         if outcome.tasks_failed > 0 {
             let message = format!("{} of {} tasks failed", outcome.tasks_failed, outcome.tasks_spawned);
             return fail(ctx, &run_workflow_id, outcome, message).await;
@@ -121,17 +161,22 @@ async fn fail(
     Err(ApplicationFailure::non_retryable(message).into())
 }
 
-/// What every child needs to know about its run.
-struct ChildMeta<'a> {
+/// What the DAG of one run needs.
+struct RunScope<'a> {
     run_workflow_id: &'a str,
-    input: &'a RunInput,
+    meta: &'a TaskMeta,
     loaded: &'a LoadedDefinition,
+    trigger: &'a TriggerInfo,
 }
 
-async fn run_dag(ctx: &WorkflowContext<RunActivityWorkflow>, meta: &ChildMeta<'_>, plan: &Plan) -> RunOutcome {
-    let groups = plan.templates.iter().map(|template| run_group(ctx, meta, plan, template));
+async fn run_dag(ctx: &WorkflowContext<RunActivityWorkflow>, run: &RunScope<'_>, plan: &Plan) -> RunOutcome {
+    let groups = plan.templates.iter().map(|template| run_group(ctx, run, template));
+    sum(join_all(groups).await)
+}
+
+fn sum(groups: Vec<GroupResult>) -> RunOutcome {
     let mut outcome = RunOutcome::default();
-    for group in join_all(groups).await {
+    for group in groups {
         outcome.tasks_spawned += group.spawned;
         outcome.tasks_completed += group.completed;
         outcome.tasks_failed += group.failed;
@@ -140,55 +185,139 @@ async fn run_dag(ctx: &WorkflowContext<RunActivityWorkflow>, meta: &ChildMeta<'_
     outcome
 }
 
-/// Waits for the template's dependencies, then runs its tasks (or skips them).
-async fn run_group(
-    ctx: &WorkflowContext<RunActivityWorkflow>,
-    meta: &ChildMeta<'_>,
-    plan: &Plan,
-    template: &TemplatePlan,
-) -> GroupResult {
-    let deps = &template.depends_on;
-    let waited = ctx.wait_condition(|s| deps.iter().all(|d| s.finished_templates.contains(d))).await;
-    let failed_dep = match waited {
-        Ok(()) => ctx.state(|s| deps.iter().find(|d| s.failed_templates.contains(*d)).cloned()),
-        // The run was cancelled while this template waited: start nothing new.
-        Err(_) => Some("the run was cancelled".to_owned()),
-    };
-    let mut result = GroupResult::default();
-    if let Some(dep) = failed_dep {
-        result.skipped = template.tasks as u64;
-        if template.tasks > 0 {
-            let skipped = TasksSkippedInput {
-                run_workflow_id: meta.run_workflow_id.to_owned(),
-                template_id: template.id.clone(),
-                reason: if waited.is_ok() { format!("dependency {dep:?} failed") } else { dep },
-            };
-            // Best effort: the run's outcome does not depend on this bookkeeping.
-            let _ = ctx.execute_activity(TfActivities::tasks_skipped, skipped, step_options(Duration::from_secs(60))).await;
-        }
-    } else {
-        let children = plan.tasks_of(&template.id).map(|task| run_child(ctx, meta, task));
-        for ok in join_all(children).await {
-            result.spawned += 1;
-            if ok { result.completed += 1 } else { result.failed += 1 }
-        }
+/// Waits until every template in `deps` has finished; `Err(reason)` when the template must
+/// not run (a dependency failed, the run is failing fast, or it was cancelled).
+async fn wait_for_dependencies(ctx: &WorkflowContext<RunActivityWorkflow>, deps: &[String]) -> Result<(), String> {
+    if ctx.wait_condition(|s| deps.iter().all(|d| s.finished_templates.contains(d))).await.is_err() {
+        return Err("the run was cancelled".to_owned());
     }
+    ctx.state(|s| match deps.iter().find(|d| s.failed_templates.contains(*d)) {
+        Some(dep) => Err(format!("dependency {dep:?} failed")),
+        None if s.stop_starting => Err("not started: the run is failing fast".to_owned()),
+        None => Ok(()),
+    })
+}
+
+/// Records a template's pending tasks as skipped (best effort: bookkeeping only).
+async fn skip_template(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str, template_id: &str, reason: String) {
+    let skipped = TasksSkippedInput { run_workflow_id: run_workflow_id.to_owned(), template_id: template_id.to_owned(), reason };
+    let _ = ctx.execute_activity(TfActivities::tasks_skipped, skipped, step_options(Duration::from_secs(60))).await;
+}
+
+/// Marks a template finished; a template with failed or skipped tasks counts as failed for
+/// its dependents.
+fn finish_template(ctx: &WorkflowContext<RunActivityWorkflow>, template_id: &str, result: &GroupResult) {
     ctx.state_mut(|s| {
-        s.finished_templates.insert(template.id.clone());
-        // A skipped template counts as failed for its own dependents.
+        s.finished_templates.insert(template_id.to_owned());
         if result.failed > 0 || result.skipped > 0 {
-            s.failed_templates.insert(template.id.clone());
+            s.failed_templates.insert(template_id.to_owned());
         }
     });
+}
+
+/// One template: wait for its dependencies, plan it if deferred, run its tasks in batches.
+async fn run_group(ctx: &WorkflowContext<RunActivityWorkflow>, run: &RunScope<'_>, template: &TemplatePlan) -> GroupResult {
+    let mut result = GroupResult::default();
+    if let Err(reason) = wait_for_dependencies(ctx, &template.depends_on).await {
+        result.skipped = template.tasks as u64;
+        skip_template(ctx, run.run_workflow_id, &template.id, reason).await;
+        finish_template(ctx, &template.id, &result);
+        return result;
+    }
+    let count = if template.deferred {
+        let input = PlanTemplateInput {
+            run_workflow_id: run.run_workflow_id.to_owned(),
+            loaded: run.loaded.clone(),
+            trigger: run.trigger.clone(),
+            template_id: template.id.clone(),
+        };
+        match ctx.execute_activity(TfActivities::plan_template, input, step_options(Duration::from_secs(120))).await {
+            Ok(count) => usize::try_from(count).unwrap_or(usize::MAX),
+            Err(e) => {
+                let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                ctx.state_mut(|s| s.plan_errors.push(format!("planning {:?} failed: {message}", template.id)));
+                result.skipped = 1;
+                finish_template(ctx, &template.id, &result);
+                return result;
+            }
+        }
+    } else {
+        template.tasks
+    };
+    let max_parallel = run.loaded.definition.max_parallel() as usize;
+    let batch_size = BATCH_SIZE.min(max_parallel).max(1);
+    let batches = (0..count.div_ceil(batch_size)).map(|index| {
+        let offset = index * batch_size;
+        run_batch(ctx, run, &template.id, index, offset, batch_size.min(count - offset), max_parallel)
+    });
+    for batch in join_all(batches).await {
+        result.spawned += batch.spawned;
+        result.completed += batch.completed;
+        result.failed += batch.failed;
+        result.skipped += batch.skipped;
+    }
+    if result.skipped > 0 {
+        skip_template(ctx, run.run_workflow_id, &template.id, "not started: the run is failing fast".to_owned()).await;
+    }
+    finish_template(ctx, &template.id, &result);
     result
 }
 
-/// Starts one `TaskWorkflow` and waits for it; `true` when it completed.
-async fn run_child(ctx: &WorkflowContext<RunActivityWorkflow>, meta: &ChildMeta<'_>, task: &PlannedTask) -> bool {
+/// Runs tasks `[offset, offset + len)` of a template as one `TaskBatchWorkflow`, once
+/// `max_parallel` leaves room for all of them.
+async fn run_batch(
+    ctx: &WorkflowContext<RunActivityWorkflow>,
+    run: &RunScope<'_>,
+    template_id: &str,
+    index: usize,
+    offset: usize,
+    len: usize,
+    max_parallel: usize,
+) -> GroupResult {
+    let fail_fast = run.loaded.definition.failure_policy == FailurePolicy::FailFast;
+    let admitted = ctx.wait_condition(|s| s.stop_starting || s.running + len <= max_parallel).await;
+    if admitted.is_err() || ctx.state(|s| s.stop_starting) {
+        return GroupResult { skipped: len as u64, ..GroupResult::default() };
+    }
+    ctx.state_mut(|s| s.running += len);
     let attributes = SearchAttributes::new([
-        TF_DEFINITION_ID.value_set(meta.input.definition_id.to_string()),
-        TF_TRIGGER.value_set(meta.input.trigger.kind.as_str().to_owned()),
-        TF_VERSION.value_set(i64::from(meta.loaded.version)),
+        TF_DEFINITION_ID.value_set(run.meta.definition_id.to_string()),
+        TF_TRIGGER.value_set(run.meta.trigger.as_str().to_owned()),
+        TF_VERSION.value_set(i64::from(run.meta.version)),
+        TF_KIND.value_set("batch".to_owned()),
+    ]);
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(format!("{}/~batch/{template_id}/{index}", run.run_workflow_id))
+        .search_attributes(attributes)
+        .static_summary(format!("{template_id}: tasks {offset}..{}", offset + len))
+        .build();
+    let input = BatchInput {
+        run_workflow_id: run.run_workflow_id.to_owned(),
+        meta: run.meta.clone(),
+        template_id: template_id.to_owned(),
+        offset: offset as u64,
+        limit: len as u64,
+    };
+    let outcome = match ctx.start_child_workflow(TaskBatchWorkflow::run, input, options).await {
+        Ok(started) => started.result().await.unwrap_or(BatchOutcome { completed: 0, failed: len as u64 }),
+        Err(_) => BatchOutcome { completed: 0, failed: len as u64 },
+    };
+    ctx.state_mut(|s| {
+        s.running -= len;
+        if outcome.failed > 0 && fail_fast {
+            s.stop_starting = true;
+        }
+    });
+    GroupResult { spawned: len as u64, completed: outcome.completed, failed: outcome.failed, skipped: 0 }
+}
+
+/// Starts one `TaskWorkflow` and waits for it; `true` when it completed. Shared by the batch
+/// workflow and the pre-batching path.
+pub(crate) async fn run_child<W>(ctx: &WorkflowContext<W>, run_workflow_id: &str, meta: &TaskMeta, task: &PlannedTask) -> bool {
+    let attributes = SearchAttributes::new([
+        TF_DEFINITION_ID.value_set(meta.definition_id.to_string()),
+        TF_TRIGGER.value_set(meta.trigger.as_str().to_owned()),
+        TF_VERSION.value_set(i64::from(meta.version)),
         TF_KIND.value_set("task".to_owned()),
     ]);
     let options = ChildWorkflowOptions::builder()
@@ -196,13 +325,32 @@ async fn run_child(ctx: &WorkflowContext<RunActivityWorkflow>, meta: &ChildMeta<
         .search_attributes(attributes)
         .static_summary(format!("{} / {}", task.template_id, task.item_key))
         .build();
-    let input = TaskInput {
-        run_workflow_id: meta.run_workflow_id.to_owned(),
-        definition_name: meta.loaded.definition.name.clone(),
-        task: task.clone(),
-    };
+    let input = TaskInput { run_workflow_id: run_workflow_id.to_owned(), definition_name: meta.definition_name.clone(), task: task.clone() };
     match ctx.start_child_workflow(TaskWorkflow::run, input, options).await {
         Ok(started) => started.result().await.is_ok(),
         Err(_) => false,
     }
+}
+
+/// The DAG as runs recorded before batching executed it: every task a direct child, plans
+/// carried in history. Kept so those histories replay.
+async fn run_dag_v1(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str, meta: &TaskMeta, plan: &Plan) -> RunOutcome {
+    let groups = plan.templates.iter().map(|template| async move {
+        let mut result = GroupResult::default();
+        if let Err(reason) = wait_for_dependencies(ctx, &template.depends_on).await {
+            result.skipped = template.tasks as u64;
+            if template.tasks > 0 {
+                skip_template(ctx, run_workflow_id, &template.id, reason).await;
+            }
+        } else {
+            let children = plan.tasks_of(&template.id).map(|task| run_child(ctx, run_workflow_id, meta, task));
+            for ok in join_all(children).await {
+                result.spawned += 1;
+                if ok { result.completed += 1 } else { result.failed += 1 }
+            }
+        }
+        finish_template(ctx, &template.id, &result);
+        result
+    });
+    sum(join_all(groups).await)
 }

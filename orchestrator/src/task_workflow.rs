@@ -4,7 +4,7 @@
 //! once per run whatever replays, retries or resets happen. It records its start and end in
 //! the run log through local activities (no extra server round trip per trace write), and does
 //! the work by kind:
-//! - `noop`: nothing;
+//! - `noop`: nothing; its output is its rendered params;
 //! - `workflow`: starts the named workflow type on the named task queue as a child (any SDK's
 //!   worker can serve it), with the task's params as input, and returns its result.
 //!
@@ -67,7 +67,8 @@ impl TaskWorkflow {
 
 async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Result<Value, String> {
     match &input.task.spec {
-        TaskSpec::Noop => Ok(Value::Null),
+        // A noop's output is its rendered params: a data-shaping step for its dependents.
+        TaskSpec::Noop => Ok(input.task.params.clone()),
         TaskSpec::Workflow { workflow_type, task_queue, timeout_secs } => {
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(format!("{}/work", input.task.task_id))

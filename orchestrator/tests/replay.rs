@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use taskfactory_orchestrator::{RunActivityWorkflow, TaskWorkflow};
+use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -15,6 +15,8 @@ fn replayer() -> WorkflowReplayer {
         .register_workflow::<RunActivityWorkflow>()
         .unwrap()
         .register_workflow::<TaskWorkflow>()
+        .unwrap()
+        .register_workflow::<TaskBatchWorkflow>()
         .unwrap()
         .build();
     WorkflowReplayer::new(options).unwrap()

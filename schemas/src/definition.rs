@@ -43,7 +43,35 @@ pub struct ActivityDefinition {
     pub context: Vec<ContextSource>,
     /// The work each run creates.
     pub tasks: Vec<TaskTemplate>,
+    /// What a failed task does to the rest of the run (default `continue`).
+    #[serde(default, skip_serializing_if = "FailurePolicy::is_default")]
+    pub failure_policy: FailurePolicy,
+    /// Most tasks of one run running at once (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
 }
+
+/// What a failed task does to the rest of its run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Independent work goes on; templates depending on a failed one are skipped; the run fails
+    /// at the end.
+    #[default]
+    Continue,
+    /// After the first failure no new task starts (running ones finish); the run fails.
+    FailFast,
+}
+
+impl FailurePolicy {
+    /// Whether this is the default (`continue`), which documents leave out.
+    pub fn is_default(&self) -> bool {
+        *self == Self::Continue
+    }
+}
+
+/// Default of `max_parallel`.
+pub const DEFAULT_MAX_PARALLEL: u32 = 1000;
 
 /// Kinds of trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -173,7 +201,8 @@ pub struct TaskTemplate {
     pub id: String,
     /// The kind of work.
     pub kind: TaskKind,
-    /// Fan out: one task per element of this context list (a context name).
+    /// Fan out: one task per element of this list: a context name (`invoices`, `push.files`),
+    /// or the outputs of a dependency (`tasks.fetch.outputs`, `tasks.fetch.output.items`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<String>,
     /// Condition: the task is created only when this expression is true.
@@ -212,5 +241,29 @@ impl ActivityDefinition {
     /// The template with this id.
     pub fn template(&self, id: &str) -> Option<&TaskTemplate> {
         self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// `max_parallel`, or its default.
+    pub fn max_parallel(&self) -> u32 {
+        self.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL)
+    }
+}
+
+impl TaskTemplate {
+    /// Whether the template reads its dependencies' outputs (`tasks.<id>...` anywhere in its
+    /// templates); such a template is planned when its dependencies have finished.
+    pub fn uses_task_outputs(&self) -> bool {
+        fn mentions(s: &str) -> bool {
+            s.match_indices("tasks.").any(|(i, _)| i == 0 || !s.as_bytes()[i - 1].is_ascii_alphanumeric() && s.as_bytes()[i - 1] != b'_')
+        }
+        fn in_value(v: &Value) -> bool {
+            match v {
+                Value::String(s) => mentions(s),
+                Value::Array(items) => items.iter().any(in_value),
+                Value::Object(map) => map.values().any(in_value),
+                _ => false,
+            }
+        }
+        [&self.for_each, &self.when, &self.key, &self.title].into_iter().flatten().any(|s| mentions(s)) || in_value(&self.params)
     }
 }

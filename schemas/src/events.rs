@@ -36,6 +36,8 @@ pub enum EventType {
     ContextResolved,
     /// The plan was made; payload counts spawns and skips.
     PlanCreated,
+    /// A deferred template was planned once its dependencies finished.
+    PlanExtended,
     /// A task started.
     NodeStarted,
     /// A task reported progress.
@@ -63,6 +65,7 @@ impl EventType {
             Self::WorkflowStarted => "WORKFLOW_STARTED",
             Self::ContextResolved => "CONTEXT_RESOLVED",
             Self::PlanCreated => "PLAN_CREATED",
+            Self::PlanExtended => "PLAN_EXTENDED",
             Self::NodeStarted => "NODE_STARTED",
             Self::NodeProgress => "NODE_PROGRESS",
             Self::NodeLog => "NODE_LOG",

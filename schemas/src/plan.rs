@@ -56,8 +56,11 @@ pub struct TemplatePlan {
     pub id: String,
     /// Templates whose tasks must all finish first.
     pub depends_on: Vec<String>,
-    /// How many tasks this template spawns in this run.
+    /// How many tasks this template spawns in this run (0 while deferred).
     pub tasks: usize,
+    /// Planned only when its dependencies have finished, because it reads their outputs.
+    #[serde(default)]
+    pub deferred: bool,
 }
 
 /// Spawn or skip.
@@ -68,6 +71,8 @@ pub enum Outcome {
     Spawn,
     /// No task: see the reason.
     Skip,
+    /// Not planned yet: the template reads its dependencies' outputs.
+    Deferred,
 }
 
 /// Why a task was or was not created.
@@ -128,27 +133,62 @@ pub fn template_scope(req: &PlanRequest<'_>) -> Value {
     })
 }
 
-/// Makes the plan. Errors name the template field and, for fan-outs, the item.
+/// Makes the plan. Templates that read their dependencies' outputs are left `deferred` (see
+/// [`plan_deferred`]). Errors name the template field and, for fan-outs, the item.
 pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, FieldError> {
     let templates = Templates::new();
     let scope = template_scope(req);
     let mut out = Plan::default();
     for (index, template) in req.definition.tasks.iter().enumerate() {
         let path = format!("tasks[{index}]");
+        let deferred = !template.depends_on.is_empty() && template.uses_task_outputs();
         let before = out.tasks.len();
-        plan_template(&templates, req, &scope, template, &path, &mut out)?;
-        if out.tasks.len() > req.max_tasks {
-            return Err(FieldError {
-                path,
-                message: format!("the plan exceeds the limit of {} tasks per run", req.max_tasks),
+        if deferred {
+            out.decisions.push(Decision {
+                template_id: template.id.clone(),
+                item_key: None,
+                outcome: Outcome::Deferred,
+                reason: format!("reads the outputs of {}: planned when they finish", template.depends_on.join(", ")),
             });
+        } else {
+            plan_template(&templates, req, &scope, template, &path, &mut out)?;
+            check_limit(req, out.tasks.len(), &path)?;
         }
         out.templates.push(TemplatePlan {
             id: template.id.clone(),
             depends_on: template.depends_on.clone(),
             tasks: out.tasks.len() - before,
+            deferred,
         });
     }
+    Ok(out)
+}
+
+fn check_limit(req: &PlanRequest<'_>, tasks: usize, path: &str) -> Result<(), FieldError> {
+    if tasks > req.max_tasks {
+        return Err(FieldError { path: path.to_owned(), message: format!("the plan exceeds the limit of {} tasks per run", req.max_tasks) });
+    }
+    Ok(())
+}
+
+/// Plans one deferred template once its dependencies have finished. `task_outputs` is the
+/// `tasks` template variable: `{dep: {"outputs": [...], "output": first-or-null, "count": n}}`.
+/// Returns the template's tasks and decisions (`templates` is left empty).
+pub fn plan_deferred(req: &PlanRequest<'_>, template_id: &str, task_outputs: &Value, already_planned: usize) -> Result<Plan, FieldError> {
+    let templates = Templates::new();
+    let mut scope = template_scope(req);
+    scope["tasks"] = task_outputs.clone();
+    let (index, template) = req
+        .definition
+        .tasks
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.id == template_id)
+        .ok_or_else(|| FieldError { path: "tasks".into(), message: format!("no template {template_id:?}") })?;
+    let path = format!("tasks[{index}]");
+    let mut out = Plan::default();
+    plan_template(&templates, req, &scope, template, &path, &mut out)?;
+    check_limit(req, already_planned + out.tasks.len(), &path)?;
     Ok(out)
 }
 
@@ -186,7 +226,11 @@ fn plan_template(
     let items: Vec<(Option<usize>, Value)> = match &template.for_each {
         None => vec![(None, scope.clone())],
         Some(source) => {
-            let list = lookup(req.context, source).ok_or_else(|| err("for_each", None, format!("context {source:?} has no value")))?;
+            let found = match source.strip_prefix("tasks.") {
+                Some(path) => scope.get("tasks").and_then(|outputs| lookup(outputs, path)),
+                None => lookup(req.context, source),
+            };
+            let list = found.ok_or_else(|| err("for_each", None, format!("context {source:?} has no value")))?;
             let Value::Array(list) = list else {
                 return Err(err("for_each", None, format!("context {source:?} is {}, not a list", type_name(list))));
             };

@@ -113,6 +113,71 @@ pub struct RunOutcome {
     pub tasks_skipped: u64,
 }
 
+/// What every task and batch workflow of a run carries about it (search attributes, memo).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskMeta {
+    /// The definition.
+    pub definition_id: DefinitionId,
+    /// Its name, for the memo.
+    pub definition_name: String,
+    /// The version the run uses.
+    pub version: i32,
+    /// What started the run.
+    pub trigger: RunTrigger,
+}
+
+/// Input of `TaskBatchWorkflow`: a slice of one template's tasks (by plan position), run
+/// concurrently. The tasks themselves are loaded from the run log, so plans of thousands of
+/// tasks never travel through workflow history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BatchInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// About the run.
+    pub meta: TaskMeta,
+    /// The template.
+    pub template_id: String,
+    /// Index of the first task within the template.
+    pub offset: u64,
+    /// How many tasks.
+    pub limit: u64,
+}
+
+/// Input of `load_batch`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadBatchInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The template.
+    pub template_id: String,
+    /// Index of the first task within the template.
+    pub offset: u64,
+    /// How many tasks.
+    pub limit: u64,
+}
+
+/// Result of `TaskBatchWorkflow`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BatchOutcome {
+    /// Tasks that completed.
+    pub completed: u64,
+    /// Tasks that failed.
+    pub failed: u64,
+}
+
+/// Input of `plan_template`: plan a deferred template now that its dependencies finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanTemplateInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The definition version in use.
+    pub loaded: LoadedDefinition,
+    /// What started the run.
+    pub trigger: TriggerInfo,
+    /// The deferred template.
+    pub template_id: String,
+}
+
 /// Input of `TaskWorkflow`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskInput {
@@ -166,6 +231,10 @@ pub struct PlanRunInput {
     pub trigger: TriggerInfo,
     /// The resolved context (an object of source name to value).
     pub context: Value,
+    /// Answer only the templates (with task counts), not every task and decision: the run
+    /// stores those in Postgres and its batches load them from there.
+    #[serde(default)]
+    pub summary_only: bool,
 }
 
 /// Input of `task_started`.

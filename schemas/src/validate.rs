@@ -120,6 +120,9 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
     validate_trigger(&def.trigger, &templates, &mut errs);
     let context_names = validate_context(&def.context, &templates, &mut errs);
     validate_tasks(&def.tasks, &context_names, &templates, &mut errs);
+    if def.max_parallel == Some(0) {
+        errs.push("max_parallel", "must be at least 1");
+    }
     if errs.0.is_empty() { Ok(()) } else { Err(ValidationErrors { errors: errs.0 }) }
 }
 
@@ -270,8 +273,17 @@ fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templ
             errs.push(format!("{path}.id"), format!("duplicate task id {:?}", t.id));
         }
         if let Some(for_each) = &t.for_each {
-            let root = for_each.split('.').next().unwrap_or_default();
-            if !context_names.contains(root) {
+            let mut parts = for_each.split('.');
+            let root = parts.next().unwrap_or_default();
+            if root == "tasks" {
+                let dep = parts.next().unwrap_or_default();
+                let rest = parts.next();
+                if !t.depends_on.iter().any(|d| d == dep) {
+                    errs.push(format!("{path}.for_each"), format!("{for_each:?} reads task {dep:?}, which is not in depends_on"));
+                } else if !matches!(rest, Some("outputs" | "output")) {
+                    errs.push(format!("{path}.for_each"), format!("{for_each:?}: use tasks.{dep}.outputs or tasks.{dep}.output.<path>"));
+                }
+            } else if !context_names.contains(root) {
                 errs.push(format!("{path}.for_each"), format!("unknown context {root:?}"));
             }
         }

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use anyhow::Context;
 use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
-use taskfactory_orchestrator::{RunActivityWorkflow, TaskWorkflow};
+use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -28,6 +28,7 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
     let options = WorkerOptions::new(setup.task_queue)
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?
+        .register_workflow::<TaskBatchWorkflow>()?
         .register_activities(activities)
         .build();
     Worker::new(runtime, setup.client, options).context("creating the Temporal worker")

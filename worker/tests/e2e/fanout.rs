@@ -76,12 +76,21 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
     // Temporal's own visibility finds the run and its 25 tasks by definition.
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run'"), 1).await;
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task' AND ExecutionStatus = 'Completed'"), 25).await;
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfTrigger = 'manual' AND TfVersion = 1"), 26).await;
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'batch'"), 1).await;
+    // The run, its one batch (25 tasks fit in one) and the 25 tasks.
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfTrigger = 'manual' AND TfVersion = 1"), 27).await;
 
     // The history of this very run replays against the current workflow code.
     let history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
     let replayer = WorkflowReplayer::new(
-        WorkflowReplayerOptions::new().register_workflow::<RunActivityWorkflow>().unwrap().register_workflow::<TaskWorkflow>().unwrap().build(),
+        WorkflowReplayerOptions::new()
+            .register_workflow::<RunActivityWorkflow>()
+            .unwrap()
+            .register_workflow::<TaskWorkflow>()
+            .unwrap()
+            .register_workflow::<taskfactory_orchestrator::TaskBatchWorkflow>()
+            .unwrap()
+            .build(),
     )
     .unwrap();
     replayer.replay_workflow(temporalio_client::WorkflowHistory::from_json(&history).unwrap()).await.expect("live history replays");

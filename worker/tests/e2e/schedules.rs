@@ -151,6 +151,21 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     // Orphaned: a schedule of this deployment whose definition does not exist.
     let orphan = parse_definition(cron_definition(&format!("orphan-{}", unique()), "0 9 * * *")).unwrap();
     assert_eq!(sync_definition(&app.client, &task_queue, &orphan).await.unwrap(), SyncAction::Created);
+    // Listing schedules goes through visibility, which is eventually consistent.
+    let orphan_id = format!("tf:{}", orphan.id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut listed = app.client.list_schedules(Default::default());
+        let mut seen = false;
+        while let Some(entry) = futures_util::StreamExt::next(&mut listed).await {
+            seen |= entry.unwrap().schedule_id() == orphan_id;
+        }
+        if seen {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the orphan schedule never became visible");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let (status, body) = app.call(Method::POST, "/api/v1/schedules/reconcile", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -201,11 +201,16 @@ impl TestApp {
 
     /// Waits (deadline: 60 s) for the run workflow to close, then returns `GET /api/v1/runs/{id}`.
     pub async fn wait_for_run(&self, workflow_id: &str) -> Value {
+        self.wait_for_run_within(workflow_id, Duration::from_secs(60)).await
+    }
+
+    /// [`Self::wait_for_run`] with another deadline.
+    pub async fn wait_for_run_within(&self, workflow_id: &str, limit: Duration) -> Value {
         let handle = self.client.get_workflow_handle::<RunActivityWorkflow>(workflow_id);
         // A failed run is a valid outcome for some tests: only the closing matters here.
-        let _ = tokio::time::timeout(Duration::from_secs(60), handle.get_result(WorkflowGetResultOptions::default()))
+        let _ = tokio::time::timeout(limit, handle.get_result(WorkflowGetResultOptions::default()))
             .await
-            .unwrap_or_else(|_| panic!("run {workflow_id} did not finish within 60 s"));
+            .unwrap_or_else(|_| panic!("run {workflow_id} did not finish within {limit:?}"));
         let (status, run) = self.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{run}");
         run

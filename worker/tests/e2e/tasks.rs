@@ -25,9 +25,23 @@ impl Greeter {
     }
 }
 
-/// Runs a worker serving only `Greeter` on `task_queue` (its own thread and runtime) until
-/// the returned sender is dropped.
-fn spawn_greeter_worker(task_queue: String) -> tokio::sync::oneshot::Sender<()> {
+/// A slow task "from another team": waits `ms` milliseconds, returns `{"value": value}`.
+#[workflow]
+#[derive(Default)]
+pub struct Sleeper;
+
+#[workflow_methods]
+impl Sleeper {
+    #[run(name = "Sleeper")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<Value> {
+        ctx.timer(std::time::Duration::from_millis(input["ms"].as_u64().unwrap_or(0))).await;
+        Ok(json!({"value": input["value"]}))
+    }
+}
+
+/// Runs a worker serving `Greeter` and `Sleeper` on `task_queue` (its own thread and runtime)
+/// until the returned sender is dropped.
+pub fn spawn_greeter_worker(task_queue: String) -> tokio::sync::oneshot::Sender<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let address = servers().temporal_address.clone();
     std::thread::spawn(move || {
@@ -35,7 +49,7 @@ fn spawn_greeter_worker(task_queue: String) -> tokio::sync::oneshot::Sender<()> 
         runtime.block_on(async move {
             let sdk = Runtime::from_current_tokio(Default::default()).unwrap();
             let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
-            let options = WorkerOptions::new(task_queue).register_workflow::<Greeter>().unwrap().build();
+            let options = WorkerOptions::new(task_queue).register_workflow::<Greeter>().unwrap().register_workflow::<Sleeper>().unwrap().build();
             let mut worker = Worker::new(&sdk, client, options).unwrap();
             let shutdown = worker.shutdown_handle();
             let running = worker.run();
