@@ -293,7 +293,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     d["reason"].as_str().unwrap_or_default()
                 );
             }
-            println!("{} task(s) would spawn, {} skipped", answer["summary"]["spawn"], answer["summary"]["skip"]);
+            let summary = &answer["summary"];
+            println!(
+                "{} task(s) would spawn, {} skipped, {} template(s) planned at run time from their dependencies' outputs",
+                summary["spawn"], summary["skip"], summary["deferred"]
+            );
             Ok(())
         }
         Command::Schedules { command, client } => schedules(&ApiClient::new(&client.api_url), command).await,

@@ -73,14 +73,15 @@ pub async fn dry_run(State(state): State<ApiState>, Path(id): Path<String>, body
         max_tasks: 50_000,
     })
     .map_err(|e| ApiError::Invalid(vec![e]))?;
-    let spawn = made.decisions.iter().filter(|d| d.outcome == Outcome::Spawn).count();
+    let count = |outcome| made.decisions.iter().filter(|d| d.outcome == outcome).count();
+    let summary = json!({"spawn": count(Outcome::Spawn), "skip": count(Outcome::Skip), "deferred": count(Outcome::Deferred)});
     Ok(Json(json!({
         "definition_id": id,
         "version": loaded.version,
         "trigger": trigger,
         "filter": filter,
         "context": resolved,
-        "summary": {"spawn": spawn, "skip": made.decisions.len() - spawn},
+        "summary": summary,
         "plan": made,
     })))
 }

@@ -35,7 +35,7 @@ async fn a_dry_run_explains_the_plan_and_equals_the_real_one() {
         .await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(dry["filter"]["holds"], true);
-    assert_eq!(dry["summary"], json!({"spawn": 2, "skip": 1}));
+    assert_eq!(dry["summary"], json!({"spawn": 2, "skip": 1, "deferred": 0}));
     let decisions = dry["plan"]["decisions"].as_array().unwrap();
     assert!(decisions.iter().any(|d| d["item_key"] == "muc" && d["outcome"] == "skip" && d["reason"] == "condition false: item.open"));
     assert_eq!(dry["plan"]["tasks"][0]["params"], json!({"order": "o-1", "warehouse": "ber"}));
