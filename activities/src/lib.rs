@@ -2,9 +2,11 @@
 //!
 //! - [`store`]: the Postgres definition store and run log (used by the activities and the API).
 //! - [`context`]: resolving context sources (`static`, `trigger`, `sql`).
+//! - [`http_task`]: the request of an `http` task and how its answer is classified.
 //! - [`worker_activities`]: the activity implementations the workflows call.
 
 pub mod context;
+pub mod http_task;
 pub mod store;
 pub mod worker_activities;
 

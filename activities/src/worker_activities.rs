@@ -12,7 +12,7 @@ use taskfactory_orchestrator::contracts::markers as tf_activities;
 use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
+    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
     TaskStartedInput, TasksSkippedInput,
 };
 use temporalio_macros::activities;
@@ -41,6 +41,8 @@ impl Default for ActivityConfig {
 /// The activity worker's shared state.
 pub struct TfActivityImpls {
     store: Store,
+    /// Sends the requests of `http` tasks.
+    http: reqwest::Client,
     /// Where `sql` context sources run (the application's database).
     context_pool: PgPool,
     config: ActivityConfig,
@@ -49,11 +51,12 @@ pub struct TfActivityImpls {
 impl TfActivityImpls {
     /// Builds the activities over a store and the pool `sql` context sources query.
     pub fn new(store: Store, context_pool: PgPool, config: ActivityConfig) -> Self {
-        Self { store, context_pool, config }
+        Self { store, context_pool, config, http: reqwest::Client::new() }
     }
 }
 
-fn permanent(message: impl Into<String>) -> ActivityError {
+/// A failure Temporal does not retry.
+pub fn permanent(message: impl Into<String>) -> ActivityError {
     ActivityError::application(ApplicationFailure::non_retryable(message.into()))
 }
 
@@ -138,6 +141,20 @@ impl TfActivityImpls {
         let offset = i64::try_from(input.offset).unwrap_or(i64::MAX);
         let limit = i64::try_from(input.limit).unwrap_or(i64::MAX);
         self.store.load_tasks(&input.run_workflow_id, &input.template_id, offset, limit).await.map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::HumanTaskCreated)]
+    pub async fn human_task_created(self: Arc<Self>, _ctx: ActivityContext, input: HumanTaskInput) -> Result<String, ActivityError> {
+        self.store
+            .human_task_created(&input.run_workflow_id, &input.task_id, &input.title, input.assignee.as_deref(), &input.form)
+            .await
+            .map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::HttpRequest)]
+    #[instrument(skip_all, fields(method = %input.method, url = %input.url))]
+    pub async fn http_request(self: Arc<Self>, _ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
+        crate::http_task::send(&self.http, &input).await
     }
 
     #[activity(definition = tf_activities::TaskStarted)]

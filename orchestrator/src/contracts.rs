@@ -9,7 +9,7 @@
 use serde_json::Value;
 use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::run::{
-    FinishRunInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
+    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
     TaskStartedInput, TasksSkippedInput,
 };
 use temporalio_macros::activity_definitions;
@@ -51,6 +51,19 @@ impl TfActivities {
         unimplemented!()
     }
 
+    /// Records a human task (`human_tasks` row, `NODE_WAITING`); answers its short id.
+    #[activity(name = "tf.human_task_created")]
+    pub fn human_task_created(input: HumanTaskInput) -> Result<String, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Sends the HTTP request of an `http` task: 2xx → `{status, body}`; 4xx → non-retryable
+    /// failure; 5xx, timeouts, connection errors → retryable failure.
+    #[activity(name = "tf.http_request")]
+    pub fn http_request(input: HttpRequestInput) -> Result<Value, ActivityError> {
+        unimplemented!()
+    }
+
     /// Marks a task running (`NODE_STARTED`). Cheap: run as a local activity.
     #[activity(name = "tf.task_started")]
     pub fn task_started(input: TaskStartedInput) -> Result<(), ActivityError> {
@@ -78,5 +91,5 @@ impl TfActivities {
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
-    pub use super::tf_activities::{FinishRun, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
+    pub use super::tf_activities::{FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
 }

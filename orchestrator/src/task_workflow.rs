@@ -6,7 +6,12 @@
 //! the work by kind:
 //! - `noop`: nothing; its output is its rendered params;
 //! - `workflow`: starts the named workflow type on the named task queue as a child (any SDK's
-//!   worker can serve it), with the task's params as input, and returns its result.
+//!   worker can serve it), with the task's params as input, and returns its result;
+//! - `activity`: runs the named activity on the named task queue with the params as input;
+//! - `http`: sends the request through the `http_request` activity (4xx fails at once, 5xx and
+//!   timeouts are retried by the template's policy);
+//! - `human`: records a human task and waits for the `human_decision` signal the API sends on
+//!   complete or reject, or for the timeout.
 //!
 //! A failed task fails this workflow, so the Temporal Web UI shows it red too.
 
@@ -14,24 +19,40 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskfactory_schemas::TaskSpec;
-use taskfactory_schemas::run::{Status, TaskFinishedInput, TaskInput, TaskStartedInput};
-use temporalio_common::UntypedWorkflow;
+use taskfactory_schemas::plan::Retry;
+use taskfactory_schemas::run::{HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskStartedInput};
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_common::{RetryPolicy, UntypedActivity, UntypedWorkflow};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions, MemoValue, WorkflowContext, WorkflowResult};
+use temporalio_sdk::workflows::select;
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext, WorkflowContext,
+    WorkflowResult,
+};
 
 use crate::contracts::TfActivities;
 use crate::failure;
 use crate::search::MEMO_DEFINITION_NAME;
 
-/// A single task.
+/// A single task; holds a human task's decision once it arrives.
 #[workflow]
 #[derive(Default)]
-pub struct TaskWorkflow;
+pub struct TaskWorkflow {
+    decision: Option<HumanDecision>,
+}
 
 fn trace_options() -> LocalActivityOptions {
     LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(30)).build()
+}
+
+fn retry_policy(retry: &Retry) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(retry.initial_interval_ms))
+        .backoff_coefficient(retry.backoff)
+        .maximum_interval(Duration::from_millis(retry.max_interval_ms))
+        .maximum_attempts(retry.max_attempts)
+        .build()
 }
 
 #[workflow_methods]
@@ -63,19 +84,28 @@ impl TaskWorkflow {
         ctx.execute_local_activity(TfActivities::task_finished, finished, trace_options()).await?;
         result.map_err(|message| ApplicationFailure::non_retryable(message).into())
     }
+
+    /// A person completed or rejected this (human) task; the first decision counts.
+    #[signal(name = "human_decision")]
+    pub fn decide(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: HumanDecision) {
+        if self.decision.is_none() {
+            self.decision = Some(decision);
+        }
+    }
 }
 
 async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Result<Value, String> {
-    match &input.task.spec {
-        // A noop's output is its rendered params: a data-shaping step for its dependents.
-        TaskSpec::Noop => Ok(input.task.params.clone()),
-        TaskSpec::Workflow { workflow_type, task_queue, timeout_secs } => {
+    let task = &input.task;
+    match &task.spec {
+        TaskSpec::Noop => Ok(task.params.clone()),
+        TaskSpec::Workflow { workflow_type, task_queue, timeout_secs, retry } => {
             let options = ChildWorkflowOptions::builder()
-                .workflow_id(format!("{}/work", input.task.task_id))
+                .workflow_id(format!("{}/work", task.task_id))
                 .maybe_task_queue(task_queue.clone())
                 .maybe_execution_timeout(timeout_secs.map(Duration::from_secs))
+                .maybe_retry_policy(retry.as_ref().map(retry_policy))
                 .build();
-            let params = RawValue::from_value(&input.task.params, ctx.payload_converter());
+            let params = RawValue::from_value(&task.params, ctx.payload_converter());
             let started = ctx
                 .start_child_workflow(UntypedWorkflow::new(workflow_type.as_str()), params, options)
                 .await
@@ -85,10 +115,62 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
                 Err(e) => Err(e.failure().map_or_else(|| e.to_string(), failure::describe)),
             }
         }
+        TaskSpec::Activity { activity_type, task_queue, timeout_secs, retry } => {
+            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs.unwrap_or(300)))
+                .maybe_task_queue(task_queue.clone())
+                .maybe_retry_policy(retry.as_ref().map(retry_policy))
+                .build();
+            let params = RawValue::from_value(&task.params, ctx.payload_converter());
+            match ctx.execute_activity(UntypedActivity::new(activity_type.as_str()), params, options).await {
+                Ok(raw) => Ok(json_of(&raw.payloads)),
+                Err(e) => Err(e.failure().map_or_else(|| e.to_string(), failure::describe)),
+            }
+        }
+        TaskSpec::Http { method, url, headers, body, timeout_secs, retry } => {
+            let timeout = timeout_secs.unwrap_or(30);
+            let request = HttpRequestInput { method: method.clone(), url: url.clone(), headers: headers.clone(), body: body.clone(), timeout_secs: timeout };
+            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout + 5))
+                .maybe_retry_policy(retry.as_ref().map(retry_policy))
+                .build();
+            ctx.execute_activity(TfActivities::http_request, request, options)
+                .await
+                .map_err(|e| e.failure().map_or_else(|| e.to_string(), failure::describe))
+        }
+        TaskSpec::Human { title, assignee, timeout_secs } => {
+            let created = HumanTaskInput {
+                run_workflow_id: input.run_workflow_id.clone(),
+                task_id: task.task_id.clone(),
+                title: title.clone(),
+                assignee: assignee.clone(),
+                form: task.params.clone(),
+            };
+            ctx.execute_local_activity(TfActivities::human_task_created, created, trace_options())
+                .await
+                .map_err(|e| e.failure().map_or_else(|| e.to_string(), failure::describe))?;
+            let mut decided = std::pin::pin!(ctx.wait_condition(|s| s.decision.is_some()));
+            match timeout_secs {
+                Some(secs) => {
+                    let mut timer = std::pin::pin!(ctx.timer(Duration::from_secs(*secs)));
+                    select! {
+                        _ = decided => {},
+                        _ = timer => {},
+                    };
+                }
+                None => {
+                    let _ = decided.await;
+                }
+            }
+            match ctx.state(|s| s.decision.clone()) {
+                Some(d) if d.approved => Ok(d.payload),
+                Some(d) => Err(format!("rejected{}: {}", d.by.map(|b| format!(" by {b}")).unwrap_or_default(), d.reason.unwrap_or_default())),
+                None => Err(format!("nobody decided within {}s", timeout_secs.unwrap_or_default())),
+            }
+        }
     }
 }
 
-/// The JSON value of a workflow result; non-JSON payloads are described, never decoded blindly.
+/// The JSON value of a workflow or activity result; non-JSON payloads are described, never
+/// decoded blindly.
 fn json_of(payloads: &[Payload]) -> Value {
     let Some(payload) = payloads.first() else { return Value::Null };
     let encoding = payload.metadata.get("encoding").map(|e| String::from_utf8_lossy(e).into_owned()).unwrap_or_default();

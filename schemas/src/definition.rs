@@ -183,14 +183,32 @@ pub struct ContextSource {
 pub enum TaskKind {
     /// Starts a workflow type on a task queue (workers in any Temporal SDK).
     Workflow,
-    /// Runs an activity by name (not yet supported).
+    /// Runs an activity by name on a task queue (any SDK's worker can serve it).
     Activity,
-    /// Calls an HTTP endpoint (not yet supported).
+    /// Calls an HTTP endpoint.
     Http,
-    /// Waits for a person (not yet supported).
+    /// Waits for a person to complete or reject it through the API.
     Human,
     /// Does nothing; useful for fan-out tests and as a DAG join point.
     Noop,
+}
+
+/// How a task is retried.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (default: 5 for activity and http, 1 for workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Wait before the first retry, e.g. `1s` (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_interval: Option<String>,
+    /// Factor each wait grows by (default 2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<f64>,
+    /// Longest wait between attempts, e.g. `1m` (default 100 × initial_interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<String>,
 }
 
 /// A template for one task, or one task per item of a context list.
@@ -229,9 +247,28 @@ pub struct TaskTemplate {
     /// human: who should act.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
-    /// Per-task timeout, e.g. `10m` (workflow: the started workflow's execution timeout).
+    /// activity: the activity type to run (on `task_queue`, default taskfactory's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_type: Option<String>,
+    /// http: the method (default `GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// http: the URL (templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// http: request headers (values templated).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// http: the JSON body (every string in it templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// How long the task may take, e.g. `10m`: the workflow's execution timeout, the activity's
+    /// or request's start-to-close timeout, how long a person has for a human task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Retries of `workflow`, `activity` and `http` tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     /// Labels shown in the UI; not interpreted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -178,6 +178,52 @@ pub struct PlanTemplateInput {
     pub template_id: String,
 }
 
+/// A person's decision on a human task, delivered to its `TaskWorkflow` as a signal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HumanDecision {
+    /// `true` completes the task, `false` rejects it (the task fails).
+    pub approved: bool,
+    /// The form's answer: the task's output when completed.
+    #[serde(default)]
+    pub payload: Value,
+    /// Who decided.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Why (for rejections).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Input of `human_task_created`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HumanTaskInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The task's workflow id.
+    pub task_id: String,
+    /// Rendered title.
+    pub title: String,
+    /// Who should act.
+    pub assignee: Option<String>,
+    /// The form payload (the task's params).
+    pub form: Value,
+}
+
+/// Input of `http_request`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HttpRequestInput {
+    /// Method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// Headers.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// JSON body.
+    pub body: Option<Value>,
+    /// Timeout of the request, in seconds.
+    pub timeout_secs: u64,
+}
+
 /// Input of `TaskWorkflow`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskInput {

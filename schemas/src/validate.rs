@@ -317,30 +317,62 @@ fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templ
 }
 
 fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs: &mut Errors) {
-    let (kind, supported) = match t.kind {
-        TaskKind::Workflow => ("workflow", true),
-        TaskKind::Noop => ("noop", true),
-        TaskKind::Activity => ("activity", false),
-        TaskKind::Http => ("http", false),
-        TaskKind::Human => ("human", false),
+    let kind = match t.kind {
+        TaskKind::Workflow => "workflow",
+        TaskKind::Noop => "noop",
+        TaskKind::Activity => "activity",
+        TaskKind::Http => "http",
+        TaskKind::Human => "human",
     };
-    if !supported {
-        errs.push(format!("{path}.kind"), format!("kind {kind:?} is not supported yet"));
-        return;
+    let mut required = |field: &str, value: &Option<String>| match value {
+        Some(v) if !v.trim().is_empty() => {}
+        _ => errs.push(format!("{path}.{field}"), format!("required for kind {kind:?}")),
+    };
+    match t.kind {
+        TaskKind::Workflow => required("workflow_type", &t.workflow_type),
+        TaskKind::Activity => required("activity_type", &t.activity_type),
+        TaskKind::Http => required("url", &t.url),
+        TaskKind::Human => required("title", &t.title),
+        TaskKind::Noop => {}
     }
-    if t.kind == TaskKind::Workflow {
-        match &t.workflow_type {
-            Some(w) if !w.trim().is_empty() => {}
-            _ => errs.push(format!("{path}.workflow_type"), "required for kind \"workflow\""),
+    let is = |kinds: &[TaskKind]| kinds.contains(&t.kind);
+    not_for_kind(errs, path, "workflow_type", t.workflow_type.is_some() && !is(&[TaskKind::Workflow]), kind);
+    not_for_kind(errs, path, "activity_type", t.activity_type.is_some() && !is(&[TaskKind::Activity]), kind);
+    not_for_kind(errs, path, "task_queue", t.task_queue.is_some() && !is(&[TaskKind::Workflow, TaskKind::Activity]), kind);
+    for (field, set) in [("method", t.method.is_some()), ("url", t.url.is_some()), ("headers", !t.headers.is_empty()), ("body", t.body.is_some())] {
+        not_for_kind(errs, path, field, set && !is(&[TaskKind::Http]), kind);
+    }
+    not_for_kind(errs, path, "title", t.title.is_some() && !is(&[TaskKind::Human]), kind);
+    not_for_kind(errs, path, "assignee", t.assignee.is_some() && !is(&[TaskKind::Human]), kind);
+    not_for_kind(errs, path, "retry", t.retry.is_some() && is(&[TaskKind::Noop, TaskKind::Human]), kind);
+    not_for_kind(errs, path, "timeout", t.timeout.is_some() && is(&[TaskKind::Noop]), kind);
+    for (field, value) in [("title", &t.title), ("url", &t.url)] {
+        if let Some(v) = value {
+            errs.check(format!("{path}.{field}"), templates.check(v));
         }
-    } else {
-        not_for_kind(errs, path, "workflow_type", t.workflow_type.is_some(), kind);
-        not_for_kind(errs, path, "task_queue", t.task_queue.is_some(), kind);
     }
-    not_for_kind(errs, path, "title", t.title.is_some(), kind);
-    not_for_kind(errs, path, "assignee", t.assignee.is_some(), kind);
-    if let Some(title) = &t.title {
-        errs.check(format!("{path}.title"), templates.check(title));
+    for (name, value) in &t.headers {
+        errs.check(format!("{path}.headers.{name}"), templates.check(value));
+    }
+    if let Some(body) = &t.body {
+        errs.check(format!("{path}.body"), templates.check_value(body));
+    }
+    if let Some(method) = &t.method
+        && !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.to_ascii_uppercase().as_str()) {
+            errs.push(format!("{path}.method"), format!("{method:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD"));
+        }
+    if let Some(retry) = &t.retry {
+        if retry.max_attempts == Some(0) {
+            errs.push(format!("{path}.retry.max_attempts"), "must be at least 1");
+        }
+        if retry.backoff.is_some_and(|b| b < 1.0) {
+            errs.push(format!("{path}.retry.backoff"), "must be at least 1.0");
+        }
+        for (field, value) in [("initial_interval", &retry.initial_interval), ("max_interval", &retry.max_interval)] {
+            if let Some(v) = value {
+                errs.check(format!("{path}.retry.{field}"), parse_duration(v).map(|_| ()));
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub mod definitions;
 pub mod events;
 pub mod health;
+pub mod human;
 pub mod plans;
 pub mod runs;
 pub mod schedules;
@@ -34,6 +35,9 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/schedule/backfill", post(schedules::backfill))
         .route("/api/v1/schedules/reconcile", post(schedules::reconcile))
         .route("/api/v1/events", post(events::ingest))
+        .route("/api/v1/human-tasks", get(human::list))
+        .route("/api/v1/human-tasks/{id}/complete", post(human::complete))
+        .route("/api/v1/human-tasks/{id}/reject", post(human::reject))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{workflow_id}", get(runs::get))
         .route("/api/v1/runs/{workflow_id}/events", get(runs::events))

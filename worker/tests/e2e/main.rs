@@ -5,6 +5,7 @@ mod dag;
 mod definitions;
 mod events;
 mod fanout;
+mod kinds;
 mod plans;
 mod schedules;
 mod support;

@@ -157,7 +157,7 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     loop {
         let mut listed = app.client.list_schedules(Default::default());
         let mut seen = false;
-        while let Some(entry) = futures_util::StreamExt::next(&mut listed).await {
+        while let Some(entry) = futures::StreamExt::next(&mut listed).await {
             seen |= entry.unwrap().schedule_id() == orphan_id;
         }
         if seen {

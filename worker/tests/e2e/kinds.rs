@@ -1,0 +1,196 @@
+//! Task kinds `http`, `activity` and `human`, end to end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode as AxumStatus;
+use axum::routing::{get, post};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use crate::support::{TestApp, servers, unique};
+
+#[derive(Default)]
+struct Calls {
+    ok: AtomicUsize,
+    flaky: AtomicUsize,
+    bad: AtomicUsize,
+}
+
+/// A local HTTP service: `/ok` answers, `/flaky` fails twice with 500 then echoes, `/bad` is 404.
+async fn spawn_test_service() -> (String, Arc<Calls>) {
+    let calls = Arc::new(Calls::default());
+    let (ok, flaky, bad) = (calls.clone(), calls.clone(), calls.clone());
+    let app = axum::Router::new()
+        .route("/ok", get(move || async move {
+            ok.ok.fetch_add(1, Ordering::SeqCst);
+            Json(json!({"hello": "world"}))
+        }))
+        .route("/flaky", post(move |Json(body): Json<Value>| async move {
+            if flaky.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+                return (AxumStatus::INTERNAL_SERVER_ERROR, Json(json!({"error": "try again"})));
+            }
+            (AxumStatus::OK, Json(json!({"echo": body})))
+        }))
+        .route("/bad", get(move || async move {
+            bad.bad.fetch_add(1, Ordering::SeqCst);
+            (AxumStatus::NOT_FOUND, "no such thing")
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
+    let app = TestApp::spawn("httptask").await;
+    let (base, calls) = spawn_test_service().await;
+    let id = format!("http-{}", unique());
+    let retry = json!({"initial_interval": "100ms", "max_attempts": 5});
+    let definition = json!({
+        "id": id, "name": "HTTP", "trigger": {"kind": "manual"},
+        "tasks": [
+            {"id": "ok", "kind": "http", "url": format!("{base}/ok")},
+            {"id": "flaky", "kind": "http", "method": "post", "url": format!("{base}/flaky"), "body": {"n": "{{ 1 + 1 }}"},
+             "headers": {"x-run": "{{ run.workflow_id }}"}, "retry": retry},
+            {"id": "bad", "kind": "http", "url": format!("{base}/bad"), "retry": retry}
+        ]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let task = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap().clone();
+    assert_eq!(task("ok")["output"], json!({"status": 200, "body": {"hello": "world"}}));
+    assert_eq!(task("flaky")["output"], json!({"status": 200, "body": {"echo": {"n": 2}}}));
+    assert_eq!(calls.flaky.load(Ordering::SeqCst), 3, "two 500s retried, then success");
+    assert_eq!(task("bad")["status"], "failed");
+    assert!(task("bad")["error"].as_str().unwrap().contains("HTTP 404"), "{}", task("bad"));
+    assert_eq!(calls.bad.load(Ordering::SeqCst), 1, "a 4xx is not retried");
+}
+
+pub struct Shouter;
+
+#[activities]
+impl Shouter {
+    #[activity(name = "shout")]
+    pub async fn shout(_ctx: ActivityContext, input: Value) -> Result<Value, ActivityError> {
+        Ok(json!({"shouted": input["text"].as_str().unwrap_or_default().to_uppercase()}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_tasks_run_on_another_workers_task_queue() {
+    let app = TestApp::spawn("acttask").await;
+    let queue = format!("shouters-{}", unique());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (address, worker_queue) = (servers().temporal_address.clone(), queue.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let sdk = Runtime::from_current_tokio(Default::default()).unwrap();
+            let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
+            let mut worker = Worker::new(&sdk, client, WorkerOptions::new(worker_queue).register_activities(Shouter).build()).unwrap();
+            let shutdown = worker.shutdown_handle();
+            let running = worker.run();
+            tokio::pin!(running);
+            tokio::select! {
+                result = &mut running => result.unwrap(),
+                _ = stopped => { shutdown(); running.await.unwrap(); }
+            }
+        });
+    });
+    let id = format!("act-{}", unique());
+    assert_eq!(Shouter::shout.name(), "shout", "the definition names the activity type the worker registers");
+    let definition = json!({
+        "id": id, "name": "Activity", "trigger": {"kind": "manual"},
+        "tasks": [{"id": "shout", "kind": "activity", "activity_type": "shout", "task_queue": queue, "timeout": "30s",
+                   "params": {"text": "hello"}}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["tasks"][0]["output"], json!({"shouted": "HELLO"}));
+    drop(stop);
+}
+
+/// Waits (deadline 30 s) for the waiting human task of `assignee`; returns its id.
+async fn waiting_task(app: &TestApp, assignee: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
+        if let Some(task) = inbox["human_tasks"].as_array().and_then(|t| t.first()) {
+            return task.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no waiting human task for {assignee}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn approval(id: &str, assignee: &str, timeout: &str) -> Value {
+    json!({
+        "id": id, "name": "Approval", "trigger": {"kind": "manual"},
+        "context": [{"name": "invoices", "kind": "static", "value": [1, 2, 3]}],
+        "tasks": [
+            {"id": "approve", "kind": "human", "title": "Approve {{ context.invoices | length }} invoices", "assignee": assignee,
+             "timeout": timeout, "params": {"invoices": "{{ context.invoices }}"}},
+            {"id": "after", "kind": "noop", "depends_on": ["approve"], "params": {"answer": "{{ tasks.approve.output.ok }}"}}
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_tasks_wait_for_a_person_or_the_timeout() {
+    let app = TestApp::spawn("humantask").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("approve-{}", unique());
+    assert_eq!(app.put_definition(&approval(&id, &assignee, "5m")).await.0, StatusCode::CREATED);
+
+    // Completed: the payload is the task's output, read by the dependent task.
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let task = waiting_task(&app, &assignee).await;
+    assert_eq!(task["title"], "Approve 3 invoices");
+    assert_eq!(task["form"], json!({"invoices": [1, 2, 3]}));
+    let human_id = task["id"].as_str().unwrap();
+    let (status, body) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/complete"), Some(&json!({"payload": {"ok": true}, "by": "ann"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a decided task cannot be decided again: {body}");
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let after = run["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == "after").unwrap();
+    assert_eq!(after["params"], json!({"answer": true}));
+    let events = app.all_events(&workflow_id, 1000).await;
+    assert!(events.iter().any(|e| e["type"] == "NODE_WAITING"), "waiting is in the run log");
+
+    // Rejected: the task fails with who and why.
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let task = waiting_task(&app, &assignee).await;
+    let human_id = task["id"].as_str().unwrap();
+    let (status, _) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({"by": "bob", "reason": "too many"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    let approve = run["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == "approve").unwrap();
+    assert_eq!(approve["error"], "rejected by bob: too many");
+
+    // Nobody decides: the timeout fails the task and closes the inbox entry.
+    let slow = format!("slow-{}", unique());
+    let late = format!("late-{}", unique());
+    app.put_definition(&approval(&slow, &late, "1s")).await;
+    let (_, started) = app.trigger(&slow, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?assignee={late}"), None).await;
+    assert_eq!(inbox["human_tasks"][0]["status"], "timed_out", "{inbox}");
+    let (status, _) = app.call(Method::POST, "/api/v1/human-tasks/nope/complete", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
