@@ -3,9 +3,14 @@
 //! - `static`: the literal value;
 //! - `trigger`: the trigger's payload;
 //! - `sql`: the query's rows as a list of objects, run in a read-only transaction with a
-//!   statement timeout. Parameters are rendered from templates and *bound* (as text), never
-//!   spliced into the SQL; the extended protocol also refuses multi-statement strings.
+//!   statement timeout, on the context database or a named connection. Parameters are rendered
+//!   from templates and *bound* (as text), never spliced into the SQL; the extended protocol
+//!   also refuses multi-statement strings.
+//! - `http`: a JSON document (GET, or POST with a templated body), optionally narrowed by a
+//!   JSON pointer (`select`). 4xx and non-JSON answers are permanent errors; 5xx, timeouts and
+//!   connection errors are retried.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -29,6 +34,24 @@ impl Default for ContextLimits {
     }
 }
 
+/// What context sources read from.
+#[derive(Clone, Debug)]
+pub struct ContextClients {
+    /// The context database (`sql` sources without `connection`).
+    pub sql: PgPool,
+    /// Named databases (`connection: NAME`).
+    pub connections: HashMap<String, PgPool>,
+    /// For `http` sources.
+    pub http: reqwest::Client,
+}
+
+impl ContextClients {
+    /// Only the default database, no named connections.
+    pub fn new(sql: PgPool) -> Self {
+        Self { sql, connections: HashMap::new(), http: reqwest::Client::new() }
+    }
+}
+
 /// Why resolution failed; `permanent` errors are not retried.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -44,7 +67,7 @@ pub struct ContextError {
 /// Resolves every source of `loaded` into an object `{name: value}`. A source named in
 /// `overrides` takes that value instead of being resolved (dry-runs with sample data).
 pub async fn resolve(
-    sql_pool: &PgPool,
+    clients: &ContextClients,
     loaded: &LoadedDefinition,
     trigger: &TriggerInfo,
     overrides: &Map<String, Value>,
@@ -66,10 +89,18 @@ pub async fn resolve(
         let value = match source.kind {
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),
-            ContextKind::Sql => resolve_sql(sql_pool, source, &templates, &scope, &path, limits).await?,
-            ContextKind::Http => {
-                return Err(ContextError { path: format!("{path}.kind"), message: "kind \"http\" is not supported yet".into(), permanent: true });
+            ContextKind::Sql => {
+                let pool = match &source.connection {
+                    None => &clients.sql,
+                    Some(name) => clients.connections.get(name).ok_or_else(|| ContextError {
+                        path: format!("{path}.connection"),
+                        message: format!("no connection named {name:?} is configured (--sql-connection {name}=URL)"),
+                        permanent: true,
+                    })?,
+                };
+                resolve_sql(pool, source, &templates, &scope, &path, limits).await?
             }
+            ContextKind::Http => resolve_http(&clients.http, source, &templates, &scope, &path, limits).await?,
         };
         context.insert(source.name.clone(), value);
     }
@@ -127,4 +158,45 @@ async fn resolve_sql(
     })?;
     tx.rollback().await.map_err(transient)?;
     Ok(rows)
+}
+
+async fn resolve_http(
+    http: &reqwest::Client,
+    source: &ContextSource,
+    templates: &Templates,
+    scope: &Value,
+    path: &str,
+    limits: ContextLimits,
+) -> Result<Value, ContextError> {
+    let fail = |field: &str, message: String, permanent: bool| ContextError { path: format!("{path}{field}"), message, permanent };
+    let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
+    let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
+    let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+    let mut request = if post { http.post(url.clone()) } else { http.get(url.clone()) };
+    request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");
+    for (name, value) in &source.headers {
+        let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
+        request = request.header(name, rendered);
+    }
+    if let Some(body) = &source.body {
+        request = request.json(&templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?);
+    }
+    let response = request.send().await.map_err(|e| fail("", format!("GET {url} failed: {e}"), false))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| fail("", format!("reading {url} failed: {e}"), false))?;
+    if !status.is_success() {
+        let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+        return Err(fail("", format!("HTTP {status} from {url}: {excerpt}"), status.is_client_error()));
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(fail("", format!("the answer of {url} is {} bytes, over the limit of {}", bytes.len(), limits.max_bytes), true));
+    }
+    let document: Value = serde_json::from_slice(&bytes).map_err(|e| fail("", format!("the answer of {url} is not JSON: {e}"), true))?;
+    match source.select.as_deref().filter(|p| !p.is_empty()) {
+        None => Ok(document),
+        Some(pointer) => document
+            .pointer(pointer)
+            .cloned()
+            .ok_or_else(|| fail(".select", format!("{pointer:?} matches nothing in the answer of {url}"), true)),
+    }
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::PgPool;
 use taskfactory_orchestrator::contracts::markers as tf_activities;
 use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
@@ -20,7 +19,7 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::instrument;
 
-use crate::context::{self, ContextLimits};
+use crate::context::{self, ContextClients, ContextLimits};
 use crate::store::{Store, StoreError};
 
 /// Tunables of the activities.
@@ -43,15 +42,15 @@ pub struct TfActivityImpls {
     store: Store,
     /// Sends the requests of `http` tasks.
     http: reqwest::Client,
-    /// Where `sql` context sources run (the application's database).
-    context_pool: PgPool,
+    /// What context sources read from.
+    context: ContextClients,
     config: ActivityConfig,
 }
 
 impl TfActivityImpls {
-    /// Builds the activities over a store and the pool `sql` context sources query.
-    pub fn new(store: Store, context_pool: PgPool, config: ActivityConfig) -> Self {
-        Self { store, context_pool, config, http: reqwest::Client::new() }
+    /// Builds the activities over a store and what context sources read from.
+    pub fn new(store: Store, context: ContextClients, config: ActivityConfig) -> Self {
+        Self { store, context, config, http: reqwest::Client::new() }
     }
 }
 
@@ -82,7 +81,7 @@ impl TfActivityImpls {
     #[activity(definition = tf_activities::ResolveContext)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id))]
     pub async fn resolve_context(self: Arc<Self>, _ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
-        let resolved = context::resolve(&self.context_pool, &input.loaded, &input.trigger, &Default::default(), self.config.context_limits).await;
+        let resolved = context::resolve(&self.context, &input.loaded, &input.trigger, &Default::default(), self.config.context_limits).await;
         let value = match resolved {
             Ok(value) => value,
             Err(e) if e.permanent => return Err(permanent(e.to_string())),

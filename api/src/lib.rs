@@ -32,16 +32,8 @@ pub struct ApiState {
     pub temporal: Client,
     /// The task queue taskfactory's worker polls.
     pub task_queue: String,
-    /// Where `sql` context sources run in dry-runs (the application's database); `None` means
-    /// the run log's own database.
-    pub context_pool: Option<sqlx::PgPool>,
-}
-
-impl ApiState {
-    /// The pool `sql` context sources query.
-    pub fn context_pool(&self) -> &sqlx::PgPool {
-        self.context_pool.as_ref().unwrap_or_else(|| self.store.pool())
-    }
+    /// What context sources read from in dry-runs (the same as the worker's).
+    pub context: taskfactory_activities::context::ContextClients,
 }
 
 /// Largest request body accepted (definitions are small; events come in batches).

@@ -147,7 +147,7 @@ pub struct Trigger {
 pub enum ContextKind {
     /// Rows of a read-only SQL query, as a list of objects.
     Sql,
-    /// A JSON document fetched over HTTP (not yet supported).
+    /// A JSON document fetched over HTTP (GET or POST), optionally narrowed by a JSON pointer.
     Http,
     /// A literal value.
     Static,
@@ -169,9 +169,24 @@ pub struct ContextSource {
     /// sql: templated query parameters, bound in order, never spliced into the SQL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Value>,
+    /// sql: a named connection from the worker's config (default: the context database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     /// http: the URL (templated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// http: `GET` (default) or `POST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// http: request headers (values templated).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// http: JSON body of a `POST` (every string in it templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// http: a JSON pointer into the response (`/data/items`); default the whole document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<String>,
     /// static: the literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,

@@ -239,7 +239,29 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
                     errs.check(format!("{path}.params[{j}]"), templates.check_value(p));
                 }
             }
-            ContextKind::Http => errs.push(format!("{path}.kind"), "kind \"http\" is not supported yet"),
+            ContextKind::Http => {
+                match &s.url {
+                    Some(url) if !url.trim().is_empty() => errs.check(format!("{path}.url"), templates.check(url)),
+                    _ => errs.push(format!("{path}.url"), "required for kind \"http\""),
+                }
+                if let Some(method) = &s.method
+                    && !["GET", "POST"].contains(&method.to_ascii_uppercase().as_str())
+                {
+                    errs.push(format!("{path}.method"), format!("{method:?} is not GET or POST"));
+                }
+                if let Some(select) = &s.select
+                    && !select.is_empty()
+                    && !select.starts_with('/')
+                {
+                    errs.push(format!("{path}.select"), format!("{select:?} is not a JSON pointer (it starts with '/', e.g. /data/items)"));
+                }
+                for (name, value) in &s.headers {
+                    errs.check(format!("{path}.headers.{name}"), templates.check(value));
+                }
+                if let Some(body) = &s.body {
+                    errs.check(format!("{path}.body"), templates.check_value(body));
+                }
+            }
             ContextKind::Static => {
                 if s.value.is_none() {
                     errs.push(format!("{path}.value"), "required for kind \"static\"");
@@ -255,7 +277,18 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
             not_for_kind(errs, &path, "value", s.value.is_some(), kind);
         }
         if s.kind != ContextKind::Http {
-            not_for_kind(errs, &path, "url", s.url.is_some(), kind);
+            for (field, set) in [
+                ("url", s.url.is_some()),
+                ("method", s.method.is_some()),
+                ("headers", !s.headers.is_empty()),
+                ("body", s.body.is_some()),
+                ("select", s.select.is_some()),
+            ] {
+                not_for_kind(errs, &path, field, set, kind);
+            }
+        }
+        if s.kind != ContextKind::Sql {
+            not_for_kind(errs, &path, "connection", s.connection.is_some(), kind);
         }
     }
     seen

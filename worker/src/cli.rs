@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_text};
@@ -208,14 +209,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { temporal, database } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
-            let context_pool = context_pool(&database, &store).await?;
-            let setup = crate::worker::WorkerSetup {
-                client,
-                task_queue: temporal.task_queue,
-                store,
-                context_pool,
-                activity_config: ActivityConfig::default(),
-            };
+            let context = context_clients(&database, &store)?;
+            let mut activity_config = ActivityConfig::default();
+            activity_config.context_limits.max_bytes = database.max_context_bytes;
+            let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config };
             crate::worker::run(setup, shutdown_signal()).await
         }
         Command::Api { temporal, database, api } => {
@@ -223,11 +220,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
             let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
-            let context_pool = match &database.context_database_url {
-                Some(_) => Some(context_pool(&database, &store).await?),
-                None => None,
-            };
-            let state = ApiState { store, temporal: client, task_queue: temporal.task_queue, context_pool };
+            let context = context_clients(&database, &store)?;
+            let state = ApiState { store, temporal: client, task_queue: temporal.task_queue, context };
             reconcile_at_startup(&state).await;
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
@@ -347,12 +341,20 @@ async fn schedules(client: &ApiClient, command: SchedulesCommand) -> anyhow::Res
     Ok(())
 }
 
-/// The pool `sql` context sources use: a separate database when configured.
-pub async fn context_pool(database: &DatabaseArgs, store: &Store) -> anyhow::Result<sqlx::PgPool> {
-    match &database.context_database_url {
-        Some(url) => sqlx::postgres::PgPoolOptions::new().max_connections(10).connect(url).await.context("connecting to the context database"),
-        None => Ok(store.pool().clone()),
+/// What context sources read from: the context database (the run log's unless configured)
+/// and the named connections. Pools connect lazily: a database that is down fails the runs
+/// that need it, not the start-up.
+pub fn context_clients(database: &DatabaseArgs, store: &Store) -> anyhow::Result<ContextClients> {
+    let lazy = |url: &str| sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_lazy(url);
+    let sql = match &database.context_database_url {
+        Some(url) => lazy(url).context("TASKFACTORY_CONTEXT_DATABASE_URL")?,
+        None => store.pool().clone(),
+    };
+    let mut clients = ContextClients::new(sql);
+    for (name, url) in &database.sql_connections {
+        clients.connections.insert(name.clone(), lazy(url).with_context(|| format!("--sql-connection {name}"))?);
     }
+    Ok(clients)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -26,6 +26,21 @@ pub struct DatabaseArgs {
     /// Postgres URL `sql` context sources query (default: the run log's database).
     #[arg(long, env = "TASKFACTORY_CONTEXT_DATABASE_URL")]
     pub context_database_url: Option<String>,
+    /// A named database for `sql` sources with `connection: NAME`, as `NAME=URL` (repeat the
+    /// flag, or separate with commas in the variable).
+    #[arg(long = "sql-connection", env = "TASKFACTORY_SQL_CONNECTIONS", value_delimiter = ',', value_parser = parse_connection)]
+    pub sql_connections: Vec<(String, String)>,
+    /// Largest resolved context of a run, in bytes (it is stored with the run and passes
+    /// through workflow history).
+    #[arg(long, env = "TASKFACTORY_MAX_CONTEXT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_context_bytes: usize,
+}
+
+fn parse_connection(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => Ok((name.trim().to_owned(), url.trim().to_owned())),
+        _ => Err(format!("{raw:?} is not NAME=URL")),
+    }
 }
 
 /// Where the API listens.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_definition_text};
@@ -136,7 +137,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
-    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone(), context_pool: None };
+    let context = ContextClients::new(store.pool().clone());
+    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone(), context: context.clone() };
     let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
     let applied = if args.no_examples || !args.examples.exists() {
@@ -161,7 +163,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         client,
         task_queue: args.task_queue.clone(),
         store: store.clone(),
-        context_pool: store.pool().clone(),
+        context,
         activity_config: ActivityConfig::default(),
     };
     let worker = crate::worker::run(setup, stopped(stop_rx));

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use anyhow::Context;
+use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
@@ -16,15 +17,15 @@ pub struct WorkerSetup {
     pub task_queue: String,
     /// The run log.
     pub store: Store,
-    /// Pool `sql` context sources query.
-    pub context_pool: sqlx::PgPool,
+    /// What context sources read from.
+    pub context: ContextClients,
     /// Activity limits.
     pub activity_config: ActivityConfig,
 }
 
 /// Builds the worker with every workflow and activity registered.
 pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
-    let activities = TfActivityImpls::new(setup.store, setup.context_pool, setup.activity_config);
+    let activities = TfActivityImpls::new(setup.store, setup.context, setup.activity_config);
     let options = WorkerOptions::new(setup.task_queue)
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?

@@ -60,7 +60,7 @@ pub async fn dry_run(State(state): State<ApiState>, Path(id): Path<String>, body
         }
         None => TriggerInfo::manual(None, request.payload),
     };
-    let resolved = context::resolve(state.context_pool(), &loaded, &trigger, &request.context, context::ContextLimits::default())
+    let resolved = context::resolve(&state.context, &loaded, &trigger, &request.context, context::ContextLimits::default())
         .await
         .map_err(|e| if e.permanent { ApiError::field(e.path, e.message) } else { ApiError::Unavailable(e.to_string()) })?;
     let run_workflow_id = request.run_workflow_id.unwrap_or_else(|| format!("tf:{id}:dry-run"));

@@ -37,6 +37,7 @@ async fn spawn_test_service() -> (String, Arc<Calls>) {
             }
             (AxumStatus::OK, Json(json!({"echo": body})))
         }))
+        .route("/data", get(|| async { Json(json!({"data": {"items": [{"id": "x"}, {"id": "y"}]}})) }))
         .route("/bad", get(move || async move {
             bad.bad.fetch_add(1, Ordering::SeqCst);
             (AxumStatus::NOT_FOUND, "no such thing")
@@ -193,4 +194,31 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     assert_eq!(inbox["human_tasks"][0]["status"], "timed_out", "{inbox}");
     let (status, _) = app.call(Method::POST, "/api/v1/human-tasks/nope/complete", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_context_selects_with_a_json_pointer() {
+    let app = TestApp::spawn("httpctx").await;
+    let (base, _) = spawn_test_service().await;
+    let id = format!("httpctx-{}", unique());
+    let definition = |select: &str| json!({
+        "id": id, "name": "HTTP context", "trigger": {"kind": "manual"},
+        "context": [{"name": "items", "kind": "http", "url": format!("{base}/data"), "select": select}],
+        "tasks": [{"id": "each", "kind": "noop", "for_each": "items", "key": "{{ item.id }}"}]
+    });
+    assert_eq!(app.put_definition(&definition("/data/items")).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["context_snapshot"]["items"], json!([{"id": "x"}, {"id": "y"}]));
+    assert_eq!(run["tasks_completed"], 2);
+
+    app.put_definition(&definition("/data/nothing")).await;
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("context[0].select"), "{}", run["error"]);
+    let (status, body) = app.put_definition(&definition("data/items")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["path"], "context[0].select");
 }

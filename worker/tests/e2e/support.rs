@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::worker::WorkerSetup;
+use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
@@ -89,6 +90,13 @@ pub fn servers() -> &'static Servers {
     })
 }
 
+/// Context clients of a test: its own database, also as the named connection `reporting`.
+fn test_context(store: &Store) -> ContextClients {
+    let mut clients = ContextClients::new(store.pool().clone());
+    clients.connections.insert("reporting".to_owned(), store.pool().clone());
+    clients
+}
+
 /// A unique suffix for names.
 pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
@@ -140,7 +148,7 @@ impl TestApp {
                     let setup = WorkerSetup {
                         client,
                         task_queue: queue,
-                        context_pool: worker_store.pool().clone(),
+                        context: test_context(&worker_store),
                         store: worker_store,
                         activity_config: ActivityConfig::default(),
                     };
@@ -156,7 +164,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone(), context_pool: None };
+        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone(), context: test_context(&store) };
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = api_stopped.await;
         }));

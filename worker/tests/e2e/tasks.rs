@@ -137,7 +137,7 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
         "id": id,
         "name": "Chase overdue invoices",
         "trigger": {"kind": "manual"},
-        "context": [{"name": "invoices", "kind": "sql",
+        "context": [{"name": "invoices", "kind": "sql", "connection": "reporting",
                      "query": "select id, customer, amount from invoices where amount > $1::int order by id",
                      "params": ["{{ trigger.payload.min }}"]}],
         "tasks": [{"id": "remind", "kind": "noop", "for_each": "invoices", "key": "{{ item.id }}",
@@ -166,4 +166,17 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     assert!(error.contains("context[0].query") && error.contains("invalid input syntax for type integer"), "{error}");
     let still_there: i64 = sqlx::query_scalar("select count(*) from invoices").fetch_one(pool).await.unwrap();
     assert_eq!(still_there, 3);
+
+    // Context queries run read-only: a write is refused.
+    sqlx::query("create sequence counter").execute(pool).await.unwrap();
+    let writer = json!({
+        "id": format!("writer-{}", unique()), "name": "Writer", "trigger": {"kind": "manual"},
+        "context": [{"name": "n", "kind": "sql", "query": "select nextval('counter') as n"}],
+        "tasks": [{"id": "t", "kind": "noop"}]
+    });
+    app.put_definition(&writer).await;
+    let (_, started) = app.trigger(writer["id"].as_str().unwrap(), &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("read-only transaction"), "{}", run["error"]);
 }
