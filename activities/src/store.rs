@@ -845,6 +845,24 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
+        // A deferred template never planned: its explanation says why instead.
+        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        if let Some(mut plan) = stored.and_then(|v| serde_json::from_value::<Plan>(v).ok()) {
+            let mut changed = false;
+            for d in plan.decisions.iter_mut().filter(|d| d.template_id == template_id && d.outcome == Outcome::Deferred) {
+                d.outcome = Outcome::Skip;
+                d.reason = reason.to_owned();
+                changed = true;
+            }
+            if changed {
+                let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+            }
+        }
         let skipped = event(
             format!("template:{template_id}:skipped"),
             EventType::NodeSkipped,

@@ -39,6 +39,12 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Run a demo worker of "another team" (workflow `DemoGreeter`, activity `demo.shout`) on
+    /// its own task queue, to try `workflow` and `activity` tasks.
+    DemoWorker {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
     /// Serve the HTTP API.
     Api {
         #[command(flatten)]
@@ -214,6 +220,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             activity_config.context_limits.max_bytes = database.max_context_bytes;
             let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config };
             crate::worker::run(setup, shutdown_signal()).await
+        }
+        Command::DemoWorker { temporal } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            tracing::info!(task_queue = %temporal.task_queue, "demo worker running");
+            crate::demo::run(client, temporal.task_queue, shutdown_signal()).await
         }
         Command::Api { temporal, database, api } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;

@@ -7,12 +7,14 @@
 //! - [`temporal`]: connecting to Temporal and registering search attributes.
 //! - [`worker`]: building and running the Temporal worker.
 //! - [`dev`]: `taskfactory dev`, the whole system in one process tree.
+//! - [`demo`]: `taskfactory demo-worker`, another team's worker to point tasks at.
 //! - [`client`]: the HTTP client behind `apply`, `trigger` and `runs`.
 //! - [`telemetry`]: tracing setup.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod dev;
 pub mod devstack;
 pub mod telemetry;

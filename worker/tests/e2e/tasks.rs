@@ -180,3 +180,32 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     assert_eq!(run["status"], "failed");
     assert!(run["error"].as_str().unwrap().contains("read-only transaction"), "{}", run["error"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_on_a_separate_worker_process() {
+    let app = TestApp::spawn("process").await;
+    let queue = format!("demo-{}", unique());
+    // Another team's worker, as its own OS process: `taskfactory demo-worker`.
+    let _demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["demo-worker", "--temporal-address", &servers().temporal_address, "--task-queue", &queue])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting taskfactory demo-worker");
+    let id = format!("demo-{}", unique());
+    let definition = json!({
+        "id": id, "name": "Demo", "trigger": {"kind": "manual"},
+        "tasks": [
+            {"id": "greet", "kind": "workflow", "workflow_type": "DemoGreeter", "task_queue": queue, "params": {"name": "Ada"}},
+            {"id": "shout", "kind": "activity", "activity_type": "demo.shout", "task_queue": queue, "params": {"text": "hi"}}
+        ]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let output = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap()["output"].clone();
+    assert_eq!(output("greet"), json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(output("shout"), json!({"shouted": "HI"}));
+}
