@@ -1,6 +1,10 @@
-//! `taskfactory demo-worker`: a worker of *another team*, serving a workflow and an activity on
-//! its own task queue, so `workflow` and `activity` tasks can be tried (and tested) against a
+//! `taskfactory demo-worker`: a worker of *another team*, serving two workflows and an activity
+//! on its own task queue, so `workflow` and `activity` tasks can be tried (and tested) against a
 //! separate process. Real deployments use their own workers, in any Temporal SDK.
+//!
+//! - `DemoGreeter`: `{"name": "Ada"}` → `{"greeting": "Hello, Ada!"}`; fails for `fail`;
+//! - `DemoSleeper`: `{"ms": 1500, "value": x}` waits (a durable timer), then → `{"value": x}`;
+//! - `demo.shout`: `{"text": "hi"}` → `{"shouted": "HI"}`.
 
 use std::future::Future;
 
@@ -29,6 +33,21 @@ impl DemoGreeter {
     }
 }
 
+/// Waits `params.ms` milliseconds, then returns `{"value": params.value}`.
+#[workflow]
+#[derive(Default)]
+pub struct DemoSleeper;
+
+#[workflow_methods]
+impl DemoSleeper {
+    /// The workflow.
+    #[run(name = "DemoSleeper")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<Value> {
+        ctx.timer(std::time::Duration::from_millis(input["ms"].as_u64().unwrap_or(0))).await;
+        Ok(json!({"value": input["value"]}))
+    }
+}
+
 /// Activities of the demo worker.
 pub struct DemoActivities;
 
@@ -44,7 +63,11 @@ impl DemoActivities {
 /// Serves the demo workflow and activity on `task_queue` until `shutdown` resolves.
 pub async fn run(client: Client, task_queue: String, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
-    let options = WorkerOptions::new(task_queue).register_workflow::<DemoGreeter>()?.register_activities(DemoActivities).build();
+    let options = WorkerOptions::new(task_queue)
+        .register_workflow::<DemoGreeter>()?
+        .register_workflow::<DemoSleeper>()?
+        .register_activities(DemoActivities)
+        .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop = worker.shutdown_handle();
     let running = worker.run();

@@ -25,9 +25,9 @@ async fn a_diamond_runs_its_branches_in_parallel_and_passes_outputs() {
         "id": id, "name": "Diamond", "trigger": {"kind": "manual"},
         "tasks": [
             {"id": "fetch", "kind": "noop", "params": {"count": 3, "items": ["a", "b", "c"]}},
-            {"id": "left", "kind": "workflow", "workflow_type": "Sleeper", "task_queue": queue, "depends_on": ["fetch"],
+            {"id": "left", "kind": "workflow", "workflow_type": "DemoSleeper", "task_queue": queue, "depends_on": ["fetch"],
              "params": {"ms": 1500, "value": "{{ tasks.fetch.output.count }}"}},
-            {"id": "right", "kind": "workflow", "workflow_type": "Sleeper", "task_queue": queue, "depends_on": ["fetch"],
+            {"id": "right", "kind": "workflow", "workflow_type": "DemoSleeper", "task_queue": queue, "depends_on": ["fetch"],
              "params": {"ms": 1500, "value": "{{ tasks.fetch.output.items | length }}"}},
             {"id": "join", "kind": "noop", "depends_on": ["left", "right"],
              "params": {"sum": "{{ tasks.left.output.value + tasks.right.output.value }}"}},
@@ -72,7 +72,7 @@ fn failing_definition(id: &str, queue: &str, policy: &str) -> Value {
         "max_parallel": 1,
         "context": [{"name": "people", "kind": "static", "value": people}],
         "tasks": [
-            {"id": "greet", "kind": "workflow", "workflow_type": "Greeter", "task_queue": queue,
+            {"id": "greet", "kind": "workflow", "workflow_type": "DemoGreeter", "task_queue": queue,
              "for_each": "people", "key": "{{ item.name }}", "params": {"name": "{{ item.name }}"}},
             {"id": "independent", "kind": "noop"},
             {"id": "after", "kind": "noop", "depends_on": ["greet"]}

@@ -1,4 +1,5 @@
-//! Task kinds `http`, `activity` and `human`, end to end.
+//! Task kinds `http` and `human`, and `http` context sources, end to end (`workflow` and
+//! `activity` tasks: `tasks.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +10,8 @@ use axum::http::StatusCode as AxumStatus;
 use axum::routing::{get, post};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use temporalio_macros::activities;
-use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-use crate::support::{TestApp, servers, unique};
+use crate::support::{TestApp, unique};
 
 #[derive(Default)]
 struct Calls {
@@ -74,52 +72,6 @@ async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
     assert_eq!(task("bad")["status"], "failed");
     assert!(task("bad")["error"].as_str().unwrap().contains("HTTP 404"), "{}", task("bad"));
     assert_eq!(calls.bad.load(Ordering::SeqCst), 1, "a 4xx is not retried");
-}
-
-pub struct Shouter;
-
-#[activities]
-impl Shouter {
-    #[activity(name = "shout")]
-    pub async fn shout(_ctx: ActivityContext, input: Value) -> Result<Value, ActivityError> {
-        Ok(json!({"shouted": input["text"].as_str().unwrap_or_default().to_uppercase()}))
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn activity_tasks_run_on_another_workers_task_queue() {
-    let app = TestApp::spawn("acttask").await;
-    let queue = format!("shouters-{}", unique());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (address, worker_queue) = (servers().temporal_address.clone(), queue.clone());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let sdk = Runtime::from_current_tokio(Default::default()).unwrap();
-            let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
-            let mut worker = Worker::new(&sdk, client, WorkerOptions::new(worker_queue).register_activities(Shouter).build()).unwrap();
-            let shutdown = worker.shutdown_handle();
-            let running = worker.run();
-            tokio::pin!(running);
-            tokio::select! {
-                result = &mut running => result.unwrap(),
-                _ = stopped => { shutdown(); running.await.unwrap(); }
-            }
-        });
-    });
-    let id = format!("act-{}", unique());
-    assert_eq!(Shouter::shout.name(), "shout", "the definition names the activity type the worker registers");
-    let definition = json!({
-        "id": id, "name": "Activity", "trigger": {"kind": "manual"},
-        "tasks": [{"id": "shout", "kind": "activity", "activity_type": "shout", "task_queue": queue, "timeout": "30s",
-                   "params": {"text": "hello"}}]
-    });
-    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
-    assert_eq!(run["status"], "completed", "{run}");
-    assert_eq!(run["tasks"][0]["output"], json!({"shouted": "HELLO"}));
-    drop(stop);
 }
 
 /// Waits (deadline 30 s) for the waiting human task of `assignee`; returns its id.

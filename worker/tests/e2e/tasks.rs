@@ -3,61 +3,24 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ApplicationFailure, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
 
 use crate::support::{TestApp, servers, unique};
 
-/// A workflow "written by another team": greets `params.name`, fails for the name `fail`.
-#[workflow]
-#[derive(Default)]
-pub struct Greeter;
-
-#[workflow_methods]
-impl Greeter {
-    #[run(name = "Greeter")]
-    pub async fn run(_ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<Value> {
-        let name = input["name"].as_str().unwrap_or("nobody").to_owned();
-        if name == "fail" {
-            return Err(ApplicationFailure::non_retryable(format!("cannot greet {name:?}")).into());
-        }
-        Ok(json!({"greeting": format!("Hello, {name}!")}))
-    }
-}
-
-/// A slow task "from another team": waits `ms` milliseconds, returns `{"value": value}`.
-#[workflow]
-#[derive(Default)]
-pub struct Sleeper;
-
-#[workflow_methods]
-impl Sleeper {
-    #[run(name = "Sleeper")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<Value> {
-        ctx.timer(std::time::Duration::from_millis(input["ms"].as_u64().unwrap_or(0))).await;
-        Ok(json!({"value": input["value"]}))
-    }
-}
-
-/// Runs a worker serving `Greeter` and `Sleeper` on `task_queue` (its own thread and runtime)
-/// until the returned sender is dropped.
+/// Runs `taskfactory demo-worker`'s workflows and activity (`DemoGreeter`, `DemoSleeper`,
+/// `demo.shout`) on `task_queue`, on a thread and runtime of its own, until the returned sender
+/// is dropped.
 pub fn spawn_greeter_worker(task_queue: String) -> tokio::sync::oneshot::Sender<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let address = servers().temporal_address.clone();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let sdk = Runtime::from_current_tokio(Default::default()).unwrap();
             let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
-            let options = WorkerOptions::new(task_queue).register_workflow::<Greeter>().unwrap().register_workflow::<Sleeper>().unwrap().build();
-            let mut worker = Worker::new(&sdk, client, options).unwrap();
-            let shutdown = worker.shutdown_handle();
-            let running = worker.run();
-            tokio::pin!(running);
-            tokio::select! {
-                result = &mut running => result.unwrap(),
-                _ = stopped => { shutdown(); running.await.unwrap(); }
-            }
+            taskfactory::demo::run(client, task_queue, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
         });
     });
     stop
@@ -71,7 +34,7 @@ fn greeting_definition(id: &str, queue: &str, names: &[&str]) -> Value {
         "trigger": {"kind": "manual"},
         "context": [{"name": "people", "kind": "static", "value": names}],
         "tasks": [
-            {"id": "greet", "kind": "workflow", "workflow_type": "Greeter", "task_queue": queue,
+            {"id": "greet", "kind": "workflow", "workflow_type": "DemoGreeter", "task_queue": queue,
              "for_each": "people", "key": "{{ item.name }}", "params": {"name": "{{ item.name }}"}},
             {"id": "after", "kind": "noop", "depends_on": ["greet"]}
         ]
@@ -95,9 +58,9 @@ async fn workflow_tasks_run_on_another_workers_task_queue() {
     assert_eq!(outputs, [&json!({"greeting": "Hello, Ada!"}), &json!({"greeting": "Hello, Grace!"})]);
     // The user's workflow really ran, as a child of the task, on the other queue.
     let work = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(format!("{workflow_id}/greet/Ada/work"));
-    let description = work.describe(Default::default()).await.expect("the Greeter workflow exists");
+    let description = work.describe(Default::default()).await.expect("the DemoGreeter workflow exists");
     assert_eq!(description.task_queue(), queue);
-    assert_eq!(description.workflow_type(), "Greeter");
+    assert_eq!(description.workflow_type(), "DemoGreeter");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
