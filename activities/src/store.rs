@@ -15,6 +15,11 @@ use taskfactory_schemas::plan::{Outcome, PlannedTask};
 use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, RunTrigger, Status, TriggerInfo};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
 
+/// Postgres channel notified (payload: the run's workflow id) when a run's log grows.
+pub const RUN_EVENTS_CHANNEL: &str = "tf_run_events";
+/// Postgres channel notified (payload: JSON `{workflow_id, seq, types}`) on run-level events.
+pub const RUNS_CHANNEL: &str = "tf_runs";
+
 /// Errors at the store's boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,6 +177,14 @@ pub struct RunFilter {
     pub definition_id: Option<String>,
     /// Only runs with this status.
     pub status: Option<String>,
+    /// Only runs started by this trigger kind (`schedule`, `event`, `manual`).
+    pub trigger: Option<String>,
+    /// Only runs fired at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs fired before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset cursor: only runs after this `(fired_at, workflow_id)` in newest-first order.
+    pub after: Option<(DateTime<Utc>, String)>,
     /// At most this many (capped at 500).
     pub limit: i64,
 }
@@ -539,6 +552,13 @@ impl Store {
         .await?;
         let new_last = last_seq + fresh.len() as i64;
         sqlx::query("update activity_runs set last_seq = $2 where workflow_id = $1").bind(run).bind(new_last).execute(&mut **tx).await?;
+        // Delivered at commit, to every API process: live streams wake up and read the new rows.
+        sqlx::query("select pg_notify($1, $2)").bind(RUN_EVENTS_CHANNEL).bind(run).execute(&mut **tx).await?;
+        let run_level: Vec<&str> = fresh.iter().filter(|e| e.node_id.is_none()).map(|e| e.event_type.as_str()).collect();
+        if !run_level.is_empty() {
+            let change = json!({"workflow_id": run, "seq": new_last, "types": run_level}).to_string();
+            sqlx::query("select pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(change).execute(&mut **tx).await?;
+        }
         Ok(fresh.len())
     }
 
@@ -933,13 +953,21 @@ impl Store {
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let sql = format!(
             "select {} from activity_runs r where ($1::text is null or r.definition_id = $1) and ($2::text is null or r.status = $2) \
-             order by r.fired_at desc, r.workflow_id limit $3",
+             and ($4::text is null or r.trigger_kind = $4) and ($5::timestamptz is null or r.fired_at >= $5) \
+             and ($6::timestamptz is null or r.fired_at < $6) \
+             and ($7::timestamptz is null or (r.fired_at, r.workflow_id) < ($7, $8::text)) \
+             order by r.fired_at desc, r.workflow_id desc limit $3",
             Self::RUN_COLUMNS
         );
         let rows = sqlx::query(&sql)
             .bind(filter.definition_id.as_deref())
             .bind(filter.status.as_deref())
             .bind(filter.limit.clamp(1, 500))
+            .bind(filter.trigger.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.after.as_ref().map(|(t, _)| *t))
+            .bind(filter.after.as_ref().map(|(_, id)| id.as_str()))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(Self::run_summary).collect()
@@ -985,6 +1013,82 @@ impl Store {
             plan: row.try_get("plan")?,
             tasks,
         })
+    }
+
+    /// The run as a graph: template groups with per-status counts and dependency edges, the
+    /// tasks of groups up to `expand_up_to` tasks (others collapsed, failed tasks listed first),
+    /// and jobs reported from outside Temporal (`external-events`).
+    pub async fn graph(&self, workflow_id: &str, expand_up_to: i64) -> Result<Value> {
+        let row: Option<(String, Option<Value>)> = sqlx::query_as("select status, plan from activity_runs where workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let (status, plan) = row.ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
+        let plan: Plan = plan.and_then(|p| serde_json::from_value(p).ok()).unwrap_or_default();
+        let counts: Vec<(String, String, i64)> =
+            sqlx::query_as("select template_id, status, count(*) from task_runs where run_workflow_id = $1 group by 1, 2")
+                .bind(workflow_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut groups = Vec::new();
+        let mut expanded = Vec::new();
+        let mut collapsed = Vec::new();
+        for t in &plan.templates {
+            let mut by_status = serde_json::Map::new();
+            let mut total = 0;
+            for (_, st, n) in counts.iter().filter(|(tid, _, _)| *tid == t.id) {
+                by_status.insert(st.clone(), json!(n));
+                total += n;
+            }
+            let is_collapsed = total > expand_up_to;
+            if is_collapsed { collapsed.push(t.id.clone()) } else { expanded.push(t.id.clone()) }
+            groups.push(json!({"id": t.id, "depends_on": t.depends_on, "deferred": t.deferred, "total": total,
+                               "counts": by_status, "collapsed": is_collapsed}));
+        }
+        let nodes: Vec<Value> = sqlx::query_as::<_, (Value,)>(
+            "select jsonb_build_object('id', id, 'group', template_id, 'key', item_key, 'kind', kind, 'status', status, \
+             'attempt', attempt, 'started_at', started_at, 'finished_at', finished_at, 'error', error) from task_runs t \
+             where run_workflow_id = $1 and (template_id = any($2) or id in ( \
+               select id from (select id, row_number() over (partition by template_id order by position) as n from task_runs \
+                 where run_workflow_id = $1 and template_id = any($3) and status = 'failed') f where n <= 20)) \
+             order by (status = 'failed') desc, position",
+        )
+        .bind(workflow_id)
+        .bind(&expanded)
+        .bind(&collapsed)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(v,)| v)
+        .collect();
+        let edges: Vec<Value> = plan.templates.iter().flat_map(|t| t.depends_on.iter().map(move |d| json!({"from": d, "to": t.id}))).collect();
+        let jobs: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "select distinct on (node_id) node_id, type, message, ts from run_events \
+             where run_workflow_id = $1 and node_id like 'job:%' and type <> 'NODE_LOG' order by node_id, seq desc",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let external: Vec<Value> = jobs
+            .into_iter()
+            .map(|(id, kind, message, ts)| {
+                let status = match kind.as_str() {
+                    "NODE_COMPLETED" => "completed",
+                    "NODE_FAILED" => "failed",
+                    _ => "running",
+                };
+                json!({"id": id, "kind": "external", "status": status, "message": message, "updated_at": ts})
+            })
+            .collect();
+        Ok(json!({"workflow_id": workflow_id, "status": status, "groups": groups, "nodes": nodes, "edges": edges, "external": external}))
+    }
+
+    /// Appends events reported from outside Temporal to a run's log (idempotent by key).
+    pub async fn append_external(&self, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let written = Self::append_events(&mut tx, run, events).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// A page of a run's events with `seq > after`, in seq order.

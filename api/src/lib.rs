@@ -3,6 +3,7 @@
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
+//! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
 //! - [`app`] builds the router (tests call it directly); [`serve`] runs it until `shutdown`.
@@ -19,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod error;
+pub mod live;
 pub mod routes;
 pub mod schedules;
 pub mod starter;
@@ -34,6 +36,16 @@ pub struct ApiState {
     pub task_queue: String,
     /// What context sources read from in dry-runs (the same as the worker's).
     pub context: taskfactory_activities::context::ContextClients,
+    /// Notifications for the live streams.
+    pub live: live::LiveHub,
+}
+
+impl ApiState {
+    /// The state, with its notification listener started on the current runtime.
+    pub fn new(store: Store, temporal: Client, task_queue: String, context: taskfactory_activities::context::ContextClients) -> Self {
+        let live = live::LiveHub::start(store.pool().clone());
+        Self { store, temporal, task_queue, context, live }
+    }
 }
 
 /// Largest request body accepted (definitions are small; events come in batches).

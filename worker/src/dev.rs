@@ -138,7 +138,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
     let context = ContextClients::new(store.pool().clone());
-    let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: args.task_queue.clone(), context: context.clone() };
+    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone());
     let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
     let applied = if args.no_examples || !args.examples.exists() {

@@ -11,9 +11,11 @@ pub mod definitions;
 pub mod events;
 pub mod health;
 pub mod human;
+pub mod observe;
 pub mod plans;
 pub mod runs;
 pub mod schedules;
+pub mod stream;
 
 /// Every route of the API.
 pub fn router() -> Router<ApiState> {
@@ -41,6 +43,10 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{workflow_id}", get(runs::get))
         .route("/api/v1/runs/{workflow_id}/events", get(runs::events))
+        .route("/api/v1/runs/{workflow_id}/stream", get(stream::run_stream))
+        .route("/api/v1/runs/{workflow_id}/graph", get(observe::graph))
+        .route("/api/v1/runs/{workflow_id}/external-events", post(observe::external_events))
+        .route("/api/v1/stream", get(stream::runs_stream))
 }
 
 /// Parses a JSON body into `T`; an empty body is `T::default()`. Errors name the field.

@@ -67,18 +67,57 @@ pub struct ListQuery {
     pub definition_id: Option<String>,
     /// Only runs in this status (`running`, `completed`, `failed`).
     pub status: Option<String>,
+    /// Only runs started by `schedule`, `event` or `manual`.
+    pub trigger: Option<String>,
+    /// Only runs fired at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only runs fired before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
 }
 
-/// `GET /api/v1/runs`: newest first.
+fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::field(field, format!("{v:?} is not one of {}", allowed.join(", ")))),
+        _ => Ok(()),
+    }
+}
+
+fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    value.as_deref().map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time")))).transpose()
+}
+
+/// `GET /api/v1/runs`: newest first, filtered, with a keyset cursor (`next`).
 pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
-    if let Some(status) = &q.status
-        && !["running", "completed", "failed"].contains(&status.as_str()) {
-            return Err(ApiError::field("status", format!("{status:?} is not one of running, completed, failed")));
+    one_of("status", &q.status, &["running", "completed", "failed"])?;
+    one_of("trigger", &q.trigger, &["schedule", "event", "manual"])?;
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let bad = || ApiError::field("cursor", "not a cursor from a previous page");
+            let text = String::from_utf8(hex::decode(raw).map_err(|_| bad())?).map_err(|_| bad())?;
+            let (time, id) = text.split_once('|').ok_or_else(bad)?;
+            Some((time.parse().map_err(|_| bad())?, id.to_owned()))
         }
-    let filter = RunFilter { definition_id: q.definition_id, status: q.status, limit: q.limit.unwrap_or(50) };
-    Ok(Json(json!({"runs": state.store.list_runs(&filter).await?})))
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = RunFilter {
+        definition_id: q.definition_id,
+        status: q.status,
+        trigger: q.trigger,
+        since: instant("since", &q.since)?,
+        until: instant("until", &q.until)?,
+        after,
+        limit,
+    };
+    let runs = state.store.list_runs(&filter).await?;
+    let next = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| hex::encode(format!("{}|{}", r.fired_at.to_rfc3339(), r.workflow_id))))
+        .flatten();
+    Ok(Json(json!({"runs": runs, "next": next})))
 }
 
 /// `GET /api/v1/runs/{workflow_id}`: status, counts, plan (with its explanation), tasks.

@@ -6,6 +6,7 @@ mod definitions;
 mod events;
 mod fanout;
 mod kinds;
+mod live;
 mod plans;
 mod schedules;
 mod support;

@@ -102,6 +102,62 @@ pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
 }
 
+/// One Server-Sent Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// A minimal SSE client over a streaming response.
+pub struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    /// Opens `url`, resuming after `last_event_id` when given.
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new().get(url).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("opening the stream");
+        assert_eq!(response.status(), StatusCode::OK, "stream {url}");
+        Self { response, buffer: String::new() }
+    }
+
+    /// The next event (deadline 60 s); `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent { id: None, event: None, data: String::new() };
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        event.data.push_str(v.trim_start());
+                    }
+                }
+                if event.id.is_some() || event.event.is_some() || !event.data.is_empty() {
+                    return Some(event);
+                }
+                continue; // a keep-alive comment
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.expect("no stream event within 60 s");
+            match chunk.expect("reading the stream") {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+}
+
 /// One test's world: its database, task queue, worker and API.
 pub struct TestApp {
     pub store: Store,
@@ -109,6 +165,7 @@ pub struct TestApp {
     pub api_url: String,
     pub http: reqwest::Client,
     task_queue: String,
+    database_url: String,
     stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -164,7 +221,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState { store: store.clone(), temporal: client.clone(), task_queue: task_queue.clone(), context: test_context(&store) };
+        let state = ApiState::new(store.clone(), client.clone(), task_queue.clone(), test_context(&store));
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = api_stopped.await;
         }));
@@ -173,10 +230,29 @@ impl TestApp {
             client,
             api_url,
             task_queue,
+            database_url,
             http: reqwest::Client::new(),
             stop_worker: Some(stop_worker),
             stop_api: Some(stop_api),
         }
+    }
+
+    /// Another API process-equivalent on the same database and task queue (its own listener),
+    /// on a new port; it stops when the returned sender is dropped or fired.
+    pub async fn spawn_api(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = ApiState::new(self.store.clone(), self.client.clone(), self.task_queue.clone(), test_context(&self.store));
+        tokio::spawn(taskfactory_api::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        (url, stop)
+    }
+
+    /// The database URL of this test.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     /// The task queue of this test's worker (and of the schedules its API creates).

@@ -1,0 +1,145 @@
+//! Server-Sent Events: a run's trace events live (`/api/v1/runs/{id}/stream`), and run-level
+//! changes of every run (`/api/v1/stream`).
+//!
+//! A run stream sends each event once, in seq order, with `id: <seq>`; a client that
+//! reconnects with `Last-Event-ID` (browsers do it by themselves) resumes right after the last
+//! event it saw, on any API process. The stream ends after the run's final event.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use futures_util::stream;
+use serde::Deserialize;
+use taskfactory_activities::Store;
+use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
+use taskfactory_schemas::{EventType, TraceEvent};
+use tokio::sync::broadcast;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::live::Note;
+
+/// How often a quiet stream re-reads the log anyway (covers a lost notification).
+const REREAD: Duration = Duration::from_secs(2);
+
+/// Query of a run stream.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    /// Start after this seq (`Last-Event-ID` wins when both are given).
+    pub after: Option<i64>,
+}
+
+struct Cursor {
+    store: Store,
+    run: String,
+    after: i64,
+    notes: broadcast::Receiver<Arc<Note>>,
+    pending: VecDeque<TraceEvent>,
+    done: bool,
+}
+
+fn sse_event(e: &TraceEvent) -> Event {
+    let data = serde_json::to_string(e).unwrap_or_default();
+    Event::default().id(e.seq.to_string()).event(e.event_type.as_str()).data(data)
+}
+
+async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
+    loop {
+        if let Some(e) = cursor.pending.pop_front() {
+            if matches!(e.event_type, EventType::WorkflowCompleted | EventType::WorkflowFailed) {
+                cursor.done = true;
+            }
+            let event = sse_event(&e);
+            return Some((Ok(event), cursor));
+        }
+        if cursor.done {
+            return None;
+        }
+        match cursor.store.list_events(&cursor.run, cursor.after, 500).await {
+            Ok(events) if !events.is_empty() => {
+                cursor.after = events.last().map_or(cursor.after, |e| e.seq);
+                cursor.pending.extend(events);
+                continue;
+            }
+            Ok(_) => {}
+            // Started in Temporal, not yet recorded by the worker: wait like for any event.
+            Err(taskfactory_activities::StoreError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(run = %cursor.run, error = %e, "reading the run log for a stream failed");
+            }
+        }
+        // Nothing new: wait for a notification about this run, or re-read after a while.
+        let wait = async {
+            loop {
+                match cursor.notes.recv().await {
+                    Ok(note) if note.channel == RUN_EVENTS_CHANNEL && note.payload == cursor.run => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REREAD, wait).await;
+    }
+}
+
+/// `GET /api/v1/runs/{workflow_id}/stream`.
+pub async fn run_stream(
+    State(state): State<ApiState>,
+    Path(workflow_id): Path<String>,
+    Query(q): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::field("Last-Event-ID", "must be an event seq (a number)"))?,
+        ),
+        None => None,
+    };
+    // Subscribe before the first read, so no notification falls between the two.
+    let notes = state.live.subscribe();
+    // 404 for an unknown run, before the stream starts. A run Temporal knows but the worker
+    // has not recorded yet (just triggered) is streamed as soon as it is.
+    if let Err(e) = state.store.list_events(&workflow_id, 0, 1).await {
+        let handle = state.temporal.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.clone());
+        if handle.describe(Default::default()).await.is_err() {
+            return Err(e.into());
+        }
+    }
+    let cursor = Cursor {
+        store: state.store.clone(),
+        run: workflow_id,
+        after: last_event_id.or(q.after).unwrap_or(0).max(0),
+        notes,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    Ok(Sse::new(stream::unfold(cursor, next_event)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// `GET /api/v1/stream`: one `run` event per run-level change (started, context resolved,
+/// planned, completed, failed) of any run: `{"workflow_id", "seq", "types"}`. Live only.
+pub async fn runs_stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let notes = state.live.subscribe();
+    let events = stream::unfold(notes, |mut notes| async move {
+        loop {
+            match notes.recv().await {
+                Ok(note) if note.channel == RUNS_CHANNEL => {
+                    return Some((Ok(Event::default().event("run").data(note.payload.clone())), notes));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
