@@ -38,13 +38,21 @@ pub struct ApiState {
     pub context: taskfactory_activities::context::ContextClients,
     /// Notifications for the live streams.
     pub live: live::LiveHub,
+    /// The Temporal Web UI, for links from the UI (e.g. `http://127.0.0.1:8233`).
+    pub temporal_ui_url: Option<String>,
 }
 
 impl ApiState {
     /// The state, with its notification listener started on the current runtime.
     pub fn new(store: Store, temporal: Client, task_queue: String, context: taskfactory_activities::context::ContextClients) -> Self {
         let live = live::LiveHub::start(store.pool().clone());
-        Self { store, temporal, task_queue, context, live }
+        Self { store, temporal, task_queue, context, live, temporal_ui_url: None }
+    }
+
+    /// Links the UI to a Temporal Web UI.
+    pub fn with_temporal_ui(mut self, url: Option<String>) -> Self {
+        self.temporal_ui_url = url;
+        self
     }
 }
 

@@ -232,7 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
             let context = context_clients(&database, &store)?;
-            let state = ApiState::new(store, client, temporal.task_queue, context);
+            let state = ApiState::new(store, client, temporal.task_queue, context).with_temporal_ui(api.temporal_ui_url.clone());
             reconcile_at_startup(&state).await;
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())

@@ -49,6 +49,9 @@ pub struct ApiArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "TASKFACTORY_API_ADDR", default_value = "127.0.0.1:8080")]
     pub api_addr: SocketAddr,
+    /// The Temporal Web UI the taskfactory UI links task workflows to.
+    #[arg(long, env = "TEMPORAL_UI_URL")]
+    pub temporal_ui_url: Option<String>,
 }
 
 /// Where client commands send their requests.

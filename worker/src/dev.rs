@@ -138,7 +138,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
     let context = ContextClients::new(store.pool().clone());
-    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone());
+    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone()).with_temporal_ui(temporal_server.ui_url.clone());
     let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
     let applied = if args.no_examples || !args.examples.exists() {
@@ -151,7 +151,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let example = applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();
     println!("taskfactory is running");
-    println!("  API:              http://{}", args.api_addr);
+    println!("  UI:               http://{}/", args.api_addr);
+    println!("  API:              http://{}/api/v1", args.api_addr);
     println!("  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")", temporal_server.ui_url.as_deref().unwrap_or("-"));
     println!("  Temporal address: {}", temporal_server.address);
     println!("  Postgres:         {database_url}");

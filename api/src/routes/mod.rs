@@ -16,10 +16,15 @@ pub mod plans;
 pub mod runs;
 pub mod schedules;
 pub mod stream;
+pub mod ui;
 
 /// Every route of the API.
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/style.css", get(ui::style))
+        .route("/api/v1/ui-config", get(ui::config))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/v1/definitions", get(definitions::list))
