@@ -59,3 +59,13 @@ fi
 if [ -z "${DATABASE_URL:-}" ] && [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   fail "running as root needs a \`postgres\` user for the private cluster: run \`useradd --system postgres\` (or set DATABASE_URL)"
 fi
+
+# The browser tests (worker/tests/e2e/ui.rs) drive Debian's Chromium through playwright-core.
+if [ -n "${TASKFACTORY_BOOTSTRAP_TESTS:-}" ]; then
+  [ -n "${CHROMIUM:-}" ] || have chromium || apt_install "Chromium (browser tests)" chromium
+  have node && have npm || apt_install "Node.js (browser tests)" nodejs npm
+  if [ ! -d ui-tests/node_modules/playwright-core ]; then
+    echo "installing the browser test driver (npm ci in ui-tests) ..." >&2
+    (cd ui-tests && npm ci --silent --no-audit --no-fund >&2) || fail "npm ci in ui-tests failed: run \`npm ci --prefix ui-tests\` by hand"
+  fi
+fi

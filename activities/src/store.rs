@@ -853,6 +853,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Reopens a decision whose signal could not be delivered.
+    pub async fn undecide_human_task(&self, id: &str) -> Result<()> {
+        sqlx::query("update human_tasks set status = 'waiting', decided_by = null, response = null, decided_at = null where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks a template's pending tasks skipped with one `NODE_SKIPPED`.
     pub async fn tasks_skipped(&self, run: &str, template_id: &str, reason: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;

@@ -55,17 +55,23 @@ async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Resu
     if status != "waiting" {
         return Err(ApiError::Conflict { code: "already_decided", message: format!("human task {id} is {status}") });
     }
+    let new_status = if approved { "completed" } else { "rejected" };
+    let response = json!({"payload": request.payload, "reason": request.reason});
+    // Claim the decision first: the workflow finishes right after the signal and would
+    // otherwise find the task still waiting.
+    if !state.store.decide_human_task(id, new_status, request.by.as_deref(), &response).await? {
+        return Err(ApiError::Conflict { code: "already_decided", message: format!("human task {id} was decided meanwhile") });
+    }
     let decision = HumanDecision { approved, payload: request.payload.clone(), by: request.by.clone(), reason: request.reason.clone() };
-    state
+    let signal = state
         .temporal
         .get_workflow_handle::<TaskWorkflow>(task_id.clone())
         .signal(TaskWorkflow::decide, decision, WorkflowSignalOptions::default())
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
-    let new_status = if approved { "completed" } else { "rejected" };
-    let response = json!({"payload": request.payload, "reason": request.reason});
-    if !state.store.decide_human_task(id, new_status, request.by.as_deref(), &response).await? {
-        return Err(ApiError::Conflict { code: "already_decided", message: format!("human task {id} was decided meanwhile") });
+        .await;
+    if let Err(e) = signal {
+        // Not delivered: give the decision back so it can be made again.
+        let _ = state.store.undecide_human_task(id).await;
+        return Err(ApiError::Unavailable(format!("temporal: {e}")));
     }
     tracing::info!(human_task = %id, task = %task_id, status = new_status, "human task decided");
     Ok(Json(json!({"id": id, "task_id": task_id, "status": new_status})))

@@ -11,3 +11,4 @@ mod plans;
 mod schedules;
 mod support;
 mod tasks;
+mod ui;

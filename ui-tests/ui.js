@@ -1,0 +1,67 @@
+// Browser scenarios for the taskfactory UI, run by `worker/tests/e2e/ui.rs`.
+//   node ui.js <scenario> <api-url> <arg>
+// Prints one JSON line of observations and exits 0, or prints the failure and exits 1. The
+// Rust test makes the assertions; this script only drives Chromium and reports what it saw.
+"use strict";
+const { chromium } = require("playwright-core");
+
+const [scenario, base, arg] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+async function counters(page) {
+  return page.$eval(".counters", (n) => n.textContent);
+}
+
+const scenarios = {
+  // Open a run page while the run waits for a person; report what it shows before and after
+  // the API completes the human task (done by the Rust test when told so).
+  async live(page) {
+    await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
+    await page.waitForSelector(".task.waiting", { timeout: 30000 });
+    const before = await counters(page);
+    console.log(JSON.stringify({ phase: "waiting", counters: before }));
+    // The Rust test completes the human task now; the page must turn green by itself.
+    await page.waitForFunction(() => document.querySelector(".counters .badge.completed"), null, { timeout: 60000 });
+    const after = await counters(page);
+    const events = await page.$$eval(".log div", (rows) => rows.length);
+    return { before, after, events, reloaded: false };
+  },
+  // Drag the replay scrubber back to an early event and report the graph at that point.
+  async replay(page) {
+    await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
+    await page.waitForSelector(".counters .badge.completed", { timeout: 30000 });
+    const end = await counters(page);
+    await page.$eval("input[type=range]", (r) => { r.value = "3"; r.dispatchEvent(new Event("input")); });
+    const early = await counters(page);
+    const label = await page.textContent(".row .muted");
+    const logRows = await page.$$eval(".log div", (rows) => rows.length);
+    const completedSquares = await page.$$eval(".task.completed", (n) => n.length);
+    return { end, early, label, logRows, completedSquares };
+  },
+  // Complete the first waiting human task from the inbox page.
+  async inbox(page) {
+    await page.goto(`${base}/#/inbox`);
+    const card = await page.waitForSelector(`[data-human-task="${arg}"]`, { timeout: 30000 });
+    const title = await card.$eval("h3", (n) => n.textContent);
+    await (await card.$("textarea")).fill('{"approved_by_browser": true}');
+    await (await card.$("button.primary")).click();
+    await page.waitForFunction((id) => !document.querySelector(`[data-human-task="${id}"]`), arg, { timeout: 30000 }).catch(async (e) => {
+      throw new Error(`${e.message}; the page shows: ${(await page.textContent("main")).slice(0, 400)}`);
+    });
+    return { title, gone: true };
+  },
+};
+
+(async () => {
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const seen = await scenarios[scenario](page);
+    console.log(JSON.stringify({ phase: "done", ...seen }));
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => {
+  console.error(String(e && e.stack || e));
+  process.exit(1);
+});

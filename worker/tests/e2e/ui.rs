@@ -1,0 +1,137 @@
+//! The web UI in a real browser (Debian's headless Chromium, driven by `ui-tests/ui.js`
+//! through playwright-core): live updates, the replay scrubber, the human task inbox.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::support::{TestApp, unique};
+
+struct Browser {
+    _child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Browser {
+    /// Starts a scenario of `ui-tests/ui.js`; fails (never skips) when its tools are missing.
+    fn start(scenario: &str, api_url: &str, arg: &str) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui-tests");
+        assert!(
+            dir.join("node_modules/playwright-core").is_dir(),
+            "ui-tests/node_modules is missing: run scripts/test (it runs `npm ci --prefix ui-tests`)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("ui.js"))
+            .args([scenario, api_url, arg])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("running node: install Node.js (scripts/test installs it when missing)");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { _child: child, lines }
+    }
+
+    /// The next observation the script reports (deadline 90 s).
+    async fn report(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line())
+            .await
+            .expect("the browser reported nothing within 90 s")
+            .expect("reading the browser's output")
+            .expect("the browser scenario failed (see its output above)");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a report: {line}"))
+    }
+}
+
+fn held(id: &str, assignee: &str) -> Value {
+    json!({
+        "id": id, "name": "Held", "trigger": {"kind": "manual"},
+        "tasks": [
+            {"id": "a", "kind": "noop"},
+            {"id": "hold", "kind": "human", "title": "Release the run", "assignee": assignee, "depends_on": ["a"]},
+            {"id": "b", "kind": "noop", "depends_on": ["hold"]}
+        ]
+    })
+}
+
+async fn waiting_human_task(app: &TestApp, assignee: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
+        if let Some(id) = inbox["human_tasks"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no human task for {assignee}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_page_updates_live_while_the_run_progresses() {
+    let app = TestApp::spawn("uilive").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("uilive-{}", unique());
+    assert_eq!(app.put_definition(&held(&id, &assignee)).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let human = waiting_human_task(&app, &assignee).await;
+
+    let mut browser = Browser::start("live", &app.api_url, &workflow_id);
+    let waiting = browser.report().await;
+    assert!(waiting["counters"].as_str().unwrap().contains("waiting: 1"), "{waiting}");
+    // Nobody reloads the page: the stream must carry the rest.
+    let (status, _) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human}/complete"), Some(&json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let done = browser.report().await;
+    let after = done["after"].as_str().unwrap();
+    assert!(after.contains("completed: 3"), "{done}");
+    assert!(!after.contains("waiting"), "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_scrubber_shows_an_earlier_state() {
+    let app = TestApp::spawn("uireplay").await;
+    let id = format!("uireplay-{}", unique());
+    let definition = json!({"id": id, "name": "Replay", "trigger": {"kind": "manual"},
+        "context": [{"name": "items", "kind": "static", "value": [1, 2, 3]}],
+        "tasks": [{"id": "fan", "kind": "noop", "for_each": "items"}, {"id": "after", "kind": "noop", "depends_on": ["fan"]}]});
+    app.put_definition(&definition).await;
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed");
+
+    let mut browser = Browser::start("replay", &app.api_url, &workflow_id);
+    let seen = browser.report().await;
+    assert!(seen["end"].as_str().unwrap().contains("completed: 4"), "{seen}");
+    // After event 3 (PLAN_CREATED) nothing had started yet.
+    let early = seen["early"].as_str().unwrap();
+    assert!(early.contains("pending: 4") && !early.contains("completed:"), "{seen}");
+    assert_eq!(seen["logRows"], 3);
+    assert_eq!(seen["completedSquares"], 0);
+    assert!(seen["label"].as_str().unwrap().starts_with("event 3 of "), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
+    let app = TestApp::spawn("uiinbox").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("uiinbox-{}", unique());
+    app.put_definition(&held(&id, &assignee)).await;
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let human = waiting_human_task(&app, &assignee).await;
+
+    let mut browser = Browser::start("inbox", &app.api_url, &human);
+    let seen = browser.report().await;
+    assert_eq!(seen["title"], "Release the run");
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let hold = run["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == "hold").unwrap();
+    assert_eq!(hold["output"], json!({"approved_by_browser": true}));
+}
