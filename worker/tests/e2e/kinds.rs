@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode as AxumStatus;
@@ -74,19 +73,6 @@ async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
     assert_eq!(calls.bad.load(Ordering::SeqCst), 1, "a 4xx is not retried");
 }
 
-/// Waits (deadline 30 s) for the waiting human task of `assignee`; returns its id.
-async fn waiting_task(app: &TestApp, assignee: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
-        if let Some(task) = inbox["human_tasks"].as_array().and_then(|t| t.first()) {
-            return task.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no waiting human task for {assignee}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn approval(id: &str, assignee: &str, timeout: &str) -> Value {
     json!({
         "id": id, "name": "Approval", "trigger": {"kind": "manual"},
@@ -109,7 +95,7 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     // Completed: the payload is the task's output, read by the dependent task.
     let (_, started) = app.trigger(&id, &json!({})).await;
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
-    let task = waiting_task(&app, &assignee).await;
+    let task = app.waiting_human_task(&assignee).await;
     assert_eq!(task["title"], "Approve 3 invoices");
     assert_eq!(task["form"], json!({"invoices": [1, 2, 3]}));
     let human_id = task["id"].as_str().unwrap();
@@ -126,7 +112,7 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
 
     // Rejected: the task fails with who and why.
     let (_, started) = app.trigger(&id, &json!({})).await;
-    let task = waiting_task(&app, &assignee).await;
+    let task = app.waiting_human_task(&assignee).await;
     let human_id = task["id"].as_str().unwrap();
     let (status, _) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({"by": "bob", "reason": "too many"}))).await;
     assert_eq!(status, StatusCode::OK);

@@ -7,18 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{SseClient, SseEvent, TestApp, servers, unique};
-
-fn held_run(id: &str, assignee: &str) -> Value {
-    json!({
-        "id": id, "name": "Held", "trigger": {"kind": "manual"},
-        "tasks": [
-            {"id": "a", "kind": "noop"},
-            {"id": "hold", "kind": "human", "title": "Let it finish", "assignee": assignee, "depends_on": ["a"]},
-            {"id": "b", "kind": "noop", "depends_on": ["hold"]}
-        ]
-    })
-}
+use crate::support::{SseClient, SseEvent, TestApp, held_definition, servers, unique};
 
 async fn read_until(stream: &mut SseClient, event_type: &str) -> Vec<SseEvent> {
     let mut seen = Vec::new();
@@ -37,7 +26,7 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
     let app = TestApp::spawn("resume").await;
     let assignee = format!("ops-{}", unique());
     let id = format!("held-{}", unique());
-    assert_eq!(app.put_definition(&held_run(&id, &assignee)).await.0, StatusCode::CREATED);
+    assert_eq!(app.put_definition(&held_definition(&id, &assignee)).await.0, StatusCode::CREATED);
     let (_, started) = app.trigger(&id, &json!({})).await;
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
 
@@ -50,15 +39,8 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
     let _ = stop_a.send(());
 
     // The run goes on while nobody listens.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let human_id = loop {
-        let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?assignee={assignee}&status=waiting"), None).await;
-        if let Some(id) = inbox["human_tasks"][0]["id"].as_str() {
-            break id.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let human = app.waiting_human_task(&assignee).await;
+    let human_id = human["id"].as_str().unwrap().to_owned();
 
     // API B, a fresh process-equivalent with its own listener: resume after the last id seen.
     let (api_b, _stop_b) = app.spawn_api().await;

@@ -331,6 +331,33 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Waits (deadline 30 s) for a waiting human task of `assignee`; returns it.
+    pub async fn waiting_human_task(&self, assignee: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, inbox) = self.call(reqwest::Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
+            if let Some(task) = inbox["human_tasks"].as_array().and_then(|t| t.first()) {
+                return task.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no waiting human task for {assignee}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A manual definition that holds its run on a human task: `a` → `hold` (human) → `b`.
+pub fn held_definition(id: &str, assignee: &str) -> Value {
+    serde_json::json!({
+        "id": id, "name": "Held", "trigger": {"kind": "manual"},
+        "tasks": [
+            {"id": "a", "kind": "noop"},
+            {"id": "hold", "kind": "human", "title": "Release the run", "assignee": assignee, "depends_on": ["a"]},
+            {"id": "b", "kind": "noop", "depends_on": ["hold"]}
+        ]
+    })
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop_worker.take() {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::support::{TestApp, unique};
+use crate::support::{TestApp, held_definition, unique};
 
 struct Browser {
     _child: Child,
@@ -48,38 +48,15 @@ impl Browser {
     }
 }
 
-fn held(id: &str, assignee: &str) -> Value {
-    json!({
-        "id": id, "name": "Held", "trigger": {"kind": "manual"},
-        "tasks": [
-            {"id": "a", "kind": "noop"},
-            {"id": "hold", "kind": "human", "title": "Release the run", "assignee": assignee, "depends_on": ["a"]},
-            {"id": "b", "kind": "noop", "depends_on": ["hold"]}
-        ]
-    })
-}
-
-async fn waiting_human_task(app: &TestApp, assignee: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
-        if let Some(id) = inbox["human_tasks"][0]["id"].as_str() {
-            return id.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no human task for {assignee}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_page_updates_live_while_the_run_progresses() {
     let app = TestApp::spawn("uilive").await;
     let assignee = format!("ops-{}", unique());
     let id = format!("uilive-{}", unique());
-    assert_eq!(app.put_definition(&held(&id, &assignee)).await.0, StatusCode::CREATED);
+    assert_eq!(app.put_definition(&held_definition(&id, &assignee)).await.0, StatusCode::CREATED);
     let (_, started) = app.trigger(&id, &json!({})).await;
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
-    let human = waiting_human_task(&app, &assignee).await;
+    let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
     let mut browser = Browser::start("live", &app.api_url, &workflow_id);
     let waiting = browser.report().await;
@@ -122,10 +99,10 @@ async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
     let app = TestApp::spawn("uiinbox").await;
     let assignee = format!("ops-{}", unique());
     let id = format!("uiinbox-{}", unique());
-    app.put_definition(&held(&id, &assignee)).await;
+    app.put_definition(&held_definition(&id, &assignee)).await;
     let (_, started) = app.trigger(&id, &json!({})).await;
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
-    let human = waiting_human_task(&app, &assignee).await;
+    let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
     let mut browser = Browser::start("inbox", &app.api_url, &human);
     let seen = browser.report().await;
