@@ -56,6 +56,8 @@ const scenarios = {
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    // The UI keeps the API key in localStorage (it asks for one when it has none).
+    await page.addInitScript((key) => localStorage.setItem("tf_api_key", key), process.env.TF_API_KEY || "");
     const seen = await scenarios[scenario](page);
     console.log(JSON.stringify({ phase: "done", ...seen }));
   } finally {

@@ -20,6 +20,12 @@ pub enum ApiError {
     /// The body cannot be parsed at all (400).
     #[error("{0}")]
     BadRequest(String),
+    /// No valid API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key's role does not allow the call (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing named does not exist (404).
     #[error("{0} not found")]
     NotFound(String),
@@ -69,6 +75,8 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", summary, serde_json::to_value(errors).unwrap_or_default())
             }
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone(), json!([])),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone(), json!([])),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), json!([])),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string(), json!([])),
             Self::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone(), json!([])),
             Self::Unavailable(m) => {

@@ -1,5 +1,6 @@
 //! The HTTP API: admin CRUD for definitions, manual triggers and the run log read API.
 //!
+//! - [`auth`]: API keys, roles and the audit log, as one middleware.
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
@@ -19,6 +20,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod auth;
 pub mod error;
 pub mod live;
 pub mod routes;
@@ -62,6 +64,7 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// The router with every route and the common layers.
 pub fn app(state: ApiState) -> Router {
     routes::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))

@@ -7,12 +7,22 @@ const STATUSES = ["pending", "running", "waiting", "retrying", "completed", "fai
 const $main = document.getElementById("main");
 let config = { temporal_ui_url: null, namespace: "default" };
 let cleanup = [];
+// The API key lives in this browser only (localStorage); the API never serves pages with it.
+let apiKey = localStorage.getItem("tf_api_key") || "";
+
+class NeedsKey extends Error {}
+
+/** A stream URL with the key as `access_token` (EventSource cannot send headers). */
+function streamUrl(path) {
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(apiKey)}`;
+}
 
 async function api(path, options = {}) {
   const response = await fetch(path, {
     ...options,
-    headers: { "content-type": "application/json", ...(options.headers || {}) },
+    headers: { "content-type": "application/json", ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}), ...(options.headers || {}) },
   });
+  if (response.status === 401) throw new NeedsKey("an API key is needed");
   const text = await response.text();
   const body = text ? JSON.parse(text) : null;
   if (!response.ok) {
@@ -56,7 +66,15 @@ function throttle(fn, ms) {
   };
 }
 
+function askForKey(message) {
+  const input = el("input", { type: "password", placeholder: "tfk_…", size: 60, value: apiKey });
+  const save = () => { apiKey = input.value.trim(); localStorage.setItem("tf_api_key", apiKey); connectGlobalStream(); route(); };
+  fill($main, el("div", { class: "card" }, el("h3", {}, "API key"), el("p", { class: "muted" }, message,
+    " — `taskfactory dev` prints an admin key; `taskfactory keys create` makes others."), input, " ", el("button", { class: "primary", onclick: save }, "Use key")));
+}
+
 function showError(error) {
+  if (error instanceof NeedsKey) return askForKey(apiKey ? "This key is unknown, revoked or expired." : "Enter an API key.");
   $main.prepend(el("div", { class: "card error-box" }, String(error.message || error)));
 }
 
@@ -285,7 +303,7 @@ async function runView(workflowId) {
 
   const refreshGraph = throttle(async () => { graph = await api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`); scheduleRender(); }, 1000);
   const last = events.length ? events[events.length - 1].seq : 0;
-  const source = new EventSource(`/api/v1/runs/${enc(workflowId)}/stream?after=${last}`);
+  const source = new EventSource(streamUrl(`/api/v1/runs/${enc(workflowId)}/stream?after=${last}`));
   const onEvent = (message) => {
     const e = JSON.parse(message.data);
     if (events.length && e.seq <= events[events.length - 1].seq) return;
@@ -356,9 +374,13 @@ async function route() {
   }
 }
 
+let globalStream = null;
 function connectGlobalStream() {
   const live = document.getElementById("live");
-  const source = new EventSource("/api/v1/stream");
+  if (globalStream) globalStream.close();
+  if (!apiKey) return;
+  const source = new EventSource(streamUrl("/api/v1/stream"));
+  globalStream = source;
   source.onopen = () => { live.textContent = "live"; live.className = "on"; };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "muted"; };
   source.addEventListener("run", (m) => window.dispatchEvent(new CustomEvent("run-change", { detail: JSON.parse(m.data) })));

@@ -97,6 +97,14 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// API keys: create (the key is shown once), list, revoke. Talks to the database directly,
+    /// so the first admin key can be made before any key exists.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Save a workflow's history as JSON, e.g. for a replay test under
     /// `orchestrator/tests/histories/`.
     History {
@@ -161,6 +169,30 @@ pub enum EventsCommand {
         payload: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+/// `taskfactory keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it once.
+    Create {
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// `viewer`, `operator` or `admin`.
+        #[arg(long)]
+        role: String,
+        /// Lifetime, e.g. `30d` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id (the part after `tfk_`).
+        id: String,
     },
 }
 
@@ -253,10 +285,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Apply { files, client } => apply(&ApiClient::new(&client.api_url), &files).await,
+        Command::Apply { files, client } => apply(&ApiClient::from_args(&client), &files).await,
         Command::Trigger { id, key, payload, client } => {
             let payload = payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null);
-            let answer = ApiClient::new(&client.api_url).trigger(&id, &json!({"key": key, "payload": payload})).await?;
+            let answer = ApiClient::from_args(&client).trigger(&id, &json!({"key": key, "payload": payload})).await?;
             let verb = if answer["started"].as_bool() == Some(true) { "started" } else { "already started" };
             println!("{verb}: {}", answer["workflow_id"].as_str().unwrap_or_default());
             Ok(())
@@ -264,7 +296,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command: EventsCommand::Send { event_type, key, source, payload, client } } => {
             let payload = payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null);
             let event = json!({"type": event_type, "key": key, "source": source, "payload": payload});
-            let answer = ApiClient::new(&client.api_url).send_events(&event).await?;
+            let answer = ApiClient::from_args(&client).send_events(&event).await?;
             let outcomes = answer["results"][0]["outcomes"].as_array().cloned().unwrap_or_default();
             if outcomes.is_empty() {
                 println!("no enabled event definition matches type {event_type:?}");
@@ -281,7 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "payload": payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null),
                 "context": context.as_deref().map(json_arg).transpose()?.unwrap_or_else(|| json!({})),
             });
-            let answer = ApiClient::new(&client.api_url).post(&format!("/api/v1/definitions/{id}/dry-run"), &body).await?;
+            let answer = ApiClient::from_args(&client).post(&format!("/api/v1/definitions/{id}/dry-run"), &body).await?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
                 return Ok(());
@@ -305,7 +337,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Schedules { command, client } => schedules(&ApiClient::new(&client.api_url), command).await,
+        Command::Schedules { command, client } => schedules(&ApiClient::from_args(&client), command).await,
+        Command::Keys { command, database } => {
+            let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
+            match command {
+                KeysCommand::Create { name, role, expires_in } => {
+                    let request = taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
+                    let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    let (info, key) = store.create_key(&name, &role, expires).await?;
+                    println!("{key}");
+                    eprintln!("created key {} ({}, {}); it is shown only now", info.id, info.name, info.role);
+                }
+                KeysCommand::List => {
+                    for k in store.list_keys().await? {
+                        let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                        println!("{:<14} {:<9} {:<8} {}", k.id, k.role, state, k.name);
+                    }
+                }
+                KeysCommand::Revoke { id } => {
+                    store.revoke_key(&id).await?;
+                    println!("revoked {id}");
+                }
+            }
+            Ok(())
+        }
         Command::History { workflow_id, out, temporal } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let json = crate::temporal::history_json(&client, &workflow_id).await?;
@@ -313,7 +368,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("saved the history of {workflow_id} to {}", out.display());
             Ok(())
         }
-        Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::new(&client.api_url), workflow_id, definition, events).await,
+        Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::from_args(&client), workflow_id, definition, events).await,
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    key: Option<String>,
 }
 
 /// An answer that was not 2xx, rendered from the API's error envelope.
@@ -26,16 +27,28 @@ fn describe_error(status: StatusCode, body: &Value) -> String {
 }
 
 impl ApiClient {
-    /// A client of the API at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+    /// A client of the API at `base` (e.g. `http://127.0.0.1:8080`) using `key`.
+    pub fn new(base: &str, key: Option<&str>) -> Self {
+        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new(), key: key.map(str::to_owned) }
+    }
+
+    /// A client from the `--api-url` / `--api-key` flags.
+    pub fn from_args(args: &crate::config::ClientArgs) -> Self {
+        Self::new(&args.api_url, args.api_key.as_deref())
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+        let request = match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
         let response = request.send().await.with_context(|| format!("cannot reach the taskfactory API at {}: is `taskfactory dev` running? (or pass --api-url)", self.base))?;
         let status = response.status();
         let text = response.text().await?;
         let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status == StatusCode::UNAUTHORIZED && self.key.is_none() {
+            bail!("the API needs a key: pass --api-key or set TASKFACTORY_API_KEY (`taskfactory dev` prints one)");
+        }
         if !status.is_success() {
             bail!("{}", describe_error(status, &body));
         }

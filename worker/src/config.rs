@@ -60,4 +60,7 @@ pub struct ClientArgs {
     /// Base URL of a running taskfactory API.
     #[arg(long, env = "TASKFACTORY_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
+    /// API key (`tfk_...`); `taskfactory dev` prints one, `taskfactory keys create` makes more.
+    #[arg(long, env = "TASKFACTORY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }

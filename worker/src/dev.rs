@@ -148,6 +148,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         apply_examples(&store, &args.examples).await?
     };
     crate::cli::reconcile_at_startup(&state).await;
+    let (_, admin_key) = store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
     let example = applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();
     println!("taskfactory is running");
@@ -157,7 +158,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  Temporal address: {}", temporal_server.address);
     println!("  Postgres:         {database_url}");
     println!("  logs:             {}", logs.display());
-    println!("try:  taskfactory trigger {example}   then   taskfactory runs");
+    println!("  admin API key:    {admin_key}");
+    println!("try:  export TASKFACTORY_API_KEY={admin_key}");
+    println!("      taskfactory trigger {example}   then   taskfactory runs");
     println!("Ctrl-C stops everything.");
 
     let setup = crate::worker::WorkerSetup {

@@ -11,6 +11,7 @@ pub mod definitions;
 pub mod events;
 pub mod health;
 pub mod human;
+pub mod keys;
 pub mod observe;
 pub mod plans;
 pub mod runs;
@@ -41,6 +42,9 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/schedule/trigger", post(schedules::trigger))
         .route("/api/v1/definitions/{id}/schedule/backfill", post(schedules::backfill))
         .route("/api/v1/schedules/reconcile", post(schedules::reconcile))
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/api/v1/audit", get(keys::audit))
         .route("/api/v1/events", post(events::ingest))
         .route("/api/v1/human-tasks", get(human::list))
         .route("/api/v1/human-tasks/{id}/complete", post(human::complete))

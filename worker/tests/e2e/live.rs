@@ -32,7 +32,7 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
 
     // API A: read live until the run waits for a person, then A goes away.
     let (api_a, stop_a) = app.spawn_api().await;
-    let mut stream = SseClient::open(&format!("{api_a}/api/v1/runs/{workflow_id}/stream"), None).await;
+    let mut stream = SseClient::open(&format!("{api_a}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     let first = read_until(&mut stream, "NODE_WAITING").await;
     let last_id = first.last().unwrap().id.clone().unwrap();
     drop(stream);
@@ -44,7 +44,7 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
 
     // API B, a fresh process-equivalent with its own listener: resume after the last id seen.
     let (api_b, _stop_b) = app.spawn_api().await;
-    let mut stream = SseClient::open(&format!("{api_b}/api/v1/runs/{workflow_id}/stream"), Some(&last_id)).await;
+    let mut stream = SseClient::open(&format!("{api_b}/api/v1/runs/{workflow_id}/stream"), &app.api_key, Some(&last_id)).await;
     let (complete_path, empty) = (format!("/api/v1/human-tasks/{human_id}/complete"), json!({}));
     let complete = app.call(Method::POST, &complete_path, Some(&empty));
     let (rest, (status, _)) = tokio::join!(read_until(&mut stream, "WORKFLOW_COMPLETED"), complete);
@@ -89,19 +89,19 @@ async fn two_api_processes_serve_the_same_stream() {
         "context": [{"name": "items", "kind": "static", "value": items}],
         "tasks": [{"id": "t", "kind": "noop", "for_each": "items"}]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let mut runs = SseClient::open(&format!("{one}/api/v1/stream"), None).await;
+    let mut runs = SseClient::open(&format!("{one}/api/v1/stream"), &app.api_key, None).await;
     // Trigger through process one with a known key, stream it from both.
     let workflow_id = format!("tf:{id}:manual:k");
-    let response = reqwest::Client::new().post(format!("{one}/api/v1/definitions/{id}/runs")).json(&json!({"key": "k"})).send().await.unwrap();
+    let response = app.http.post(format!("{one}/api/v1/definitions/{id}/runs")).json(&json!({"key": "k"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     // The run row appears once the worker records the start; the streams begin then.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{two}/api/v1/runs/{workflow_id}")).await.unwrap().status() != StatusCode::OK {
+    while app.http.get(format!("{two}/api/v1/runs/{workflow_id}")).send().await.unwrap().status() != StatusCode::OK {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut a = SseClient::open(&format!("{one}/api/v1/runs/{workflow_id}/stream"), None).await;
-    let mut b = SseClient::open(&format!("{two}/api/v1/runs/{workflow_id}/stream"), None).await;
+    let mut a = SseClient::open(&format!("{one}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
+    let mut b = SseClient::open(&format!("{two}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     let (from_one, from_two) = tokio::join!(read_until(&mut a, "WORKFLOW_COMPLETED"), read_until(&mut b, "WORKFLOW_COMPLETED"));
     let ids = |events: &[SseEvent]| events.iter().map(|e| e.id.clone().unwrap()).collect::<Vec<_>>();
     assert_eq!(ids(&from_one), ids(&from_two));

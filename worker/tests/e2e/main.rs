@@ -1,6 +1,7 @@
 //! End-to-end tests against a real Temporal dev server and a real Postgres, both started by
 //! the harness in [`support`]. One binary, so the servers are shared across every test.
 
+mod auth;
 mod dag;
 mod definitions;
 mod events;

@@ -97,6 +97,13 @@ fn test_context(store: &Store) -> ContextClients {
     clients
 }
 
+/// A client that sends `key` with every request.
+pub fn authed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 /// A unique suffix for names.
 pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
@@ -117,9 +124,9 @@ pub struct SseClient {
 }
 
 impl SseClient {
-    /// Opens `url`, resuming after `last_event_id` when given.
-    pub async fn open(url: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(url).header("accept", "text/event-stream");
+    /// Opens `url` with `key`, resuming after `last_event_id` when given.
+    pub async fn open(url: &str, key: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = authed_client(key).get(url).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
@@ -163,7 +170,10 @@ pub struct TestApp {
     pub store: Store,
     pub client: Client,
     pub api_url: String,
+    /// Sends the test's admin key with every request.
     pub http: reqwest::Client,
+    /// The test's admin key.
+    pub api_key: String,
     task_queue: String,
     database_url: String,
     stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
@@ -180,6 +190,7 @@ impl TestApp {
         let database_url = format!("postgres://postgres@127.0.0.1:{}/{db}", servers.postgres_port);
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
+        let (_, api_key) = store.create_key("e2e", "admin", None).await.expect("creating the test's admin key");
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
             .expect("Temporal dev server not ready");
@@ -231,7 +242,8 @@ impl TestApp {
             api_url,
             task_queue,
             database_url,
-            http: reqwest::Client::new(),
+            http: authed_client(&api_key),
+            api_key,
             stop_worker: Some(stop_worker),
             stop_api: Some(stop_api),
         }

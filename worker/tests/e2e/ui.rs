@@ -19,7 +19,7 @@ struct Browser {
 
 impl Browser {
     /// Starts a scenario of `ui-tests/ui.js`; fails (never skips) when its tools are missing.
-    fn start(scenario: &str, api_url: &str, arg: &str) -> Self {
+    fn start(scenario: &str, app: &TestApp, arg: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui-tests");
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
@@ -27,7 +27,8 @@ impl Browser {
         );
         let mut child = Command::new("node")
             .arg(dir.join("ui.js"))
-            .args([scenario, api_url, arg])
+            .args([scenario, &app.api_url, arg])
+            .env("TF_API_KEY", &app.api_key)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -58,7 +59,7 @@ async fn the_run_page_updates_live_while_the_run_progresses() {
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
     let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
-    let mut browser = Browser::start("live", &app.api_url, &workflow_id);
+    let mut browser = Browser::start("live", &app, &workflow_id);
     let waiting = browser.report().await;
     assert!(waiting["counters"].as_str().unwrap().contains("waiting: 1"), "{waiting}");
     // Nobody reloads the page: the stream must carry the rest.
@@ -83,7 +84,7 @@ async fn the_replay_scrubber_shows_an_earlier_state() {
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed");
 
-    let mut browser = Browser::start("replay", &app.api_url, &workflow_id);
+    let mut browser = Browser::start("replay", &app, &workflow_id);
     let seen = browser.report().await;
     assert!(seen["end"].as_str().unwrap().contains("completed: 4"), "{seen}");
     // After event 3 (PLAN_CREATED) nothing had started yet.
@@ -104,7 +105,7 @@ async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
     let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
     let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
-    let mut browser = Browser::start("inbox", &app.api_url, &human);
+    let mut browser = Browser::start("inbox", &app, &human);
     let seen = browser.report().await;
     assert_eq!(seen["title"], "Release the run");
     let run = app.wait_for_run(&workflow_id).await;
