@@ -37,6 +37,14 @@ pub enum ApiError {
         /// Explanation.
         message: String,
     },
+    /// Too many requests for this key (429); retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Explanation.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// A dependency (Temporal, Postgres) is unavailable (503).
     #[error("{0}")]
     Unavailable(String),
@@ -69,6 +77,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::TooManyRequests { message, retry_after } = &self {
+            let body = Json(json!({"error": {"code": "rate_limited", "message": message, "details": []}}));
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after.to_string())], body).into_response();
+        }
         let (status, code, message, details) = match &self {
             Self::Invalid(errors) => {
                 let summary = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
@@ -83,6 +95,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %m, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone(), json!([]))
             }
+            Self::TooManyRequests { .. } => unreachable!("answered above"),
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), json!([]))

@@ -4,6 +4,7 @@
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
+//! - [`ratelimit`]: a token bucket per API key (event ingress).
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
@@ -23,6 +24,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod error;
 pub mod live;
+pub mod ratelimit;
 pub mod routes;
 pub mod schedules;
 pub mod starter;
@@ -42,13 +44,22 @@ pub struct ApiState {
     pub live: live::LiveHub,
     /// The Temporal Web UI, for links from the UI (e.g. `http://127.0.0.1:8233`).
     pub temporal_ui_url: Option<String>,
+    /// Events per second per key accepted by `POST /api/v1/events`.
+    pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
 }
 
 impl ApiState {
     /// The state, with its notification listener started on the current runtime.
     pub fn new(store: Store, temporal: Client, task_queue: String, context: taskfactory_activities::context::ContextClients) -> Self {
         let live = live::LiveHub::start(store.pool().clone());
-        Self { store, temporal, task_queue, context, live, temporal_ui_url: None }
+        let event_limiter = std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
+        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter }
+    }
+
+    /// Limits event ingress to `per_second` events per key, `burst` at once.
+    pub fn with_event_rate(mut self, per_second: f64, burst: f64) -> Self {
+        self.event_limiter = std::sync::Arc::new(ratelimit::RateLimiter::new(per_second, burst));
+        self
     }
 
     /// Links the UI to a Temporal Web UI.
@@ -57,6 +68,11 @@ impl ApiState {
         self
     }
 }
+
+/// Default sustained event rate per key.
+pub const DEFAULT_EVENTS_PER_SECOND: f64 = 200.0;
+/// Default event burst per key.
+pub const DEFAULT_EVENTS_BURST: f64 = 2000.0;
 
 /// Largest request body accepted (definitions are small; events come in batches).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;

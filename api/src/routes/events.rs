@@ -12,7 +12,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -21,6 +21,8 @@ use taskfactory_schemas::ids::event_workflow_id;
 use taskfactory_schemas::run::{LoadedDefinition, RunTrigger, TriggerInfo};
 use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::FieldError;
+
+use taskfactory_activities::auth_store::Principal;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -60,12 +62,24 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
 }
 
 /// `POST /api/v1/events`: one event object or an array of them.
-pub async fn ingest(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn ingest(
+    State(state): State<ApiState>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let (items, batch) = match value {
         Value::Array(items) => (items, true),
         other => (vec![other], false),
     };
+    // Each event costs one token of its key's bucket; a batch is refused whole, never cut.
+    let key = principal.map(|Extension(p)| p.key_id).unwrap_or_default();
+    if let Err(wait) = state.event_limiter.take(&key, items.len() as f64) {
+        return Err(ApiError::TooManyRequests {
+            message: format!("event rate limit of this key reached: retry in {} s", wait.as_secs() + 1),
+            retry_after: wait.as_secs() + 1,
+        });
+    }
     if items.is_empty() {
         return Err(ApiError::field("", "the batch is empty"));
     }

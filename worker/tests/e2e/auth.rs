@@ -76,3 +76,24 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
     assert_eq!((saved["key_name"].clone(), saved["role"].clone(), saved["status"].clone()), (json!("e2e"), json!("admin"), json!(201)));
     assert!(entries.iter().all(|e| e["action"].as_str().unwrap().split(' ').next() != Some("GET")), "reads are not audited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ingress_is_rate_limited_per_key_and_bodies_are_capped() {
+    let app = TestApp::spawn("limits").await;
+    let (api, _stop) = app.spawn_api_with(|state| state.with_event_rate(0.01, 5.0)).await;
+    let events: Vec<Value> = (0..5).map(|i| json!({"type": "nobody.listens", "key": format!("k{i}")})).collect();
+    let (status, body, _) = call(&app.http, Method::POST, format!("{api}/api/v1/events"), Some(&json!(events))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = app.http.post(format!("{api}/api/v1/events")).json(&json!({"type": "nobody.listens"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    // Another key has a bucket of its own.
+    let (_, other) = app.store.create_key("other", "operator", None).await.unwrap();
+    let (status, _, _) = call(&authed_client(&other), Method::POST, format!("{api}/api/v1/events"), Some(&json!({"type": "nobody.listens"}))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Bodies over the limit are refused before they are read whole.
+    let huge = "x".repeat(taskfactory_api::MAX_BODY_BYTES + 1);
+    let response = app.http.post(format!("{}/api/v1/events", app.api_url)).header("content-type", "application/json").body(huge).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

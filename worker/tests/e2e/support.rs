@@ -252,10 +252,15 @@ impl TestApp {
     /// Another API process-equivalent on the same database and task queue (its own listener),
     /// on a new port; it stops when the returned sender is dropped or fired.
     pub async fn spawn_api(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
+        self.spawn_api_with(|state| state).await
+    }
+
+    /// [`Self::spawn_api`] with its state adjusted by `adjust`.
+    pub async fn spawn_api_with(&self, adjust: impl FnOnce(ApiState) -> ApiState) -> (String, tokio::sync::oneshot::Sender<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState::new(self.store.clone(), self.client.clone(), self.task_queue.clone(), test_context(&self.store));
+        let state = adjust(ApiState::new(self.store.clone(), self.client.clone(), self.task_queue.clone(), test_context(&self.store)));
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = stopped.await;
         }));
