@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sqlx::PgPool;
+
+use crate::egress::Egress;
 use taskfactory_schemas::definition::{ContextKind, ContextSource};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use taskfactory_schemas::template::Templates;
@@ -43,12 +45,14 @@ pub struct ContextClients {
     pub connections: HashMap<String, PgPool>,
     /// For `http` sources.
     pub http: reqwest::Client,
+    /// Where `http` sources may connect.
+    pub egress: Egress,
 }
 
 impl ContextClients {
-    /// Only the default database, no named connections.
+    /// Only the default database, no named connections, public HTTP targets only.
     pub fn new(sql: PgPool) -> Self {
-        Self { sql, connections: HashMap::new(), http: reqwest::Client::new() }
+        Self { sql, connections: HashMap::new(), http: reqwest::Client::new(), egress: Egress::default() }
     }
 }
 
@@ -100,7 +104,7 @@ pub async fn resolve(
                 };
                 resolve_sql(pool, source, &templates, &scope, &path, limits).await?
             }
-            ContextKind::Http => resolve_http(&clients.http, source, &templates, &scope, &path, limits).await?,
+            ContextKind::Http => resolve_http(clients, source, &templates, &scope, &path, limits).await?,
         };
         context.insert(source.name.clone(), value);
     }
@@ -161,7 +165,7 @@ async fn resolve_sql(
 }
 
 async fn resolve_http(
-    http: &reqwest::Client,
+    clients: &ContextClients,
     source: &ContextSource,
     templates: &Templates,
     scope: &Value,
@@ -171,6 +175,7 @@ async fn resolve_http(
     let fail = |field: &str, message: String, permanent: bool| ContextError { path: format!("{path}{field}"), message, permanent };
     let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
+    let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout).await.map_err(|m| fail(".url", m, true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
     let mut request = if post { http.post(url.clone()) } else { http.get(url.clone()) };
     request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");

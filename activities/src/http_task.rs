@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use taskfactory_schemas::run::HttpRequestInput;
 use temporalio_sdk::activities::ActivityError;
 
+use crate::egress::Egress;
 use crate::worker_activities::permanent;
 
 /// Largest response body kept as the task's output.
@@ -26,9 +27,10 @@ fn capped_body(bytes: &[u8]) -> Value {
 }
 
 /// Sends the request and classifies the answer.
-pub async fn send(client: &reqwest::Client, input: &HttpRequestInput) -> Result<Value, ActivityError> {
+pub async fn send(shared: &reqwest::Client, egress: Egress, input: &HttpRequestInput) -> Result<Value, ActivityError> {
     let method = reqwest::Method::from_bytes(input.method.as_bytes()).map_err(|_| permanent(format!("invalid method {:?}", input.method)))?;
     let url = reqwest::Url::parse(&input.url).map_err(|e| permanent(format!("invalid url {:?}: {e}", input.url)))?;
+    let client = crate::egress::client_for(shared, &url, egress, Duration::from_secs(input.timeout_secs.max(1))).await.map_err(permanent)?;
     let mut request = client.request(method, url).timeout(Duration::from_secs(input.timeout_secs.max(1)));
     for (name, value) in &input.headers {
         request = request.header(name, value);

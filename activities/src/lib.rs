@@ -3,11 +3,13 @@
 //! - [`auth_store`]: API keys (hashed) and the audit log.
 //! - [`store`]: the Postgres definition store and run log (used by the activities and the API).
 //! - [`context`]: resolving context sources (`static`, `trigger`, `sql`).
+//! - [`egress`]: the SSRF guard of `http` tasks and context sources.
 //! - [`http_task`]: the request of an `http` task and how its answer is classified.
 //! - [`worker_activities`]: the activity implementations the workflows call.
 
 pub mod auth_store;
 pub mod context;
+pub mod egress;
 pub mod http_task;
 pub mod store;
 pub mod worker_activities;

@@ -417,6 +417,7 @@ pub fn context_clients(database: &DatabaseArgs, store: &Store) -> anyhow::Result
         None => store.pool().clone(),
     };
     let mut clients = ContextClients::new(sql);
+    clients.egress.allow_private = database.allow_private_targets;
     for (name, url) in &database.sql_connections {
         clients.connections.insert(name.clone(), lazy(url).with_context(|| format!("--sql-connection {name}"))?);
     }

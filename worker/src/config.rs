@@ -34,6 +34,10 @@ pub struct DatabaseArgs {
     /// through workflow history).
     #[arg(long, env = "TASKFACTORY_MAX_CONTEXT_BYTES", default_value_t = 1024 * 1024)]
     pub max_context_bytes: usize,
+    /// Let `http` tasks and context sources call private, loopback and link-local addresses
+    /// (refused by default: SSRF guard).
+    #[arg(long, env = "TASKFACTORY_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
 }
 
 fn parse_connection(raw: &str) -> Result<(String, String), String> {

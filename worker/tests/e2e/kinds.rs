@@ -160,3 +160,29 @@ async fn http_context_selects_with_a_json_pointer() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["path"], "context[0].select");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_targets_are_refused_unless_allowed() {
+    let app = TestApp::spawn("ssrf").await;
+    let (base, _) = spawn_test_service().await;
+    // An API whose context clients keep the default rule: public targets only.
+    let (strict, _stop) = app
+        .spawn_api_with(|mut state| {
+            state.context.egress.allow_private = false;
+            state
+        })
+        .await;
+    let id = format!("ssrf-{}", unique());
+    let definition = json!({"id": id, "name": "SSRF", "trigger": {"kind": "manual"},
+        "context": [{"name": "meta", "kind": "http", "url": format!("{base}/data")}],
+        "tasks": [{"id": "t", "kind": "noop"}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let response = app.http.post(format!("{strict}/api/v1/definitions/{id}/dry-run")).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["details"][0]["path"], "context[0].url");
+    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("refusing to call 127.0.0.1"), "{body}");
+    // The suite's own API allows loopback, so the same dry-run goes through there.
+    let (status, _) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+}

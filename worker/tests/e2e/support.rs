@@ -91,8 +91,10 @@ pub fn servers() -> &'static Servers {
 }
 
 /// Context clients of a test: its own database, also as the named connection `reporting`.
-fn test_context(store: &Store) -> ContextClients {
+pub fn test_context(store: &Store) -> ContextClients {
     let mut clients = ContextClients::new(store.pool().clone());
+    // The suite's HTTP services listen on loopback.
+    clients.egress.allow_private = true;
     clients.connections.insert("reporting".to_owned(), store.pool().clone());
     clients
 }
