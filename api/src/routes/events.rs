@@ -152,3 +152,41 @@ async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEven
     state.store.insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json).await?;
     Ok(outcome(if started.started { "started" } else { "duplicate" }, Some(started.workflow_id), None))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::parse_event;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        let key = prop_oneof![Just("type".to_owned()), Just("key".to_owned()), Just("payload".to_owned()), Just("occurred_at".to_owned()), "[a-z]{1,6}"];
+        leaf.prop_recursive(3, 24, 5, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|p| Value::Object(p.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any event body is accepted or rejected with a path inside its batch slot.
+        #[test]
+        fn event_bodies_never_panic_and_errors_name_their_slot(body in any_json(), index in 0usize..5) {
+            let prefix = format!("[{index}]");
+            if let Err(e) = parse_event(body, &prefix) {
+                prop_assert!(e.path.starts_with(&prefix), "{e:?}");
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
+}
