@@ -2,6 +2,7 @@
 //! the harness in [`support`]. One binary, so the servers are shared across every test.
 
 mod auth;
+mod crash;
 mod dag;
 mod definitions;
 mod events;

@@ -185,6 +185,12 @@ pub struct TestApp {
 impl TestApp {
     /// Starts a worker and an API for the test called `name`.
     pub async fn spawn(name: &str) -> Self {
+        Self::spawn_with(name, true).await
+    }
+
+    /// Like [`Self::spawn`]; without the in-process worker when `with_worker` is false (the
+    /// test runs `taskfactory worker` processes itself).
+    pub async fn spawn_with(name: &str, with_worker: bool) -> Self {
         let servers = servers();
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", servers.postgres_port);
         let db = format!("t_{}_{}", name.replace('-', "_"), unique());
@@ -209,6 +215,7 @@ impl TestApp {
         // The worker's future is not Send: it gets a thread and a runtime of its own.
         let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
         let (address, queue, worker_store) = (servers.temporal_address.clone(), task_queue.clone(), store.clone());
+        if with_worker {
         std::thread::Builder::new()
             .name(format!("worker-{name}"))
             .spawn(move || {
@@ -230,6 +237,7 @@ impl TestApp {
                 });
             })
             .expect("spawning the worker thread");
+        }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());

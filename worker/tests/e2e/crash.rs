@@ -1,0 +1,82 @@
+//! Breaking things on purpose: the worker process is SIGKILLed in the middle of a 1,000-task
+//! run, three times, and restarted. Every task must complete exactly once and the run log
+//! must stay gapless without duplicates.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use temporalio_client::WorkflowCountOptions;
+use tokio::process::{Child, Command};
+
+use crate::support::{TestApp, servers, unique};
+
+fn worker_process(app: &TestApp) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
+        .args(["--database-url", app.database_url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting taskfactory worker")
+}
+
+async fn completed(app: &TestApp, workflow_id: &str) -> i64 {
+    let (status, run) = app.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+    if status != StatusCode::OK {
+        return 0;
+    }
+    run["tasks_completed"].as_i64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
+    let app = TestApp::spawn_with("crash", false).await;
+    let id = format!("crash-{}", unique());
+    let items: Vec<Value> = (0..1000).map(|i| json!(i)).collect();
+    let definition = json!({"id": id, "name": "Crash", "trigger": {"kind": "manual"},
+        "context": [{"name": "items", "kind": "static", "value": items}],
+        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}"}, {"id": "end", "kind": "noop", "depends_on": ["work"]}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let (_, started) = app.trigger(&id, &json!({"key": "k"})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+
+    let mut worker = worker_process(&app);
+    for threshold in [100, 400, 700] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while completed(&app, &workflow_id).await < threshold {
+            assert!(tokio::time::Instant::now() < deadline, "stuck below {threshold} completed tasks");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worker.start_kill().unwrap(); // SIGKILL: no drain, no goodbye.
+        worker.wait().await.unwrap();
+        worker = worker_process(&app);
+    }
+    let run = app.wait_for_run_within(&workflow_id, Duration::from_secs(600)).await;
+    assert_eq!(run["status"], "completed", "{}", run["error"]);
+    assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone(), run["tasks_failed"].clone()), (json!(1001), json!(1001), json!(0)));
+
+    // Exactly one task workflow per task in Temporal.
+    let query = format!("TfDefinitionId = '{id}' AND TfKind = 'task'");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = app.client.count_workflows(query.clone(), WorkflowCountOptions::default()).await.unwrap().count();
+        if count == 1001 {
+            break;
+        }
+        assert!(count < 1001, "{count} task workflows for 1,001 tasks");
+        assert!(tokio::time::Instant::now() < deadline, "visibility counted {count}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A gapless log, each task started and finished once.
+    let events = app.all_events(&workflow_id, 1000).await;
+    assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == json!(i + 1)), "gapless");
+    let mut started_nodes = HashSet::new();
+    for e in events.iter().filter(|e| e["type"] == "NODE_STARTED") {
+        assert!(started_nodes.insert(e["node_id"].as_str().unwrap().to_owned()), "started twice: {e}");
+    }
+    assert_eq!(started_nodes.len(), 1001);
+    assert_eq!(events.iter().filter(|e| e["type"] == "NODE_COMPLETED").count(), 1001);
+}
