@@ -46,6 +46,8 @@ pub struct ApiState {
     pub temporal_ui_url: Option<String>,
     /// Events per second per key accepted by `POST /api/v1/events`.
     pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
+    /// Turns true when the server shuts down: open streams end so draining can finish.
+    pub closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ApiState {
@@ -53,7 +55,7 @@ impl ApiState {
     pub fn new(store: Store, temporal: Client, task_queue: String, context: taskfactory_activities::context::ContextClients) -> Self {
         let live = live::LiveHub::start(store.pool().clone());
         let event_limiter = std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
-        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter }
+        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter, closing: None }
     }
 
     /// Limits event ingress to `per_second` events per key, `burst` at once.
@@ -87,7 +89,14 @@ pub fn app(state: ApiState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests
+/// (open event streams are ended, so they cannot hold the shutdown forever).
+pub async fn serve(listener: TcpListener, mut state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    state.closing = Some(closed);
+    let signal = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    axum::serve(listener, app(state)).with_graceful_shutdown(signal).await
 }

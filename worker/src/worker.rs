@@ -41,7 +41,9 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
 /// `select!`), not through `tokio::spawn`.
 pub async fn run(setup: WorkerSetup, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
+    let task_queue = setup.task_queue.clone();
     let mut worker = build(&runtime, setup)?;
+    tracing::info!(task_queue = %task_queue, "worker running");
     let stop = worker.shutdown_handle();
     let running = worker.run();
     tokio::pin!(running);

@@ -36,6 +36,7 @@ pub struct StreamQuery {
 }
 
 struct Cursor {
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
     store: Store,
     run: String,
     after: i64,
@@ -85,7 +86,18 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
                 }
             }
         };
-        let _ = tokio::time::timeout(REREAD, wait).await;
+        let closing = async {
+            match cursor.closing.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|closing| *closing).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(REREAD, wait) => {}
+            () = closing => return None,
+        }
     }
 }
 
@@ -116,6 +128,7 @@ pub async fn run_stream(
         }
     }
     let cursor = Cursor {
+        closing: state.closing.clone(),
         store: state.store.clone(),
         run: workflow_id,
         after: last_event_id.or(q.after).unwrap_or(0).max(0),
@@ -130,11 +143,23 @@ pub async fn run_stream(
 /// planned, completed, failed) of any run: `{"workflow_id", "seq", "types"}`. Live only.
 pub async fn runs_stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let notes = state.live.subscribe();
-    let events = stream::unfold(notes, |mut notes| async move {
+    let events = stream::unfold((notes, state.closing.clone()), |(mut notes, mut closing)| async move {
         loop {
-            match notes.recv().await {
+            let closed = async {
+                match closing.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|c| *c).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let received = tokio::select! {
+                received = notes.recv() => received,
+                () = closed => return None,
+            };
+            match received {
                 Ok(note) if note.channel == RUNS_CHANNEL => {
-                    return Some((Ok(Event::default().event("run").data(note.payload.clone())), notes));
+                    return Some((Ok(Event::default().event("run").data(note.payload.clone())), (notes, closing)));
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -80,3 +80,66 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
     assert_eq!(started_nodes.len(), 1001);
     assert_eq!(events.iter().filter(|e| e["type"] == "NODE_COMPLETED").count(), 1001);
 }
+
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running").to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("did not stop within 30 s of SIGTERM").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
+    let app = TestApp::spawn("sigterm").await;
+    let port = taskfactory::devstack::free_port().unwrap();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
+        .args(["--database-url", app.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A run that waits for a person keeps its stream open indefinitely.
+    let assignee = format!("ops-{}", unique());
+    let id = format!("sigterm-{}", unique());
+    app.put_definition(&crate::support::held_definition(&id, &assignee)).await;
+    let (_, started) = app.trigger(&id, &json!({})).await;
+    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    app.waiting_human_task(&assignee).await;
+    let mut stream = crate::support::SseClient::open(&format!("{url}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
+    while let Some(event) = stream.next().await {
+        if event.event.as_deref() == Some("NODE_WAITING") {
+            break;
+        }
+    }
+    let status = terminate(&mut api).await;
+    assert!(status.success(), "the API exited with {status}");
+    assert!(stream.next().await.is_none(), "the open stream was ended by the shutdown");
+
+    // A worker process drains and exits cleanly too (once it says it runs).
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
+        .args(["--database-url", app.database_url()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(worker.stderr.take().unwrap()));
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), log.next_line()).await.expect("the worker never said it runs").unwrap();
+        if line.expect("the worker exited early").contains("worker running") {
+            break;
+        }
+    }
+    let status = terminate(&mut worker).await;
+    assert!(status.success(), "the worker exited with {status}");
+}
