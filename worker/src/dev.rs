@@ -90,6 +90,8 @@ pub async fn apply_examples(store: &Store, path: &Path) -> anyhow::Result<Vec<St
 
 /// Runs the dev stack until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Installed first: Ctrl-C while the servers start still stops everything cleanly.
+    let shutdown = crate::cli::shutdown_signal();
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
@@ -176,7 +178,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::pin!(worker);
     let result = tokio::select! {
         result = &mut worker => result,
-        () = crate::cli::shutdown_signal() => {
+        () = shutdown => {
             println!("stopping ...");
             let _ = stop_tx.send(true);
             worker.await

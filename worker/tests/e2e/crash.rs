@@ -140,6 +140,15 @@ async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
             break;
         }
     }
+    // Keep reading its log (a full pipe would block it) and show it if the exit is unclean.
+    let rest = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = log.next_line().await {
+            lines.push(line);
+        }
+        lines
+    });
     let status = terminate(&mut worker).await;
-    assert!(status.success(), "the worker exited with {status}");
+    let rest = rest.await.unwrap();
+    assert!(status.success(), "the worker exited with {status}; its log:\n{}", rest.join("\n"));
 }
