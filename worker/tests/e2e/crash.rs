@@ -91,21 +91,7 @@ async fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
     let app = TestApp::spawn("sigterm").await;
-    let port = taskfactory::devstack::free_port().unwrap();
-    let mut api = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
-        .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
-        .args(["--database-url", app.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (url, mut api) = app.api_process().await;
     // A run that waits for a person keeps its stream open indefinitely.
     let assignee = format!("ops-{}", unique());
     let id = format!("sigterm-{}", unique());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{SseClient, SseEvent, TestApp, held_definition, servers, unique};
+use crate::support::{SseClient, SseEvent, TestApp, held_definition, unique};
 
 async fn read_until(stream: &mut SseClient, event_type: &str) -> Vec<SseEvent> {
     let mut seen = Vec::new();
@@ -59,30 +59,10 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
     assert_eq!(data["type"], "WORKFLOW_COMPLETED");
 }
 
-/// Starts `taskfactory api` as a process on a free port; killed on drop.
-async fn api_process(app: &TestApp) -> (String, tokio::process::Child) {
-    let port = taskfactory::devstack::free_port().unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
-        .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
-        .args(["--database-url", app.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting taskfactory api");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "taskfactory api did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (url, child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_processes_serve_the_same_stream() {
     let app = TestApp::spawn("twoapis").await;
-    let ((one, _p1), (two, _p2)) = tokio::join!(api_process(&app), api_process(&app));
+    let ((one, _p1), (two, _p2)) = tokio::join!(app.api_process(), app.api_process());
     let id = format!("two-{}", unique());
     let items: Vec<Value> = (0..20).map(|i| json!(i)).collect();
     let definition = json!({"id": id, "name": "Two", "trigger": {"kind": "manual"},

@@ -359,6 +359,27 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Starts `taskfactory api` as a process on this test's database and task queue, on a free
+    /// port; returns its URL once it answers `/healthz`. Killed on drop.
+    pub async fn api_process(&self) -> (String, tokio::process::Child) {
+        let port = taskfactory::devstack::free_port().unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+            .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", self.task_queue()])
+            .args(["--database-url", self.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting taskfactory api");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{url}/healthz")).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "taskfactory api did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (url, child)
+    }
+
     /// Waits (deadline 30 s) for a waiting human task of `assignee`; returns it.
     pub async fn waiting_human_task(&self, assignee: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
