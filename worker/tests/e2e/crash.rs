@@ -40,8 +40,7 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
         "context": [{"name": "items", "kind": "static", "value": items}],
         "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}"}, {"id": "end", "kind": "noop", "depends_on": ["work"]}]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({"key": "k"})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({"key": "k"})).await;
 
     let mut worker = worker_process(&app);
     for threshold in [100, 400, 700] {
@@ -96,8 +95,7 @@ async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
     let assignee = format!("ops-{}", unique());
     let id = format!("sigterm-{}", unique());
     app.put_definition(&crate::support::held_definition(&id, &assignee)).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     app.waiting_human_task(&assignee).await;
     let mut stream = crate::support::SseClient::open(&format!("{url}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     while let Some(event) = stream.next().await {

@@ -37,8 +37,7 @@ async fn a_diamond_runs_its_branches_in_parallel_and_passes_outputs() {
     });
     let (status, body) = app.put_definition(&definition).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["tasks_completed"], 7);
@@ -88,8 +87,7 @@ async fn fail_fast_stops_starting_work_and_continue_does_not() {
 
     let id = format!("continue-{}", unique());
     app.put_definition(&failing_definition(&id, &queue, "continue")).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     // Every greeting ran but one; the dependent template was skipped.
     assert_eq!((run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()), (json!(5), json!(1), json!(1)), "{run}");
@@ -106,8 +104,7 @@ async fn fail_fast_stops_starting_work_and_continue_does_not() {
 
     let id = format!("failfast-{}", unique());
     app.put_definition(&failing_definition(&id, &queue, "fail_fast")).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     assert_eq!(run["tasks_failed"], 1, "{run}");
     let never_started = run["tasks"].as_array().unwrap().iter().filter(|t| t["status"] == "skipped").count();
@@ -126,8 +123,7 @@ async fn a_2000_task_fan_out_runs_through_batches_with_a_small_history() {
         "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}"}]
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let run = app.wait_for_run_within(&workflow_id, std::time::Duration::from_secs(600)).await;
     assert_eq!(run["status"], "completed", "{}", run["error"]);
     assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone()), (json!(2000), json!(2000)));

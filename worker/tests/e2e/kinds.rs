@@ -61,8 +61,7 @@ async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
         ]
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "failed", "{run}");
     let task = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap().clone();
     assert_eq!(task("ok")["output"], json!({"status": 200, "body": {"hello": "world"}}));
@@ -93,8 +92,7 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     assert_eq!(app.put_definition(&approval(&id, &assignee, "5m")).await.0, StatusCode::CREATED);
 
     // Completed: the payload is the task's output, read by the dependent task.
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let task = app.waiting_human_task(&assignee).await;
     assert_eq!(task["title"], "Approve 3 invoices");
     assert_eq!(task["form"], json!({"invoices": [1, 2, 3]}));
@@ -125,8 +123,7 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     let slow = format!("slow-{}", unique());
     let late = format!("late-{}", unique());
     app.put_definition(&approval(&slow, &late, "1s")).await;
-    let (_, started) = app.trigger(&slow, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&slow, &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     let (_, inbox) = app.call(Method::GET, &format!("/api/v1/human-tasks?assignee={late}"), None).await;
     assert_eq!(inbox["human_tasks"][0]["status"], "timed_out", "{inbox}");
@@ -145,15 +142,13 @@ async fn http_context_selects_with_a_json_pointer() {
         "tasks": [{"id": "each", "kind": "noop", "for_each": "items", "key": "{{ item.id }}"}]
     });
     assert_eq!(app.put_definition(&definition("/data/items")).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["context_snapshot"]["items"], json!([{"id": "x"}, {"id": "y"}]));
     assert_eq!(run["tasks_completed"], 2);
 
     app.put_definition(&definition("/data/nothing")).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     assert!(run["error"].as_str().unwrap().contains("context[0].select"), "{}", run["error"]);
     let (status, body) = app.put_definition(&definition("data/items")).await;

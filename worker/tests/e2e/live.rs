@@ -27,8 +27,7 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
     let assignee = format!("ops-{}", unique());
     let id = format!("held-{}", unique());
     assert_eq!(app.put_definition(&held_definition(&id, &assignee)).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
 
     // API A: read live until the run waits for a person, then A goes away.
     let (api_a, stop_a) = app.spawn_api().await;

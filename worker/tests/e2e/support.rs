@@ -310,6 +310,13 @@ impl TestApp {
         self.call(reqwest::Method::POST, &format!("/api/v1/definitions/{id}/runs"), Some(body)).await
     }
 
+    /// Manually triggers a run, asserting it started; returns its workflow id.
+    pub async fn start_run(&self, id: &str, body: &Value) -> String {
+        let (status, started) = self.trigger(id, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{started}");
+        started["workflow_id"].as_str().unwrap().to_owned()
+    }
+
     /// Waits (deadline: 60 s) for the run workflow to close, then returns `GET /api/v1/runs/{id}`.
     pub async fn wait_for_run(&self, workflow_id: &str) -> Value {
         self.wait_for_run_within(workflow_id, Duration::from_secs(60)).await

@@ -48,8 +48,7 @@ async fn workflow_tasks_run_on_another_workers_task_queue() {
     let _greeter = spawn_greeter_worker(queue.clone());
     let id = format!("greet-{}", unique());
     assert_eq!(app.put_definition(&greeting_definition(&id, &queue, &["Ada", "Grace"])).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
 
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -70,8 +69,7 @@ async fn a_failed_task_fails_the_run_and_skips_its_dependents() {
     let _greeter = spawn_greeter_worker(queue.clone());
     let id = format!("fail-{}", unique());
     app.put_definition(&greeting_definition(&id, &queue, &["Ada", "fail"])).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
 
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "failed", "{run}");
@@ -109,8 +107,7 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
 
-    let (_, started) = app.trigger(&id, &json!({"payload": {"min": 10}})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({"payload": {"min": 10}})).await).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["context_snapshot"]["invoices"].as_array().unwrap().len(), 2, "i3 is below the bound minimum");
     let tasks = run["tasks"].as_array().unwrap();
@@ -138,8 +135,7 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
         "tasks": [{"id": "t", "kind": "noop"}]
     });
     app.put_definition(&writer).await;
-    let (_, started) = app.trigger(writer["id"].as_str().unwrap(), &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(writer["id"].as_str().unwrap(), &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     assert!(run["error"].as_str().unwrap().contains("read-only transaction"), "{}", run["error"]);
 }
@@ -165,8 +161,7 @@ async fn tasks_run_on_a_separate_worker_process() {
         ]
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run}");
     let output = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap()["output"].clone();
     assert_eq!(output("greet"), json!({"greeting": "Hello, Ada!"}));

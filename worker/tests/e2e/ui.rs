@@ -55,8 +55,7 @@ async fn the_run_page_updates_live_while_the_run_progresses() {
     let assignee = format!("ops-{}", unique());
     let id = format!("uilive-{}", unique());
     assert_eq!(app.put_definition(&held_definition(&id, &assignee)).await.0, StatusCode::CREATED);
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
     let mut browser = Browser::start("live", &app, &workflow_id);
@@ -79,8 +78,7 @@ async fn the_replay_scrubber_shows_an_earlier_state() {
         "context": [{"name": "items", "kind": "static", "value": [1, 2, 3]}],
         "tasks": [{"id": "fan", "kind": "noop", "for_each": "items"}, {"id": "after", "kind": "noop", "depends_on": ["fan"]}]});
     app.put_definition(&definition).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed");
 
@@ -101,8 +99,7 @@ async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
     let assignee = format!("ops-{}", unique());
     let id = format!("uiinbox-{}", unique());
     app.put_definition(&held_definition(&id, &assignee)).await;
-    let (_, started) = app.trigger(&id, &json!({})).await;
-    let workflow_id = started["workflow_id"].as_str().unwrap().to_owned();
+    let workflow_id = app.start_run(&id, &json!({})).await;
     let human = app.waiting_human_task(&assignee).await["id"].as_str().unwrap().to_owned();
 
     let mut browser = Browser::start("inbox", &app, &human);
