@@ -1,0 +1,424 @@
+//! The run log's writes: every state change with its trace event, in one transaction.
+
+use super::*;
+
+impl Store {
+    /// Appends events (idempotent by key) in `tx`; returns how many were new.
+    pub async fn append_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+        let last_seq: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {run:?}")))?;
+        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        let existing: Vec<String> = sqlx::query_scalar("select event_key from run_events where run_workflow_id = $1 and event_key = any($2)")
+            .bind(run)
+            .bind(&keys)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut seen: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
+        let fresh: Vec<&NewTraceEvent> = events.iter().filter(|e| seen.insert(e.key.as_str())).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
+        let types: Vec<&str> = fresh.iter().map(|e| e.event_type.as_str()).collect();
+        let nodes: Vec<Option<&str>> = fresh.iter().map(|e| e.node_id.as_deref()).collect();
+        let levels: Vec<&str> = fresh.iter().map(|e| e.level.as_str()).collect();
+        let messages: Vec<Option<&str>> = fresh.iter().map(|e| e.message.as_deref()).collect();
+        let payloads: Vec<Value> = fresh.iter().map(|e| e.payload.clone()).collect();
+        sqlx::query(
+            "insert into run_events (run_workflow_id, seq, event_key, type, node_id, level, message, payload) \
+             select $1, $2 + u.ord, u.k, u.t, u.n, u.l, u.m, u.p \
+             from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[]) with ordinality as u(k, t, n, l, m, p, ord)",
+        )
+        .bind(run)
+        .bind(last_seq)
+        .bind(&keys)
+        .bind(&types)
+        .bind(&nodes)
+        .bind(&levels)
+        .bind(&messages)
+        .bind(&payloads)
+        .execute(&mut **tx)
+        .await?;
+        let new_last = last_seq + fresh.len() as i64;
+        sqlx::query("update activity_runs set last_seq = $2 where workflow_id = $1").bind(run).bind(new_last).execute(&mut **tx).await?;
+        // Delivered at commit, to every API process: live streams wake up and read the new rows.
+        sqlx::query("select pg_notify($1, $2)").bind(RUN_EVENTS_CHANNEL).bind(run).execute(&mut **tx).await?;
+        let run_level: Vec<&str> = fresh.iter().filter(|e| e.node_id.is_none()).map(|e| e.event_type.as_str()).collect();
+        if !run_level.is_empty() {
+            let change = json!({"workflow_id": run, "seq": new_last, "types": run_level}).to_string();
+            sqlx::query("select pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(change).execute(&mut **tx).await?;
+        }
+        Ok(fresh.len())
+    }
+
+    /// Records a run's start (idempotent) with `WORKFLOW_STARTED`.
+    pub async fn start_run(&self, run: &str, temporal_run_id: &str, definition_id: &DefinitionId, trigger: &TriggerInfo) -> Result<()> {
+        let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for) \
+             values ($1, $2, $3, $4, $5, $6) on conflict (workflow_id) do nothing",
+        )
+        .bind(run)
+        .bind(temporal_run_id)
+        .bind(definition_id.as_str())
+        .bind(trigger.kind.as_str())
+        .bind(&trigger_json)
+        .bind(trigger.scheduled_for)
+        .execute(&mut *tx)
+        .await?;
+        if let (RunTrigger::Event, Some(key), Some(received)) = (trigger.kind, &trigger.key, &trigger.event) {
+            // The API writes the receipt after starting the workflow; the run writes it too, so a
+            // crash between the two never forgets an accepted event.
+            let event_json = serde_json::to_value(received).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            write_receipt(&mut *tx, definition_id.as_str(), key, run, Some(temporal_run_id), &event_json).await?;
+        }
+        let started = event(
+            "run:started",
+            EventType::WorkflowStarted,
+            None,
+            Level::Info,
+            format!("run of {definition_id} started ({})", trigger.kind.as_str()),
+            json!({"definition_id": definition_id, "trigger": trigger_json, "temporal_run_id": temporal_run_id}),
+        );
+        Self::append_events(&mut tx, run, &[started]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records which definition version the run uses.
+    pub async fn set_version_used(&self, run: &str, version: i32) -> Result<()> {
+        sqlx::query("update activity_runs set version_used = $2 where workflow_id = $1").bind(run).bind(version).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores the context snapshot with `CONTEXT_RESOLVED`.
+    pub async fn record_context(&self, run: &str, context: &Value) -> Result<()> {
+        let summary: serde_json::Map<String, Value> = context
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), json!({"items": v.as_array().map(Vec::len)}))).collect())
+            .unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1").bind(run).bind(context).execute(&mut *tx).await?;
+        let resolved = event(
+            "run:context",
+            EventType::ContextResolved,
+            None,
+            Level::Info,
+            format!("resolved {} context source(s)", summary.len()),
+            json!({"sources": summary}),
+        );
+        Self::append_events(&mut tx, run, &[resolved]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the plan, one pending row per task, and `PLAN_CREATED`.
+    pub async fn record_plan(&self, run: &str, plan: &Plan) -> Result<()> {
+        let plan_json = serde_json::to_value(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+        insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
+        let created = event(
+            "run:plan",
+            EventType::PlanCreated,
+            None,
+            Level::Info,
+            format!("planned {} task(s), skipped {skipped}", plan.tasks.len()),
+            json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
+        );
+        Self::append_events(&mut tx, run, &[created]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A slice of a template's tasks in plan order.
+    pub async fn load_tasks(&self, run: &str, template_id: &str, offset: i64, limit: i64) -> Result<Vec<PlannedTask>> {
+        let rows: Vec<(String, String, Value, Value)> = sqlx::query_as(
+            "select id, item_key, spec, params from task_runs where run_workflow_id = $1 and template_id = $2 \
+             order by position offset $3 limit $4",
+        )
+        .bind(run)
+        .bind(template_id)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(task_id, item_key, spec, params)| {
+                let spec = serde_json::from_value(spec).map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
+                Ok(PlannedTask { task_id, template_id: template_id.to_owned(), item_key, spec, params })
+            })
+            .collect()
+    }
+
+    /// How many tasks a run has planned so far.
+    pub async fn count_tasks(&self, run: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("select count(*) from task_runs where run_workflow_id = $1").bind(run).fetch_one(&self.pool).await?)
+    }
+
+    /// The context snapshot a run resolved.
+    pub async fn context_snapshot(&self, run: &str) -> Result<Value> {
+        let snapshot: Option<Option<Value>> = sqlx::query_scalar("select context_snapshot from activity_runs where workflow_id = $1")
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await?;
+        snapshot.flatten().ok_or_else(|| StoreError::NotFound(format!("context of run {run:?}")))
+    }
+
+    /// The `tasks` template variable for a deferred template: for each dependency, its tasks'
+    /// outputs in plan order (`outputs`), the first one (`output`) and how many (`count`).
+    pub async fn task_outputs(&self, run: &str, templates: &[String]) -> Result<Value> {
+        let rows: Vec<(String, Option<Value>)> = sqlx::query_as(
+            "select template_id, output from task_runs where run_workflow_id = $1 and template_id = any($2) order by position",
+        )
+        .bind(run)
+        .bind(templates)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut scope = serde_json::Map::new();
+        for template in templates {
+            let outputs: Vec<Value> = rows.iter().filter(|(t, _)| t == template).map(|(_, o)| o.clone().unwrap_or(Value::Null)).collect();
+            let first = outputs.first().cloned().unwrap_or(Value::Null);
+            scope.insert(template.clone(), json!({"outputs": outputs, "output": first, "count": outputs.len()}));
+        }
+        Ok(Value::Object(scope))
+    }
+
+    /// Stores the tasks and decisions of a deferred template (idempotent) with `PLAN_EXTENDED`.
+    pub async fn record_template_plan(&self, run: &str, template_id: &str, chunk: &Plan) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        let mut plan: Plan = match stored {
+            Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
+            None => return Err(StoreError::NotFound(format!("plan of run {run:?}"))),
+        };
+        let already = plan.decisions.iter().any(|d| d.template_id == template_id && d.outcome != Outcome::Deferred);
+        if !already {
+            let at = plan.decisions.iter().position(|d| d.template_id == template_id).unwrap_or(plan.decisions.len());
+            plan.decisions.retain(|d| d.template_id != template_id);
+            for (offset, decision) in chunk.decisions.iter().cloned().enumerate() {
+                plan.decisions.insert(at + offset, decision);
+            }
+            let position = i32::try_from(plan.tasks.len()).unwrap_or(i32::MAX);
+            plan.tasks.extend(chunk.tasks.iter().cloned());
+            if let Some(t) = plan.templates.iter_mut().find(|t| t.id == template_id) {
+                t.tasks = chunk.tasks.len();
+            }
+            let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+            insert_tasks(&mut tx, run, &chunk.tasks, position).await?;
+        }
+        let extended = event(
+            format!("template:{template_id}:planned"),
+            EventType::PlanExtended,
+            None,
+            Level::Info,
+            format!("planned {} task(s) of {template_id:?} from its dependencies' outputs", chunk.tasks.len()),
+            json!({"template_id": template_id, "tasks": chunk.tasks.len()}),
+        );
+        Self::append_events(&mut tx, run, &[extended]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a task running with `NODE_STARTED`.
+    pub async fn task_started(&self, run: &str, task_id: &str, temporal_run_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
+             started_at = coalesce(started_at, now()) where id = $1 and status in ('pending', 'running')",
+        )
+        .bind(task_id)
+        .bind(temporal_run_id)
+        .execute(&mut *tx)
+        .await?;
+        let started = event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}));
+        Self::append_events(&mut tx, run, &[started]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a task's end with `NODE_COMPLETED` or `NODE_FAILED`.
+    pub async fn task_finished(&self, run: &str, task_id: &str, status: Status, output: &Value, error: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
+            .bind(task_id)
+            .bind(status.as_str())
+            .bind(output)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        // A human task that ends while still waiting ran out of time.
+        sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        let finished = match (status, error) {
+            (Status::Failed, _) => event(
+                format!("task:{task_id}:finished"),
+                EventType::NodeFailed,
+                Some(task_id),
+                Level::Error,
+                format!("task failed: {}", error.unwrap_or("unknown error")),
+                json!({"error": error}),
+            ),
+            _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
+        };
+        Self::append_events(&mut tx, run, &[finished]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a human task (idempotent) with `NODE_WAITING`; returns its short id.
+    pub async fn human_task_created(&self, run: &str, task_id: &str, title: &str, assignee: Option<&str>, form: &Value) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let id = hex::encode(Sha256::digest(task_id.as_bytes()))[..20].to_owned();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into human_tasks (id, task_id, run_workflow_id, title, assignee, form) values ($1, $2, $3, $4, $5, $6) \
+             on conflict (id) do nothing",
+        )
+        .bind(&id)
+        .bind(task_id)
+        .bind(run)
+        .bind(title)
+        .bind(assignee)
+        .bind(form)
+        .execute(&mut *tx)
+        .await?;
+        let waiting = event(
+            format!("task:{task_id}:waiting"),
+            EventType::NodeWaiting,
+            Some(task_id),
+            Level::Info,
+            format!("waiting for {}: {title}", assignee.unwrap_or("someone")),
+            json!({"human_task_id": id, "assignee": assignee}),
+        );
+        Self::append_events(&mut tx, run, &[waiting]).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Human tasks, newest first, optionally only those in `status` or for `assignee`.
+    pub async fn list_human_tasks(&self, status: Option<&str>, assignee: Option<&str>, limit: i64) -> Result<Vec<Value>> {
+        let rows: Vec<(Value,)> = sqlx::query_as(
+            "select to_jsonb(h) from human_tasks h where ($1::text is null or status = $1) and ($2::text is null or assignee = $2) \
+             order by created_at desc limit $3",
+        )
+        .bind(status)
+        .bind(assignee)
+        .bind(limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// The task workflow id and status of a human task.
+    pub async fn human_task(&self, id: &str) -> Result<(String, String)> {
+        sqlx::query_as("select task_id, status from human_tasks where id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("human task {id:?}")))
+    }
+
+    /// Records a person's decision; `false` when the task was no longer waiting.
+    pub async fn decide_human_task(&self, id: &str, status: &str, by: Option<&str>, response: &Value) -> Result<bool> {
+        let done = sqlx::query(
+            "update human_tasks set status = $2, decided_by = $3, response = $4, decided_at = now() where id = $1 and status = 'waiting'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(by)
+        .bind(response)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Reopens a decision whose signal could not be delivered.
+    pub async fn undecide_human_task(&self, id: &str) -> Result<()> {
+        sqlx::query("update human_tasks set status = 'waiting', decided_by = null, response = null, decided_at = null where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a template's pending tasks skipped with one `NODE_SKIPPED`.
+    pub async fn tasks_skipped(&self, run: &str, template_id: &str, reason: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update task_runs set status = 'skipped', error = $3, finished_at = now() \
+             where run_workflow_id = $1 and template_id = $2 and status = 'pending'",
+        )
+        .bind(run)
+        .bind(template_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        // A deferred template never planned: its explanation says why instead.
+        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        if let Some(mut plan) = stored.and_then(|v| serde_json::from_value::<Plan>(v).ok()) {
+            let mut changed = false;
+            for d in plan.decisions.iter_mut().filter(|d| d.template_id == template_id && d.outcome == Outcome::Deferred) {
+                d.outcome = Outcome::Skip;
+                d.reason = reason.to_owned();
+                changed = true;
+            }
+            if changed {
+                let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
+            }
+        }
+        let skipped = event(
+            format!("template:{template_id}:skipped"),
+            EventType::NodeSkipped,
+            None,
+            Level::Warn,
+            format!("template {template_id:?} skipped: {reason}"),
+            json!({"template_id": template_id, "tasks": done.rows_affected(), "reason": reason}),
+        );
+        Self::append_events(&mut tx, run, &[skipped]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the run's end with `WORKFLOW_COMPLETED` or `WORKFLOW_FAILED`.
+    pub async fn finish_run(&self, run: &str, status: Status, outcome: &RunOutcome, error: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1",
+        )
+        .bind(run)
+        .bind(status.as_str())
+        .bind(i32::try_from(outcome.tasks_spawned).unwrap_or(i32::MAX))
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        let payload = json!({"outcome": outcome, "error": error});
+        let finished = if status == Status::Failed {
+            event("run:finished", EventType::WorkflowFailed, None, Level::Error, format!("run failed: {}", error.unwrap_or("unknown error")), payload)
+        } else {
+            let message = format!("run completed: {} task(s)", outcome.tasks_completed);
+            event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
+        };
+        Self::append_events(&mut tx, run, &[finished]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+}
