@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use crate::egress::Egress;
+use crate::secrets::{Revealed, SecretStore};
 use taskfactory_schemas::definition::{ContextKind, ContextSource};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use taskfactory_schemas::template::Templates;
@@ -47,12 +48,14 @@ pub struct ContextClients {
     pub http: reqwest::Client,
     /// Where `http` sources may connect.
     pub egress: Egress,
+    /// Values of `{{ secret.NAME }}` in `http` sources and `sql` params.
+    pub secrets: SecretStore,
 }
 
 impl ContextClients {
     /// Only the default database, no named connections, public HTTP targets only.
     pub fn new(sql: PgPool) -> Self {
-        Self { sql, connections: HashMap::new(), http: reqwest::Client::new(), egress: Egress::default() }
+        Self { sql, connections: HashMap::new(), http: reqwest::Client::new(), egress: Egress::default(), secrets: SecretStore::default() }
     }
 }
 
@@ -90,6 +93,12 @@ pub async fn resolve(
             context.insert(source.name.clone(), value.clone());
             continue;
         }
+        // The secrets a source used are redacted from its value and its errors.
+        let mut revealed = Revealed::default();
+        let redact = |revealed: &Revealed, mut e: ContextError| {
+            e.message = revealed.redact(&e.message);
+            e
+        };
         let value = match source.kind {
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),
@@ -102,11 +111,11 @@ pub async fn resolve(
                         permanent: true,
                     })?,
                 };
-                resolve_sql(pool, source, &templates, &scope, &path, limits).await?
+                resolve_sql(pool, &clients.secrets, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?
             }
-            ContextKind::Http => resolve_http(clients, source, &templates, &scope, &path, limits).await?,
+            ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?,
         };
-        context.insert(source.name.clone(), value);
+        context.insert(source.name.clone(), revealed.redact_value(value));
     }
     let context = Value::Object(context);
     let size = serde_json::to_vec(&context).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -120,8 +129,11 @@ pub async fn resolve(
     Ok(context)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resolve_sql(
     pool: &PgPool,
+    secrets: &SecretStore,
+    revealed: &mut Revealed,
     source: &ContextSource,
     templates: &Templates,
     scope: &Value,
@@ -136,9 +148,12 @@ async fn resolve_sql(
             message,
             permanent: true,
         })?;
+        let reveal = |text: String, revealed: &mut Revealed| {
+            revealed.reveal(secrets, &text).map_err(|message| ContextError { path: format!("{path}.params[{i}]"), message, permanent: true })
+        };
         params.push(match rendered {
             Value::Null => None,
-            Value::String(s) => Some(s),
+            Value::String(s) => Some(reveal(s, revealed)?),
             other => Some(other.to_string()),
         });
     }
@@ -166,6 +181,7 @@ async fn resolve_sql(
 
 async fn resolve_http(
     clients: &ContextClients,
+    revealed: &mut Revealed,
     source: &ContextSource,
     templates: &Templates,
     scope: &Value,
@@ -174,6 +190,7 @@ async fn resolve_http(
 ) -> Result<Value, ContextError> {
     let fail = |field: &str, message: String, permanent: bool| ContextError { path: format!("{path}{field}"), message, permanent };
     let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
+    let url = revealed.reveal(&clients.secrets, &url).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
     let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout).await.map_err(|m| fail(".url", m, true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
@@ -181,10 +198,12 @@ async fn resolve_http(
     request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");
     for (name, value) in &source.headers {
         let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
+        let rendered = revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         request = request.header(name, rendered);
     }
     if let Some(body) = &source.body {
-        request = request.json(&templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?);
+        let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
+        request = request.json(&revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?);
     }
     let response = request.send().await.map_err(|e| fail("", format!("GET {url} failed: {e}"), false))?;
     let status = response.status();

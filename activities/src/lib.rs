@@ -4,6 +4,7 @@
 //! - [`store`]: the Postgres definition store and run log (used by the activities and the API).
 //! - [`context`]: resolving context sources (`static`, `trigger`, `sql`).
 //! - [`egress`]: the SSRF guard of `http` tasks and context sources.
+//! - [`secrets`]: secret values, revealed only inside the request that uses them.
 //! - [`http_task`]: the request of an `http` task and how its answer is classified.
 //! - [`worker_activities`]: the activity implementations the workflows call.
 
@@ -11,6 +12,7 @@ pub mod auth_store;
 pub mod context;
 pub mod egress;
 pub mod http_task;
+pub mod secrets;
 pub mod store;
 pub mod worker_activities;
 

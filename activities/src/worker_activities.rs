@@ -153,7 +153,7 @@ impl TfActivityImpls {
     #[activity(definition = tf_activities::HttpRequest)]
     #[instrument(skip_all, fields(method = %input.method, url = %input.url))]
     pub async fn http_request(self: Arc<Self>, _ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
-        crate::http_task::send(&self.http, self.context.egress, &input).await
+        crate::http_task::send(&self.http, self.context.egress, &self.context.secrets, &input).await
     }
 
     #[activity(definition = tf_activities::TaskStarted)]

@@ -7,9 +7,81 @@
 //!
 //! Strict undefined means a typo such as `{{ item.custmer }}` is an error naming the template,
 //! not a silently empty string.
+//!
+//! ## Secrets
+//! `{{ secret.NAME }}` renders to a placeholder, `⟦secret:NAME⟧`, never to the value: plans,
+//! the run log and workflow histories only ever hold placeholders. The activity that sends an
+//! HTTP request or runs a SQL query swaps them for the values just before it does, and redacts
+//! the values out of whatever comes back. Validation allows secrets only in the fields that
+//! reach such an activity (see [`SecretUse`]); a filter or expression applied to a secret
+//! (`{{ secret.X | upper }}`) is an error, because it would transform the placeholder.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use minijinja::value::{Object, merge_maps};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
+
+/// Opens a secret placeholder.
+pub const SECRET_OPEN: &str = "⟦secret:";
+/// Closes a secret placeholder.
+pub const SECRET_CLOSE: &str = "⟧";
+
+/// The placeholder a secret renders to.
+pub fn secret_placeholder(name: &str) -> String {
+    format!("{SECRET_OPEN}{name}{SECRET_CLOSE}")
+}
+
+/// A valid secret name: a letter or `_`, then letters, digits and `_` (an environment
+/// variable's alphabet), at most 128 characters.
+pub fn is_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+/// Replaces every placeholder in `text` with `lookup(name)`; the first name `lookup` refuses
+/// is the error.
+pub fn replace_secret_placeholders<E>(text: &str, mut lookup: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(SECRET_OPEN) {
+        let after = &rest[start + SECRET_OPEN.len()..];
+        let Some(end) = after.find(SECRET_CLOSE) else { break };
+        let name = &after[..end];
+        out.push_str(&rest[..start]);
+        if is_secret_name(name) {
+            out.push_str(&lookup(name)?);
+        } else {
+            out.push_str(&rest[start..start + SECRET_OPEN.len() + end + SECRET_CLOSE.len()]);
+        }
+        rest = &after[end + SECRET_CLOSE.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Whether a field may reference secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretUse {
+    /// The value is stored, shown or passed to other code: no secrets.
+    Refused,
+    /// The value only reaches an HTTP request or a SQL parameter.
+    Allowed,
+}
+
+/// The `secret` variable of every template: any attribute is its placeholder.
+#[derive(Debug)]
+struct SecretPlaceholders;
+
+impl Object for SecretPlaceholders {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let name = key.as_str()?;
+        is_secret_name(name).then(|| minijinja::Value::from(secret_placeholder(name)))
+    }
+}
 
 /// The template engine, configured once and shared.
 #[derive(Debug)]
@@ -36,6 +108,11 @@ fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%")
 }
 
+/// The template's variables: the evaluated scope plus `secret`.
+fn scope(ctx: &Value) -> minijinja::Value {
+    merge_maps([minijinja::context! { secret => minijinja::Value::from_object(SecretPlaceholders) }, minijinja::Value::from_serialize(ctx)])
+}
+
 fn describe(err: &minijinja::Error) -> String {
     match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
@@ -51,44 +128,68 @@ impl Templates {
         Self { env }
     }
 
-    /// Checks that a string field compiles (text, or a sole expression).
+    /// Checks that a string field compiles (text, or a sole expression) and uses no secrets.
     pub fn check(&self, source: &str) -> Result<(), String> {
-        if let Some(expr) = sole_expression(source) {
-            return self.check_expression(expr);
-        }
-        if is_template(source) {
-            self.env.template_from_str(source).map(|_| ()).map_err(|e| describe(&e))?;
-        }
-        Ok(())
+        self.check_field(source, SecretUse::Refused)
     }
 
-    /// Checks a condition (`when`, `filter`), with or without braces.
+    /// Checks a string field that may (or may not) reference secrets.
+    pub fn check_field(&self, source: &str, secrets: SecretUse) -> Result<(), String> {
+        let variables = if let Some(expr) = sole_expression(source) {
+            self.check_expression(expr)?
+        } else if is_template(source) {
+            self.env.template_from_str(source).map_err(|e| describe(&e))?.undeclared_variables(true)
+        } else {
+            return Ok(());
+        };
+        check_secret_variables(variables.iter().map(String::as_str), secrets).map(|_| ())
+    }
+
+    /// Checks a condition (`when`, `filter`), with or without braces; conditions never see secrets.
     pub fn check_condition(&self, source: &str) -> Result<(), String> {
-        self.check_expression(sole_expression(source).unwrap_or(source.trim()))
+        let variables = self.check_expression(sole_expression(source).unwrap_or(source.trim()))?;
+        check_secret_variables(variables.iter().map(String::as_str), SecretUse::Refused).map(|_| ())
     }
 
-    fn check_expression(&self, expr: &str) -> Result<(), String> {
+    fn check_expression(&self, expr: &str) -> Result<std::collections::HashSet<String>, String> {
         if expr.is_empty() {
             return Err("empty expression".into());
         }
-        self.env.compile_expression(expr).map(|_| ()).map_err(|e| describe(&e))
+        Ok(self.env.compile_expression(expr).map_err(|e| describe(&e))?.undeclared_variables(true))
     }
 
-    /// Checks every string inside a JSON value (params).
+    /// Checks every string inside a JSON value (params); no secrets.
     pub fn check_value(&self, value: &Value) -> Result<(), String> {
+        self.check_value_field(value, SecretUse::Refused)
+    }
+
+    /// Checks every string inside a JSON value that may (or may not) reference secrets.
+    pub fn check_value_field(&self, value: &Value, secrets: SecretUse) -> Result<(), String> {
         match value {
-            Value::String(s) => self.check(s),
-            Value::Array(items) => items.iter().try_for_each(|v| self.check_value(v)),
-            Value::Object(map) => map.values().try_for_each(|v| self.check_value(v)),
+            Value::String(s) => self.check_field(s, secrets),
+            Value::Array(items) => items.iter().try_for_each(|v| self.check_value_field(v, secrets)),
+            Value::Object(map) => map.values().try_for_each(|v| self.check_value_field(v, secrets)),
             _ => Ok(()),
         }
+    }
+
+    /// The secrets a string references, by name.
+    fn secrets_of(&self, source: &str) -> BTreeSet<String> {
+        if !source.contains("secret") {
+            return BTreeSet::new();
+        }
+        let variables = match sole_expression(source) {
+            Some(expr) => self.env.compile_expression(expr).map(|e| e.undeclared_variables(true)).unwrap_or_default(),
+            None => self.env.template_from_str(source).map(|t| t.undeclared_variables(true)).unwrap_or_default(),
+        };
+        check_secret_variables(variables.iter().map(String::as_str), SecretUse::Allowed).unwrap_or_default()
     }
 
     /// Evaluates a condition to a boolean (minijinja truthiness).
     pub fn eval_condition(&self, source: &str, ctx: &Value) -> Result<bool, String> {
         let expr = sole_expression(source).unwrap_or(source.trim());
         let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
-        let value = compiled.eval(minijinja::Value::from_serialize(ctx)).map_err(|e| describe(&e))?;
+        let value = compiled.eval(scope(ctx)).map_err(|e| describe(&e))?;
         if value.is_undefined() {
             return Err(format!("undefined value: {expr}"));
         }
@@ -96,8 +197,24 @@ impl Templates {
     }
 
     /// Renders one string: a sole expression keeps its native type, text renders to a string.
+    /// A secret must come out as its placeholder, untouched by filters.
     pub fn render_str(&self, source: &str, ctx: &Value) -> Result<Value, String> {
-        let mctx = minijinja::Value::from_serialize(ctx);
+        if !is_template(source) {
+            return Ok(Value::String(source.to_owned()));
+        }
+        let rendered = self.render_unchecked(source, ctx)?;
+        for name in self.secrets_of(source) {
+            if !rendered.as_str().is_some_and(|text| text.contains(&secret_placeholder(&name))) {
+                return Err(format!(
+                    "secret.{name} is transformed by a filter or an expression; a secret can only be inserted as it is"
+                ));
+            }
+        }
+        Ok(rendered)
+    }
+
+    fn render_unchecked(&self, source: &str, ctx: &Value) -> Result<Value, String> {
+        let mctx = scope(ctx);
         if let Some(expr) = sole_expression(source) {
             let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
             let value = compiled.eval(mctx).map_err(|e| describe(&e))?;
@@ -105,9 +222,6 @@ impl Templates {
                 return Err(format!("undefined value: {expr}"));
             }
             return serde_json::to_value(&value).map_err(|e| format!("value cannot be represented as JSON: {e}"));
-        }
-        if !is_template(source) {
-            return Ok(Value::String(source.to_owned()));
         }
         self.env.render_str(source, mctx).map(Value::String).map_err(|e| describe(&e))
     }
@@ -133,6 +247,32 @@ impl Templates {
             other => other.clone(),
         })
     }
+}
+
+/// The secret names among a template's variables; refused secrets and dynamic access
+/// (`secret[name]`) are errors.
+fn check_secret_variables<'a>(variables: impl Iterator<Item = &'a str>, secrets: SecretUse) -> Result<BTreeSet<String>, String> {
+    let mut names = BTreeSet::new();
+    for variable in variables {
+        let Some(rest) = variable.strip_prefix("secret") else { continue };
+        if secrets == SecretUse::Refused && (rest.is_empty() || rest.starts_with('.')) {
+            return Err(
+                "secrets may only be used in an http url, headers or body, or in sql params; anywhere else they would be stored in plans and the run log"
+                    .into(),
+            );
+        }
+        match rest.strip_prefix('.') {
+            Some(name) if is_secret_name(name) => {
+                names.insert(name.to_owned());
+            }
+            Some(name) if name.split('.').next().is_some_and(is_secret_name) => {
+                return Err(format!("secret.{name}: a secret is a string and has no attributes"));
+            }
+            None if rest.is_empty() => return Err("secrets must be named literally, as secret.NAME".into()),
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -186,5 +326,31 @@ mod tests {
             t.render_str("Approve {{ context.invoices | length }} invoices", &ctx).unwrap(),
             json!("Approve 3 invoices")
         );
+    }
+
+    #[test]
+    fn secrets_render_to_placeholders_and_stay_untouched() {
+        let t = Templates::new();
+        let ctx = json!({"item": {"id": "x"}});
+        assert_eq!(t.render_str("Bearer {{ secret.API_TOKEN }}", &ctx).unwrap(), json!("Bearer ⟦secret:API_TOKEN⟧"));
+        assert_eq!(t.render_str("{{ secret.API_TOKEN }}", &ctx).unwrap(), json!("⟦secret:API_TOKEN⟧"));
+        let err = t.render_str("{{ secret.API_TOKEN | upper }}", &ctx).unwrap_err();
+        assert!(err.contains("secret.API_TOKEN is transformed"), "{err}");
+        let replaced = replace_secret_placeholders::<String>("a ⟦secret:A⟧ b ⟦secret:B⟧ ⟦secret:not valid⟧", |n| Ok(n.to_lowercase())).unwrap();
+        assert_eq!(replaced, "a a b b ⟦secret:not valid⟧");
+    }
+
+    #[test]
+    fn secrets_are_refused_outside_requests() {
+        let t = Templates::new();
+        assert!(t.check_field("Bearer {{ secret.TOKEN }}", SecretUse::Allowed).is_ok());
+        let err = t.check("{{ secret.TOKEN }}").unwrap_err();
+        assert!(err.contains("only be used in an http"), "{err}");
+        assert!(t.check_condition("secret.TOKEN == 'x'").is_err());
+        assert!(t.check_value(&json!({"a": ["{{ secret.TOKEN }}"]})).is_err());
+        let err = t.check_field("{{ secret['TOKEN'] }}", SecretUse::Allowed).unwrap_err();
+        assert!(err.contains("named literally"), "{err}");
+        // A context source or item field merely called `secret...` is not a secret.
+        assert!(t.check("{{ item.secret }} {{ secretary }}").is_ok());
     }
 }

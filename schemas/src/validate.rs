@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
 use crate::duration::parse_duration;
 use crate::ids::check_slug;
-use crate::template::Templates;
+use crate::template::{SecretUse, Templates};
 
 /// One problem in a document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -236,12 +236,12 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
                     _ => errs.push(format!("{path}.query"), "required for kind \"sql\""),
                 }
                 for (j, p) in s.params.iter().enumerate() {
-                    errs.check(format!("{path}.params[{j}]"), templates.check_value(p));
+                    errs.check(format!("{path}.params[{j}]"), templates.check_value_field(p, SecretUse::Allowed));
                 }
             }
             ContextKind::Http => {
                 match &s.url {
-                    Some(url) if !url.trim().is_empty() => errs.check(format!("{path}.url"), templates.check(url)),
+                    Some(url) if !url.trim().is_empty() => errs.check(format!("{path}.url"), templates.check_field(url, SecretUse::Allowed)),
                     _ => errs.push(format!("{path}.url"), "required for kind \"http\""),
                 }
                 if let Some(method) = &s.method
@@ -256,10 +256,10 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
                     errs.push(format!("{path}.select"), format!("{select:?} is not a JSON pointer (it starts with '/', e.g. /data/items)"));
                 }
                 for (name, value) in &s.headers {
-                    errs.check(format!("{path}.headers.{name}"), templates.check(value));
+                    errs.check(format!("{path}.headers.{name}"), templates.check_field(value, SecretUse::Allowed));
                 }
                 if let Some(body) = &s.body {
-                    errs.check(format!("{path}.body"), templates.check_value(body));
+                    errs.check(format!("{path}.body"), templates.check_value_field(body, SecretUse::Allowed));
                 }
             }
             ContextKind::Static => {
@@ -379,16 +379,17 @@ fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs:
     not_for_kind(errs, path, "assignee", t.assignee.is_some() && !is(&[TaskKind::Human]), kind);
     not_for_kind(errs, path, "retry", t.retry.is_some() && is(&[TaskKind::Noop, TaskKind::Human]), kind);
     not_for_kind(errs, path, "timeout", t.timeout.is_some() && is(&[TaskKind::Noop]), kind);
-    for (field, value) in [("title", &t.title), ("url", &t.url)] {
+    // Only what reaches the request itself may carry secrets.
+    for (field, value, secrets) in [("title", &t.title, SecretUse::Refused), ("url", &t.url, SecretUse::Allowed)] {
         if let Some(v) = value {
-            errs.check(format!("{path}.{field}"), templates.check(v));
+            errs.check(format!("{path}.{field}"), templates.check_field(v, secrets));
         }
     }
     for (name, value) in &t.headers {
-        errs.check(format!("{path}.headers.{name}"), templates.check(value));
+        errs.check(format!("{path}.headers.{name}"), templates.check_field(value, SecretUse::Allowed));
     }
     if let Some(body) = &t.body {
-        errs.check(format!("{path}.body"), templates.check_value(body));
+        errs.check(format!("{path}.body"), templates.check_value_field(body, SecretUse::Allowed));
     }
     if let Some(method) = &t.method
         && !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.to_ascii_uppercase().as_str()) {
@@ -515,6 +516,22 @@ mod tests {
         ]);
         let errs = errors(v);
         assert_eq!(errs, vec!["tasks[0].depends_on: dependency cycle: a -> c -> b -> a".to_string()]);
+    }
+
+    #[test]
+    fn secrets_only_where_a_request_is_sent() {
+        let mut v = base();
+        v["tasks"][0]["params"] = json!({"token": "{{ secret.GITHUB_TOKEN }}"});
+        v["tasks"][0]["key"] = json!("{{ secret.GITHUB_TOKEN }}");
+        let errs = errors(v);
+        assert!(errs.iter().any(|e| e.starts_with("tasks[0].params: secrets may only be used")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("tasks[0].key: secrets may only be used")), "{errs:?}");
+
+        let mut v = base();
+        v["tasks"].as_array_mut().unwrap().push(json!({"id": "hook", "kind": "http", "url": "https://example.com/?t={{ secret.T }}",
+            "headers": {"authorization": "Bearer {{ secret.GITHUB_TOKEN }}"}, "body": {"token": "{{ secret.T }}"}}));
+        v["context"].as_array_mut().unwrap().push(json!({"name": "rows", "kind": "sql", "query": "select $1::text", "params": ["{{ secret.T }}"]}));
+        parse_definition(v).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use taskfactory_activities::context::ContextClients;
+use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_text};
@@ -418,6 +419,7 @@ pub fn context_clients(database: &DatabaseArgs, store: &Store) -> anyhow::Result
     };
     let mut clients = ContextClients::new(sql);
     clients.egress.allow_private = database.allow_private_targets;
+    clients.secrets = SecretStore::new(SecretStore::values_from_env(std::env::vars()), database.secrets_dir.clone());
     for (name, url) in &database.sql_connections {
         clients.connections.insert(name.clone(), lazy(url).with_context(|| format!("--sql-connection {name}"))?);
     }

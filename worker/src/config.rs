@@ -38,6 +38,10 @@ pub struct DatabaseArgs {
     /// (refused by default: SSRF guard).
     #[arg(long, env = "TASKFACTORY_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
+    /// A directory with one file per secret (`{{ secret.NAME }}` reads the file NAME on every
+    /// use), in addition to `TF_SECRET_<NAME>` environment variables.
+    #[arg(long, env = "TASKFACTORY_SECRETS_DIR")]
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_connection(raw: &str) -> Result<(String, String), String> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use taskfactory_activities::context::ContextClients;
+use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_definition_text};
@@ -142,6 +143,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut context = ContextClients::new(store.pool().clone());
     // On a developer's machine the services tasks call are usually local.
     context.egress.allow_private = true;
+    // Secrets: TF_SECRET_<NAME> variables and the files of <data dir>/secrets.
+    context.secrets = SecretStore::new(SecretStore::values_from_env(std::env::vars()), Some(args.data_dir.join("secrets")));
     let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone()).with_temporal_ui(temporal_server.ui_url.clone());
     let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 

@@ -11,6 +11,7 @@ mod kinds;
 mod live;
 mod plans;
 mod schedules;
+mod secrets;
 mod support;
 mod tasks;
 mod ui;

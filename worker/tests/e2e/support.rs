@@ -11,6 +11,7 @@ use serde_json::Value;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::worker::WorkerSetup;
 use taskfactory_activities::context::ContextClients;
+use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
@@ -90,9 +91,14 @@ pub fn servers() -> &'static Servers {
     })
 }
 
-/// Context clients of a test: its own database, also as the named connection `reporting`.
+/// The value of the secret `API_TOKEN` every test's worker and API know.
+pub const TEST_SECRET: &str = "e2e-S3CR3T-value-7Qx9";
+
+/// Context clients of a test: its own database, also as the named connection `reporting`,
+/// and the secret `API_TOKEN`.
 pub fn test_context(store: &Store) -> ContextClients {
     let mut clients = ContextClients::new(store.pool().clone());
+    clients.secrets = SecretStore::new(std::collections::HashMap::from([("API_TOKEN".to_owned(), TEST_SECRET.to_owned())]), None);
     // The suite's HTTP services listen on loopback.
     clients.egress.allow_private = true;
     clients.connections.insert("reporting".to_owned(), store.pool().clone());
