@@ -2,12 +2,10 @@
 //! run, three times, and restarted. Every task must complete exactly once and the run log
 //! must stay gapless without duplicates.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use temporalio_client::WorkflowCountOptions;
 use tokio::process::{Child, Command};
 
 use crate::support::{TestApp, servers, unique};
@@ -15,20 +13,12 @@ use crate::support::{TestApp, servers, unique};
 fn worker_process(app: &TestApp) -> Child {
     Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
-        .args(["--database-url", app.database_url()])
+        .args(["--database-url", app.database_url(), "--allow-private-targets"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("starting taskfactory worker")
-}
-
-async fn completed(app: &TestApp, workflow_id: &str) -> i64 {
-    let (status, run) = app.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
-    if status != StatusCode::OK {
-        return 0;
-    }
-    run["tasks_completed"].as_i64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,11 +34,7 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
 
     let mut worker = worker_process(&app);
     for threshold in [100, 400, 700] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        while completed(&app, &workflow_id).await < threshold {
-            assert!(tokio::time::Instant::now() < deadline, "stuck below {threshold} completed tasks");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        app.wait_for_completed_tasks(&workflow_id, threshold).await;
         worker.start_kill().unwrap(); // SIGKILL: no drain, no goodbye.
         worker.wait().await.unwrap();
         worker = worker_process(&app);
@@ -57,27 +43,10 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
     assert_eq!(run["status"], "completed", "{}", run["error"]);
     assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone(), run["tasks_failed"].clone()), (json!(1001), json!(1001), json!(0)));
 
-    // Exactly one task workflow per task in Temporal.
-    let query = format!("TfDefinitionId = '{id}' AND TfKind = 'task'");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let count = app.client.count_workflows(query.clone(), WorkflowCountOptions::default()).await.unwrap().count();
-        if count == 1001 {
-            break;
-        }
-        assert!(count < 1001, "{count} task workflows for 1,001 tasks");
-        assert!(tokio::time::Instant::now() < deadline, "visibility counted {count}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // A gapless log, each task started and finished once.
-    let events = app.all_events(&workflow_id, 1000).await;
-    assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == json!(i + 1)), "gapless");
-    let mut started_nodes = HashSet::new();
-    for e in events.iter().filter(|e| e["type"] == "NODE_STARTED") {
-        assert!(started_nodes.insert(e["node_id"].as_str().unwrap().to_owned()), "started twice: {e}");
-    }
-    assert_eq!(started_nodes.len(), 1001);
-    assert_eq!(events.iter().filter(|e| e["type"] == "NODE_COMPLETED").count(), 1001);
+    // Exactly one task workflow per task in Temporal; a gapless log, each task started and
+    // finished once.
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 1001).await;
+    app.assert_log_gapless_each_task_once(&workflow_id, 1001).await;
 }
 
 async fn terminate(child: &mut Child) -> std::process::ExitStatus {
@@ -135,4 +104,44 @@ async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
     let status = terminate(&mut worker).await;
     let rest = rest.await.unwrap();
     assert!(status.success(), "the worker exited with {status}; its log:\n{}", rest.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_http_request_finish() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A service that takes 3 s to answer: the worker is told to stop while it works.
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let done = answered.clone();
+    let service = axum::Router::new().route("/slow", axum::routing::get(move || async move {
+        let _ = received_tx.send(());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        done.fetch_add(1, Ordering::SeqCst);
+        axum::Json(json!({"ok": true}))
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await });
+
+    let app = TestApp::spawn_with("drainhttp", false).await;
+    let id = format!("drainhttp-{}", unique());
+    let definition = json!({"id": id, "name": "Slow", "trigger": {"kind": "manual"},
+        "tasks": [{"id": "slow", "kind": "http", "url": format!("{base}/slow"), "timeout": "30s", "retry": {"max_attempts": 3}}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let mut worker = worker_process(&app);
+    tokio::time::timeout(Duration::from_secs(60), received.recv()).await.expect("the request was never sent").unwrap();
+
+    let status = terminate(&mut worker).await;
+    assert!(status.success(), "the worker exited with {status}");
+    assert_eq!(answered.load(Ordering::SeqCst), 1, "the worker waited for the answer before exiting");
+
+    // A new worker finishes the run; the request's result was recorded, so it is not sent again.
+    let _worker = worker_process(&app);
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{}", run["error"]);
+    assert_eq!(run["tasks"][0]["output"], json!({"status": 200, "body": {"ok": true}}));
+    assert_eq!(answered.load(Ordering::SeqCst), 1, "one request in all");
+    assert!(received.try_recv().is_err(), "the request was sent once");
 }

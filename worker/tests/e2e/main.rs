@@ -10,6 +10,7 @@ mod fanout;
 mod kinds;
 mod live;
 mod plans;
+mod restarts;
 mod schedules;
 mod secrets;
 mod support;

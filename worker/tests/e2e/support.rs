@@ -38,30 +38,41 @@ fn sweep_stale_dirs(root: &std::path::Path) {
     }
 }
 
-fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
-    let tmp = std::env::temp_dir();
-    sweep_stale_dirs(&tmp);
-    let root = tmp.join(format!("taskfactory-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&root)?;
-    let temporal = TemporalDevServer::spawn(&TemporalConfig {
+/// How the suite runs a Temporal dev server and a Postgres cluster whose files live in `root`;
+/// with `temporal_db_file` the dev server keeps its state in a SQLite file (it survives a
+/// restart), else in memory.
+pub fn server_configs(root: &std::path::Path, temporal_db_file: bool) -> anyhow::Result<(TemporalConfig, PostgresConfig)> {
+    std::fs::create_dir_all(root)?;
+    let temporal = TemporalConfig {
         binary: devstack::find_temporal(std::env::var_os("TEMPORAL_BIN").map(PathBuf::from).as_deref())?,
         port: devstack::free_port()?,
         ui_port: None,
-        // In memory: the suite measures correctness, and memory is the faster store.
-        db_file: None,
+        // In memory unless asked: the suite measures correctness, and memory is the faster store.
+        db_file: temporal_db_file.then(|| root.join("temporal.db")),
         log_file: root.join("temporal.log"),
-        // Registered through the operator API below, the path `taskfactory setup` takes on a
-        // real cluster, so that path is exercised by every run of the suite.
+        // Registered through the operator API in `TestApp::spawn_on`, the path `taskfactory
+        // setup` takes on a real cluster, so that path is exercised by every run of the suite.
         search_attributes: Vec::new(),
-    })?;
-    let postgres = PostgresCluster::spawn(&PostgresConfig {
+    };
+    let postgres = PostgresConfig {
         bin_dir: devstack::find_pg_bin(std::env::var_os("PG_BIN").map(PathBuf::from).as_deref())?,
         data_dir: root.join("postgres"),
         port: devstack::free_port()?,
         log_file: root.join("postgres.log"),
         ephemeral: true,
-    })?;
+    };
     Ok((temporal, postgres))
+}
+
+/// Where this process's servers keep their files.
+pub fn scratch_root() -> PathBuf {
+    std::env::temp_dir().join(format!("taskfactory-e2e-{}", std::process::id()))
+}
+
+fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
+    sweep_stale_dirs(&std::env::temp_dir());
+    let (temporal, postgres) = server_configs(&scratch_root(), false)?;
+    Ok((TemporalDevServer::spawn(&temporal)?, PostgresCluster::spawn(&postgres)?))
 }
 
 /// The shared servers, started on first use by a thread that lives as long as the process
@@ -197,7 +208,11 @@ impl TestApp {
     /// Like [`Self::spawn`]; without the in-process worker when `with_worker` is false (the
     /// test runs `taskfactory worker` processes itself).
     pub async fn spawn_with(name: &str, with_worker: bool) -> Self {
-        let servers = servers();
+        Self::spawn_on(servers(), name, with_worker).await
+    }
+
+    /// Like [`Self::spawn_with`], on servers of the test's own (see `restarts.rs`).
+    pub async fn spawn_on(servers: &Servers, name: &str, with_worker: bool) -> Self {
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", servers.postgres_port);
         let db = format!("t_{}_{}", name.replace('-', "_"), unique());
         taskfactory::dev::ensure_database(&admin_url, &db).await.expect("creating the test database");
@@ -208,14 +223,18 @@ impl TestApp {
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
             .expect("Temporal dev server not ready");
-        SEARCH_ATTRIBUTES
-            .get_or_init(|| async {
-                let added = taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
-                assert_eq!(added.len(), taskfactory_orchestrator::search::ALL.len(), "a fresh server has none of them");
-                let again = taskfactory::temporal::register_search_attributes(&client, "default").await.unwrap();
-                assert!(again.is_empty(), "registration is idempotent");
-            })
-            .await;
+        if std::ptr::eq(servers, self::servers()) {
+            SEARCH_ATTRIBUTES
+                .get_or_init(|| async {
+                    let added = taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
+                    assert_eq!(added.len(), taskfactory_orchestrator::search::ALL.len(), "a fresh server has none of them");
+                    let again = taskfactory::temporal::register_search_attributes(&client, "default").await.unwrap();
+                    assert!(again.is_empty(), "registration is idempotent");
+                })
+                .await;
+        } else {
+            taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
+        }
         let task_queue = format!("tq-{name}-{}", unique());
 
         // The worker's future is not Send: it gets a thread and a runtime of its own.
@@ -263,6 +282,33 @@ impl TestApp {
             stop_worker: Some(stop_worker),
             stop_api: Some(stop_api),
         }
+    }
+
+    /// Waits (deadline 300 s) until the run has at least `n` completed tasks.
+    pub async fn wait_for_completed_tasks(&self, workflow_id: &str, n: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, run) = self.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+            if status == StatusCode::OK && run["tasks_completed"].as_i64().unwrap_or(0) >= n {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "stuck below {n} completed tasks");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts the run's log is gapless and has each of its `tasks` tasks started and
+    /// completed exactly once.
+    pub async fn assert_log_gapless_each_task_once(&self, workflow_id: &str, tasks: usize) -> Vec<Value> {
+        let events = self.all_events(workflow_id, 1000).await;
+        assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == serde_json::json!(i + 1)), "gapless");
+        let mut started = std::collections::HashSet::new();
+        for e in events.iter().filter(|e| e["type"] == "NODE_STARTED") {
+            assert!(started.insert(e["node_id"].as_str().unwrap().to_owned()), "started twice: {e}");
+        }
+        assert_eq!(started.len(), tasks);
+        assert_eq!(events.iter().filter(|e| e["type"] == "NODE_COMPLETED").count(), tasks);
+        events
     }
 
     /// Another API process-equivalent on the same database and task queue (its own listener),
@@ -356,15 +402,17 @@ impl TestApp {
         }
     }
 
-    /// Waits (deadline: 30 s) until Temporal's visibility counts `expected` workflows for `query`.
+    /// Waits (deadline: 60 s) until Temporal's visibility counts `expected` workflows for
+    /// `query`; counting more fails at once (visibility lags, it does not over-count).
     pub async fn wait_for_visibility(&self, query: &str, expected: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut last = 0;
         while tokio::time::Instant::now() < deadline {
             last = self.client.count_workflows(query, WorkflowCountOptions::default()).await.expect("count_workflows").count();
             if last == expected {
                 return;
             }
+            assert!(last < expected, "visibility query {query:?} counted {last}, more than {expected}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("visibility query {query:?} counted {last}, expected {expected}");

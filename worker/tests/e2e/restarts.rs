@@ -1,0 +1,135 @@
+//! Restarting the servers under a running run. These tests start a Temporal dev server and a
+//! Postgres cluster of their own (the suite's shared ones must stay up for every other test),
+//! stop one of them mid-run, keep it down for a few seconds, and start it again on the same
+//! port and files. The run must complete with every task once and a gapless log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use taskfactory::devstack::{PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
+
+use crate::support::{Servers, SseClient, TestApp, scratch_root, server_configs, unique};
+
+/// How long a stopped server stays down: long enough that workers, pools and clients see
+/// connections refused and must retry.
+const OUTAGE: Duration = Duration::from_secs(3);
+
+/// A Temporal dev server and a Postgres cluster of one test.
+struct OwnServers {
+    servers: Servers,
+    temporal: Option<TemporalDevServer>,
+    postgres: Option<PostgresCluster>,
+    temporal_config: TemporalConfig,
+    postgres_config: PostgresConfig,
+    root: PathBuf,
+}
+
+impl OwnServers {
+    fn start(name: &str, temporal_db_file: bool) -> Self {
+        let root = scratch_root().join(format!("own-{name}-{}", unique()));
+        let (temporal_config, postgres_config) = server_configs(&root, temporal_db_file).expect("server settings");
+        let temporal = TemporalDevServer::spawn(&temporal_config).expect("starting a Temporal dev server");
+        let postgres = PostgresCluster::spawn(&postgres_config).expect("starting Postgres");
+        let servers = Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port };
+        Self { servers, temporal: Some(temporal), postgres: Some(postgres), temporal_config, postgres_config, root }
+    }
+
+    /// Stops Postgres (fast shutdown: every connection is cut), waits [`OUTAGE`], starts it again.
+    fn restart_postgres(&mut self) {
+        tokio::task::block_in_place(|| {
+            self.postgres.take().expect("running").stop();
+            std::thread::sleep(OUTAGE);
+            self.postgres = Some(PostgresCluster::spawn(&self.postgres_config).expect("restarting Postgres"));
+        });
+    }
+
+    /// Stops the dev server (SIGTERM), waits [`OUTAGE`], starts it again on the same SQLite file.
+    fn restart_temporal(&mut self) {
+        tokio::task::block_in_place(|| {
+            self.temporal.take().expect("running").stop();
+            std::thread::sleep(OUTAGE);
+            self.temporal = Some(TemporalDevServer::spawn(&self.temporal_config).expect("restarting the Temporal dev server"));
+        });
+    }
+}
+
+impl Drop for OwnServers {
+    fn drop(&mut self) {
+        drop(self.temporal.take());
+        drop(self.postgres.take());
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Asserts the run finished after `back` (the moment the server was up again), so the
+/// restart really happened mid-run.
+fn assert_finished_after(run: &Value, back: chrono::DateTime<chrono::Utc>) {
+    let finished: chrono::DateTime<chrono::Utc> = run["finished_at"].as_str().expect("finished").parse().unwrap();
+    assert!(finished > back, "the run finished at {finished}, before the server was back at {back}");
+}
+
+/// A run of `n` noop tasks and a final one after them.
+fn wide_definition(id: &str, n: usize) -> Value {
+    let items: Vec<Value> = (0..n).map(|i| json!(i)).collect();
+    json!({"id": id, "name": "Restart", "trigger": {"kind": "manual"},
+        "context": [{"name": "items", "kind": "static", "value": items}],
+        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}"}, {"id": "end", "kind": "noop", "depends_on": ["work"]}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_run_loses_no_event() {
+    let mut own = OwnServers::start("pg", false);
+    let app = TestApp::spawn_on(&own.servers, "pgrestart", true).await;
+    let id = format!("pgrestart-{}", unique());
+    assert_eq!(app.put_definition(&wide_definition(&id, 300)).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    // A live stream open across the restart: it must deliver every event, in order, once.
+    let mut stream = SseClient::open(&format!("{}/api/v1/runs/{workflow_id}/stream", app.api_url), &app.api_key, None).await;
+    let reader = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Some(event) = stream.next().await {
+            seqs.push(event.id.expect("every event has an id").parse::<i64>().unwrap());
+        }
+        seqs
+    });
+
+    app.wait_for_completed_tasks(&workflow_id, 30).await;
+    own.restart_postgres();
+    let back = chrono::Utc::now();
+
+    let run = app.wait_for_run_within(&workflow_id, Duration::from_secs(300)).await;
+    assert_eq!(run["status"], "completed", "{}", run["error"]);
+    assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone()), (json!(301), json!(301)));
+    assert_finished_after(&run, back);
+    let events = app.assert_log_gapless_each_task_once(&workflow_id, 301).await;
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 301).await;
+    let streamed = reader.await.unwrap();
+    assert_eq!(streamed, (1..=events.len() as i64).collect::<Vec<_>>(), "the stream delivered every event once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporal_restart_mid_run_is_survived_by_worker_and_api() {
+    let mut own = OwnServers::start("temporal", true);
+    let app = TestApp::spawn_on(&own.servers, "tmprestart", true).await;
+    let id = format!("tmprestart-{}", unique());
+    assert_eq!(app.put_definition(&wide_definition(&id, 300)).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+
+    app.wait_for_completed_tasks(&workflow_id, 30).await;
+    own.restart_temporal();
+    let back = chrono::Utc::now();
+
+    let run = app.wait_for_run_within(&workflow_id, Duration::from_secs(300)).await;
+    assert_eq!(run["status"], "completed", "{}", run["error"]);
+    assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone()), (json!(301), json!(301)));
+    assert_finished_after(&run, back);
+    app.assert_log_gapless_each_task_once(&workflow_id, 301).await;
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 301).await;
+
+    // The API's client reconnected too: it starts and the worker runs a new run.
+    let again = app.start_run(&id, &json!({"key": "after-restart"})).await;
+    let run = app.wait_for_run_within(&again, Duration::from_secs(120)).await;
+    assert_eq!(run["status"], "completed", "{}", run["error"]);
+}
