@@ -20,7 +20,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::instrument;
 
 use crate::context::{self, ContextClients, ContextLimits};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TaskLog, TaskWrite};
 
 /// Tunables of the activities.
 #[derive(Clone, Debug)]
@@ -40,6 +40,8 @@ impl Default for ActivityConfig {
 /// The activity worker's shared state.
 pub struct TfActivityImpls {
     store: Store,
+    /// Groups the task writes of concurrent task workflows into shared transactions.
+    task_log: TaskLog,
     /// Sends the requests of `http` tasks.
     http: reqwest::Client,
     /// What context sources read from.
@@ -48,9 +50,11 @@ pub struct TfActivityImpls {
 }
 
 impl TfActivityImpls {
-    /// Builds the activities over a store and what context sources read from.
+    /// Builds the activities over a store and what context sources read from (on a Tokio
+    /// runtime: it starts the task writer).
     pub fn new(store: Store, context: ContextClients, config: ActivityConfig) -> Self {
-        Self { store, context, config, http: reqwest::Client::new() }
+        let task_log = TaskLog::start(store.clone());
+        Self { store, task_log, context, config, http: reqwest::Client::new() }
     }
 }
 
@@ -63,6 +67,7 @@ fn store_error(e: StoreError) -> ActivityError {
     match e {
         StoreError::NotFound(_) | StoreError::Corrupt(_) => permanent(e.to_string()),
         StoreError::Db(db) => ActivityError::from(anyhow::Error::new(db)),
+        StoreError::Unavailable(message) => ActivityError::from(anyhow::anyhow!(message)),
     }
 }
 
@@ -158,15 +163,14 @@ impl TfActivityImpls {
 
     #[activity(definition = tf_activities::TaskStarted)]
     pub async fn task_started(self: Arc<Self>, _ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
-        self.store.task_started(&input.run_workflow_id, &input.task_id, &input.temporal_run_id).await.map_err(store_error)
+        let write = TaskWrite::Started { task_id: input.task_id, temporal_run_id: input.temporal_run_id };
+        self.task_log.write(&input.run_workflow_id, write).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::TaskFinished)]
     pub async fn task_finished(self: Arc<Self>, _ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
-        self.store
-            .task_finished(&input.run_workflow_id, &input.task_id, input.status, &input.output, input.error.as_deref())
-            .await
-            .map_err(store_error)
+        let write = TaskWrite::Finished { task_id: input.task_id, status: input.status, output: input.output, error: input.error };
+        self.task_log.write(&input.run_workflow_id, write).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::TasksSkipped)]

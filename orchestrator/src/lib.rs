@@ -11,10 +11,12 @@
 //! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow.
 //! - [`search`]: search attribute keys and memo fields shared with the starters.
 //! - [`failure`]: turning Temporal failures into readable messages.
+//! - [`floor`]: the benchmark's reference workflows (Temporal alone, no taskfactory).
 
 pub mod batch_workflow;
 pub mod contracts;
 pub mod failure;
+pub mod floor;
 pub mod run_workflow;
 pub mod search;
 pub mod task_workflow;

@@ -12,7 +12,7 @@ use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_text};
 
 use crate::client::{ApiClient, definition_files, is_yaml, json_arg};
-use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, TemporalArgs};
+use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, TemporalArgs, TuningArgs};
 use crate::dev::DevArgs;
 use crate::telemetry::LogFormat;
 
@@ -33,12 +33,17 @@ pub struct Cli {
 pub enum Command {
     /// Run everything locally: Temporal dev server, Postgres, worker, API, examples.
     Dev(DevArgs),
+    /// Measure throughput and latency against a dev server and Postgres it starts (JSON on
+    /// stdout, a table on stderr; see wiki/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
     /// Run the Temporal worker.
     Worker {
         #[command(flatten)]
         temporal: TemporalArgs,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        tuning: TuningArgs,
     },
     /// Run a demo worker of "another team" (workflow `DemoGreeter`, activity `demo.shout`) on
     /// its own task queue, to try `workflow` and `activity` tasks.
@@ -245,13 +250,14 @@ pub enum SchedulesCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
-        Command::Worker { temporal, database } => {
+        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Worker { temporal, database, tuning } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
             let context = context_clients(&database, &store)?;
             let mut activity_config = ActivityConfig::default();
             activity_config.context_limits.max_bytes = database.max_context_bytes;
-            let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config };
+            let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config, tuning: tuning.tuning() };
             crate::worker::run(setup, shutdown_signal()).await
         }
         Command::DemoWorker { temporal } => {

@@ -72,3 +72,24 @@ pub struct ClientArgs {
     #[arg(long, env = "TASKFACTORY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
+
+/// Worker polling (see `worker::WorkerTuning`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct TuningArgs {
+    /// Concurrent workflow-task polls (sticky and non-sticky together).
+    #[arg(long, env = "TASKFACTORY_WORKFLOW_POLLERS", default_value_t = 5)]
+    pub workflow_pollers: usize,
+    /// Share of the workflow-task polls on the non-sticky queue (new task workflows start there).
+    #[arg(long, env = "TASKFACTORY_NONSTICKY_RATIO", default_value_t = 0.2)]
+    pub nonsticky_ratio: f32,
+    /// Concurrent activity-task polls.
+    #[arg(long, env = "TASKFACTORY_ACTIVITY_POLLERS", default_value_t = 5)]
+    pub activity_pollers: usize,
+}
+
+impl TuningArgs {
+    /// The worker's tuning.
+    pub fn tuning(&self) -> crate::worker::WorkerTuning {
+        crate::worker::WorkerTuning { workflow_pollers: self.workflow_pollers, nonsticky_ratio: self.nonsticky_ratio, activity_pollers: self.activity_pollers }
+    }
+}

@@ -176,6 +176,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         store: store.clone(),
         context,
         activity_config: ActivityConfig::default(),
+        tuning: Default::default(),
     };
     let worker = crate::worker::run(setup, stopped(stop_rx));
     tokio::pin!(worker);

@@ -11,6 +11,7 @@
 //! - [`client`]: the HTTP client behind `apply`, `trigger` and `runs`.
 //! - [`telemetry`]: tracing setup.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -5,8 +5,10 @@ use std::future::Future;
 use anyhow::Context;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
+use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// What the worker needs.
@@ -21,16 +23,46 @@ pub struct WorkerSetup {
     pub context: ContextClients,
     /// Activity limits.
     pub activity_config: ActivityConfig,
+    /// Pollers and slots.
+    pub tuning: WorkerTuning,
+}
+
+/// How hard the worker polls. Each task is its own workflow whose first (and, for quick
+/// kinds, only) workflow task arrives on the shared, non-sticky queue; the SDK's default of
+/// five pollers of which one non-sticky makes that one poller the bottleneck of a fan-out
+/// (ADR-011, wiki/benchmarks.md).
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerTuning {
+    /// Concurrent workflow-task polls, sticky and non-sticky together.
+    pub workflow_pollers: usize,
+    /// Share of `workflow_pollers` on the non-sticky queue.
+    pub nonsticky_ratio: f32,
+    /// Concurrent activity-task polls.
+    pub activity_pollers: usize,
+}
+
+impl Default for WorkerTuning {
+    fn default() -> Self {
+        Self { workflow_pollers: 5, nonsticky_ratio: 0.2, activity_pollers: 5 }
+    }
 }
 
 /// Builds the worker with every workflow and activity registered.
 pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
     let activities = TfActivityImpls::new(setup.store, setup.context, setup.activity_config);
+    let tuning = setup.tuning;
     let options = WorkerOptions::new(setup.task_queue)
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(tuning.workflow_pollers.max(2)))
+        .nonsticky_to_sticky_poll_ratio(tuning.nonsticky_ratio)
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(tuning.activity_pollers.max(1)))
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?
         .register_workflow::<TaskBatchWorkflow>()?
         .register_activities(activities)
+        // The benchmark's reference (Temporal alone); only `taskfactory bench` starts them.
+        .register_workflow::<FloorWorkflow>()?
+        .register_workflow::<FloorChildWorkflow>()?
+        .register_activities(crate::bench::FloorStep)
         .build();
     Worker::new(runtime, setup.client, options).context("creating the Temporal worker")
 }

@@ -7,11 +7,15 @@
 //!
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks, human tasks);
-//! - [`reads`]: runs, events and graphs for the read API.
+//! - [`reads`]: runs, events and graphs for the read API;
+//! - [`task_log`]: group commit of the task writes concurrent activities make.
 
 mod definitions;
 mod reads;
+mod task_log;
 mod writes;
+
+pub use task_log::{TaskLog, TaskWrite};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -40,6 +44,9 @@ pub enum StoreError {
     /// Postgres failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// This process cannot write right now (e.g. it is shutting down); retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;

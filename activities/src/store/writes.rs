@@ -232,50 +232,68 @@ impl Store {
 
     /// Marks a task running with `NODE_STARTED`.
     pub async fn task_started(&self, run: &str, task_id: &str, temporal_run_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
-             started_at = coalesce(started_at, now()) where id = $1 and status in ('pending', 'running')",
-        )
-        .bind(task_id)
-        .bind(temporal_run_id)
-        .execute(&mut *tx)
-        .await?;
-        let started = event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}));
-        Self::append_events(&mut tx, run, &[started]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.task_writes(run, &[&TaskWrite::Started { task_id: task_id.to_owned(), temporal_run_id: temporal_run_id.to_owned() }]).await
     }
 
     /// Records a task's end with `NODE_COMPLETED` or `NODE_FAILED`.
     pub async fn task_finished(&self, run: &str, task_id: &str, status: Status, output: &Value, error: Option<&str>) -> Result<()> {
+        let write = TaskWrite::Finished { task_id: task_id.to_owned(), status, output: output.clone(), error: error.map(str::to_owned) };
+        self.task_writes(run, &[&write]).await
+    }
+
+    /// Applies task state changes of one run, in order, and appends their events, all in one
+    /// transaction (one lock of the run row, one commit). [`super::TaskLog`] groups concurrent
+    /// writes through here.
+    pub async fn task_writes(&self, run: &str, writes: &[&TaskWrite]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
-            .bind(task_id)
-            .bind(status.as_str())
-            .bind(output)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
-        // A human task that ends while still waiting ran out of time.
-        sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
-        let finished = match (status, error) {
-            (Status::Failed, _) => event(
-                format!("task:{task_id}:finished"),
-                EventType::NodeFailed,
-                Some(task_id),
-                Level::Error,
-                format!("task failed: {}", error.unwrap_or("unknown error")),
-                json!({"error": error}),
-            ),
-            _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
-        };
-        Self::append_events(&mut tx, run, &[finished]).await?;
+        let mut events = Vec::with_capacity(writes.len());
+        for write in writes {
+            events.push(Self::apply_task_write(&mut tx, write).await?);
+        }
+        Self::append_events(&mut tx, run, &events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn apply_task_write(tx: &mut Transaction<'_, Postgres>, write: &TaskWrite) -> Result<NewTraceEvent> {
+        Ok(match write {
+            TaskWrite::Started { task_id, temporal_run_id } => {
+                sqlx::query(
+                    "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
+                     started_at = coalesce(started_at, now()) where id = $1 and status in ('pending', 'running')",
+                )
+                .bind(task_id)
+                .bind(temporal_run_id)
+                .execute(&mut **tx)
+                .await?;
+                event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}))
+            }
+            TaskWrite::Finished { task_id, status, output, error } => {
+                sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
+                    .bind(task_id)
+                    .bind(status.as_str())
+                    .bind(output)
+                    .bind(error)
+                    .execute(&mut **tx)
+                    .await?;
+                // A human task that ends while still waiting ran out of time.
+                sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
+                    .bind(task_id)
+                    .execute(&mut **tx)
+                    .await?;
+                match (status, error) {
+                    (Status::Failed, _) => event(
+                        format!("task:{task_id}:finished"),
+                        EventType::NodeFailed,
+                        Some(task_id),
+                        Level::Error,
+                        format!("task failed: {}", error.as_deref().unwrap_or("unknown error")),
+                        json!({"error": error}),
+                    ),
+                    _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
+                }
+            }
+        })
     }
 
     /// Records a human task (idempotent) with `NODE_WAITING`; returns its short id.

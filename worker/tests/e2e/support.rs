@@ -253,6 +253,7 @@ impl TestApp {
                         context: test_context(&worker_store),
                         store: worker_store,
                         activity_config: ActivityConfig::default(),
+                        tuning: Default::default(),
                     };
                     taskfactory::worker::run(setup, async {
                         let _ = stopped.await;

@@ -1,0 +1,104 @@
+//! The benchmark's reference point: what Temporal costs for the same shape of work *without*
+//! taskfactory (no definition, no context, no plan, no run log).
+//!
+//! `FloorWorkflow` starts `children` `FloorChildWorkflow`s at once and waits for all of them;
+//! each child runs one trivial *remote* activity (`tf.floor_step`). That is the naive way to
+//! write "N tasks, each its own workflow" by hand. Above [`FLOOR_GROUP`] children, the parent
+//! starts sub-parents of at most [`FLOOR_GROUP`] children each instead, because a single
+//! workflow may not have more than 2,000 pending children on a default server, nor a history
+//! over 50,000 events. Only `taskfactory bench` starts these workflows.
+
+#![allow(unused_variables, clippy::unused_unit)]
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_macros::{activity_definitions, workflow, workflow_methods};
+use temporalio_sdk::activities::ActivityError;
+use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::{ActivityOptions, ChildWorkflowOptions, WorkflowContext, WorkflowResult};
+
+/// Most children one floor workflow starts directly.
+pub const FLOOR_GROUP: u64 = 1_000;
+
+/// What a floor workflow does.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloorInput {
+    /// Prefix of the children's workflow ids (the parent's own id).
+    pub id_prefix: String,
+    /// How many leaf children, each with one activity.
+    pub children: u64,
+}
+
+/// Marker for the floor's activity contract.
+pub struct FloorActivities;
+
+#[activity_definitions]
+impl FloorActivities {
+    /// Returns its input: the cheapest remote activity there is.
+    #[activity(name = "tf.floor_step")]
+    pub fn step(input: u64) -> Result<u64, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
+pub mod markers {
+    pub use super::floor_activities::Step;
+}
+
+/// N children, each one activity; answers how many completed.
+#[workflow]
+#[derive(Default)]
+pub struct FloorWorkflow;
+
+#[workflow_methods]
+impl FloorWorkflow {
+    /// The parent (or a sub-parent).
+    #[run(name = "TfFloorWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: FloorInput) -> WorkflowResult<u64> {
+        let ctx = &*ctx;
+        if input.children > FLOOR_GROUP {
+            let groups = input.children.div_ceil(FLOOR_GROUP);
+            let parents = (0..groups).map(|g| {
+                let sub = FloorInput {
+                    id_prefix: format!("{}/g{g}", input.id_prefix),
+                    children: FLOOR_GROUP.min(input.children - g * FLOOR_GROUP),
+                };
+                async move {
+                    let options = ChildWorkflowOptions::builder().workflow_id(sub.id_prefix.clone()).build();
+                    match ctx.start_child_workflow(FloorWorkflow::run, sub, options).await {
+                        Ok(started) => started.result().await.unwrap_or(0),
+                        Err(_) => 0,
+                    }
+                }
+            });
+            return Ok(join_all(parents).await.into_iter().sum());
+        }
+        let children = (0..input.children).map(|i| {
+            let options = ChildWorkflowOptions::builder().workflow_id(format!("{}/{i}", input.id_prefix)).build();
+            async move {
+                match ctx.start_child_workflow(FloorChildWorkflow::run, i, options).await {
+                    Ok(started) => u64::from(started.result().await.is_ok()),
+                    Err(_) => 0,
+                }
+            }
+        });
+        Ok(join_all(children).await.into_iter().sum())
+    }
+}
+
+/// One leaf: one remote activity.
+#[workflow]
+#[derive(Default)]
+pub struct FloorChildWorkflow;
+
+#[workflow_methods]
+impl FloorChildWorkflow {
+    /// Runs `tf.floor_step` once.
+    #[run(name = "TfFloorChildWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: u64) -> WorkflowResult<u64> {
+        let options = ActivityOptions::start_to_close_timeout(Duration::from_secs(30));
+        Ok(ctx.execute_activity(FloorActivities::step, input, options).await?)
+    }
+}
