@@ -1,11 +1,14 @@
 //! Replays saved histories against today's workflow code: a change that would break running
 //! workflows (nondeterminism) fails here, before it reaches a worker.
 //!
-//! Histories are recorded from real runs on a dev server (`scripts/record-history.sh`, or the
-//! e2e suite with `UPDATE_HISTORIES=1`) and checked in under `tests/histories/`.
+//! Histories are recorded from real runs on a dev server with `taskfactory history WORKFLOW_ID
+//! -o FILE` (the Rust client's JSON, which `WorkflowHistory::from_json` reads; the `temporal`
+//! CLI's export is a different format) and checked in under `tests/histories/`. The floor's
+//! are written by `UPDATE_HISTORIES=1 cargo test --test e2e floor`.
 
 use std::path::Path;
 
+use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -17,6 +20,10 @@ fn replayer() -> WorkflowReplayer {
         .register_workflow::<TaskWorkflow>()
         .unwrap()
         .register_workflow::<TaskBatchWorkflow>()
+        .unwrap()
+        .register_workflow::<FloorWorkflow>()
+        .unwrap()
+        .register_workflow::<FloorChildWorkflow>()
         .unwrap()
         .build();
     WorkflowReplayer::new(options).unwrap()

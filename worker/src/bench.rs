@@ -183,11 +183,18 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    async fn start(bench: &Bench, task_queue: &str) -> anyhow::Result<Self> {
+    /// A worker with taskfactory's own tuning (`tuned`), or with the SDK's defaults (the
+    /// naive floor: five workflow pollers, one of them non-sticky; five activity pollers).
+    async fn start(bench: &Bench, task_queue: &str, tuned: bool) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the taskfactory binary")?;
-        let mut child = tokio::process::Command::new(exe)
+        let mut command = tokio::process::Command::new(exe);
+        command
             .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
-            .args(["--database-url", &bench.database_url])
+            .args(["--database-url", &bench.database_url]);
+        if !tuned {
+            command.args(["--workflow-pollers", "5", "--nonsticky-ratio", "0.2", "--activity-pollers", "5"]);
+        }
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -320,7 +327,7 @@ impl Bench {
             "context": [{"name": "items", "kind": "static", "value": items}],
             "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}"}]});
         self.put(&self.api, &definition).await?;
-        let worker = WorkerProcess::start(self, "bench").await?;
+        let worker = WorkerProcess::start(self, "bench", true).await?;
         let started = Instant::now();
         let response = self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
         let answer: Value = response.json().await?;
@@ -340,7 +347,7 @@ impl Bench {
     /// Wall seconds and the worker's peak RSS of the floor for `n` children.
     async fn floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
         let task_queue = format!("bench-floor-{n}");
-        let worker = WorkerProcess::start(self, &task_queue).await?;
+        let worker = WorkerProcess::start(self, &task_queue, false).await?;
         let id = format!("bench-floor-{n}-{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
         let handle = self
@@ -523,7 +530,7 @@ impl Bench {
 
     async fn schedule_latency(&self, definitions: usize, minutes: u32) -> anyhow::Result<Value> {
         eprintln!("schedule latency: {definitions} definitions firing every minute, {minutes} minute(s) ...");
-        let worker = WorkerProcess::start(self, "bench").await?;
+        let worker = WorkerProcess::start(self, "bench", true).await?;
         let ids: Vec<String> = (0..definitions).map(|i| format!("bench-cron-{i}")).collect();
         for id in &ids {
             let definition = json!({"id": id, "name": id, "trigger": {"kind": "cron", "cron": ["* * * * *"]}, "tasks": [{"id": "t", "kind": "noop"}]});

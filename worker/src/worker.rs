@@ -30,7 +30,7 @@ pub struct WorkerSetup {
 /// How hard the worker polls. Each task is its own workflow whose first (and, for quick
 /// kinds, only) workflow task arrives on the shared, non-sticky queue; the SDK's default of
 /// five pollers of which one non-sticky makes that one poller the bottleneck of a fan-out
-/// (ADR-011, wiki/benchmarks.md).
+/// (ADR-012, wiki/benchmarks.md).
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerTuning {
     /// Concurrent workflow-task polls, sticky and non-sticky together.
