@@ -57,8 +57,9 @@ impl Store {
     /// Records a run's start (idempotent) with `WORKFLOW_STARTED`.
     pub async fn start_run(&self, run: &str, temporal_run_id: &str, definition_id: &DefinitionId, trigger: &TriggerInfo) -> Result<()> {
         let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for) \
              values ($1, $2, $3, $4, $5, $6) on conflict (workflow_id) do nothing",
         )
@@ -69,7 +70,8 @@ impl Store {
         .bind(&trigger_json)
         .bind(trigger.scheduled_for)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         if let (RunTrigger::Event, Some(key), Some(received)) = (trigger.kind, &trigger.key, &trigger.event) {
             // The API writes the receipt after starting the workflow; the run writes it too, so a
             // crash between the two never forgets an accepted event.
@@ -85,7 +87,11 @@ impl Store {
             json!({"definition_id": definition_id, "trigger": trigger_json, "temporal_run_id": temporal_run_id}),
         );
         Self::append_events(&mut tx, run, &[started]).await?;
-        tx.commit().await?;
+        commit_write(tx, "start_run", began).await?;
+        // Counted once per run: a retried activity finds the row and inserts nothing.
+        if inserted == 1 {
+            metrics().runs_started.with_label_values(&[definition_id.as_str(), trigger.kind.as_str()]).inc();
+        }
         Ok(())
     }
 
@@ -101,6 +107,7 @@ impl Store {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), json!({"items": v.as_array().map(Vec::len)}))).collect())
             .unwrap_or_default();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1").bind(run).bind(context).execute(&mut *tx).await?;
         let resolved = event(
@@ -112,7 +119,7 @@ impl Store {
             json!({"sources": summary}),
         );
         Self::append_events(&mut tx, run, &[resolved]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_context", began).await?;
         Ok(())
     }
 
@@ -120,6 +127,7 @@ impl Store {
     pub async fn record_plan(&self, run: &str, plan: &Plan) -> Result<()> {
         let plan_json = serde_json::to_value(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
@@ -132,7 +140,7 @@ impl Store {
             json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
         );
         Self::append_events(&mut tx, run, &[created]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_plan", began).await?;
         Ok(())
     }
 
@@ -191,6 +199,7 @@ impl Store {
 
     /// Stores the tasks and decisions of a deferred template (idempotent) with `PLAN_EXTENDED`.
     pub async fn record_template_plan(&self, run: &str, template_id: &str, chunk: &Plan) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
             .bind(run)
@@ -226,12 +235,13 @@ impl Store {
             json!({"template_id": template_id, "tasks": chunk.tasks.len()}),
         );
         Self::append_events(&mut tx, run, &[extended]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_template_plan", began).await?;
         Ok(())
     }
 
     /// Marks a task running with `NODE_STARTED`.
     pub async fn task_started(&self, run: &str, task_id: &str, temporal_run_id: &str) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
@@ -243,20 +253,24 @@ impl Store {
         .await?;
         let started = event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}));
         Self::append_events(&mut tx, run, &[started]).await?;
-        tx.commit().await?;
+        commit_write(tx, "task_started", began).await?;
         Ok(())
     }
 
     /// Records a task's end with `NODE_COMPLETED` or `NODE_FAILED`.
     pub async fn task_finished(&self, run: &str, task_id: &str, status: Status, output: &Value, error: Option<&str>) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
-            .bind(task_id)
-            .bind(status.as_str())
-            .bind(output)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
+        let task: Option<(String, String)> = sqlx::query_as(
+            "update task_runs t set status = $2, output = $3, error = $4, finished_at = coalesce(t.finished_at, now()) \
+             from activity_runs r where t.id = $1 and r.workflow_id = t.run_workflow_id returning t.kind, r.definition_id",
+        )
+        .bind(task_id)
+        .bind(status.as_str())
+        .bind(output)
+        .bind(error)
+        .fetch_optional(&mut *tx)
+        .await?;
         // A human task that ends while still waiting ran out of time.
         sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
             .bind(task_id)
@@ -273,8 +287,11 @@ impl Store {
             ),
             _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
         };
-        Self::append_events(&mut tx, run, &[finished]).await?;
-        tx.commit().await?;
+        let first_time = Self::append_events(&mut tx, run, &[finished]).await? == 1;
+        commit_write(tx, "task_finished", began).await?;
+        if let (true, Some((kind, definition_id))) = (first_time, task) {
+            metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), status.as_str()]).inc();
+        }
         Ok(())
     }
 
@@ -282,6 +299,7 @@ impl Store {
     pub async fn human_task_created(&self, run: &str, task_id: &str, title: &str, assignee: Option<&str>, form: &Value) -> Result<String> {
         use sha2::{Digest, Sha256};
         let id = hex::encode(Sha256::digest(task_id.as_bytes()))[..20].to_owned();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into human_tasks (id, task_id, run_workflow_id, title, assignee, form) values ($1, $2, $3, $4, $5, $6) \
@@ -304,7 +322,7 @@ impl Store {
             json!({"human_task_id": id, "assignee": assignee}),
         );
         Self::append_events(&mut tx, run, &[waiting]).await?;
-        tx.commit().await?;
+        commit_write(tx, "human_task_created", began).await?;
         Ok(id)
     }
 
@@ -356,15 +374,17 @@ impl Store {
 
     /// Marks a template's pending tasks skipped with one `NODE_SKIPPED`.
     pub async fn tasks_skipped(&self, run: &str, template_id: &str, reason: &str) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "update task_runs set status = 'skipped', error = $3, finished_at = now() \
-             where run_workflow_id = $1 and template_id = $2 and status = 'pending'",
+        let skipped_tasks: Vec<(String, String)> = sqlx::query_as(
+            "update task_runs t set status = 'skipped', error = $3, finished_at = now() from activity_runs r \
+             where t.run_workflow_id = $1 and t.template_id = $2 and t.status = 'pending' and r.workflow_id = t.run_workflow_id \
+             returning t.kind, r.definition_id",
         )
         .bind(run)
         .bind(template_id)
         .bind(reason)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         // A deferred template never planned: its explanation says why instead.
         let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
@@ -390,24 +410,30 @@ impl Store {
             None,
             Level::Warn,
             format!("template {template_id:?} skipped: {reason}"),
-            json!({"template_id": template_id, "tasks": done.rows_affected(), "reason": reason}),
+            json!({"template_id": template_id, "tasks": skipped_tasks.len(), "reason": reason}),
         );
         Self::append_events(&mut tx, run, &[skipped]).await?;
-        tx.commit().await?;
+        commit_write(tx, "tasks_skipped", began).await?;
+        // Only rows still pending were updated, so a retried write counts nothing twice.
+        for (kind, definition_id) in &skipped_tasks {
+            metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), Status::Skipped.as_str()]).inc();
+        }
         Ok(())
     }
 
     /// Records the run's end with `WORKFLOW_COMPLETED` or `WORKFLOW_FAILED`.
     pub async fn finish_run(&self, run: &str, status: Status, outcome: &RunOutcome, error: Option<&str>) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1",
+        let definition_id: Option<String> = sqlx::query_scalar(
+            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1 \
+             returning definition_id",
         )
         .bind(run)
         .bind(status.as_str())
         .bind(i32::try_from(outcome.tasks_spawned).unwrap_or(i32::MAX))
         .bind(error)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         let payload = json!({"outcome": outcome, "error": error});
         let finished = if status == Status::Failed {
@@ -416,8 +442,11 @@ impl Store {
             let message = format!("run completed: {} task(s)", outcome.tasks_completed);
             event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
         };
-        Self::append_events(&mut tx, run, &[finished]).await?;
-        tx.commit().await?;
+        let first_time = Self::append_events(&mut tx, run, &[finished]).await? == 1;
+        commit_write(tx, "finish_run", began).await?;
+        if let (true, Some(definition_id)) = (first_time, definition_id) {
+            metrics().runs_finished.with_label_values(&[definition_id.as_str(), status.as_str()]).inc();
+        }
         Ok(())
     }
 
