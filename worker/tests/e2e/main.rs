@@ -9,6 +9,7 @@ mod events;
 mod fanout;
 mod kinds;
 mod live;
+mod metrics;
 mod plans;
 mod restarts;
 mod schedules;
