@@ -6,12 +6,14 @@
 //! - [`egress`]: the SSRF guard of `http` tasks and context sources.
 //! - [`secrets`]: secret values, revealed only inside the request that uses them.
 //! - [`http_task`]: the request of an `http` task and how its answer is classified.
+//! - [`metrics`]: the Prometheus registry both processes record into (and the SDK's meter).
 //! - [`worker_activities`]: the activity implementations the workflows call.
 
 pub mod auth_store;
 pub mod context;
 pub mod egress;
 pub mod http_task;
+pub mod metrics;
 pub mod secrets;
 pub mod store;
 pub mod worker_activities;

@@ -82,7 +82,7 @@ impl Revealed {
             let value = store.get(name)?;
             if !value.is_empty() && !self.used.iter().any(|(n, _)| n == name) {
                 self.used.push((name.to_owned(), value.clone()));
-                self.used.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+                self.used.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
             }
             Ok(value)
         })

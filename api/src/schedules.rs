@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use taskfactory_activities::Store;
+use taskfactory_activities::metrics::metrics;
 use taskfactory_orchestrator::RUN_WORKFLOW_TYPE;
 use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER};
 use taskfactory_schemas::definition::{OverlapPolicy, TriggerKind};
@@ -72,6 +73,19 @@ pub enum SyncAction {
     Deleted,
     /// No schedule exists and none should.
     Absent,
+}
+
+impl SyncAction {
+    /// The wire name (as serialized, and as the `action` label of the reconcile metric).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Deleted => "deleted",
+            Self::Absent => "absent",
+        }
+    }
 }
 
 fn json_payload(value: &Value) -> Payload {
@@ -287,6 +301,7 @@ pub async fn reconcile(client: &Client, store: &Store, task_queue: &str) -> anyh
     }
     for repair in &repairs {
         tracing::info!(schedule = %repair.schedule_id, action = ?repair.action, "schedule reconciled");
+        metrics().schedule_reconcile_actions.with_label_values(&[repair.action.as_str()]).inc();
     }
     Ok(repairs)
 }

@@ -12,7 +12,7 @@ use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_text};
 
 use crate::client::{ApiClient, definition_files, is_yaml, json_arg};
-use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, TemporalArgs, TuningArgs};
+use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, MetricsArgs, TemporalArgs, TuningArgs};
 use crate::dev::DevArgs;
 use crate::telemetry::LogFormat;
 
@@ -44,6 +44,8 @@ pub enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         tuning: TuningArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Run a demo worker of "another team" (workflow `DemoGreeter`, activity `demo.shout`) on
     /// its own task queue, to try `workflow` and `activity` tasks.
@@ -251,7 +253,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::Worker { temporal, database, tuning } => {
+        Command::Worker { temporal, database, tuning, metrics } => {
+            // Bound first: a taken port fails the start instead of a silent worker.
+            if let Some(addr) = metrics.metrics_addr {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding --metrics-addr {addr}"))?;
+                tracing::info!(%addr, "metrics at /metrics");
+                // Ends with the process; a scrape holds nothing the worker's drain waits for.
+                tokio::spawn(taskfactory_api::routes::metrics::serve_metrics(listener, std::future::pending()));
+            }
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
             let context = context_clients(&database, &store)?;

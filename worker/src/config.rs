@@ -62,6 +62,16 @@ pub struct ApiArgs {
     pub temporal_ui_url: Option<String>,
 }
 
+/// Where the worker serves its metrics.
+#[derive(Clone, Debug, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics (`GET /metrics`: the Temporal SDK's worker metrics and
+    /// taskfactory's run and task counters) on this address, e.g. `0.0.0.0:9464`. Off by
+    /// default. The API serves its own on its listener.
+    #[arg(long, env = "TASKFACTORY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
 /// Where client commands send their requests.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClientArgs {

@@ -161,6 +161,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("taskfactory is running");
     println!("  UI:               http://{}/", args.api_addr);
     println!("  API:              http://{}/api/v1", args.api_addr);
+    println!("  metrics:          http://{}/metrics  (worker and API)", args.api_addr);
     println!("  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")", temporal_server.ui_url.as_deref().unwrap_or("-"));
     println!("  Temporal address: {}", temporal_server.address);
     println!("  Postgres:         {database_url}");

@@ -8,7 +8,8 @@ use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
 use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
-use temporalio_sdk::runtime::PollerBehavior;
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// What the worker needs.
@@ -72,7 +73,10 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
 /// The worker's future is not `Send`: call this on the task that owns it (`block_on`,
 /// `select!`), not through `tokio::spawn`.
 pub async fn run(setup: WorkerSetup, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
+    // The SDK's worker metrics go to the process-wide registry behind `/metrics`.
+    let telemetry = TelemetryOptions::builder().metrics(taskfactory_activities::metrics::temporal_meter()).build();
+    let options = RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::from_current_tokio(options).context("starting the Temporal SDK runtime")?;
     let task_queue = setup.task_queue.clone();
     let mut worker = build(&runtime, setup)?;
     tracing::info!(task_queue = %task_queue, "worker running");

@@ -17,6 +17,8 @@ mod writes;
 
 pub use task_log::{TaskLog, TaskWrite};
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -26,6 +28,8 @@ use taskfactory_schemas::events::NewTraceEvent;
 use taskfactory_schemas::plan::{Outcome, PlannedTask};
 use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, RunTrigger, Status, TriggerInfo};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
+
+use crate::metrics::metrics;
 
 /// Postgres channel notified (payload: the run's workflow id) when a run's log grows.
 pub const RUN_EVENTS_CHANNEL: &str = "tf_run_events";
@@ -269,6 +273,14 @@ async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[Pl
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Commits a run-log write that began at `began` and records its latency
+/// (`taskfactory_trace_write_seconds{op}`); failed writes are not measured.
+async fn commit_write(tx: Transaction<'_, Postgres>, op: &str, began: Instant) -> Result<()> {
+    tx.commit().await?;
+    metrics().observe_write(op, began);
     Ok(())
 }
 

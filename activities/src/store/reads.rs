@@ -166,9 +166,10 @@ impl Store {
 
     /// Appends events reported from outside Temporal to a run's log (idempotent by key).
     pub async fn append_external(&self, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         let written = Self::append_events(&mut tx, run, events).await?;
-        tx.commit().await?;
+        commit_write(tx, "append_external", began).await?;
         Ok(written)
     }
 

@@ -5,6 +5,11 @@ use super::*;
 impl Store {
     /// Appends events (idempotent by key) in `tx`; returns how many were new.
     pub async fn append_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+        Ok(Self::append_new_events(tx, run, events).await?.len())
+    }
+
+    /// Appends events (idempotent by key) in `tx`; returns the keys of those that were new.
+    async fn append_new_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<std::collections::HashSet<String>> {
         let last_seq: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1 for update")
             .bind(run)
             .fetch_optional(&mut **tx)
@@ -19,7 +24,7 @@ impl Store {
         let mut seen: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
         let fresh: Vec<&NewTraceEvent> = events.iter().filter(|e| seen.insert(e.key.as_str())).collect();
         if fresh.is_empty() {
-            return Ok(0);
+            return Ok(std::collections::HashSet::new());
         }
         let keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
         let types: Vec<&str> = fresh.iter().map(|e| e.event_type.as_str()).collect();
@@ -51,14 +56,15 @@ impl Store {
             let change = json!({"workflow_id": run, "seq": new_last, "types": run_level}).to_string();
             sqlx::query("select pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(change).execute(&mut **tx).await?;
         }
-        Ok(fresh.len())
+        Ok(fresh.iter().map(|e| e.key.clone()).collect())
     }
 
     /// Records a run's start (idempotent) with `WORKFLOW_STARTED`.
     pub async fn start_run(&self, run: &str, temporal_run_id: &str, definition_id: &DefinitionId, trigger: &TriggerInfo) -> Result<()> {
         let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for) \
              values ($1, $2, $3, $4, $5, $6) on conflict (workflow_id) do nothing",
         )
@@ -69,7 +75,8 @@ impl Store {
         .bind(&trigger_json)
         .bind(trigger.scheduled_for)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         if let (RunTrigger::Event, Some(key), Some(received)) = (trigger.kind, &trigger.key, &trigger.event) {
             // The API writes the receipt after starting the workflow; the run writes it too, so a
             // crash between the two never forgets an accepted event.
@@ -85,7 +92,11 @@ impl Store {
             json!({"definition_id": definition_id, "trigger": trigger_json, "temporal_run_id": temporal_run_id}),
         );
         Self::append_events(&mut tx, run, &[started]).await?;
-        tx.commit().await?;
+        commit_write(tx, "start_run", began).await?;
+        // Counted once per run: a retried activity finds the row and inserts nothing.
+        if inserted == 1 {
+            metrics().runs_started.with_label_values(&[definition_id.as_str(), trigger.kind.as_str()]).inc();
+        }
         Ok(())
     }
 
@@ -101,6 +112,7 @@ impl Store {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), json!({"items": v.as_array().map(Vec::len)}))).collect())
             .unwrap_or_default();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1").bind(run).bind(context).execute(&mut *tx).await?;
         let resolved = event(
@@ -112,7 +124,7 @@ impl Store {
             json!({"sources": summary}),
         );
         Self::append_events(&mut tx, run, &[resolved]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_context", began).await?;
         Ok(())
     }
 
@@ -120,6 +132,7 @@ impl Store {
     pub async fn record_plan(&self, run: &str, plan: &Plan) -> Result<()> {
         let plan_json = serde_json::to_value(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
@@ -132,7 +145,7 @@ impl Store {
             json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
         );
         Self::append_events(&mut tx, run, &[created]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_plan", began).await?;
         Ok(())
     }
 
@@ -191,6 +204,7 @@ impl Store {
 
     /// Stores the tasks and decisions of a deferred template (idempotent) with `PLAN_EXTENDED`.
     pub async fn record_template_plan(&self, run: &str, template_id: &str, chunk: &Plan) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
             .bind(run)
@@ -226,7 +240,7 @@ impl Store {
             json!({"template_id": template_id, "tasks": chunk.tasks.len()}),
         );
         Self::append_events(&mut tx, run, &[extended]).await?;
-        tx.commit().await?;
+        commit_write(tx, "record_template_plan", began).await?;
         Ok(())
     }
 
@@ -243,19 +257,33 @@ impl Store {
 
     /// Applies task state changes of one run, in order, and appends their events, all in one
     /// transaction (one lock of the run row, one commit). [`super::TaskLog`] groups concurrent
-    /// writes through here.
+    /// writes through here. Finished tasks are counted (metrics) once, when their event is new.
     pub async fn task_writes(&self, run: &str, writes: &[&TaskWrite]) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         let mut events = Vec::with_capacity(writes.len());
+        let mut finished = Vec::new();
         for write in writes {
-            events.push(Self::apply_task_write(&mut tx, write).await?);
+            let (event, labels) = Self::apply_task_write(&mut tx, write).await?;
+            if let (TaskWrite::Finished { status, .. }, Some((kind, definition_id))) = (write, labels) {
+                finished.push((event.key.clone(), kind, definition_id, *status));
+            }
+            events.push(event);
         }
-        Self::append_events(&mut tx, run, &events).await?;
-        tx.commit().await?;
+        let fresh = Self::append_new_events(&mut tx, run, &events).await?;
+        let op = if writes.iter().all(|w| matches!(w, TaskWrite::Started { .. })) { "task_started" } else { "task_finished" };
+        commit_write(tx, op, began).await?;
+        for (key, kind, definition_id, status) in finished {
+            if fresh.contains(&key) {
+                metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), status.as_str()]).inc();
+            }
+        }
         Ok(())
     }
 
-    async fn apply_task_write(tx: &mut Transaction<'_, Postgres>, write: &TaskWrite) -> Result<NewTraceEvent> {
+    /// Applies one task write in `tx`; answers its event and, for a finished task, its kind
+    /// and definition (metric labels).
+    async fn apply_task_write(tx: &mut Transaction<'_, Postgres>, write: &TaskWrite) -> Result<(NewTraceEvent, Option<(String, String)>)> {
         Ok(match write {
             TaskWrite::Started { task_id, temporal_run_id } => {
                 sqlx::query(
@@ -266,22 +294,25 @@ impl Store {
                 .bind(temporal_run_id)
                 .execute(&mut **tx)
                 .await?;
-                event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({}))
+                (event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({})), None)
             }
             TaskWrite::Finished { task_id, status, output, error } => {
-                sqlx::query("update task_runs set status = $2, output = $3, error = $4, finished_at = coalesce(finished_at, now()) where id = $1")
-                    .bind(task_id)
-                    .bind(status.as_str())
-                    .bind(output)
-                    .bind(error)
-                    .execute(&mut **tx)
-                    .await?;
+                let labels: Option<(String, String)> = sqlx::query_as(
+                    "update task_runs t set status = $2, output = $3, error = $4, finished_at = coalesce(t.finished_at, now()) \
+                     from activity_runs r where t.id = $1 and r.workflow_id = t.run_workflow_id returning t.kind, r.definition_id",
+                )
+                .bind(task_id)
+                .bind(status.as_str())
+                .bind(output)
+                .bind(error)
+                .fetch_optional(&mut **tx)
+                .await?;
                 // A human task that ends while still waiting ran out of time.
                 sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
                     .bind(task_id)
                     .execute(&mut **tx)
                     .await?;
-                match (status, error) {
+                let event = match (status, error) {
                     (Status::Failed, _) => event(
                         format!("task:{task_id}:finished"),
                         EventType::NodeFailed,
@@ -291,7 +322,8 @@ impl Store {
                         json!({"error": error}),
                     ),
                     _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
-                }
+                };
+                (event, labels)
             }
         })
     }
@@ -300,6 +332,7 @@ impl Store {
     pub async fn human_task_created(&self, run: &str, task_id: &str, title: &str, assignee: Option<&str>, form: &Value) -> Result<String> {
         use sha2::{Digest, Sha256};
         let id = hex::encode(Sha256::digest(task_id.as_bytes()))[..20].to_owned();
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into human_tasks (id, task_id, run_workflow_id, title, assignee, form) values ($1, $2, $3, $4, $5, $6) \
@@ -322,7 +355,7 @@ impl Store {
             json!({"human_task_id": id, "assignee": assignee}),
         );
         Self::append_events(&mut tx, run, &[waiting]).await?;
-        tx.commit().await?;
+        commit_write(tx, "human_task_created", began).await?;
         Ok(id)
     }
 
@@ -374,15 +407,17 @@ impl Store {
 
     /// Marks a template's pending tasks skipped with one `NODE_SKIPPED`.
     pub async fn tasks_skipped(&self, run: &str, template_id: &str, reason: &str) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "update task_runs set status = 'skipped', error = $3, finished_at = now() \
-             where run_workflow_id = $1 and template_id = $2 and status = 'pending'",
+        let skipped_tasks: Vec<(String, String)> = sqlx::query_as(
+            "update task_runs t set status = 'skipped', error = $3, finished_at = now() from activity_runs r \
+             where t.run_workflow_id = $1 and t.template_id = $2 and t.status = 'pending' and r.workflow_id = t.run_workflow_id \
+             returning t.kind, r.definition_id",
         )
         .bind(run)
         .bind(template_id)
         .bind(reason)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         // A deferred template never planned: its explanation says why instead.
         let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
@@ -408,24 +443,30 @@ impl Store {
             None,
             Level::Warn,
             format!("template {template_id:?} skipped: {reason}"),
-            json!({"template_id": template_id, "tasks": done.rows_affected(), "reason": reason}),
+            json!({"template_id": template_id, "tasks": skipped_tasks.len(), "reason": reason}),
         );
         Self::append_events(&mut tx, run, &[skipped]).await?;
-        tx.commit().await?;
+        commit_write(tx, "tasks_skipped", began).await?;
+        // Only rows still pending were updated, so a retried write counts nothing twice.
+        for (kind, definition_id) in &skipped_tasks {
+            metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), Status::Skipped.as_str()]).inc();
+        }
         Ok(())
     }
 
     /// Records the run's end with `WORKFLOW_COMPLETED` or `WORKFLOW_FAILED`.
     pub async fn finish_run(&self, run: &str, status: Status, outcome: &RunOutcome, error: Option<&str>) -> Result<()> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1",
+        let definition_id: Option<String> = sqlx::query_scalar(
+            "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1 \
+             returning definition_id",
         )
         .bind(run)
         .bind(status.as_str())
         .bind(i32::try_from(outcome.tasks_spawned).unwrap_or(i32::MAX))
         .bind(error)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         let payload = json!({"outcome": outcome, "error": error});
         let finished = if status == Status::Failed {
@@ -434,8 +475,11 @@ impl Store {
             let message = format!("run completed: {} task(s)", outcome.tasks_completed);
             event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
         };
-        Self::append_events(&mut tx, run, &[finished]).await?;
-        tx.commit().await?;
+        let first_time = Self::append_events(&mut tx, run, &[finished]).await? == 1;
+        commit_write(tx, "finish_run", began).await?;
+        if let (true, Some(definition_id)) = (first_time, definition_id) {
+            metrics().runs_finished.with_label_values(&[definition_id.as_str(), status.as_str()]).inc();
+        }
         Ok(())
     }
 

@@ -23,6 +23,7 @@ use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::FieldError;
 
 use taskfactory_activities::auth_store::Principal;
+use taskfactory_activities::metrics::metrics;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -93,10 +94,12 @@ pub async fn ingest(
         let prefix = if batch { format!("[{index}]") } else { String::new() };
         match parse_event(item, &prefix) {
             Err(error) => {
+                metrics().events_received.with_label_values(&["invalid"]).inc();
                 results.push(json!({"index": index, "status": "invalid", "error": error}));
                 invalid.push(error);
             }
             Ok(event) => {
+                metrics().events_received.with_label_values(&["accepted"]).inc();
                 let outcomes = ingest_one(&state, &templates, &event).await?;
                 unavailable |= outcomes.iter().any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
                 results.push(json!({"index": index, "status": "accepted", "type": event.event_type, "outcomes": outcomes}));
@@ -115,7 +118,9 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
     let scope = json!({"event": event});
     let mut outcomes = Vec::with_capacity(definitions.len());
     for loaded in definitions {
-        outcomes.push(ingest_for(state, templates, event, &scope, &loaded).await?);
+        let outcome = ingest_for(state, templates, event, &scope, &loaded).await?;
+        metrics().event_outcomes.with_label_values(&[outcome.definition_id.as_str(), outcome.outcome]).inc();
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod human;
 pub mod keys;
+pub mod metrics;
 pub mod observe;
 pub mod plans;
 pub mod runs;
@@ -28,6 +29,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/ui-config", get(ui::config))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/definitions", get(definitions::list))
         .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))

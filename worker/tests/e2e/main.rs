@@ -10,6 +10,7 @@ mod fanout;
 mod floor;
 mod kinds;
 mod live;
+mod metrics;
 mod plans;
 mod restarts;
 mod schedules;

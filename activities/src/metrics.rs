@@ -1,0 +1,125 @@
+//! Prometheus metrics of the worker and the API, in one process-wide registry.
+//!
+//! Both processes record here; `GET /metrics` (the API's listener, or the worker's
+//! `--metrics-addr`) answers [`render`]: taskfactory's own series below, plus the Temporal
+//! SDK's worker metrics, which reach the same registry through [`temporal_meter`] (see
+//! [`sdk`]). `taskfactory dev` runs worker and API in one process, so its API shows both.
+//!
+//! Labels stay bounded: definition ids, kinds, statuses and operation names, never workflow
+//! ids or event keys.
+//!
+//! | series | type | labels |
+//! | --- | --- | --- |
+//! | `taskfactory_runs_started_total` | counter | `definition_id`, `trigger` |
+//! | `taskfactory_runs_finished_total` | counter | `definition_id`, `status` |
+//! | `taskfactory_tasks_finished_total` | counter | `definition_id`, `kind`, `status` |
+//! | `taskfactory_events_received_total` | counter | `status` (`accepted`, `invalid`) |
+//! | `taskfactory_event_outcomes_total` | counter | `definition_id`, `outcome` |
+//! | `taskfactory_trace_write_seconds` | histogram | `op` |
+//! | `taskfactory_schedule_reconcile_actions_total` | counter | `action` |
+
+mod sdk;
+
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use temporalio_common::telemetry::metrics::CoreMeter;
+
+/// The `Content-Type` of [`render`]'s text (Prometheus text exposition format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Upper bounds (seconds) of the trace-write latency buckets: one transaction with its event.
+const WRITE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// taskfactory's own series.
+pub struct Metrics {
+    registry: Registry,
+    /// Runs recorded as started (once per run, however often the activity is retried).
+    pub runs_started: IntCounterVec,
+    /// Runs recorded as finished.
+    pub runs_finished: IntCounterVec,
+    /// Tasks recorded as finished (completed, failed, or skipped because of a dependency).
+    pub tasks_finished: IntCounterVec,
+    /// Events `POST /api/v1/events` received, valid or not.
+    pub events_received: IntCounterVec,
+    /// What each valid event did for each matching definition.
+    pub event_outcomes: IntCounterVec,
+    /// Latency of run-log writes (a state change and its trace event, one transaction).
+    pub trace_write_seconds: HistogramVec,
+    /// Repairs the schedule reconciler made.
+    pub schedule_reconcile_actions: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
+    registry.register(Box::new(counter.clone())).expect("each metric is registered once");
+    counter
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let trace_write_seconds = HistogramVec::new(
+            HistogramOpts::new("taskfactory_trace_write_seconds", "Latency of run-log writes (state change and trace event in one transaction), by operation")
+                .buckets(WRITE_BUCKETS.to_vec()),
+            &["op"],
+        )
+        .expect("a valid metric definition");
+        registry.register(Box::new(trace_write_seconds.clone())).expect("each metric is registered once");
+        Self {
+            runs_started: counter(&registry, "taskfactory_runs_started_total", "Runs started, by definition and trigger", &["definition_id", "trigger"]),
+            runs_finished: counter(&registry, "taskfactory_runs_finished_total", "Runs finished, by definition and status", &["definition_id", "status"]),
+            tasks_finished: counter(
+                &registry,
+                "taskfactory_tasks_finished_total",
+                "Tasks finished, by definition, task kind and status",
+                &["definition_id", "kind", "status"],
+            ),
+            events_received: counter(&registry, "taskfactory_events_received_total", "Events received by event ingress, accepted or invalid", &["status"]),
+            event_outcomes: counter(
+                &registry,
+                "taskfactory_event_outcomes_total",
+                "Outcomes of accepted events per matching definition: started, duplicate, filtered, error",
+                &["definition_id", "outcome"],
+            ),
+            trace_write_seconds,
+            schedule_reconcile_actions: counter(
+                &registry,
+                "taskfactory_schedule_reconcile_actions_total",
+                "Repairs made by the schedule reconciler: created, updated, deleted",
+                &["action"],
+            ),
+            registry,
+        }
+    }
+
+    /// Records the latency of a run-log write that began at `started`.
+    pub fn observe_write(&self, op: &str, started: Instant) {
+        self.trace_write_seconds.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide series.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// The meter to give the Temporal SDK's runtime (`TelemetryOptions::metrics`): its worker
+/// metrics then appear in [`render`] beside taskfactory's.
+pub fn temporal_meter() -> Arc<dyn CoreMeter> {
+    Arc::new(sdk::SdkMeter)
+}
+
+/// Every series of this process in the Prometheus text format.
+pub fn render() -> String {
+    let mut families = METRICS.registry.gather();
+    families.extend(sdk::gather());
+    let mut text = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut text) {
+        tracing::error!(error = %e, "encoding the metrics failed");
+    }
+    String::from_utf8(text).unwrap_or_default()
+}
