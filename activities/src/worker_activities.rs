@@ -12,8 +12,9 @@ use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::{
     FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
-    TaskStartedInput, TasksSkippedInput,
+    TaskRanInput, TaskStartedInput, TasksSkippedInput,
 };
+use taskfactory_schemas::run::Status;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -164,13 +165,22 @@ impl TfActivityImpls {
     #[activity(definition = tf_activities::TaskStarted)]
     pub async fn task_started(self: Arc<Self>, _ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
         let write = TaskWrite::Started { task_id: input.task_id, temporal_run_id: input.temporal_run_id };
-        self.task_log.write(&input.run_workflow_id, write).await.map_err(store_error)
+        self.task_log.write(&input.run_workflow_id, vec![write]).await.map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::TaskRan)]
+    pub async fn task_ran(self: Arc<Self>, _ctx: ActivityContext, input: TaskRanInput) -> Result<(), ActivityError> {
+        let writes = vec![
+            TaskWrite::Started { task_id: input.task_id.clone(), temporal_run_id: input.temporal_run_id },
+            TaskWrite::Finished { task_id: input.task_id, status: Status::Completed, output: input.output, error: None },
+        ];
+        self.task_log.write(&input.run_workflow_id, writes).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::TaskFinished)]
     pub async fn task_finished(self: Arc<Self>, _ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
         let write = TaskWrite::Finished { task_id: input.task_id, status: input.status, output: input.output, error: input.error };
-        self.task_log.write(&input.run_workflow_id, write).await.map_err(store_error)
+        self.task_log.write(&input.run_workflow_id, vec![write]).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::TasksSkipped)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::run::{
     FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
-    TaskStartedInput, TasksSkippedInput,
+    TaskRanInput, TaskStartedInput, TasksSkippedInput,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -76,6 +76,13 @@ impl TfActivities {
         unimplemented!()
     }
 
+    /// Records a task that started and completed at once (`NODE_STARTED` and
+    /// `NODE_COMPLETED` in one write; task protocol 2). Cheap: a local activity.
+    #[activity(name = "tf.task_ran")]
+    pub fn task_ran(input: TaskRanInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
     /// Marks a template's tasks skipped because a dependency failed.
     #[activity(name = "tf.tasks_skipped")]
     pub fn tasks_skipped(input: TasksSkippedInput) -> Result<(), ActivityError> {
@@ -91,5 +98,5 @@ impl TfActivities {
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
-    pub use super::tf_activities::{FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskStarted, TasksSkipped};
+    pub use super::tf_activities::{FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskRan, TaskStarted, TasksSkipped};
 }

@@ -29,7 +29,7 @@ use taskfactory_schemas::definition::FailurePolicy;
 use taskfactory_schemas::plan::{PlannedTask, TemplatePlan};
 use taskfactory_schemas::run::{
     BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, RunInput,
-    RunOutcome, RunTrigger, StartRunInput, Status, TaskInput, TaskMeta, TasksSkippedInput, TriggerInfo,
+    RunOutcome, RunTrigger, StartRunInput, Status, TASK_PROTOCOL, TaskInput, TaskMeta, TasksSkippedInput, TriggerInfo,
 };
 use taskfactory_schemas::Plan;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -323,9 +323,14 @@ pub(crate) async fn run_child<W>(ctx: &WorkflowContext<W>, run_workflow_id: &str
     let options = ChildWorkflowOptions::builder()
         .workflow_id(task.task_id.clone())
         .search_attributes(attributes)
-        .static_summary(format!("{} / {}", task.template_id, task.item_key))
+        .static_summary(format!("{}: {} / {}", meta.definition_name, task.template_id, task.item_key))
         .build();
-    let input = TaskInput { run_workflow_id: run_workflow_id.to_owned(), definition_name: meta.definition_name.clone(), task: task.clone() };
+    let input = TaskInput {
+        run_workflow_id: run_workflow_id.to_owned(),
+        definition_name: meta.definition_name.clone(),
+        task: task.clone(),
+        protocol: TASK_PROTOCOL,
+    };
     match ctx.start_child_workflow(TaskWorkflow::run, input, options).await {
         Ok(started) => started.result().await.is_ok(),
         Err(_) => false,

@@ -2,8 +2,8 @@
 //!
 //! Its workflow id is `{run_workflow_id}/{template_id}/{item_key}`, so a task exists at most
 //! once per run whatever replays, retries or resets happen. It records its start and end in
-//! the run log through local activities (no extra server round trip per trace write), and does
-//! the work by kind:
+//! the run log through local activities (no extra server round trip per trace write; a `noop`
+//! records both in one, under task protocol 2), and does the work by kind:
 //! - `noop`: nothing; its output is its rendered params;
 //! - `workflow`: starts the named workflow type on the named task queue as a child (any SDK's
 //!   worker can serve it), with the task's params as input, and returns its result;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 use taskfactory_schemas::TaskSpec;
 use taskfactory_schemas::plan::Retry;
-use taskfactory_schemas::run::{HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskStartedInput};
+use taskfactory_schemas::run::{HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskRanInput, TaskStartedInput};
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::{RetryPolicy, UntypedActivity, UntypedWorkflow};
@@ -60,7 +60,19 @@ impl TaskWorkflow {
     /// Runs the task; the result is the task's output.
     #[run(name = "TaskWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: TaskInput) -> WorkflowResult<Value> {
-        ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(input.definition_name.clone())))])?;
+        if input.protocol < 2 {
+            ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(input.definition_name.clone())))])?;
+        } else if input.task.spec == TaskSpec::Noop {
+            // Starts and ends at once: one write records both.
+            let ran = TaskRanInput {
+                run_workflow_id: input.run_workflow_id.clone(),
+                task_id: input.task.task_id.clone(),
+                temporal_run_id: ctx.run_id().to_owned(),
+                output: input.task.params.clone(),
+            };
+            ctx.execute_local_activity(TfActivities::task_ran, ran, trace_options()).await?;
+            return Ok(input.task.params);
+        }
         let started = TaskStartedInput {
             run_workflow_id: input.run_workflow_id.clone(),
             task_id: input.task.task_id.clone(),

@@ -229,10 +229,26 @@ pub struct HttpRequestInput {
 pub struct TaskInput {
     /// The parent run's workflow id.
     pub run_workflow_id: String,
-    /// The definition's name, for the task workflow's memo.
+    /// The definition's name, for the task workflow's memo (protocol 1).
     pub definition_name: String,
     /// The planned task.
     pub task: PlannedTask,
+    /// How the task workflow records itself; see [`TASK_PROTOCOL`]. Inputs recorded before
+    /// the field existed read as 1, so their histories replay the way they were written.
+    #[serde(default = "task_protocol_1")]
+    pub protocol: u32,
+}
+
+/// The task protocol new runs use.
+/// - 1: the task workflow upserts a memo (the definition name), then records its start and its
+///   end with two local activities;
+/// - 2: no memo upsert (the definition is in the `TfDefinitionId` search attribute and the
+///   summary), and a `noop` task records start and end with one local activity. Two fewer
+///   history events and one fewer visibility update per task (wiki/benchmarks.md).
+pub const TASK_PROTOCOL: u32 = 2;
+
+fn task_protocol_1() -> u32 {
+    1
 }
 
 /// Input of the `start_run` activity.
@@ -307,6 +323,19 @@ pub struct TaskFinishedInput {
     pub output: Value,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// Input of `task_ran`: a task that started and ended at once (`noop`), recorded in one write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskRanInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The task's workflow id.
+    pub task_id: String,
+    /// The task workflow's run id.
+    pub temporal_run_id: String,
+    /// The task's output.
+    pub output: Value,
 }
 
 /// Input of `tasks_skipped`: tasks not started because a dependency failed.

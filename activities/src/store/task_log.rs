@@ -47,7 +47,8 @@ pub enum TaskWrite {
 
 struct Request {
     run: String,
-    write: TaskWrite,
+    /// Written together, in order.
+    writes: Vec<TaskWrite>,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -65,10 +66,11 @@ impl TaskLog {
         Self { requests }
     }
 
-    /// Writes `write` to `run`'s log; resolves once it is committed.
-    pub async fn write(&self, run: &str, write: TaskWrite) -> Result<()> {
+    /// Writes `writes` (in order, in one transaction) to `run`'s log; resolves once they are
+    /// committed.
+    pub async fn write(&self, run: &str, writes: Vec<TaskWrite>) -> Result<()> {
         let (done, answer) = oneshot::channel();
-        let request = Request { run: run.to_owned(), write, done };
+        let request = Request { run: run.to_owned(), writes, done };
         if self.requests.send(request).is_err() {
             return Err(super::StoreError::Unavailable("the task writer has stopped".into()));
         }
@@ -95,7 +97,7 @@ async fn serve(store: Store, mut requests: mpsc::UnboundedReceiver<Request>) {
 }
 
 async fn write_group(store: &Store, run: String, group: Vec<Request>) {
-    let writes: Vec<&TaskWrite> = group.iter().map(|r| &r.write).collect();
+    let writes: Vec<&TaskWrite> = group.iter().flat_map(|r| &r.writes).collect();
     match store.task_writes(&run, &writes).await {
         Ok(()) => {
             for request in group {
@@ -109,7 +111,8 @@ async fn write_group(store: &Store, run: String, group: Vec<Request>) {
         }
         Err(_) => {
             for request in group {
-                let result = store.task_writes(&run, &[&request.write]).await;
+                let writes: Vec<&TaskWrite> = request.writes.iter().collect();
+                let result = store.task_writes(&run, &writes).await;
                 let _ = request.done.send(result);
             }
         }

@@ -19,11 +19,8 @@ async fn the_floor_runs_one_activity_per_child() {
     let completed = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
     assert_eq!(completed, 3);
 
-    if std::env::var_os("UPDATE_HISTORIES").is_some() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../orchestrator/tests/histories");
-        for (workflow_id, file) in [(id.clone(), "floor_workflow.json"), (format!("{id}/0"), "floor_child_workflow.json")] {
-            let history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
-            std::fs::write(dir.join(file), history).unwrap();
-        }
+    for (workflow_id, file) in [(id.clone(), "floor_workflow.json"), (format!("{id}/0"), "floor_child_workflow.json")] {
+        let history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
+        crate::support::save_history_if_asked(&history, file);
     }
 }
