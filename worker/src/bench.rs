@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Fan-out sizes (tasks per run).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     pub sizes: Vec<u64>,
+    /// Runs per fan-out size up to 1,000 tasks (taskfactory and floor alternate; medians are
+    /// reported). Larger sizes run once.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Events sent to the ingress (half of them repeat a dedupe key).
     #[arg(long, default_value_t = 10_000)]
     pub events: usize,
@@ -129,7 +133,7 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     });
     if args.wants("fanout") {
-        report["fanout"] = bench.fanout(&args.sizes).await?;
+        report["fanout"] = bench.fanout(&args.sizes, args.repeat).await?;
     }
     if args.wants("ingress") {
         report["ingress"] = bench.ingress(args.events, args.concurrency).await?;
@@ -166,6 +170,16 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     }
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     round2(sorted[rank - 1].as_secs_f64() * 1000.0)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, f64::max)
 }
 
 fn round2(v: f64) -> f64 {
@@ -292,28 +306,31 @@ impl Bench {
 
     // ---- fan-out and the floor ------------------------------------------------------------
 
-    async fn fanout(&self, sizes: &[u64]) -> anyhow::Result<Value> {
+    async fn fanout(&self, sizes: &[u64], repeat: usize) -> anyhow::Result<Value> {
         let mut rows = Vec::new();
         for &n in sizes {
-            eprintln!("fan-out of {n}: the floor (bare child workflows) ...");
-            let floor = self.floor_run(n).await?;
-            eprintln!("fan-out of {n}: taskfactory ...");
-            let tf = self.taskfactory_run(n).await?;
-            let ratio = round2(tf.0 / floor.0);
+            let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
+            let (mut tf, mut floor) = (Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                eprintln!("fan-out of {n} ({round}/{rounds}): the floor (bare child workflows), then taskfactory ...");
+                floor.push(self.floor_run(n).await?);
+                tf.push(self.taskfactory_run(n).await?);
+            }
+            let (tf_wall, floor_wall) = (median(tf.iter().map(|r| r.0)), median(floor.iter().map(|r| r.0)));
+            let (tf_rss, floor_rss) = (max(tf.iter().map(|r| r.1)), max(floor.iter().map(|r| r.1)));
+            let ratio = round2(tf_wall / floor_wall);
             eprintln!(
-                "  {n:>6} tasks: taskfactory {:>7.2} s ({:>6.1} tasks/s, worker peak {:>6.1} MiB) | floor {:>7.2} s ({:>6.1} MiB) | ratio {ratio}",
-                tf.0,
-                n as f64 / tf.0,
-                tf.1,
-                floor.0,
-                floor.1
+                "  {n:>6} tasks: taskfactory {tf_wall:>7.2} s ({:>6.1} tasks/s, worker peak {tf_rss:>6.1} MiB) | floor {floor_wall:>7.2} s ({floor_rss:>6.1} MiB) | ratio {ratio} (medians of {rounds})",
+                n as f64 / tf_wall
             );
+            let walls = |runs: &[(f64, f64)]| runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>();
             rows.push(json!({
                 "tasks": n,
-                "taskfactory": {"wall_s": round2(tf.0), "tasks_per_s": round2(n as f64 / tf.0), "peak_worker_rss_mib": tf.1},
-                "floor": {"wall_s": round2(floor.0), "tasks_per_s": round2(n as f64 / floor.0), "peak_worker_rss_mib": floor.1},
+                "runs": rounds,
+                "taskfactory": {"wall_s": round2(tf_wall), "tasks_per_s": round2(n as f64 / tf_wall), "peak_worker_rss_mib": tf_rss, "wall_s_each": walls(&tf)},
+                "floor": {"wall_s": round2(floor_wall), "tasks_per_s": round2(n as f64 / floor_wall), "peak_worker_rss_mib": floor_rss, "wall_s_each": walls(&floor)},
                 "ratio_taskfactory_to_floor": ratio,
-                "command": format!("taskfactory bench --only fanout --sizes {n}"),
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}"),
             }));
         }
         Ok(Value::Array(rows))
@@ -340,6 +357,18 @@ impl Bench {
         let run = self.store.get_run(&workflow_id).await?;
         if run.summary.tasks_completed != n as i64 {
             bail!("run {workflow_id} completed {} of {n} tasks", run.summary.tasks_completed);
+        }
+        // Where the time went, from the run log's own timestamps.
+        let first = run.tasks.iter().filter_map(|t| t.started_at).min();
+        let last = run.tasks.iter().filter_map(|t| t.finished_at).max();
+        if let (Some(first), Some(last), Some(end)) = (first, last, run.summary.finished_at) {
+            let ms = |d: chrono::TimeDelta| d.num_milliseconds();
+            eprintln!(
+                "  phases: trigger → first task {} ms, first task → last task done {} ms, last task → run recorded done {} ms",
+                ms(first - run.summary.fired_at),
+                ms(last - first),
+                ms(end - last)
+            );
         }
         Ok((wall, rss))
     }

@@ -266,6 +266,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let context = context_clients(&database, &store)?;
             let mut activity_config = ActivityConfig::default();
             activity_config.context_limits.max_bytes = database.max_context_bytes;
+            activity_config.group_task_writes = !tuning.no_group_commit;
             let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config, tuning: tuning.tuning() };
             crate::worker::run(setup, shutdown_signal()).await
         }

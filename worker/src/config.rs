@@ -95,6 +95,10 @@ pub struct TuningArgs {
     /// Concurrent activity-task polls.
     #[arg(long, env = "TASKFACTORY_ACTIVITY_POLLERS", default_value_t = 5)]
     pub activity_pollers: usize,
+    /// Write each task's start and end in a transaction of its own instead of grouping
+    /// concurrent ones (for measuring what grouping buys; slower).
+    #[arg(long, env = "TASKFACTORY_NO_GROUP_COMMIT", hide = true)]
+    pub no_group_commit: bool,
 }
 
 impl TuningArgs {

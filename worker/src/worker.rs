@@ -28,10 +28,11 @@ pub struct WorkerSetup {
     pub tuning: WorkerTuning,
 }
 
-/// How hard the worker polls. Each task is its own workflow whose first (and, for quick
-/// kinds, only) workflow task arrives on the shared, non-sticky queue; the SDK's default of
-/// five pollers of which one non-sticky makes that one poller the bottleneck of a fan-out
-/// (ADR-012, wiki/benchmarks.md).
+/// How hard the worker polls. The defaults are the SDK's (five workflow-task polls, a fifth of
+/// them on the non-sticky queue where new task workflows arrive; five activity polls). Raising
+/// them made no difference to fan-out throughput on a 2-core machine, where the Temporal
+/// server is the bottleneck (wiki/benchmarks.md); on a real cluster with several workers,
+/// more pollers per worker can help.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerTuning {
     /// Concurrent workflow-task polls, sticky and non-sticky together.

@@ -261,6 +261,10 @@ impl Store {
     pub async fn task_writes(&self, run: &str, writes: &[&TaskWrite]) -> Result<()> {
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
+        // The run row first, then task rows: every writer of a run takes its locks in this
+        // order, so concurrent writers (other processes, a retried attempt still running)
+        // queue on the run row instead of deadlocking on each other's task rows.
+        sqlx::query("select 1 from activity_runs where workflow_id = $1 for update").bind(run).execute(&mut *tx).await?;
         let mut events = Vec::with_capacity(writes.len());
         let mut finished = Vec::new();
         for write in writes {
