@@ -14,7 +14,7 @@ use crate::definition::{ActivityDefinition, RetrySpec, TaskKind, TaskTemplate};
 use crate::duration::parse_duration;
 use crate::ids::task_workflow_id;
 use crate::run::TriggerInfo;
-use crate::template::Templates;
+use crate::template::{Scope, Templates};
 use crate::validate::FieldError;
 
 /// What a task does, typed: the planner's view of a validated template.
@@ -289,9 +289,10 @@ fn plan_template(
             None => message,
         },
     };
-    // (index, item scope) pairs: one per for_each element, or a single one.
-    let items: Vec<(Option<usize>, Value)> = match &template.for_each {
-        None => vec![(None, scope.clone())],
+    // The variables are converted once; each item only adds `item` and `index`.
+    let base = Scope::new(scope);
+    let list: Option<&Vec<Value>> = match &template.for_each {
+        None => None,
         Some(source) => {
             let found = match source.strip_prefix("tasks.") {
                 Some(path) => scope.get("tasks").and_then(|outputs| lookup(outputs, path)),
@@ -309,16 +310,13 @@ fn plan_template(
                     reason: format!("for_each {source:?} is empty"),
                 });
             }
-            list.iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let mut s = scope.clone();
-                    s["item"] = item.clone();
-                    s["index"] = json!(i);
-                    (Some(i), s)
-                })
-                .collect()
+            Some(list)
         }
+    };
+    // (index, item scope) pairs, made one at a time: one per for_each element, or a single one.
+    let items: Box<dyn Iterator<Item = (Option<usize>, Scope)>> = match list {
+        None => Box::new(std::iter::once((None, base.clone()))),
+        Some(list) => Box::new(list.iter().enumerate().map(|(i, item)| (Some(i), base.with_item(item, i)))),
     };
     let mut seen_keys: HashMap<String, Option<usize>> = HashMap::new();
     for (item_index, item_scope) in items {
@@ -365,7 +363,7 @@ fn plan_template(
     Ok(())
 }
 
-fn task_spec(template: &TaskTemplate, templates: &Templates, scope: &Value) -> Result<TaskSpec, (String, String)> {
+fn task_spec(template: &TaskTemplate, templates: &Templates, scope: &Scope) -> Result<TaskSpec, (String, String)> {
     fn field(name: &str) -> impl FnOnce(String) -> (String, String) + '_ {
         move |m| (name.to_owned(), m)
     }

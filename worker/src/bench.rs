@@ -57,6 +57,9 @@ pub struct BenchArgs {
     /// reported). Larger sizes run once.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Measure taskfactory's fan-out only, without the floor.
+    #[arg(long)]
+    pub skip_floor: bool,
     /// Events sent to the ingress (half of them repeat a dedupe key).
     #[arg(long, default_value_t = 10_000)]
     pub events: usize,
@@ -133,7 +136,7 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     });
     if args.wants("fanout") {
-        report["fanout"] = bench.fanout(&args.sizes, args.repeat).await?;
+        report["fanout"] = bench.fanout(&args.sizes, args.repeat, args.skip_floor).await?;
     }
     if args.wants("ingress") {
         report["ingress"] = bench.ingress(args.events, args.concurrency).await?;
@@ -198,7 +201,8 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     /// A worker with taskfactory's own tuning (`tuned`), or with the SDK's defaults (the
-    /// naive floor: five workflow pollers, one of them non-sticky; five activity pollers).
+    /// naive floor: five workflow pollers, one of them non-sticky; five activity pollers; a
+    /// cache of 1,000 workflows).
     async fn start(bench: &Bench, task_queue: &str, tuned: bool) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the taskfactory binary")?;
         let mut command = tokio::process::Command::new(exe);
@@ -206,7 +210,7 @@ impl WorkerProcess {
             .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
             .args(["--database-url", &bench.database_url]);
         if !tuned {
-            command.args(["--workflow-pollers", "5", "--nonsticky-ratio", "0.2", "--activity-pollers", "5"]);
+            command.args(["--workflow-pollers", "5", "--nonsticky-ratio", "0.2", "--activity-pollers", "5", "--max-cached-workflows", "1000"]);
         }
         let mut child = command
             .env("RUST_LOG", "info")
@@ -306,14 +310,16 @@ impl Bench {
 
     // ---- fan-out and the floor ------------------------------------------------------------
 
-    async fn fanout(&self, sizes: &[u64], repeat: usize) -> anyhow::Result<Value> {
+    async fn fanout(&self, sizes: &[u64], repeat: usize, skip_floor: bool) -> anyhow::Result<Value> {
         let mut rows = Vec::new();
         for &n in sizes {
             let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
             let (mut tf, mut floor) = (Vec::new(), Vec::new());
             for round in 1..=rounds {
                 eprintln!("fan-out of {n} ({round}/{rounds}): the floor (bare child workflows), then taskfactory ...");
-                floor.push(self.floor_run(n).await?);
+                if !skip_floor {
+                    floor.push(self.floor_run(n).await?);
+                }
                 tf.push(self.taskfactory_run(n).await?);
             }
             let (tf_wall, floor_wall) = (median(tf.iter().map(|r| r.0)), median(floor.iter().map(|r| r.0)));

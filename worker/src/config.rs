@@ -95,6 +95,11 @@ pub struct TuningArgs {
     /// Concurrent activity-task polls.
     #[arg(long, env = "TASKFACTORY_ACTIVITY_POLLERS", default_value_t = 5)]
     pub activity_pollers: usize,
+    /// Workflows kept in the worker's cache. A run keeps up to `max_parallel` (default 1,000)
+    /// task workflows in flight next to its batches; a cache smaller than that evicts the
+    /// batches, which then replay their whole history on every child completion.
+    #[arg(long, env = "TASKFACTORY_MAX_CACHED_WORKFLOWS", default_value_t = 2_500)]
+    pub max_cached_workflows: usize,
     /// Write each task's start and end in a transaction of its own instead of grouping
     /// concurrent ones (for measuring what grouping buys; slower).
     #[arg(long, env = "TASKFACTORY_NO_GROUP_COMMIT", hide = true)]
@@ -104,6 +109,11 @@ pub struct TuningArgs {
 impl TuningArgs {
     /// The worker's tuning.
     pub fn tuning(&self) -> crate::worker::WorkerTuning {
-        crate::worker::WorkerTuning { workflow_pollers: self.workflow_pollers, nonsticky_ratio: self.nonsticky_ratio, activity_pollers: self.activity_pollers }
+        crate::worker::WorkerTuning {
+            workflow_pollers: self.workflow_pollers,
+            nonsticky_ratio: self.nonsticky_ratio,
+            activity_pollers: self.activity_pollers,
+            max_cached_workflows: self.max_cached_workflows,
+        }
     }
 }

@@ -41,11 +41,13 @@ pub struct WorkerTuning {
     pub nonsticky_ratio: f32,
     /// Concurrent activity-task polls.
     pub activity_pollers: usize,
+    /// Workflows kept in the worker's cache (sticky execution).
+    pub max_cached_workflows: usize,
 }
 
 impl Default for WorkerTuning {
     fn default() -> Self {
-        Self { workflow_pollers: 5, nonsticky_ratio: 0.2, activity_pollers: 5 }
+        Self { workflow_pollers: 5, nonsticky_ratio: 0.2, activity_pollers: 5, max_cached_workflows: 2_500 }
     }
 }
 
@@ -57,6 +59,7 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(tuning.workflow_pollers.max(2)))
         .nonsticky_to_sticky_poll_ratio(tuning.nonsticky_ratio)
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(tuning.activity_pollers.max(1)))
+        .max_cached_workflows(tuning.max_cached_workflows)
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?
         .register_workflow::<TaskBatchWorkflow>()?
