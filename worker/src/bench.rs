@@ -365,8 +365,11 @@ impl Bench {
             bail!("run {workflow_id} completed {} of {n} tasks", run.summary.tasks_completed);
         }
         // Where the time went, from the run log's own timestamps.
-        let first = run.tasks.iter().filter_map(|t| t.started_at).min();
-        let last = run.tasks.iter().filter_map(|t| t.finished_at).max();
+        let (first, last): (Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("select min(started_at), max(finished_at) from task_runs where run_workflow_id = $1")
+                .bind(&workflow_id)
+                .fetch_one(self.store.pool())
+                .await?;
         if let (Some(first), Some(last), Some(end)) = (first, last, run.summary.finished_at) {
             let ms = |d: chrono::TimeDelta| d.num_milliseconds();
             eprintln!(
