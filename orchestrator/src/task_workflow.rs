@@ -60,9 +60,8 @@ impl TaskWorkflow {
     /// Runs the task; the result is the task's output.
     #[run(name = "TaskWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: TaskInput) -> WorkflowResult<Value> {
-        if input.protocol < 2 {
-            ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(input.definition_name.clone())))])?;
-        } else if input.task.spec == TaskSpec::Noop {
+        ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(input.definition_name.clone())))])?;
+        if input.protocol >= 2 && input.task.spec == TaskSpec::Noop {
             // Starts and ends at once: one write records both.
             let ran = TaskRanInput {
                 run_workflow_id: input.run_workflow_id.clone(),

@@ -229,7 +229,7 @@ pub struct HttpRequestInput {
 pub struct TaskInput {
     /// The parent run's workflow id.
     pub run_workflow_id: String,
-    /// The definition's name, for the task workflow's memo (protocol 1).
+    /// The definition's name, for the task workflow's memo.
     pub definition_name: String,
     /// The planned task.
     pub task: PlannedTask,
@@ -240,11 +240,9 @@ pub struct TaskInput {
 }
 
 /// The task protocol new runs use.
-/// - 1: the task workflow upserts a memo (the definition name), then records its start and its
-///   end with two local activities;
-/// - 2: no memo upsert (the definition is in the `TfDefinitionId` search attribute and the
-///   summary), and a `noop` task records start and end with one local activity. Two fewer
-///   history events and one fewer visibility update per task (wiki/benchmarks.md).
+/// - 1: the task workflow records its start and its end with two local activities;
+/// - 2: a `noop` task (which starts and ends at once) records both with one local activity:
+///   one history event and one Postgres transaction fewer per task (wiki/benchmarks.md).
 pub const TASK_PROTOCOL: u32 = 2;
 
 fn task_protocol_1() -> u32 {

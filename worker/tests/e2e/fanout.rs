@@ -95,12 +95,12 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
     .unwrap();
     replayer.replay_workflow(temporalio_client::WorkflowHistory::from_json(&history).unwrap()).await.expect("live history replays");
 
-    // A noop task (protocol 2): no memo upsert, one write: one marker in its history.
+    // A noop task (protocol 2): its memo, and one write: one marker in its history.
     let task_id = expected.iter().next().unwrap().clone();
     let task_history = taskfactory::temporal::history_json(&app.client, &task_id).await.unwrap();
     let text = String::from_utf8_lossy(&task_history);
     assert_eq!(text.matches("MarkerRecordedEventAttributes").count(), 1, "{text}");
-    assert!(!text.contains("WorkflowPropertiesModified"), "{text}");
+    assert!(text.contains("WorkflowPropertiesModified"), "the memo is set: {text}");
     crate::support::save_history_if_asked(&history, "run_activity_workflow_protocol2.json");
     crate::support::save_history_if_asked(&task_history, "task_workflow_noop_protocol2.json");
 }
