@@ -181,8 +181,9 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
     assert!(grew("taskfactory_events_received_total", &[("status", "accepted")]) >= 4.0);
     assert!(grew("taskfactory_events_received_total", &[("status", "invalid")]) >= 1.0);
     assert!(grew("taskfactory_schedule_reconcile_actions_total", &[("action", "created")]) >= 1.0);
-    // Trace writes: 4 task results (3 finished, 1 skip) of the manual run, 2 for the event run.
-    assert!(grew("taskfactory_trace_write_seconds_count", &[("op", "task_finished")]) >= 4.0);
+    // Trace writes, one observation per transaction: task results of two runs (concurrent
+    // results of one run may share a transaction, TaskLog), and the two runs' ends.
+    assert!(grew("taskfactory_trace_write_seconds_count", &[("op", "task_finished")]) >= 2.0);
     assert!(grew("taskfactory_trace_write_seconds_count", &[("op", "finish_run")]) >= 2.0);
     assert!(after.sum("taskfactory_trace_write_seconds_bucket", &[("op", "start_run"), ("le", "+Inf")]) >= 2.0);
 
@@ -232,7 +233,8 @@ async fn a_worker_process_serves_sdk_and_task_metrics_on_its_metrics_addr() {
     assert!(scrape.has("temporal_workflow_task_execution_latency_seconds", &[("task_queue", queue), ("namespace", "default")]));
     // Only the worker's side: event ingress is the API's.
     assert!(!scrape.has("taskfactory_events_received_total", &[]));
-    assert!(scrape.sum("taskfactory_trace_write_seconds_count", &[("op", "task_finished")]) >= 3.0);
+    // One observation per transaction: concurrent task writes of a run may share one (TaskLog).
+    assert!(scrape.sum("taskfactory_trace_write_seconds_count", &[("op", "task_finished")]) >= 1.0);
 
     // The metrics listener serves nothing else.
     let other = reqwest::get(format!("{base}/api/v1/runs")).await.unwrap();
