@@ -4,6 +4,7 @@
 //! dump does not reveal usable keys, and the secret is shown once, at creation.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::store::{Store, StoreError};
 
 /// A key as listed (never its secret).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct ApiKey {
     /// Public id (the middle part of the key).
     pub id: String,

@@ -1,6 +1,7 @@
 //! Authentication, authorisation and the audit log.
 //!
-//! Every route needs a key except `/healthz`, `/readyz`, `/metrics` and the UI's static files.
+//! Every route needs a key except `/healthz`, `/readyz`, `/metrics`, the OpenAPI document
+//! (`/api/v1/openapi.json`: it describes the API, not its data) and the UI's static files.
 //! Keys come as `Authorization: Bearer tfk_...`, `x-api-key`, or (for `EventSource`, which
 //! cannot set headers) `?access_token=`. Roles are ordered: `viewer` reads; `operator` also
 //! triggers, pauses, backfills, sends events and decides human tasks; `admin` also manages
@@ -27,6 +28,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The stored (and documented) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
     /// Parses a stored role name.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
@@ -40,7 +50,7 @@ impl Role {
 
 /// The role a call needs; `None` for open routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/" | "/ui/app.js" | "/ui/style.css" | "/api/v1/ui-config") {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/" | "/ui/app.js" | "/ui/style.css" | "/api/v1/ui-config") {
         return None;
     }
     if path.starts_with("/api/v1/keys") || path.starts_with("/api/v1/audit") || path == "/api/v1/schedules/reconcile" {

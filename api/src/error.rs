@@ -7,7 +7,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 use taskfactory_activities::StoreError;
 use taskfactory_schemas::{FieldError, ValidationErrors};
 
@@ -53,6 +54,27 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The body of every error answer: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of the error envelope.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid`, `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `rate_limited`, `unavailable`, `internal`, or a conflict's own code
+    /// (`already_decided`, `definition_disabled`, `not_cron`).
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// For validation failures (`invalid`): one entry per problem, with the field's path.
+    pub details: Vec<FieldError>,
+}
+
 impl ApiError {
     /// A single-field validation error.
     pub fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
@@ -77,30 +99,33 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::TooManyRequests { message, retry_after } = &self {
-            let body = Json(json!({"error": {"code": "rate_limited", "message": message, "details": []}}));
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after.to_string())], body).into_response();
-        }
-        let (status, code, message, details) = match &self {
+        let (status, code, message, details) = match self {
             Self::Invalid(errors) => {
                 let summary = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", summary, serde_json::to_value(errors).unwrap_or_default())
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", summary, errors)
             }
-            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone(), json!([])),
-            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone(), json!([])),
-            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), json!([])),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string(), json!([])),
-            Self::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone(), json!([])),
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, vec![]),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m, vec![]),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, vec![]),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found"), vec![]),
+            Self::Conflict { code, message } => (StatusCode::CONFLICT, code, message, vec![]),
+            Self::TooManyRequests { message, retry_after } => {
+                let body = error_body("rate_limited", message, vec![]);
+                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after.to_string())], body).into_response();
+            }
             Self::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone(), json!([]))
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, vec![])
             }
-            Self::TooManyRequests { .. } => unreachable!("answered above"),
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), json!([]))
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), vec![])
             }
         };
-        (status, Json(json!({"error": {"code": code, "message": message, "details": details}}))).into_response()
+        (status, error_body(code, message, details)).into_response()
     }
+}
+
+fn error_body(code: &str, message: String, details: Vec<FieldError>) -> Json<ErrorBody> {
+    Json(ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } })
 }

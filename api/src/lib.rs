@@ -4,6 +4,7 @@
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
+//! - [`openapi`]: the OpenAPI document of the routes, generated from the code.
 //! - [`ratelimit`]: a token bucket per API key (event ingress).
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
@@ -24,6 +25,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod error;
 pub mod live;
+pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod schedules;

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 use taskfactory_activities::Store;
@@ -60,7 +61,7 @@ pub struct ScheduleSyncError {
 }
 
 /// What a sync did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {
     /// A schedule was created.
@@ -260,7 +261,7 @@ async fn delete_by_schedule_id(client: &Client, id: &str) -> Result<bool, Schedu
 }
 
 /// One repair the reconciler made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Repair {
     /// The schedule.
     pub schedule_id: String,

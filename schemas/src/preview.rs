@@ -6,12 +6,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::definition::{Trigger, TriggerKind};
 
 /// One upcoming fire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Fire {
     /// The instant, in UTC.
     pub utc: DateTime<Utc>,

@@ -20,6 +20,7 @@ pub use task_log::{TaskLog, TaskWrite};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -75,7 +76,7 @@ pub struct DefinitionRecord {
 }
 
 /// A row of the definitions list.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DefinitionSummary {
     /// Slug.
     pub id: String,
@@ -92,7 +93,7 @@ pub struct DefinitionSummary {
 }
 
 /// One stored version.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct VersionRecord {
     /// Version number.
     pub version: i32,
@@ -112,7 +113,7 @@ pub struct PutOutcome {
 }
 
 /// A run as listed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct RunSummary {
     /// The run's workflow id.
     pub workflow_id: String,
@@ -145,7 +146,7 @@ pub struct RunSummary {
 }
 
 /// A run in full.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct RunDetail {
     /// The summary fields.
     #[serde(flatten)]
@@ -163,7 +164,7 @@ pub struct RunDetail {
 }
 
 /// A task as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TaskRow {
     /// The task's workflow id.
     pub id: String,

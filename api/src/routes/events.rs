@@ -14,6 +14,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 use taskfactory_schemas::TriggerEvent;
@@ -35,7 +36,8 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_KEY_LEN: usize = 200;
 
 /// What happened for one (event, definition) pair.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "EventOutcome")]
 pub struct Outcome {
     /// The matching definition.
     pub definition_id: String,
@@ -47,6 +49,47 @@ pub struct Outcome {
     /// Why (filtered, error).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// The body of `POST /api/v1/events`. The handler reads the items one by one, so that a
+/// malformed event is reported by its index without losing the others.
+#[derive(Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum EventsBody {
+    /// One event.
+    One(TriggerEvent),
+    /// A batch of 1 to 1,000 events.
+    Batch(Vec<TriggerEvent>),
+}
+
+/// What became of one event of the request.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EventResult {
+    /// The event is malformed (the others of a batch are still taken).
+    Invalid {
+        /// Its position in the batch (0 for a single event).
+        index: usize,
+        /// What is wrong, with the path of the field (`[3].type`).
+        error: FieldError,
+    },
+    /// The event was taken: one outcome per matching definition.
+    Accepted {
+        /// Its position in the batch (0 for a single event).
+        index: usize,
+        /// The event's type.
+        #[serde(rename = "type")]
+        event_type: String,
+        /// One per enabled `kind: event` definition of this type.
+        outcomes: Vec<Outcome>,
+    },
+}
+
+/// The answer of `POST /api/v1/events`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct IngestAnswer {
+    /// One per event, in request order.
+    pub results: Vec<EventResult>,
 }
 
 fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
@@ -62,12 +105,26 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
     Ok(event)
 }
 
-/// `POST /api/v1/events`: one event object or an array of them.
+/// Send events
+///
+/// One event or a batch. Each event starts one run per enabled `kind: event` definition whose
+/// `event_type` matches and whose `filter` holds, at most once per dedupe key. 503 when
+/// Temporal could not be reached for some event: retrying the whole request is safe.
+#[utoipa::path(post, path = "/api/v1/events", operation_id = "send_events", tag = "events",
+    request_body(content = ref("#/components/schemas/EventsBody"), description = "One event, or an array of up to 1,000"),
+    responses(
+        (status = 200, description = "Per event: `accepted` with an outcome per definition, or `invalid`", body = ref("#/components/schemas/IngestAnswer")),
+        (status = 400, description = "The body is not JSON"),
+        (status = 422, description = "Every event is invalid, or the batch is empty or too large"),
+        (status = 429, description = "The key's event rate limit is reached (the batch is refused whole)",
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Temporal is unavailable for some event (the body lists what happened to each)", body = ref("#/components/schemas/IngestAnswer")),
+    ))]
 pub async fn ingest(
     State(state): State<ApiState>,
     principal: Option<Extension<Principal>>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let (items, batch) = match value {
         Value::Array(items) => (items, true),
@@ -95,14 +152,14 @@ pub async fn ingest(
         match parse_event(item, &prefix) {
             Err(error) => {
                 metrics().events_received.with_label_values(&["invalid"]).inc();
-                results.push(json!({"index": index, "status": "invalid", "error": error}));
-                invalid.push(error);
+                invalid.push(error.clone());
+                results.push(EventResult::Invalid { index, error });
             }
             Ok(event) => {
                 metrics().events_received.with_label_values(&["accepted"]).inc();
                 let outcomes = ingest_one(&state, &templates, &event).await?;
                 unavailable |= outcomes.iter().any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
-                results.push(json!({"index": index, "status": "accepted", "type": event.event_type, "outcomes": outcomes}));
+                results.push(EventResult::Accepted { index, event_type: event.event_type, outcomes });
             }
         }
     }
@@ -110,7 +167,7 @@ pub async fn ingest(
         return Err(ApiError::Invalid(invalid));
     }
     let status = if unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    Ok((status, Json(json!({"results": results}))))
+    Ok((status, Json(IngestAnswer { results })))
 }
 
 async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEvent) -> Result<Vec<Outcome>, ApiError> {

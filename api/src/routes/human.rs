@@ -3,8 +3,10 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 use taskfactory_orchestrator::TaskWorkflow;
 use taskfactory_schemas::run::HumanDecision;
 use temporalio_client::WorkflowSignalOptions;
@@ -14,7 +16,8 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 /// Query of the inbox.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// `waiting`, `completed`, `rejected` or `timed_out`.
     pub status: Option<String>,
@@ -24,18 +27,32 @@ pub struct InboxQuery {
     pub limit: Option<i64>,
 }
 
-/// `GET /api/v1/human-tasks`.
-pub async fn list(State(state): State<ApiState>, Query(q): Query<InboxQuery>) -> Result<Json<Value>, ApiError> {
+/// The inbox.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HumanTaskList {
+    /// Rows of the `human_tasks` table, newest first: `id`, `task_id`, `run_workflow_id`,
+    /// `title`, `assignee`, `form`, `status`, `created_at`, `decided_at`, `decided_by`,
+    /// `response`.
+    pub human_tasks: Vec<Value>,
+}
+
+/// List human tasks (the inbox)
+#[utoipa::path(get, path = "/api/v1/human-tasks", operation_id = "list_human_tasks", tag = "human-tasks", params(InboxQuery),
+    responses(
+        (status = 200, description = "Newest first", body = ref("#/components/schemas/HumanTaskList")),
+        (status = 422, description = "Unknown `status`"),
+    ))]
+pub async fn list(State(state): State<ApiState>, Query(q): Query<InboxQuery>) -> Result<Json<HumanTaskList>, ApiError> {
     if let Some(status) = &q.status
         && !["waiting", "completed", "rejected", "timed_out"].contains(&status.as_str()) {
             return Err(ApiError::field("status", format!("{status:?} is not one of waiting, completed, rejected, timed_out")));
         }
     let tasks = state.store.list_human_tasks(q.status.as_deref(), q.assignee.as_deref(), q.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({"human_tasks": tasks})))
+    Ok(Json(HumanTaskList { human_tasks: tasks }))
 }
 
 /// Body of complete and reject.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// The form's answer (complete): the task's output.
@@ -49,7 +66,26 @@ pub struct DecisionRequest {
     pub by: Option<String>,
 }
 
-async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Result<Json<Value>, ApiError> {
+/// A decision taken.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DecisionAnswer {
+    /// The human task.
+    pub id: String,
+    /// Its task's workflow id (signalled with the decision).
+    pub task_id: String,
+    /// `completed` or `rejected`.
+    pub status: &'static str,
+}
+
+/// The `{id}` of a human task's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct HumanTaskPath {
+    /// The human task's id (from the inbox).
+    pub id: String,
+}
+
+async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Result<Json<DecisionAnswer>, ApiError> {
     let request: DecisionRequest = json_body(body)?;
     let (task_id, status) = state.store.human_task(id).await?;
     if status != "waiting" {
@@ -74,15 +110,37 @@ async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Resu
         return Err(ApiError::Unavailable(format!("temporal: {e}")));
     }
     tracing::info!(human_task = %id, task = %task_id, status = new_status, "human task decided");
-    Ok(Json(json!({"id": id, "task_id": task_id, "status": new_status})))
+    Ok(Json(DecisionAnswer { id: id.to_owned(), task_id, status: new_status }))
 }
 
-/// `POST /api/v1/human-tasks/{id}/complete`: `{payload?, by?}`.
-pub async fn complete(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Complete a human task
+///
+/// `{payload?, by?}`: the payload is the task's output.
+#[utoipa::path(post, path = "/api/v1/human-tasks/{id}/complete", operation_id = "complete_human_task", tag = "human-tasks", params(HumanTaskPath),
+    request_body(content = ref("#/components/schemas/DecisionRequest"), description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "Completed; the task's workflow was signalled", body = ref("#/components/schemas/DecisionAnswer")),
+        (status = 404, description = "No such human task"),
+        (status = 409, description = "Already decided (`already_decided`)"),
+        (status = 422, description = "Unknown field in the body"),
+        (status = 503, description = "Temporal is unavailable; the decision can be made again"),
+    ))]
+pub async fn complete(State(state): State<ApiState>, Path(HumanTaskPath { id }): Path<HumanTaskPath>, body: Bytes) -> Result<Json<DecisionAnswer>, ApiError> {
     decide(&state, &id, true, &body).await
 }
 
-/// `POST /api/v1/human-tasks/{id}/reject`: `{reason?, by?}`.
-pub async fn reject(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Reject a human task
+///
+/// `{reason?, by?}`: the task fails.
+#[utoipa::path(post, path = "/api/v1/human-tasks/{id}/reject", operation_id = "reject_human_task", tag = "human-tasks", params(HumanTaskPath),
+    request_body(content = ref("#/components/schemas/DecisionRequest"), description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "Rejected; the task's workflow was signalled", body = ref("#/components/schemas/DecisionAnswer")),
+        (status = 404, description = "No such human task"),
+        (status = 409, description = "Already decided (`already_decided`)"),
+        (status = 422, description = "Unknown field in the body"),
+        (status = 503, description = "Temporal is unavailable; the decision can be made again"),
+    ))]
+pub async fn reject(State(state): State<ApiState>, Path(HumanTaskPath { id }): Path<HumanTaskPath>, body: Bytes) -> Result<Json<DecisionAnswer>, ApiError> {
     decide(&state, &id, false, &body).await
 }

@@ -12,7 +12,11 @@ use axum::routing::get;
 use taskfactory_activities::metrics::{CONTENT_TYPE, render};
 use tokio::net::TcpListener;
 
-/// `GET /metrics`.
+/// Prometheus metrics of this process
+///
+/// Runs, tasks, events, run-log write latency, reconcile repairs; no API key needed.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
+    responses((status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], render())
 }

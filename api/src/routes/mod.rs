@@ -8,6 +8,7 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 pub mod definitions;
+pub mod docs;
 pub mod events;
 pub mod health;
 pub mod human;
@@ -20,7 +21,8 @@ pub mod schedules;
 pub mod stream;
 pub mod ui;
 
-/// Every route of the API.
+/// Every route of the API. Each handler also has a `#[utoipa::path]` and is listed in
+/// [`crate::openapi::ApiDoc`]; a test fails when a route here is missing from the document.
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/", get(ui::index))
@@ -30,6 +32,7 @@ pub fn router() -> Router<ApiState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/v1/definitions", get(definitions::list))
         .route("/api/v1/definitions/{id}", get(definitions::get).put(definitions::put).delete(definitions::delete))
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))

@@ -3,30 +3,41 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 use taskfactory_schemas::events::{NewTraceEvent, canonical_hash};
 use taskfactory_schemas::{EventType, FieldError, Level};
 
+use super::runs::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
 
 /// Query of the graph.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GraphQuery {
     /// Templates with more tasks than this are collapsed into one group node (default 200).
     pub expand_up_to: Option<i64>,
 }
 
-/// `GET /api/v1/runs/{workflow_id}/graph`: groups (templates) with per-status counts, task
-/// nodes (status, timings, attempt), dependency edges, external jobs.
-pub async fn graph(State(state): State<ApiState>, Path(workflow_id): Path<String>, Query(q): Query<GraphQuery>) -> Result<Json<Value>, ApiError> {
+/// A run as a graph
+///
+/// Groups (templates) with per-status counts, task nodes (status, timings, attempt),
+/// dependency edges, external jobs.
+#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}/graph", operation_id = "get_run_graph", tag = "runs", params(RunPath, GraphQuery),
+    responses(
+        (status = 200, description = "`{workflow_id, status, groups, nodes, edges, external}`", body = Object),
+        (status = 404, description = "No such run in the run log"),
+    ))]
+pub async fn graph(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, Query(q): Query<GraphQuery>) -> Result<Json<Value>, ApiError> {
     let expand = q.expand_up_to.unwrap_or(200).clamp(0, 5000);
     Ok(Json(state.store.graph(&workflow_id, expand).await?))
 }
 
 /// One event of a job outside Temporal (e.g. a queue worker's).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalEvent {
     /// `job_started`, `job_finished`, `job_failed` or `job_log`.
@@ -74,8 +85,39 @@ fn to_trace(index: usize, raw: Value) -> Result<NewTraceEvent, FieldError> {
     })
 }
 
-/// `POST /api/v1/runs/{workflow_id}/external-events`: one event or an array, all or nothing.
-pub async fn external_events(State(state): State<ApiState>, Path(workflow_id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// The body of `POST /api/v1/runs/{workflow_id}/external-events`; the handler reads the items
+/// one by one, so every bad one is reported by its index.
+#[derive(Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum ExternalEventsBody {
+    /// One event.
+    One(ExternalEvent),
+    /// 1 to 1,000 events.
+    Batch(Vec<ExternalEvent>),
+}
+
+/// External events taken.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExternalAnswer {
+    /// Events in the request.
+    pub accepted: usize,
+    /// Events newly written (the others were already in the log: same key).
+    pub new: usize,
+}
+
+/// Report events of jobs outside Temporal
+///
+/// One event or an array, all or nothing; idempotent by `key`. They appear in the run's log
+/// and graph.
+#[utoipa::path(post, path = "/api/v1/runs/{workflow_id}/external-events", operation_id = "report_external_events", tag = "runs", params(RunPath),
+    request_body(content = ref("#/components/schemas/ExternalEventsBody")),
+    responses(
+        (status = 200, description = "Written", body = ref("#/components/schemas/ExternalAnswer")),
+        (status = 400, description = "The body is not JSON"),
+        (status = 404, description = "No such run in the run log"),
+        (status = 422, description = "Some event is invalid (each one listed by index); nothing was written"),
+    ))]
+pub async fn external_events(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, body: Bytes) -> Result<Json<ExternalAnswer>, ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let items = match value {
         Value::Array(items) => items,
@@ -96,5 +138,5 @@ pub async fn external_events(State(state): State<ApiState>, Path(workflow_id): P
         return Err(ApiError::Invalid(errors));
     }
     let written = state.store.append_external(&workflow_id, &events).await?;
-    Ok(Json(json!({"accepted": events.len(), "new": written})))
+    Ok(Json(ExternalAnswer { accepted: events.len(), new: written }))
 }

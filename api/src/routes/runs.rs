@@ -4,20 +4,31 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use taskfactory_activities::store::RunFilter;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use taskfactory_activities::store::{RunDetail, RunFilter, RunSummary};
+use taskfactory_schemas::TraceEvent;
 use taskfactory_schemas::ids::manual_workflow_id;
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
+use utoipa::IntoParams;
 
-use super::definitions::path_id;
+use super::definitions::{IdPath, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::starter::start_run;
 
+/// The `{workflow_id}` of the run routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunPath {
+    /// The run's workflow id, e.g. `tf:hello:manual:<uuid>` (URL-encoded).
+    pub workflow_id: String,
+}
+
 /// Body of `POST /api/v1/definitions/{id}/runs` (all optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     /// Idempotency key: a second trigger with the same key starts nothing.
@@ -38,11 +49,32 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /api/v1/definitions/{id}/runs`: starts a manual run of the current version.
+/// A manual trigger's run.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TriggerAnswer {
+    /// The run's workflow id (`tf:{id}:manual:{key}`).
+    pub workflow_id: String,
+    /// Temporal's run id, when known.
+    pub run_id: Option<String>,
+    /// `false` when the key was used before: nothing new was started.
+    pub started: bool,
+}
+
+/// Start a manual run
 ///
-/// 201 with `started: true`, or 200 with `started: false` and the existing run when the key
-/// was used before.
-pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// Of the current version. 201 with `started: true`, or 200 with `started: false` and the
+/// existing run when the idempotency key was used before.
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/runs", operation_id = "trigger_run", tag = "runs", params(IdPath),
+    request_body(content = ref("#/components/schemas/TriggerRequest"), description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 201, description = "Started", body = ref("#/components/schemas/TriggerAnswer")),
+        (status = 200, description = "The key was used before: the existing run", body = ref("#/components/schemas/TriggerAnswer")),
+        (status = 404, description = "No such definition"),
+        (status = 409, description = "The definition is disabled (`definition_disabled`)"),
+        (status = 422, description = "Bad key or body"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<(StatusCode, Json<TriggerAnswer>), ApiError> {
     let id = path_id(&id)?;
     let request: TriggerRequest = json_body(&body)?;
     if let Some(key) = &request.key {
@@ -57,11 +89,12 @@ pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>, body
     let loaded = LoadedDefinition { version: record.version, definition: record.definition };
     let started = start_run(&state, &loaded, TriggerInfo::manual(request.key, request.payload), workflow_id).await?;
     let status = if started.started { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"workflow_id": started.workflow_id, "run_id": started.run_id, "started": started.started}))))
+    Ok((status, Json(TriggerAnswer { workflow_id: started.workflow_id, run_id: started.run_id, started: started.started })))
 }
 
 /// Query of `GET /api/v1/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this definition's runs.
     pub definition_id: Option<String>,
@@ -90,8 +123,24 @@ fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTim
     value.as_deref().map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time")))).transpose()
 }
 
-/// `GET /api/v1/runs`: newest first, filtered, with a keyset cursor (`next`).
-pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+/// A page of runs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RunList {
+    /// Newest first.
+    pub runs: Vec<RunSummary>,
+    /// The `cursor` of the next page; `null` on the last page.
+    pub next: Option<String>,
+}
+
+/// List runs
+///
+/// Newest first, filtered, with a keyset cursor (`next`).
+#[utoipa::path(get, path = "/api/v1/runs", operation_id = "list_runs", tag = "runs", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = ref("#/components/schemas/RunList")),
+        (status = 422, description = "A bad filter or cursor (with the parameter's name)"),
+    ))]
+pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<RunList>, ApiError> {
     one_of("status", &q.status, &["running", "completed", "failed"])?;
     one_of("trigger", &q.trigger, &["schedule", "event", "manual"])?;
     let after = match q.cursor.as_deref() {
@@ -117,17 +166,24 @@ pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> 
     let next = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| hex::encode(format!("{}|{}", r.fired_at.to_rfc3339(), r.workflow_id))))
         .flatten();
-    Ok(Json(json!({"runs": runs, "next": next})))
+    Ok(Json(RunList { runs, next }))
 }
 
-/// `GET /api/v1/runs/{workflow_id}`: status, counts, plan (with its explanation), tasks.
-pub async fn get(State(state): State<ApiState>, Path(workflow_id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let detail = state.store.get_run(&workflow_id).await?;
-    Ok(Json(serde_json::to_value(detail).map_err(anyhow::Error::from)?))
+/// Read a run
+///
+/// Status, counts, trigger, context, the plan (with its explanation) and the tasks.
+#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}", operation_id = "get_run", tag = "runs", params(RunPath),
+    responses(
+        (status = 200, description = "The run", body = ref("#/components/schemas/RunDetail")),
+        (status = 404, description = "No such run in the run log"),
+    ))]
+pub async fn get(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(state.store.get_run(&workflow_id).await?))
 }
 
 /// Query of `GET /api/v1/runs/{workflow_id}/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with a greater seq.
     pub after: Option<i64>,
@@ -135,11 +191,26 @@ pub struct EventsQuery {
     pub limit: Option<i64>,
 }
 
-/// `GET /api/v1/runs/{workflow_id}/events?after=SEQ`: a page in seq order; `next` is the
-/// `after` of the following page, `null` on the last page.
-pub async fn events(State(state): State<ApiState>, Path(workflow_id): Path<String>, Query(q): Query<EventsQuery>) -> Result<Json<Value>, ApiError> {
+/// A page of a run's trace events.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EventPage {
+    /// In seq order.
+    pub events: Vec<TraceEvent>,
+    /// The `after` of the following page; `null` on the last page.
+    pub next: Option<i64>,
+}
+
+/// Read a run's trace events
+///
+/// `?after=SEQ`: a page in seq order; gapless.
+#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}/events", operation_id = "list_run_events", tag = "runs", params(RunPath, EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = ref("#/components/schemas/EventPage")),
+        (status = 404, description = "No such run in the run log"),
+    ))]
+pub async fn events(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, Query(q): Query<EventsQuery>) -> Result<Json<EventPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = state.store.list_events(&workflow_id, q.after.unwrap_or(0), limit).await?;
     let next = if events.len() as i64 == limit { events.last().map(|e| e.seq) } else { None };
-    Ok(Json(json!({"events": events, "next": next})))
+    Ok(Json(EventPage { events, next }))
 }

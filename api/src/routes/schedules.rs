@@ -8,22 +8,22 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::ids::schedule_id;
-use taskfactory_schemas::preview::next_fires;
+use taskfactory_schemas::preview::{Fire, next_fires};
 use temporalio_client::schedules::{
     BackfillScheduleOptions, PauseScheduleOptions, ScheduleBackfill, ScheduleError, ScheduleOverlapPolicy, TriggerScheduleOptions,
     UnpauseScheduleOptions,
 };
 use temporalio_client::tonic::Code;
 
-use super::definitions::path_id;
+use super::definitions::{IdPath, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::schedules::{self, rfc3339};
+use crate::schedules::{self, Repair, rfc3339};
 
 /// Most slots one backfill may start.
 pub const MAX_BACKFILL_SLOTS: usize = 1000;
@@ -45,35 +45,86 @@ async fn cron_definition(state: &ApiState, raw_id: &str) -> Result<taskfactory_s
     Ok(record.definition)
 }
 
-/// `GET /api/v1/definitions/{id}/schedule`: state, counters, recent and running actions, the
-/// next 10 fire times as Temporal computes them, and the local preview beside them.
-pub async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// A run the schedule started.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RecentAction {
+    /// The slot (RFC 3339).
+    pub scheduled_for: Option<String>,
+    /// When Temporal started it (RFC 3339).
+    pub started_at: Option<String>,
+    /// The run's workflow id.
+    pub workflow_id: String,
+}
+
+/// A run of the schedule still running.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RunningAction {
+    /// The run's workflow id.
+    pub workflow_id: String,
+}
+
+/// A schedule as Temporal describes it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScheduleDescription {
+    /// `tf:{definition id}`.
+    pub schedule_id: String,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// The note of the last pause or unpause.
+    pub note: Option<String>,
+    /// Runs it started.
+    pub action_count: i64,
+    /// Slots missed because the catch-up window passed.
+    pub missed_catchup_window: i64,
+    /// Slots skipped by the overlap policy.
+    pub overlap_skipped: i64,
+    /// Its latest runs.
+    pub recent_actions: Vec<RecentAction>,
+    /// Its runs still running.
+    pub running_actions: Vec<RunningAction>,
+    /// The next 10 fire times as Temporal computes them (RFC 3339).
+    pub next_fire_times: Vec<String>,
+    /// The next 10 fire times as taskfactory computes them, to compare.
+    pub local_preview: Vec<Fire>,
+}
+
+/// Describe a definition's schedule
+///
+/// State, counters, recent and running actions, the next 10 fire times as Temporal computes
+/// them, and the local preview beside them.
+#[utoipa::path(get, path = "/api/v1/definitions/{id}/schedule", operation_id = "describe_schedule", tag = "schedules", params(IdPath),
+    responses(
+        (status = 200, description = "The schedule", body = ref("#/components/schemas/ScheduleDescription")),
+        (status = 404, description = "No such definition or schedule"),
+        (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn describe(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<Json<ScheduleDescription>, ApiError> {
     let definition = cron_definition(&state, &id).await?;
     let sid = schedule_id(&definition.id);
     let description = state.temporal.get_schedule_handle(sid.clone()).describe(Default::default()).await.map_err(|e| schedule_error(&sid, e))?;
-    let recent: Vec<Value> = description
+    let recent_actions = description
         .recent_actions()
         .into_iter()
-        .map(|a| json!({"scheduled_for": a.schedule_time.map(rfc3339), "started_at": a.actual_time.map(rfc3339), "workflow_id": a.workflow_id}))
+        .map(|a| RecentAction { scheduled_for: a.schedule_time.map(rfc3339), started_at: a.actual_time.map(rfc3339), workflow_id: a.workflow_id })
         .collect();
-    let running: Vec<Value> = description.running_actions().into_iter().map(|a| json!({"workflow_id": a.workflow_id})).collect();
-    let future: Vec<String> = description.future_action_times().into_iter().take(10).map(rfc3339).collect();
-    Ok(Json(json!({
-        "schedule_id": sid,
-        "paused": description.paused(),
-        "note": description.note(),
-        "action_count": description.action_count(),
-        "missed_catchup_window": description.missed_catchup_window(),
-        "overlap_skipped": description.overlap_skipped(),
-        "recent_actions": recent,
-        "running_actions": running,
-        "next_fire_times": future,
-        "local_preview": next_fires(&definition.trigger, Utc::now(), 10).unwrap_or_default(),
-    })))
+    let running_actions = description.running_actions().into_iter().map(|a| RunningAction { workflow_id: a.workflow_id }).collect();
+    Ok(Json(ScheduleDescription {
+        paused: description.paused(),
+        note: description.note().map(str::to_owned),
+        action_count: description.action_count(),
+        missed_catchup_window: description.missed_catchup_window(),
+        overlap_skipped: description.overlap_skipped(),
+        recent_actions,
+        running_actions,
+        next_fire_times: description.future_action_times().into_iter().take(10).map(rfc3339).collect(),
+        local_preview: next_fires(&definition.trigger, Utc::now(), 10).unwrap_or_default(),
+        schedule_id: sid,
+    }))
 }
 
 /// Body of pause and unpause.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     /// Why; shown in the Temporal Web UI and in `describe`.
@@ -81,19 +132,46 @@ pub struct NoteRequest {
     pub note: Option<String>,
 }
 
-/// `POST /api/v1/definitions/{id}/schedule/pause`.
-pub async fn pause(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// A schedule paused or unpaused.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PauseAnswer {
+    /// `tf:{definition id}`.
+    pub schedule_id: String,
+    /// Its state now.
+    pub paused: bool,
+    /// The note recorded with it.
+    pub note: String,
+}
+
+/// Pause a definition's schedule
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/schedule/pause", operation_id = "pause_schedule", tag = "schedules", params(IdPath),
+    request_body(content = ref("#/components/schemas/NoteRequest"), description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "Paused", body = ref("#/components/schemas/PauseAnswer")),
+        (status = 404, description = "No such definition or schedule"),
+        (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn pause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
     let sid = schedule_id(&definition.id);
     let note = request.note.unwrap_or_else(|| "paused via taskfactory".to_owned());
     state.temporal.get_schedule_handle(sid.clone()).pause(Some(note.clone()), PauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule paused");
-    Ok(Json(json!({"schedule_id": sid, "paused": true, "note": note})))
+    Ok(Json(PauseAnswer { schedule_id: sid, paused: true, note }))
 }
 
-/// `POST /api/v1/definitions/{id}/schedule/unpause`.
-pub async fn unpause(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Unpause a definition's schedule
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/schedule/unpause", operation_id = "unpause_schedule", tag = "schedules", params(IdPath),
+    request_body(content = ref("#/components/schemas/NoteRequest"), description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "Unpaused", body = ref("#/components/schemas/PauseAnswer")),
+        (status = 404, description = "No such definition or schedule"),
+        (status = 409, description = "No cron trigger (`not_cron`), or the definition is disabled (`definition_disabled`)"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn unpause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
     if !definition.enabled {
@@ -103,12 +181,29 @@ pub async fn unpause(State(state): State<ApiState>, Path(id): Path<String>, body
     let note = request.note.unwrap_or_else(|| "unpaused via taskfactory".to_owned());
     state.temporal.get_schedule_handle(sid.clone()).unpause(Some(note.clone()), UnpauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule unpaused");
-    Ok(Json(json!({"schedule_id": sid, "paused": false, "note": note})))
+    Ok(Json(PauseAnswer { schedule_id: sid, paused: false, note }))
 }
 
-/// `POST /api/v1/definitions/{id}/schedule/trigger`: one run now, under the schedule's
-/// overlap policy.
-pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// A schedule triggered.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScheduleTriggered {
+    /// `tf:{definition id}`.
+    pub schedule_id: String,
+    /// Always `true`.
+    pub triggered: bool,
+}
+
+/// Run a definition's schedule now
+///
+/// One run now, under the schedule's overlap policy.
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/schedule/trigger", operation_id = "trigger_schedule", tag = "schedules", params(IdPath),
+    responses(
+        (status = 202, description = "Temporal took the request", body = ref("#/components/schemas/ScheduleTriggered")),
+        (status = 404, description = "No such definition or schedule"),
+        (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<(StatusCode, Json<ScheduleTriggered>), ApiError> {
     let definition = cron_definition(&state, &id).await?;
     let sid = schedule_id(&definition.id);
     state
@@ -117,11 +212,11 @@ pub async fn trigger(State(state): State<ApiState>, Path(id): Path<String>) -> R
         .trigger(ScheduleOverlapPolicy::Unspecified, TriggerScheduleOptions::default())
         .await
         .map_err(|e| schedule_error(&sid, e))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"schedule_id": sid, "triggered": true}))))
+    Ok((StatusCode::ACCEPTED, Json(ScheduleTriggered { schedule_id: sid, triggered: true })))
 }
 
 /// Body of a backfill.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     /// Start of the range (RFC 3339, inclusive).
@@ -130,9 +225,29 @@ pub struct BackfillRequest {
     pub end: Option<DateTime<Utc>>,
 }
 
-/// `POST /api/v1/definitions/{id}/schedule/backfill`: one run per slot in `[start, end]`, each
-/// with its own workflow id (the slot time), whatever the overlap policy.
-pub async fn backfill(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// A backfill requested.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BackfillAnswer {
+    /// `tf:{definition id}`.
+    pub schedule_id: String,
+    /// The slots in the range (RFC 3339): one run each.
+    pub slots: Vec<String>,
+}
+
+/// Backfill a definition's schedule
+///
+/// One run per slot in `[start, end]`, each with its own workflow id (the slot time), whatever
+/// the overlap policy; at most 1,000 slots.
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/schedule/backfill", operation_id = "backfill_schedule", tag = "schedules", params(IdPath),
+    request_body(content = ref("#/components/schemas/BackfillRequest")),
+    responses(
+        (status = 202, description = "Temporal took the request", body = ref("#/components/schemas/BackfillAnswer")),
+        (status = 404, description = "No such definition or schedule"),
+        (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
+        (status = 422, description = "`start` or `end` missing, out of order, or the range holds too many slots"),
+        (status = 503, description = "Temporal is unavailable"),
+    ))]
+pub async fn backfill(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<(StatusCode, Json<BackfillAnswer>), ApiError> {
     let request: BackfillRequest = json_body(&body)?;
     let start = request.start.ok_or_else(|| ApiError::field("start", "required (RFC 3339)"))?;
     let end = request.end.ok_or_else(|| ApiError::field("end", "required (RFC 3339)"))?;
@@ -153,11 +268,25 @@ pub async fn backfill(State(state): State<ApiState>, Path(id): Path<String>, bod
         .build();
     state.temporal.get_schedule_handle(sid.clone()).backfill([range], BackfillScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, slots = slots.len(), "backfill requested");
-    Ok((StatusCode::ACCEPTED, Json(json!({"schedule_id": sid, "slots": slots}))))
+    Ok((StatusCode::ACCEPTED, Json(BackfillAnswer { schedule_id: sid, slots })))
 }
 
-/// `POST /api/v1/schedules/reconcile`: repairs drift between definitions and schedules.
-pub async fn reconcile(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// What the reconciler repaired.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReconcileAnswer {
+    /// One per schedule created, updated or deleted; empty when nothing drifted.
+    pub repairs: Vec<Repair>,
+}
+
+/// Reconcile schedules with definitions
+///
+/// Repairs drift: missing schedules are created, stale ones updated, orphaned ones deleted.
+#[utoipa::path(post, path = "/api/v1/schedules/reconcile", operation_id = "reconcile_schedules", tag = "schedules",
+    responses(
+        (status = 200, description = "The repairs made", body = ref("#/components/schemas/ReconcileAnswer")),
+        (status = 503, description = "Temporal or Postgres is unavailable"),
+    ))]
+pub async fn reconcile(State(state): State<ApiState>) -> Result<Json<ReconcileAnswer>, ApiError> {
     let repairs = schedules::reconcile(&state.temporal, &state.store, &state.task_queue).await.map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
-    Ok(Json(json!({"repairs": repairs})))
+    Ok(Json(ReconcileAnswer { repairs }))
 }

@@ -17,6 +17,7 @@ use futures_util::Stream;
 use futures_util::stream;
 use serde::Deserialize;
 use taskfactory_activities::Store;
+use utoipa::IntoParams;
 use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
 use taskfactory_schemas::{EventType, TraceEvent};
 use tokio::sync::broadcast;
@@ -24,12 +25,14 @@ use tokio::sync::broadcast;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::live::Note;
+use super::runs::RunPath;
 
 /// How often a quiet stream re-reads the log anyway (covers a lost notification).
 const REREAD: Duration = Duration::from_secs(2);
 
 /// Query of a run stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Start after this seq (`Last-Event-ID` wins when both are given).
     pub after: Option<i64>,
@@ -101,10 +104,22 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
     }
 }
 
-/// `GET /api/v1/runs/{workflow_id}/stream`.
+/// Stream a run's trace events (SSE)
+///
+/// Server-Sent Events: one per trace event, in seq order, with `id: <seq>`, `event: <type>`
+/// and `data: <the TraceEvent as JSON>` (see the `TraceEvent` schema). Reconnecting with
+/// `Last-Event-ID` resumes after that event, on any API process. The stream ends after the
+/// run's final event. `EventSource` cannot set headers: pass the key as `?access_token=`.
+#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}/stream", operation_id = "stream_run", tag = "runs",
+    params(RunPath, StreamQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq (wins over `after`)")),
+    responses(
+        (status = 200, description = "An event stream of `TraceEvent`s", body = String, content_type = "text/event-stream"),
+        (status = 404, description = "Neither the run log nor Temporal knows the run"),
+        (status = 422, description = "`Last-Event-ID` is not a number"),
+    ))]
 pub async fn run_stream(
     State(state): State<ApiState>,
-    Path(workflow_id): Path<String>,
+    Path(RunPath { workflow_id }): Path<RunPath>,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -139,8 +154,14 @@ pub async fn run_stream(
     Ok(Sse::new(stream::unfold(cursor, next_event)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// `GET /api/v1/stream`: one `run` event per run-level change (started, context resolved,
-/// planned, completed, failed) of any run: `{"workflow_id", "seq", "types"}`. Live only.
+/// Stream run-level changes of every run (SSE)
+///
+/// Server-Sent Events: one `run` event per run-level change (started, context resolved,
+/// planned, completed, failed) of any run, with `data: {"workflow_id", "seq", "types"}`. Live
+/// only: nothing is replayed. `EventSource` cannot set headers: pass the key as
+/// `?access_token=`.
+#[utoipa::path(get, path = "/api/v1/stream", operation_id = "stream_runs", tag = "runs",
+    responses((status = 200, description = "An event stream of `run` events", body = String, content_type = "text/event-stream")))]
 pub async fn runs_stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let notes = state.live.subscribe();
     let events = stream::unfold((notes, state.closing.clone()), |(mut notes, mut closing)| async move {

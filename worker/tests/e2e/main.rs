@@ -11,6 +11,7 @@ mod floor;
 mod kinds;
 mod live;
 mod metrics;
+mod openapi;
 mod plans;
 mod restarts;
 mod schedules;
