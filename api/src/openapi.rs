@@ -5,7 +5,7 @@
 //! - the operations (path, method, parameters, bodies, answers): the `#[utoipa::path]`
 //!   attribute on each handler in [`crate::routes`], listed in [`ApiDoc`];
 //! - who may call what: [`crate::auth::required_role`], applied to every operation by
-//!   [`AccessRules`], so the document and the guard cannot disagree;
+//!   `AccessRules`, so the document and the guard cannot disagree;
 //! - the body schemas: the wire types' `schemars::JsonSchema` derive (the same one the JSON
 //!   Schemas in `schemas/json/` come from), under `components.schemas` (see [`body_schemas`]);
 //!   operations name them with `ref("#/components/schemas/...")`;
