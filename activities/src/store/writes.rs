@@ -244,17 +244,6 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a task running with `NODE_STARTED`.
-    pub async fn task_started(&self, run: &str, task_id: &str, temporal_run_id: &str) -> Result<()> {
-        self.task_writes(run, &[&TaskWrite::Started { task_id: task_id.to_owned(), temporal_run_id: temporal_run_id.to_owned() }]).await
-    }
-
-    /// Records a task's end with `NODE_COMPLETED` or `NODE_FAILED`.
-    pub async fn task_finished(&self, run: &str, task_id: &str, status: Status, output: &Value, error: Option<&str>) -> Result<()> {
-        let write = TaskWrite::Finished { task_id: task_id.to_owned(), status, output: output.clone(), error: error.map(str::to_owned) };
-        self.task_writes(run, &[&write]).await
-    }
-
     /// Applies task state changes of one run, in order, and appends their events, all in one
     /// transaction (one lock of the run row, one commit). [`super::TaskLog`] groups concurrent
     /// writes through here. Finished tasks are counted (metrics) once, when their event is new.
