@@ -49,6 +49,13 @@ pub struct Metrics {
     pub trace_write_seconds: HistogramVec,
     /// Repairs the schedule reconciler made.
     pub schedule_reconcile_actions: IntCounterVec,
+    /// Trigger decisions recorded, by definition, source and outcome (a run that planned no
+    /// task counts as `fired` and again as `fired_zero_tasks`).
+    pub trigger_decisions: IntCounterVec,
+    /// Schedule slots the cron expressions called for, as the observer settled them.
+    pub schedule_slots_expected: IntCounterVec,
+    /// Of those, the slots that started a run. `expected - fired` growing means a silent schedule.
+    pub schedule_slots_fired: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -89,6 +96,24 @@ impl Metrics {
                 "taskfactory_schedule_reconcile_actions_total",
                 "Repairs made by the schedule reconciler: created, updated, deleted",
                 &["action"],
+            ),
+            trigger_decisions: counter(
+                &registry,
+                "taskfactory_trigger_decisions_total",
+                "Trigger decisions recorded: fired, fired_zero_tasks (also counted as fired), skipped, deduplicated, filtered, error",
+                &["definition_id", "source", "outcome"],
+            ),
+            schedule_slots_expected: counter(
+                &registry,
+                "taskfactory_schedule_slots_expected_total",
+                "Schedule slots the cron expressions called for, counted when the schedule observer settles them",
+                &["definition_id"],
+            ),
+            schedule_slots_fired: counter(
+                &registry,
+                "taskfactory_schedule_slots_fired_total",
+                "Settled schedule slots that started a run (compare with taskfactory_schedule_slots_expected_total)",
+                &["definition_id"],
             ),
             registry,
         }

@@ -23,6 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
+pub mod decisions;
 pub mod error;
 pub mod live;
 pub mod openapi;

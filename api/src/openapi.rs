@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::required_role;
 use crate::error::ErrorBody;
-use crate::routes::{definitions, docs, events, health, human, keys, metrics, observe, plans, runs, schedules, stream, ui};
+use crate::routes::{decisions, definitions, docs, events, health, human, keys, metrics, observe, plans, runs, schedules, stream, ui};
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
 #[derive(OpenApi)]
@@ -40,6 +40,7 @@ use crate::routes::{definitions, docs, events, health, human, keys, metrics, obs
         health::healthz, health::readyz, metrics::metrics, docs::openapi_json,
         definitions::list, definitions::get, definitions::put, definitions::delete,
         definitions::versions, definitions::version, definitions::diff, definitions::validate, plans::dry_run,
+        plans::behaviour_diff, decisions::list, decisions::preview,
         runs::trigger,
         schedules::describe, schedules::pause, schedules::unpause, schedules::trigger, schedules::backfill, schedules::reconcile,
         keys::list, keys::create, keys::revoke, keys::audit,
@@ -153,7 +154,8 @@ pub fn body_schemas() -> Map<String, Value> {
         taskfactory_activities::store::RunDetail,
         definitions::SaveAnswer, definitions::ValidAnswer, definitions::DefinitionAnswer, definitions::DefinitionList,
         definitions::VersionList, definitions::VersionAnswer, definitions::DiffAnswer,
-        plans::DryRunRequest, plans::DryRunAnswer,
+        plans::DryRunRequest, plans::DryRunAnswer, plans::BehaviourDiffAnswer,
+        decisions::DecisionLog, decisions::PreviewAnswer,
         runs::TriggerRequest, runs::TriggerAnswer, runs::RunList, runs::EventPage,
         schedules::ScheduleDescription, schedules::NoteRequest, schedules::PauseAnswer, schedules::ScheduleTriggered,
         schedules::BackfillRequest, schedules::BackfillAnswer, schedules::ReconcileAnswer,

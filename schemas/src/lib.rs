@@ -4,6 +4,8 @@
 //!
 //! - [`ids`]: validated identifiers (definition slugs, template ids) and the workflow-id scheme.
 //! - [`definition`]: the ActivityDefinition document (trigger, context sources, task templates).
+//! - [`behaviour`]: the behavioural diff, replaying recorded triggers through two versions.
+//! - [`decisions`]: the trigger decision log (what became of each slot and event).
 //! - [`diff`]: a structured diff between two definition documents.
 //! - [`validate`]: parsing a document from JSON or YAML and reporting every problem with its
 //!   field path.
@@ -16,6 +18,8 @@
 //! - [`duration`]: the `30s` / `5m` / `1h30m` duration syntax used in documents.
 //! - [`json_schema`]: JSON Schema generation for the documents above.
 
+pub mod behaviour;
+pub mod decisions;
 pub mod definition;
 pub mod diff;
 pub mod duration;

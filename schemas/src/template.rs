@@ -16,7 +16,7 @@
 //! reach such an activity (see [`SecretUse`]); a filter or expression applied to a secret
 //! (`{{ secret.X | upper }}`) is an error, because it would transform the placeholder.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use minijinja::value::{Object, merge_maps};
@@ -232,6 +232,30 @@ impl Templates {
         Ok(value.is_true())
     }
 
+    /// The values a condition reads, by variable path (`event.payload.branch`): what it saw,
+    /// for the decision log. A path that does not resolve is `null`.
+    pub fn condition_inputs(&self, source: &str, ctx: &impl Vars) -> BTreeMap<String, Value> {
+        let expr = sole_expression(source).unwrap_or(source.trim());
+        let Ok(compiled) = self.env.compile_expression(expr) else { return BTreeMap::new() };
+        let vars = ctx.vars();
+        compiled
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|path| path != "secret" && !path.starts_with("secret."))
+            .map(|path| {
+                let value = self
+                    .env
+                    .compile_expression(&path)
+                    .and_then(|e| e.eval(vars.clone()))
+                    .ok()
+                    .filter(|v| !v.is_undefined())
+                    .and_then(|v| serde_json::to_value(v).ok())
+                    .unwrap_or(Value::Null);
+                (path, value)
+            })
+            .collect()
+    }
+
     /// Renders one string: a sole expression keeps its native type, text renders to a string.
     /// A secret must come out as its placeholder, untouched by filters.
     pub fn render_str(&self, source: &str, ctx: &impl Vars) -> Result<Value, String> {
@@ -325,6 +349,16 @@ mod tests {
         assert_eq!(t.render_str("{{ item.tags }}", &ctx).unwrap(), json!(["a"]));
         assert_eq!(t.render_str("id={{ item.id }}", &ctx).unwrap(), json!("id=inv-1"));
         assert_eq!(t.render_str("plain", &ctx).unwrap(), json!("plain"));
+    }
+
+    #[test]
+    fn condition_inputs_show_what_a_condition_saw() {
+        let t = Templates::new();
+        let ctx = json!({"event": {"payload": {"branch": "dev", "files": 3}}});
+        let seen = t.condition_inputs("event.payload.branch == 'main' and event.payload.missing", &ctx);
+        assert_eq!(seen.get("event.payload.branch"), Some(&json!("dev")));
+        assert_eq!(seen.get("event.payload.missing"), Some(&Value::Null));
+        assert_eq!(seen.len(), 2, "{seen:?}");
     }
 
     #[test]

@@ -143,6 +143,58 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Why did (or didn't) a definition start runs: its trigger decision log, newest first.
+    Decisions {
+        /// Definition id.
+        id: String,
+        /// Only this outcome (fired, fired_zero_tasks, skipped, deduplicated, filtered, error).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// How many (at most 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The next fires of a cron definition in UTC and local time, with DST warnings.
+    Preview {
+        /// Definition id.
+        id: String,
+        /// How many fires.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: u32,
+        /// Fires after this instant (RFC 3339; default now).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Compare two versions of a definition: the document, or (with `--behaviour`) what each
+    /// would have done with the last recorded triggers.
+    Diff {
+        /// Definition id.
+        id: String,
+        /// The old version.
+        #[arg(long)]
+        from: u32,
+        /// The new version (default: the current one).
+        #[arg(long)]
+        to: Option<u32>,
+        /// Replay recorded triggers through both versions' planners (nothing is started).
+        #[arg(long)]
+        behaviour: bool,
+        /// With `--behaviour`: how many recorded triggers, newest first.
+        #[arg(long, default_value_t = 10)]
+        last: u32,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List runs, or show one run (with `--events`, its trace events).
     Runs {
         /// A run's workflow id.
@@ -283,6 +335,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let context = context_clients(&database, &store)?;
             let state = ApiState::new(store, client, temporal.task_queue, context).with_temporal_ui(api.temporal_ui_url.clone());
             reconcile_at_startup(&state).await;
+            let _observer = taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY);
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         }
@@ -384,6 +437,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
             println!("saved the history of {workflow_id} to {}", out.display());
             Ok(())
+        }
+        Command::Decisions { id, outcome, limit, json: as_json, client } => {
+            let query = outcome.map(|o| format!("&outcome={o}")).unwrap_or_default();
+            let answer = ApiClient::from_args(&client).get(&format!("/api/v1/definitions/{id}/decisions?limit={limit}{query}")).await?;
+            print_decisions(&answer, as_json)
+        }
+        Command::Preview { id, count, after, client } => {
+            let after = after.map(|a| format!("&after={}", a.replace('+', "%2B"))).unwrap_or_default();
+            let answer = ApiClient::from_args(&client).get(&format!("/api/v1/definitions/{id}/preview?count={count}{after}")).await?;
+            println!("{:<27} {:<27}  ({})", "UTC", "LOCAL", answer["timezone"].as_str().unwrap_or_default());
+            for f in answer["fires"].as_array().into_iter().flatten() {
+                println!("{:<27} {:<27}", f["utc"].as_str().unwrap_or_default(), f["local"].as_str().unwrap_or_default());
+            }
+            for w in answer["warnings"].as_array().into_iter().flatten() {
+                println!("warning: {}", w["message"].as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Command::Diff { id, from, to, behaviour, last, json: as_json, client } => {
+            let to = to.map(|t| format!("&to={t}")).unwrap_or_default();
+            let client = ApiClient::from_args(&client);
+            if !behaviour {
+                let answer = client.get(&format!("/api/v1/definitions/{id}/diff?from={from}{to}")).await?;
+                if as_json {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    return Ok(());
+                }
+                for c in answer["changes"].as_array().into_iter().flatten() {
+                    println!("{:<8} {}  {} -> {}", c["op"].as_str().unwrap_or_default(), c["path"].as_str().unwrap_or_default(), c["from"], c["to"]);
+                }
+                return Ok(());
+            }
+            let answer = client.get(&format!("/api/v1/definitions/{id}/diff/behaviour?from={from}{to}&last={last}")).await?;
+            print_behaviour_diff(&answer, as_json)
         }
         Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::from_args(&client), workflow_id, definition, events).await,
     }
@@ -541,5 +628,56 @@ async fn runs(client: &ApiClient, workflow_id: Option<String>, definition: Optio
             }
         }
     }
+    Ok(())
+}
+
+fn print_decisions(answer: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    if let Some(error) = answer["observer_error"].as_str() {
+        eprintln!("warning: the schedule could not be observed: {error}");
+    }
+    for d in answer["decisions"].as_array().into_iter().flatten() {
+        let when = d["slot"].as_str().or(d["recorded_at"].as_str()).unwrap_or_default();
+        println!("{:<26} {:<8} {:<16} {}", when, d["source"].as_str().unwrap_or_default(), d["outcome"].as_str().unwrap_or_default(), d["message"].as_str().unwrap_or_default());
+    }
+    let counts: Vec<String> = answer["counts"].as_object().into_iter().flatten().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("totals: {}", if counts.is_empty() { "no decisions yet".to_owned() } else { counts.join(", ") });
+    Ok(())
+}
+
+fn print_behaviour_diff(answer: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    for t in answer["triggers"].as_array().into_iter().flatten() {
+        let outcome = |v: &Value| match (v["fires"].as_bool(), v["error"].as_str()) {
+            (_, Some(e)) => format!("v{} fails: {e}", v["version"]),
+            (Some(false), _) => format!("v{} does not fire ({})", v["version"], v["not_fired_because"].as_str().unwrap_or_default()),
+            _ => format!("v{} plans {}", v["version"], v["tasks"]),
+        };
+        println!("{} ({}): {}; {}", t["workflow_id"].as_str().unwrap_or_default(), t["trigger_kind"].as_str().unwrap_or_default(), outcome(&t["from"]), outcome(&t["to"]));
+        for a in t["added"].as_array().into_iter().flatten() {
+            println!("  + {}", a["task_id"].as_str().unwrap_or_default());
+        }
+        for r in t["removed"].as_array().into_iter().flatten() {
+            println!("  - {}", r["task_id"].as_str().unwrap_or_default());
+        }
+        for c in t["changed"].as_array().into_iter().flatten() {
+            let paths: Vec<&str> = c["changes"].as_array().into_iter().flatten().filter_map(|x| x["path"].as_str()).collect();
+            println!("  ~ {} ({})", c["task_id"].as_str().unwrap_or_default(), paths.join(", "));
+        }
+        for w in t["warnings"].as_array().into_iter().flatten() {
+            println!("  ! {}", w.as_str().unwrap_or_default());
+        }
+    }
+    let s = &answer["summary"];
+    println!(
+        "{} trigger(s) replayed, {} behave differently: {} task(s) added, {} removed, {} changed, {} fire/no-fire change(s)",
+        s["replayed"], s["differing"], s["tasks_added"], s["tasks_removed"], s["tasks_changed"], s["fire_changes"]
+    );
     Ok(())
 }

@@ -5,16 +5,19 @@
 //! row's lock to hand out `seq`, so seq is gapless and commits happen in seq order: readers
 //! never see a gap, even transiently (ADR-003).
 //!
+//! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks, human tasks);
 //! - [`reads`]: runs, events and graphs for the read API;
 //! - [`task_log`]: group commit of the task writes concurrent activities make.
 
+mod decisions;
 mod definitions;
 mod reads;
 mod task_log;
 mod writes;
 
+pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
 pub use task_log::{TaskLog, TaskWrite};
 
 use std::time::Instant;
@@ -188,6 +191,21 @@ pub struct TaskRow {
     pub started_at: Option<DateTime<Utc>>,
     /// End.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A run as a behavioural diff replays it: its trigger and the context it resolved.
+#[derive(Clone, Debug)]
+pub struct RecordedTrigger {
+    /// The run's workflow id (task ids derive from it).
+    pub workflow_id: String,
+    /// What started it.
+    pub trigger: TriggerInfo,
+    /// Its context snapshot.
+    pub context: Value,
+    /// When it fired.
+    pub fired_at: DateTime<Utc>,
+    /// The version it ran.
+    pub version_used: Option<i32>,
 }
 
 /// Filters for [`Store::list_runs`].

@@ -83,6 +83,8 @@ impl Store {
             let event_json = serde_json::to_value(received).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             write_receipt(&mut *tx, definition_id.as_str(), key, run, Some(temporal_run_id), &event_json).await?;
         }
+        // The decision log's entry for this trigger (the API may have written it already).
+        super::decisions::insert_decision(&mut *tx, &super::NewDecision::fired(definition_id.as_str(), trigger, run)).await?;
         let started = event(
             "run:started",
             EventType::WorkflowStarted,
@@ -136,6 +138,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(&plan_json).execute(&mut *tx).await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
+        if plan.tasks.is_empty() && !plan.templates.iter().any(|t| t.deferred) {
+            super::decisions::mark_zero_tasks(&mut tx, run, plan).await?;
+        }
         let created = event(
             "run:plan",
             EventType::PlanCreated,

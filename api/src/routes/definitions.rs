@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use taskfactory_activities::store::{DefinitionSummary, VersionRecord};
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::diff::Change;
-use taskfactory_schemas::preview::{Fire, next_fires};
+use taskfactory_schemas::preview::{DstWarning, Fire, next_fires, preview};
 use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId};
 use utoipa::IntoParams;
@@ -114,11 +114,14 @@ pub struct ValidAnswer {
     pub id: DefinitionId,
     /// For cron triggers, the next 10 fire times; empty otherwise.
     pub next_fires: Vec<Fire>,
+    /// Slots up to the 10th fire that a daylight-saving change removes or collapses.
+    pub dst_warnings: Vec<DstWarning>,
 }
 
 /// Validate a definition without saving it
 ///
-/// JSON or YAML, by Content-Type; for cron triggers, previews the next 10 fire times.
+/// JSON or YAML, by Content-Type; for cron triggers, previews the next 10 fire times with
+/// their daylight-saving warnings.
 #[utoipa::path(post, path = "/api/v1/validate", operation_id = "validate_definition", tag = "definitions",
     request_body(description = "The definition document", content(
         (ref("#/components/schemas/ActivityDefinition") = "application/json"),
@@ -132,8 +135,8 @@ pub struct ValidAnswer {
 pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<ValidAnswer>, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let definition = parse_definition(parse_text(text, body_format(&headers))?)?;
-    let next_fires = next_fires(&definition.trigger, Utc::now(), 10).map_err(|m| ApiError::field("trigger.cron", m))?;
-    Ok(Json(ValidAnswer { valid: true, id: definition.id, next_fires }))
+    let made = preview(&definition.trigger, Utc::now(), 10).map_err(|m| ApiError::field("trigger.cron", m))?;
+    Ok(Json(ValidAnswer { valid: true, id: definition.id, next_fires: made.fires, dst_warnings: made.warnings }))
 }
 
 /// A definition's current version.
@@ -233,7 +236,7 @@ pub async fn version(State(state): State<ApiState>, Path(VersionPath { id, versi
     Ok(Json(VersionAnswer { version: state.store.get_version(id.as_str(), number).await?, id }))
 }
 
-fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
+pub(crate) fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
     raw.parse::<i32>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
 }
 

@@ -24,6 +24,8 @@ use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::FieldError;
 
 use taskfactory_activities::auth_store::Principal;
+use taskfactory_activities::store::NewDecision;
+use taskfactory_schemas::decisions::DecisionOutcome;
 use taskfactory_activities::metrics::metrics;
 
 use crate::ApiState;
@@ -184,35 +186,105 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
 
 async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<Outcome, ApiError> {
     let definition = &loaded.definition;
-    let outcome = |outcome, workflow_id, reason| Outcome { definition_id: definition.id.to_string(), outcome, workflow_id, reason };
+    let decide = |outcome, message: String| NewDecision {
+        definition_id: definition.id.to_string(),
+        source: RunTrigger::Event,
+        outcome,
+        reason: None,
+        message,
+        slot: None,
+        workflow_id: None,
+        dedupe_key: None,
+        detail: json!({"event": recorded_event(event)}),
+        key: None,
+    };
+    let (outcome, decision) = match decide_event(state, templates, event, scope, loaded).await? {
+        EventDecision::Filtered { filter, saw } => {
+            let shown: Vec<String> = saw.iter().map(|(path, value)| format!("{path} = {value}")).collect();
+            let message = format!("filter false: {filter}{}", if shown.is_empty() { String::new() } else { format!(" (saw {})", shown.join(", ")) });
+            let mut decision = decide(DecisionOutcome::Filtered, message.clone());
+            decision.reason = Some(filter.clone());
+            decision.detail["filter"] = json!(filter);
+            decision.detail["saw"] = json!(saw);
+            (Outcome::new(definition, "filtered", None, Some(message)), decision)
+        }
+        EventDecision::Error(message) => (Outcome::new(definition, "error", None, Some(message.clone())), decide(DecisionOutcome::Error, message)),
+        EventDecision::Duplicate { key, workflow_id } => {
+            let mut decision = decide(DecisionOutcome::Deduplicated, format!("dedupe key {key:?} already started {workflow_id}"));
+            decision.dedupe_key = Some(key);
+            decision.workflow_id = Some(workflow_id.clone());
+            (Outcome::new(definition, "duplicate", Some(workflow_id), None), decision)
+        }
+        EventDecision::Started { trigger, workflow_id } => {
+            let mut decision = NewDecision::fired(definition.id.as_str(), &trigger, &workflow_id);
+            decision.detail = json!({"event": recorded_event(event)});
+            (Outcome::new(definition, "started", Some(workflow_id), None), decision)
+        }
+    };
+    state.store.record_decision(&decision).await?;
+    Ok(outcome)
+}
+
+impl Outcome {
+    fn new(definition: &taskfactory_schemas::ActivityDefinition, outcome: &'static str, workflow_id: Option<String>, reason: Option<String>) -> Self {
+        Self { definition_id: definition.id.to_string(), outcome, workflow_id, reason }
+    }
+}
+
+/// What one event does for one definition, before it is recorded.
+enum EventDecision {
+    Filtered { filter: String, saw: std::collections::BTreeMap<String, Value> },
+    Error(String),
+    Duplicate { key: String, workflow_id: String },
+    Started { trigger: Box<TriggerInfo>, workflow_id: String },
+}
+
+/// Biggest event (as JSON) the decision log keeps whole; bigger ones keep type and key only.
+const MAX_RECORDED_EVENT: usize = 64 * 1024;
+
+fn recorded_event(event: &TriggerEvent) -> Value {
+    let whole = serde_json::to_value(event).unwrap_or(Value::Null);
+    if whole.to_string().len() <= MAX_RECORDED_EVENT {
+        whole
+    } else {
+        json!({"type": event.event_type, "key": event.key, "truncated": true})
+    }
+}
+
+async fn decide_event(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<EventDecision, ApiError> {
+    let definition = &loaded.definition;
     if let Some(filter) = &definition.trigger.filter {
         match templates.eval_condition(filter, scope) {
             Ok(true) => {}
-            Ok(false) => return Ok(outcome("filtered", None, Some(format!("filter false: {}", filter.trim())))),
-            Err(e) => return Ok(outcome("error", None, Some(format!("trigger.filter: {e}")))),
+            Ok(false) => return Ok(EventDecision::Filtered { filter: filter.trim().to_owned(), saw: templates.condition_inputs(filter, scope) }),
+            Err(e) => return Ok(EventDecision::Error(format!("trigger.filter: {e}"))),
         }
     }
     let key = match &definition.trigger.dedupe_key {
         Some(template) => match templates.render_text(template, scope) {
             Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
-            Ok(key) => return Ok(outcome("error", None, Some(format!("trigger.dedupe_key: rendered to {} characters (1 to {MAX_KEY_LEN} allowed)", key.len())))),
-            Err(e) => return Ok(outcome("error", None, Some(format!("trigger.dedupe_key: {e}")))),
+            Ok(key) => return Ok(EventDecision::Error(format!("trigger.dedupe_key: rendered to {} characters (1 to {MAX_KEY_LEN} allowed)", key.len()))),
+            Err(e) => return Ok(EventDecision::Error(format!("trigger.dedupe_key: {e}"))),
         },
         None => event.default_dedupe_key(),
     };
     if let Some((workflow_id, _)) = state.store.find_receipt(definition.id.as_str(), &key).await? {
-        return Ok(outcome("duplicate", Some(workflow_id), None));
+        return Ok(EventDecision::Duplicate { key, workflow_id });
     }
     let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key.clone()), event: Some(event.clone()), payload: event.payload.clone(), scheduled_for: None };
     let workflow_id = event_workflow_id(&definition.id, &key);
-    let started = match start_run(state, loaded, trigger, workflow_id).await {
+    let started = match start_run(state, loaded, trigger.clone(), workflow_id).await {
         Ok(started) => started,
-        Err(ApiError::Unavailable(message)) => return Ok(outcome("error", None, Some(message))),
+        Err(ApiError::Unavailable(message)) => return Ok(EventDecision::Error(message)),
         Err(other) => return Err(other),
     };
     let event_json = serde_json::to_value(event).map_err(anyhow::Error::from)?;
     state.store.insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json).await?;
-    Ok(outcome(if started.started { "started" } else { "duplicate" }, Some(started.workflow_id), None))
+    Ok(if started.started {
+        EventDecision::Started { trigger: Box::new(trigger), workflow_id: started.workflow_id }
+    } else {
+        EventDecision::Duplicate { key, workflow_id: started.workflow_id }
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::ApiState;
 use crate::error::ApiError;
 
+pub mod decisions;
 pub mod definitions;
 pub mod docs;
 pub mod events;
@@ -38,6 +39,9 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
         .route("/api/v1/definitions/{id}/versions/{version}", get(definitions::version))
         .route("/api/v1/definitions/{id}/diff", get(definitions::diff))
+        .route("/api/v1/definitions/{id}/diff/behaviour", get(plans::behaviour_diff))
+        .route("/api/v1/definitions/{id}/decisions", get(decisions::list))
+        .route("/api/v1/definitions/{id}/preview", get(decisions::preview))
         .route("/api/v1/definitions/{id}/dry-run", post(plans::dry_run))
         .route("/api/v1/validate", post(definitions::validate))
         .route("/api/v1/definitions/{id}/runs", post(runs::trigger))

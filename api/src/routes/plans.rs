@@ -1,4 +1,5 @@
-//! `POST /api/v1/definitions/{id}/dry-run`: what would this definition do?
+//! `POST /api/v1/definitions/{id}/dry-run`: what would this definition do? And
+//! `GET /api/v1/definitions/{id}/diff/behaviour`: what would a new version have done differently?
 //!
 //! Resolves the context (the real sources, read-only, unless overridden with sample values),
 //! runs the same planner a real run uses, and answers the plan with its explanation: for every
@@ -7,17 +8,20 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use taskfactory_activities::context;
+use taskfactory_schemas::behaviour::{TriggerReplay, compare_tasks, output_dependencies, replay_version};
 use taskfactory_schemas::plan::{Outcome, Plan, PlanRequest, plan};
 use taskfactory_schemas::{DefinitionId, TriggerEvent};
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use taskfactory_schemas::template::Templates;
 
-use super::definitions::{IdPath, path_id};
+use utoipa::IntoParams;
+
+use super::definitions::{IdPath, parse_version, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;
@@ -122,10 +126,110 @@ pub async fn dry_run(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
         run_workflow_id: &run_workflow_id,
         context: &resolved,
         trigger: &trigger,
-        max_tasks: 50_000,
+        max_tasks: MAX_REPLAY_TASKS,
     })
     .map_err(|e| ApiError::Invalid(vec![e]))?;
     let count = |outcome| made.decisions.iter().filter(|d| d.outcome == outcome).count();
     let summary = DryRunSummary { spawn: count(Outcome::Spawn), skip: count(Outcome::Skip), deferred: count(Outcome::Deferred) };
     Ok(Json(DryRunAnswer { definition_id: id, version: loaded.version, trigger, filter, context: resolved, summary, plan: made }))
 }
+
+/// Query of the behavioural diff.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BehaviourQuery {
+    /// The old version (required).
+    pub from: Option<String>,
+    /// The new version (default: the current one).
+    pub to: Option<String>,
+    /// How many recorded triggers to replay, newest first (default 10, at most 100).
+    pub last: Option<String>,
+}
+
+/// Totals of a behavioural diff.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct BehaviourSummary {
+    /// Recorded triggers replayed.
+    pub replayed: usize,
+    /// Of those, the ones the two versions treat differently.
+    pub differing: usize,
+    /// Triggers one version fires on and the other does not.
+    pub fire_changes: usize,
+    /// Tasks only the new version plans, over all triggers.
+    pub tasks_added: usize,
+    /// Tasks only the old version plans.
+    pub tasks_removed: usize,
+    /// Tasks both plan differently.
+    pub tasks_changed: usize,
+}
+
+/// What two versions would have done with the recorded triggers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BehaviourDiffAnswer {
+    /// The definition.
+    pub definition_id: DefinitionId,
+    /// The old version.
+    pub from: i32,
+    /// The new version.
+    pub to: i32,
+    /// Totals.
+    pub summary: BehaviourSummary,
+    /// One per recorded trigger, newest first.
+    pub triggers: Vec<TriggerReplay>,
+}
+
+/// Behavioural diff of two versions
+///
+/// Replays the last recorded triggers (each run's trigger and context snapshot) through both
+/// versions' planners and shows, per trigger, which tasks would be added, removed or changed.
+/// Nothing is started or written.
+#[utoipa::path(get, path = "/api/v1/definitions/{id}/diff/behaviour", operation_id = "behaviour_diff", tag = "definitions", params(IdPath, BehaviourQuery),
+    responses(
+        (status = 200, description = "Per recorded trigger, what changes", body = ref("#/components/schemas/BehaviourDiffAnswer")),
+        (status = 404, description = "No such definition or version"),
+        (status = 422, description = "`from` is missing, or `from`, `to` or `last` is malformed"),
+    ))]
+pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<BehaviourQuery>) -> Result<Json<BehaviourDiffAnswer>, ApiError> {
+    let id = path_id(&id)?;
+    let from = parse_version("from", q.from.as_deref().ok_or_else(|| ApiError::field("from", "required"))?)?;
+    let to = q.to.as_deref().map(|raw| parse_version("to", raw)).transpose()?;
+    let last = match q.last.as_deref() {
+        Some(raw) => raw.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ApiError::field("last", format!("{raw:?} is not a number from 1 to 100")))?,
+        None => 10,
+    };
+    let old = state.store.load_for_run(&id, Some(from)).await?;
+    let new = state.store.load_for_run(&id, to).await?;
+    let dependencies = output_dependencies(&[&old, &new]);
+    let mut summary = BehaviourSummary::default();
+    let mut triggers = Vec::new();
+    for recorded in state.store.recorded_triggers(id.as_str(), last).await? {
+        let outputs = if dependencies.is_empty() { json!({}) } else { state.store.task_outputs(&recorded.workflow_id, &dependencies).await? };
+        let mut warnings = Vec::new();
+        let replay = |loaded, warnings: &mut Vec<String>| replay_version(loaded, &recorded.workflow_id, &recorded.trigger, &recorded.context, &outputs, MAX_REPLAY_TASKS, warnings);
+        let (from_outcome, old_tasks) = replay(&old, &mut warnings);
+        let (to_outcome, new_tasks) = replay(&new, &mut warnings);
+        let (added, removed, changed, unchanged) = compare_tasks(&old_tasks, &new_tasks);
+        summary.replayed += 1;
+        let fire_change = from_outcome.fires != to_outcome.fires || from_outcome.error.is_some() != to_outcome.error.is_some();
+        summary.fire_changes += usize::from(fire_change);
+        summary.differing += usize::from(fire_change || !added.is_empty() || !removed.is_empty() || !changed.is_empty());
+        (summary.tasks_added, summary.tasks_removed, summary.tasks_changed) =
+            (summary.tasks_added + added.len(), summary.tasks_removed + removed.len(), summary.tasks_changed + changed.len());
+        triggers.push(TriggerReplay {
+            workflow_id: recorded.workflow_id.clone(),
+            fired_at: recorded.fired_at.to_rfc3339(),
+            trigger_kind: recorded.trigger.kind,
+            from: from_outcome,
+            to: to_outcome,
+            added,
+            removed,
+            changed,
+            unchanged,
+            warnings,
+        });
+    }
+    Ok(Json(BehaviourDiffAnswer { definition_id: id, from: old.version, to: new.version, summary, triggers }))
+}
+
+/// Most tasks a dry-run or a replayed plan may hold (the worker's default per-run limit).
+const MAX_REPLAY_TASKS: usize = 50_000;

@@ -4,6 +4,7 @@
 mod auth;
 mod crash;
 mod dag;
+mod decisions;
 mod definitions;
 mod events;
 mod fanout;

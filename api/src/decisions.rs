@@ -1,0 +1,199 @@
+//! The schedule observer: turns what Temporal knows about a schedule into one decision per
+//! cron slot.
+//!
+//! Runs record their own `fired` decisions (`start_run`), and event ingress records every
+//! event's outcome. A slot that started no run leaves no trace in Postgres, so the observer
+//! walks the slots the cron expressions called for since its last look and, for each one
+//! without a run, asks Temporal why: its schedule info counts slots skipped by the overlap
+//! policy (`overlap_skipped`) and missed beyond the catch-up window (`missed_catchup_window`),
+//! and says whether the schedule is paused. New counts are attributed to unexplained slots in
+//! order; counts left over (a skipped "trigger now") become decisions without a slot. A slot is
+//! settled [`SETTLE_AFTER`] (plus the jitter) after its time, so a run still starting is not
+//! mistaken for a skip. An advisory lock per definition serialises observers of several API
+//! processes, and every slot is counted once in `taskfactory_schedule_slots_{expected,fired}_total`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use taskfactory_activities::Store;
+use taskfactory_activities::metrics::metrics;
+use taskfactory_activities::store::{NewDecision, ScheduleObservation};
+use taskfactory_schemas::ActivityDefinition;
+use taskfactory_schemas::decisions::{DecisionOutcome, SkipReason};
+use taskfactory_schemas::definition::TriggerKind;
+use taskfactory_schemas::duration::parse_duration;
+use taskfactory_schemas::ids::schedule_id;
+use taskfactory_schemas::preview::preview;
+use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
+use temporalio_client::Client;
+
+use crate::ApiState;
+use crate::schedules::describe_raw;
+
+/// How long after its time (plus jitter) a slot without a run counts as skipped.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(15);
+/// How often API processes observe every schedule (reading a decision log also observes).
+pub const OBSERVE_EVERY: Duration = Duration::from_secs(30);
+/// Most slots one observation settles (a schedule unobserved for long catches up in steps).
+const MAX_SLOTS: usize = 1000;
+
+/// What Temporal said about a schedule at the last observation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct ScheduleCounters {
+    /// Whether the schedule is paused.
+    pub paused: bool,
+    /// Slots missed beyond the catch-up window, since the schedule was created.
+    pub missed_catchup_window: i64,
+    /// Slots skipped by the overlap policy, since the schedule was created.
+    pub overlap_skipped: i64,
+}
+
+/// The result of one observation.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Decisions recorded now.
+    pub recorded: usize,
+    /// Temporal's view; `None` when the definition has no schedule.
+    pub counters: Option<ScheduleCounters>,
+}
+
+fn to_utc(t: &prost_wkt_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+}
+
+fn skip(definition: &ActivityDefinition, reason: SkipReason, slot: Option<DateTime<Utc>>, key: String, message: String, counters: &ScheduleCounters) -> NewDecision {
+    NewDecision {
+        definition_id: definition.id.to_string(),
+        source: RunTrigger::Schedule,
+        outcome: DecisionOutcome::Skipped,
+        reason: Some(reason.as_str().to_owned()),
+        message,
+        slot,
+        workflow_id: None,
+        dedupe_key: None,
+        detail: json!({"temporal": counters}),
+        key: Some(key),
+    }
+}
+
+/// Observes one definition's schedule (see the module docs); idempotent.
+pub async fn observe_schedule(client: &Client, store: &Store, definition: &ActivityDefinition, now: DateTime<Utc>) -> anyhow::Result<Observed> {
+    if definition.trigger.kind != TriggerKind::Cron {
+        return Ok(Observed::default());
+    }
+    let id = definition.id.as_str();
+    let (tx, seen) = store.begin_observation(id).await?;
+    let Some(described) = describe_raw(client, &schedule_id(&definition.id)).await? else {
+        return Ok(Observed::default());
+    };
+    let info = described.info.unwrap_or_default();
+    let counters = ScheduleCounters {
+        paused: described.schedule.as_ref().and_then(|s| s.state.as_ref()).is_some_and(|s| s.paused),
+        missed_catchup_window: info.missed_catchup_window,
+        overlap_skipped: info.overlap_skipped,
+    };
+    // First look: the schedule's counters start at zero when it is created.
+    let seen = seen.unwrap_or_else(|| ScheduleObservation {
+        slots_through: info.create_time.as_ref().and_then(to_utc).unwrap_or(now),
+        missed_catchup: 0,
+        overlap_skipped: 0,
+        paused: counters.paused,
+    });
+    let jitter = definition.trigger.jitter.as_deref().and_then(|j| parse_duration(j).ok()).unwrap_or_default();
+    let window = chrono::Duration::from_std(jitter).unwrap_or_default();
+    let settle = chrono::Duration::from_std(SETTLE_AFTER + jitter).unwrap_or_default();
+    let started: HashMap<DateTime<Utc>, String> = info
+        .recent_actions
+        .iter()
+        .filter_map(|a| Some((to_utc(a.schedule_time.as_ref()?)?, a.start_workflow_result.as_ref()?.workflow_id.clone())))
+        .collect();
+    let slots = preview(&definition.trigger, seen.slots_through, MAX_SLOTS).map_err(anyhow::Error::msg)?.fires;
+    let mut overlap_left = (counters.overlap_skipped - seen.overlap_skipped).max(0);
+    let mut catchup_left = (counters.missed_catchup_window - seen.missed_catchup).max(0);
+    let (mut decisions, mut through, mut pending) = (Vec::new(), seen.slots_through, false);
+    let (mut expected, mut fired) = (0u64, 0u64);
+    for slot in slots.iter().map(|f| f.utc).take_while(|t| *t <= now) {
+        if store.slot_fired(id, slot, window).await? {
+            (expected, fired, through) = (expected + 1, fired + 1, slot);
+            continue;
+        }
+        if let Some((_, workflow_id)) = started.iter().find(|(t, _)| **t >= slot && **t <= slot + window) {
+            // Started, but the run has not recorded itself yet: record it for the run.
+            let trigger = TriggerInfo { kind: RunTrigger::Schedule, key: None, event: None, payload: serde_json::Value::Null, scheduled_for: Some(slot) };
+            decisions.push(NewDecision::fired(id, &trigger, workflow_id));
+            (expected, fired, through) = (expected + 1, fired + 1, slot);
+            continue;
+        }
+        if slot + settle > now {
+            pending = true;
+            break;
+        }
+        let at = slot.to_rfc3339();
+        let (reason, message) = if counters.paused || seen.paused {
+            (SkipReason::Paused, format!("slot {at}: the schedule was paused"))
+        } else if overlap_left > 0 {
+            overlap_left -= 1;
+            (SkipReason::Overlap, format!("slot {at}: the previous run was still running and the overlap policy skips"))
+        } else if catchup_left > 0 {
+            catchup_left -= 1;
+            (SkipReason::CatchupWindow, format!("slot {at}: missed by more than the catch-up window (was the server down?)"))
+        } else {
+            (SkipReason::Unexplained, format!("slot {at}: no run {} s after the slot, and Temporal reports no skip and no pause", settle.num_seconds()))
+        };
+        decisions.push(skip(definition, reason, Some(slot), format!("slot:{at}"), message, &counters));
+        (expected, through) = (expected + 1, slot);
+    }
+    let next = if pending {
+        // Keep the counts not yet attributed for the slots still settling.
+        ScheduleObservation {
+            slots_through: through,
+            missed_catchup: counters.missed_catchup_window - catchup_left,
+            overlap_skipped: counters.overlap_skipped - overlap_left,
+            paused: counters.paused,
+        }
+    } else {
+        // Skips Temporal counted outside any cron slot ("trigger now" while a run runs).
+        for n in 0..overlap_left {
+            let message = "a trigger outside the cron slots (trigger now) was skipped: the previous run was still running".to_owned();
+            decisions.push(skip(definition, SkipReason::Overlap, None, format!("skip:overlap:{}", counters.overlap_skipped - n), message, &counters));
+        }
+        for n in 0..catchup_left {
+            let message = "an action was missed by more than the catch-up window".to_owned();
+            decisions.push(skip(definition, SkipReason::CatchupWindow, None, format!("skip:catchup:{}", counters.missed_catchup_window - n), message, &counters));
+        }
+        ScheduleObservation { slots_through: now.max(through), missed_catchup: counters.missed_catchup_window, overlap_skipped: counters.overlap_skipped, paused: counters.paused }
+    };
+    let recorded = Store::finish_observation(tx, id, &decisions, &next).await?;
+    if expected > 0 {
+        metrics().schedule_slots_expected.with_label_values(&[id]).inc_by(expected);
+    }
+    if fired > 0 {
+        metrics().schedule_slots_fired.with_label_values(&[id]).inc_by(fired);
+    }
+    Ok(Observed { recorded, counters: Some(counters) })
+}
+
+/// Observes every cron definition's schedule every `every`, until the process ends.
+pub fn spawn_observer(state: ApiState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let definitions = match state.store.current_definitions().await {
+                Ok(definitions) => definitions,
+                Err(e) => {
+                    tracing::warn!(error = %e, "schedule observer: cannot list definitions");
+                    continue;
+                }
+            };
+            for definition in definitions.iter().filter(|d| d.trigger.kind == TriggerKind::Cron) {
+                if let Err(e) = observe_schedule(&state.temporal, &state.store, definition, Utc::now()).await {
+                    tracing::warn!(definition = %definition.id, error = %format!("{e:#}"), "schedule observer failed");
+                }
+            }
+        }
+    })
+}
