@@ -38,6 +38,15 @@ const scenarios = {
     const completedSquares = await page.$$eval(".task.completed", (n) => n.length);
     return { end, early, label, logRows, completedSquares };
   },
+  // Open a definition's page and report its trigger decisions as listed.
+  async decisions(page) {
+    await page.goto(`${base}/#/definitions/${encodeURIComponent(arg)}`);
+    await page.waitForSelector("table.decisions", { timeout: 30000 });
+    const rows = await page.$$eval("table.decisions tr", (trs) => trs.slice(1).map((tr) => ({
+      outcome: tr.querySelector(".badge").textContent, why: tr.children[3].textContent,
+    })));
+    return { rows };
+  },
   // Complete the first waiting human task from the inbox page.
   async inbox(page) {
     await page.goto(`${base}/#/inbox`);

@@ -1,5 +1,6 @@
 //! The web UI in a real browser (Debian's headless Chromium, driven by `ui-tests/ui.js`
-//! through playwright-core): live updates, the replay scrubber, the human task inbox.
+//! through playwright-core): live updates, the replay scrubber, the human task inbox, the
+//! trigger decision log.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -109,4 +110,26 @@ async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
     assert_eq!(run["status"], "completed", "{run}");
     let hold = run["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == "hold").unwrap();
     assert_eq!(hold["output"], json!({"approved_by_browser": true}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_page_lists_its_trigger_decisions() {
+    let app = TestApp::spawn("uidecisions").await;
+    let id = format!("uidecisions-{}", unique());
+    let event_type = format!("ui.pushed.{}", unique());
+    let definition = json!({
+        "id": id, "name": "Pushes", "trigger": {"kind": "event", "event_type": event_type, "filter": "event.payload.branch == 'main'"},
+        "tasks": [{"id": "t", "kind": "noop"}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    for branch in ["main", "dev"] {
+        let (status, _) = app.call(Method::POST, "/api/v1/events", Some(&json!({"type": event_type, "payload": {"branch": branch}}))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut browser = Browser::start("decisions", &app, &id);
+    let seen = browser.report().await;
+    let rows = seen["rows"].as_array().unwrap();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["filtered", "fired"], "newest first: {seen}");
+    assert!(rows[0]["why"].as_str().unwrap().contains("event.payload.branch = \"dev\""), "{seen}");
 }
