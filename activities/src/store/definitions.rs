@@ -35,23 +35,27 @@ impl Store {
                     .await?;
                 sqlx::query(
                     "update activity_definitions set current_version = $2, name = $3, enabled = $4, trigger_kind = $5, \
-                     updated_at = now(), deleted_at = null where id = $1",
+                     tags = $6, updated_at = now(), deleted_at = null where id = $1",
                 )
                 .bind(def.id.as_str())
                 .bind(next)
                 .bind(&def.name)
                 .bind(def.enabled)
                 .bind(&trigger_kind)
+                .bind(&def.tags)
                 .execute(&mut *tx)
                 .await?;
                 next
             }
             None => {
-                sqlx::query("insert into activity_definitions (id, current_version, name, enabled, trigger_kind) values ($1, 1, $2, $3, $4)")
-                    .bind(def.id.as_str())
-                    .bind(&def.name)
-                    .bind(def.enabled)
-                    .bind(&trigger_kind)
+                sqlx::query(
+                    "insert into activity_definitions (id, current_version, name, enabled, trigger_kind, tags) values ($1, 1, $2, $3, $4, $5)",
+                )
+                .bind(def.id.as_str())
+                .bind(&def.name)
+                .bind(def.enabled)
+                .bind(&trigger_kind)
+                .bind(&def.tags)
                     .execute(&mut *tx)
                     .await?;
                 1
@@ -87,12 +91,18 @@ impl Store {
         })
     }
 
-    /// Every (not deleted) definition.
-    pub async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+    /// The (not deleted) definitions that pass `filter`, by id.
+    pub async fn list_definitions(&self, filter: &DefinitionFilter) -> Result<Vec<DefinitionSummary>> {
+        // `tags @> '{}'` holds for every row, so no tags means no condition (and the GIN
+        // index serves the containment when there are some).
         let rows = sqlx::query(
-            "select id, name, current_version, enabled, trigger_kind, updated_at from activity_definitions \
-             where deleted_at is null order by id",
+            "select id, name, current_version, enabled, trigger_kind, tags, updated_at from activity_definitions \
+             where deleted_at is null and tags @> $1::text[] \
+             and ($2::text is null or strpos(lower(id), lower($2)) > 0 or strpos(lower(name), lower($2)) > 0) \
+             order by id",
         )
+        .bind(&filter.tags)
+        .bind(filter.search.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -103,6 +113,7 @@ impl Store {
                     version: r.try_get("current_version")?,
                     enabled: r.try_get("enabled")?,
                     trigger_kind: r.try_get("trigger_kind")?,
+                    tags: r.try_get("tags")?,
                     updated_at: r.try_get("updated_at")?,
                 })
             })
