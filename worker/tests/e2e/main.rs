@@ -7,6 +7,7 @@ mod dag;
 mod definitions;
 mod events;
 mod fanout;
+mod fleet;
 mod floor;
 mod kinds;
 mod live;
