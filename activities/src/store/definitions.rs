@@ -56,8 +56,8 @@ impl Store {
                 .bind(def.enabled)
                 .bind(&trigger_kind)
                 .bind(&def.tags)
-                    .execute(&mut *tx)
-                    .await?;
+                .execute(&mut *tx)
+                .await?;
                 1
             }
         };
