@@ -180,6 +180,12 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
     assert_eq!(app.call(Method::DELETE, &format!("/api/v1/definitions/{e}"), None).await.0, StatusCode::NO_CONTENT);
     let (_, dry) = fleet(&app, "trigger", json!({"tags": ["nightly"], "dry_run": true})).await;
     assert_eq!(outcomes(&dry).keys().collect::<Vec<_>>(), [&a, &b, &d, &m]);
+    // A new version's tags replace the old ones in every filter.
+    let mut retagged = documents[5].clone();
+    retagged["tags"] = json!(["adhoc"]);
+    assert_eq!(app.put_definition(&retagged).await.1["version"], 2);
+    assert_eq!(listed(&app, "?tag=nightly").await, [a.as_str(), &b, &d]);
+    assert_eq!(listed(&app, "?tag=adhoc").await, [m.as_str()]);
 
     // The CLI prints one line per definition and a summary.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
