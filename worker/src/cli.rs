@@ -522,9 +522,12 @@ async fn fleet(client: &ApiClient, command: &FleetCommand) -> anyhow::Result<()>
         }
         println!("{:<width$}  {:<10}  {}", r["definition_id"].as_str().unwrap_or_default(), outcome, detail.trim());
     }
-    let counted: Vec<String> = counts.iter().map(|(outcome, n)| format!("{n} {outcome}")).collect();
-    let dry = if answer["dry_run"].as_bool() == Some(true) { " (dry run: nothing changed)" } else { "" };
-    println!("fleet {action}: {} matched{}{dry}", answer["matched"], if counted.is_empty() { String::new() } else { format!(": {}", counted.join(", ")) });
+    // In a dry run, `matched` means "would be acted on".
+    let counted: Vec<String> =
+        counts.iter().map(|(outcome, n)| if outcome == "matched" { format!("{n} would {action}") } else { format!("{n} {outcome}") }).collect();
+    let dry = if answer["dry_run"].as_bool() == Some(true) { " (dry run, nothing changed)" } else { "" };
+    let tally = if counted.is_empty() { String::new() } else { format!(": {}", counted.join(", ")) };
+    println!("fleet {action}{dry}: {} definition(s) matched{tally}", answer["matched"]);
     match counts.get("error") {
         Some(errors) => bail!("fleet {action}: {errors} definition(s) failed"),
         None => Ok(()),

@@ -196,7 +196,7 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), [a.as_str(), "matched", "would", "pause"], "{stdout}");
-    assert!(stdout.contains("fleet pause: 1 matched: 1 matched (dry run: nothing changed)"), "{stdout}");
+    assert!(stdout.contains("fleet pause (dry run, nothing changed): 1 definition(s) matched: 1 would pause"), "{stdout}");
     assert!(!schedule_state(&app, &a).await.0);
 }
 
