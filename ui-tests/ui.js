@@ -59,6 +59,41 @@ const scenarios = {
     });
     return { title, gone: true };
   },
+  // The definitions list: the tags of each row, then the rows left by a tag (the select), by
+  // search text, and by clicking a tag. `arg` is JSON: {tag, search, chip}.
+  async definitions(page) {
+    const { tag, search, chip } = JSON.parse(arg);
+    const rows = () => page.$$eval("main table tr.link", (trs) => trs.map((tr) => ({
+      id: tr.querySelector("td").textContent, tags: [...tr.querySelectorAll(".tag")].map((t) => t.textContent) })));
+    // Each filter re-renders the page: wait for a table other than the one marked stale.
+    const rerendered = async (action) => {
+      await page.$eval("main table", (t) => { t.dataset.stale = "1"; });
+      await action();
+      await page.waitForSelector("main table:not([data-stale])", { timeout: 30000 });
+      return (await rows()).map((r) => r.id);
+    };
+    await page.goto(`${base}/#/definitions`);
+    await page.waitForSelector("main table tr.link", { timeout: 30000 });
+    const all = await rows();
+    const options = await page.$$eval("main select option", (os) => os.map((o) => o.value));
+    const byTag = await rerendered(() => page.selectOption("main select", tag));
+    const bySearch = await rerendered(async () => {
+      await page.selectOption("main select", "");
+      await page.waitForSelector("main table:not([data-stale])", { timeout: 30000 });
+      await page.$eval("main table", (t) => { t.dataset.stale = "1"; });
+      await page.fill("main input[type=search]", search);
+      await page.press("main input[type=search]", "Enter");
+    });
+    const byChip = await rerendered(async () => {
+      await page.fill("main input[type=search]", "");
+      await page.press("main input[type=search]", "Enter");
+      await page.waitForSelector("main table:not([data-stale])", { timeout: 30000 });
+      await page.$eval("main table", (t) => { t.dataset.stale = "1"; });
+      await page.click(`main table .tag >> text="${chip}"`);
+    });
+    const selected = await page.$eval("main select", (s) => s.value);
+    return { all, options, byTag, bySearch, byChip, selected };
+  },
 };
 
 (async () => {

@@ -97,9 +97,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, details) = match self {
+impl ApiError {
+    /// Status, code, message and details as answered; internal causes are logged here and
+    /// replaced by a generic message, so they never reach a client.
+    fn parts(self) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+        match self {
             Self::Invalid(errors) => {
                 let summary = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid", summary, errors)
@@ -109,10 +111,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, vec![]),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found"), vec![]),
             Self::Conflict { code, message } => (StatusCode::CONFLICT, code, message, vec![]),
-            Self::TooManyRequests { message, retry_after } => {
-                let body = error_body("rate_limited", message, vec![]);
-                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after.to_string())], body).into_response();
-            }
+            Self::TooManyRequests { message, .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, vec![]),
             Self::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, vec![])
@@ -121,8 +120,28 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), vec![])
             }
+        }
+    }
+
+    /// The message a client would read in the error envelope (for answers that report one
+    /// error per item, such as the fleet operations).
+    pub fn public_message(self) -> String {
+        self.parts().2
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
         };
-        (status, error_body(code, message, details)).into_response()
+        let (status, code, message, details) = self.parts();
+        let body = error_body(code, message, details);
+        match retry_after {
+            Some(seconds) => (status, [("retry-after", seconds.to_string())], body).into_response(),
+            None => (status, body).into_response(),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::required_role;
 use crate::error::ErrorBody;
-use crate::routes::{decisions, definitions, docs, events, health, human, keys, metrics, observe, plans, runs, schedules, stream, ui};
+use crate::routes::{decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs, schedules, stream, ui};
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
 #[derive(OpenApi)]
@@ -43,6 +43,7 @@ use crate::routes::{decisions, definitions, docs, events, health, human, keys, m
         plans::behaviour_diff, decisions::list, decisions::preview,
         runs::trigger,
         schedules::describe, schedules::pause, schedules::unpause, schedules::trigger, schedules::backfill, schedules::reconcile,
+        fleet::pause, fleet::resume, fleet::trigger, fleet::backfill,
         keys::list, keys::create, keys::revoke, keys::audit,
         events::ingest,
         human::list, human::complete, human::reject,
@@ -54,6 +55,7 @@ use crate::routes::{decisions, definitions, docs, events, health, human, keys, m
         (name = "runs", description = "Manual triggers and the run log: runs, trace events, graphs, live streams"),
         (name = "events", description = "Event ingress: events start the runs of `kind: event` definitions"),
         (name = "schedules", description = "The Temporal Schedules of cron definitions"),
+        (name = "fleet", description = "Pause, resume, trigger or backfill every definition a selector (tags, search) matches, with one result per definition"),
         (name = "human-tasks", description = "The inbox of `kind: human` tasks"),
         (name = "keys", description = "API keys and the audit log (admin)"),
         (name = "health", description = "Liveness, readiness, metrics and this document (no key needed)"),
@@ -159,6 +161,7 @@ pub fn body_schemas() -> Map<String, Value> {
         runs::TriggerRequest, runs::TriggerAnswer, runs::RunList, runs::EventPage,
         schedules::ScheduleDescription, schedules::NoteRequest, schedules::PauseAnswer, schedules::ScheduleTriggered,
         schedules::BackfillRequest, schedules::BackfillAnswer, schedules::ReconcileAnswer,
+        fleet::FleetRequest, fleet::FleetAnswer,
         keys::CreateKey, keys::CreatedKey, keys::KeyList, keys::AuditList,
         events::EventsBody, events::IngestAnswer,
         human::HumanTaskList, human::DecisionRequest, human::DecisionAnswer,
@@ -326,6 +329,7 @@ mod tests {
         }
         assert_eq!(roles(&operation("get", "/api/v1/runs")), BTreeSet::from(["viewer".to_owned()]));
         assert_eq!(roles(&operation("post", "/api/v1/events")), BTreeSet::from(["operator".to_owned()]));
+        assert_eq!(roles(&operation("post", "/api/v1/fleet/pause")), BTreeSet::from(["operator".to_owned()]));
         assert_eq!(roles(&operation("put", "/api/v1/definitions/{id}")), BTreeSet::from(["admin".to_owned()]));
         assert_eq!(operation("put", "/api/v1/definitions/{id}")["security"].as_array().unwrap().len(), 3, "bearer, x-api-key, access_token");
 

@@ -80,8 +80,21 @@ function showError(error) {
 
 // ---- definitions ----
 
+// The definitions list's filters (tag, search), kept while the page is open.
+const definitionFilter = { tag: "", search: "" };
+
+function filterDefinitions(change) {
+  Object.assign(definitionFilter, change);
+  definitionsView().catch(showError);
+}
+
 async function definitionsView() {
-  const { definitions } = await api("/api/v1/definitions");
+  const query = new URLSearchParams(Object.entries(definitionFilter).filter(([, v]) => v));
+  const filtered = [...query.keys()].length > 0;
+  const [{ definitions }, everything] = await Promise.all([api(`/api/v1/definitions?${query}`), filtered ? api("/api/v1/definitions") : null]);
+  const allTags = [...new Set((everything || { definitions }).definitions.flatMap((d) => d.tags || []))].sort();
+  const tagChip = (t) => el("span", { class: `tag${t === definitionFilter.tag ? " active" : ""}`, title: `only definitions tagged ${t}`,
+    onclick: (e) => { e.stopPropagation(); filterDefinitions({ tag: t === definitionFilter.tag ? "" : t }); } }, t);
   const rows = definitions.map((d) => {
     const last = el("td", { class: "muted" }, "…");
     const next = el("td", { class: "muted" }, d.trigger_kind === "cron" ? "…" : "");
@@ -94,11 +107,17 @@ async function definitionsView() {
       }).catch((e) => fill(next, String(e.message)));
     }
     return el("tr", { class: "link", onclick: () => (location.hash = `#/definitions/${enc(d.id)}`) },
-      el("td", {}, d.id), el("td", {}, d.name), el("td", {}, d.trigger_kind),
+      el("td", {}, d.id), el("td", {}, d.name), el("td", {}, (d.tags || []).map(tagChip)), el("td", {}, d.trigger_kind),
       el("td", {}, d.enabled ? "enabled" : "disabled"), el("td", {}, `v${d.version}`), last, next);
   });
+  const tagSelect = el("select", { "aria-label": "tag", onchange: () => filterDefinitions({ tag: tagSelect.value }) },
+    el("option", { value: "" }, "all tags"), allTags.map((t) => el("option", { value: t }, t)));
+  tagSelect.value = definitionFilter.tag;
+  const search = el("input", { type: "search", placeholder: "search id or name", value: definitionFilter.search,
+    onchange: () => filterDefinitions({ search: search.value.trim() }) });
   fill($main, el("h2", {}, "Definitions"),
-    el("table", {}, el("tr", {}, ...["id", "name", "trigger", "state", "version", "last run", "next fire"].map((h) => el("th", {}, h))), rows));
+    el("p", { class: "filters" }, tagSelect, " ", search, " ", filtered ? el("span", { class: "muted" }, `${definitions.length} shown`) : null),
+    el("table", {}, el("tr", {}, ...["id", "name", "tags", "trigger", "state", "version", "last run", "next fire"].map((h) => el("th", {}, h))), rows));
 }
 
 async function definitionView(id) {

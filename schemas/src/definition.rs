@@ -33,6 +33,10 @@ pub struct ActivityDefinition {
     /// Free text shown in the API and UI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Labels for finding and operating on definitions together (`?tag=` filters, fleet
+    /// operations): lowercase `[a-z0-9][a-z0-9._-]*`, 1–40 characters each, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Disabled definitions keep their versions but are not triggered.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -83,6 +87,17 @@ pub enum TriggerKind {
     Event,
     /// Only explicit triggers (API, CLI) start runs.
     Manual,
+}
+
+impl TriggerKind {
+    /// The wire name: `cron`, `event` or `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cron => "cron",
+            Self::Event => "event",
+            Self::Manual => "manual",
+        }
+    }
 }
 
 /// What happens when a scheduled run is due while the previous one still runs.

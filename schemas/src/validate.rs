@@ -117,6 +117,7 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
     if def.name.trim().is_empty() {
         errs.push("name", "must not be empty");
     }
+    validate_tags(&def.tags, &mut errs);
     validate_trigger(&def.trigger, &templates, &mut errs);
     let context_names = validate_context(&def.context, &templates, &mut errs);
     validate_tasks(&def.tasks, &context_names, &templates, &mut errs);
@@ -124,6 +125,50 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
         errs.push("max_parallel", "must be at least 1");
     }
     if errs.0.is_empty() { Ok(()) } else { Err(ValidationErrors { errors: errs.0 }) }
+}
+
+/// Most tags one definition may carry.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag accepted.
+pub const MAX_TAG_LEN: usize = 40;
+
+/// Checks one tag: 1 to [`MAX_TAG_LEN`] characters of `[a-z0-9._-]`, starting with a letter
+/// or digit. Used for documents and for the tags of selectors alike.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if tag.chars().count() > MAX_TAG_LEN {
+        return Err(format!("{tag:?} is longer than {MAX_TAG_LEN} characters"));
+    }
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    if let Some(bad) = tag.chars().find(|c| !ok_char(*c)) {
+        return Err(format!("{tag:?} has the character {bad:?}: use lowercase [a-z0-9][a-z0-9._-]*"));
+    }
+    if !tag.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err(format!("{tag:?} must start with a letter or a digit"));
+    }
+    Ok(())
+}
+
+/// Checks a list of tags at `field` (`tags`): each valid, none twice, at most [`MAX_TAGS`].
+pub fn tag_errors(field: &str, tags: &[String]) -> Vec<FieldError> {
+    let mut errs = Errors(Vec::new());
+    if tags.len() > MAX_TAGS {
+        errs.push(field, format!("at most {MAX_TAGS} tags, got {}", tags.len()));
+    }
+    let mut seen = HashSet::new();
+    for (i, tag) in tags.iter().enumerate() {
+        errs.check(format!("{field}[{i}]"), check_tag(tag));
+        if !seen.insert(tag.as_str()) {
+            errs.push(format!("{field}[{i}]"), format!("duplicate tag {tag:?}"));
+        }
+    }
+    errs.0
+}
+
+fn validate_tags(tags: &[String], errs: &mut Errors) {
+    errs.0.extend(tag_errors("tags", tags));
 }
 
 fn not_for_kind(errs: &mut Errors, path: &str, field: &str, set: bool, kind: &str) {
@@ -148,11 +193,7 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 }
 
 fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
-    let kind = match t.kind {
-        TriggerKind::Cron => "cron",
-        TriggerKind::Event => "event",
-        TriggerKind::Manual => "manual",
-    };
+    let kind = t.kind.as_str();
     let is_cron = t.kind == TriggerKind::Cron;
     let is_event = t.kind == TriggerKind::Event;
     if is_cron {
@@ -542,6 +583,39 @@ mod tests {
         let errs = errors(v);
         assert!(errs.contains(&"tasks[0].workflow_type: required for kind \"workflow\"".to_string()), "{errs:?}");
         assert!(errs.contains(&"tasks[0].title: not allowed for kind \"workflow\"".to_string()), "{errs:?}");
+    }
+
+    #[test]
+    fn tags_are_checked_with_their_index() {
+        let mut v = base();
+        v["tags"] = json!(["billing", "nightly.v2", "ops_team-1"]);
+        assert_eq!(parse_definition(v).unwrap().tags, ["billing", "nightly.v2", "ops_team-1"]);
+
+        let mut v = base();
+        v["tags"] = json!(["ok", "Bad", "", "-x", "ok", "a b", "x".repeat(41)]);
+        let errs = errors(v);
+        assert_eq!(errs.len(), 6, "{errs:?}");
+        assert!(errs[0].starts_with("tags[1]: \"Bad\" has the character 'B'"), "{errs:?}");
+        assert_eq!(errs[1], "tags[2]: must not be empty");
+        assert!(errs[2].starts_with("tags[3]: \"-x\" must start with a letter or a digit"), "{errs:?}");
+        assert_eq!(errs[3], "tags[4]: duplicate tag \"ok\"");
+        assert!(errs[4].starts_with("tags[5]:"), "{errs:?}");
+        assert!(errs[5].starts_with("tags[6]:") && errs[5].contains("longer than 40"), "{errs:?}");
+
+        let mut v = base();
+        v["tags"] = json!((0..21).map(|i| format!("t{i}")).collect::<Vec<_>>());
+        assert_eq!(errors(v), ["tags: at most 20 tags, got 21"]);
+
+        let mut v = base();
+        v["tags"] = json!("billing");
+        assert!(errors(v)[0].starts_with("tags: invalid type"));
+    }
+
+    #[test]
+    fn documents_without_tags_serialize_as_before() {
+        let def = parse_definition(base()).unwrap();
+        assert!(def.tags.is_empty());
+        assert!(serde_json::to_value(&def).unwrap().get("tags").is_none());
     }
 
     #[test]

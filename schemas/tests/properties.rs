@@ -39,7 +39,7 @@ fn valid() -> Value {
     })
 }
 
-const TOP_LEVEL: &[&str] = &["", "id", "name", "description", "enabled", "trigger", "context", "tasks", "failure_policy", "max_parallel"];
+const TOP_LEVEL: &[&str] = &["", "id", "name", "description", "tags", "enabled", "trigger", "context", "tasks", "failure_policy", "max_parallel"];
 
 fn assert_named(errors: &[taskfactory_schemas::FieldError]) {
     assert!(!errors.is_empty());
@@ -64,7 +64,7 @@ proptest! {
 
     #[test]
     fn a_valid_document_with_one_field_replaced_is_accepted_or_explained(
-        section in prop_oneof![Just("trigger"), Just("context"), Just("tasks"), Just("name"), Just("id"), Just("max_parallel")],
+        section in prop_oneof![Just("trigger"), Just("context"), Just("tasks"), Just("name"), Just("id"), Just("tags"), Just("max_parallel")],
         value in any_json(),
     ) {
         let mut doc = valid();

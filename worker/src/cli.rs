@@ -105,6 +105,14 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Act on every definition a selector matches: pause, resume, trigger, backfill (one line
+    /// per definition; exits non-zero when any of them failed).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// API keys: create (the key is shown once), list, revoke. Talks to the database directly,
     /// so the first admin key can be made before any key exists.
     Keys {
@@ -300,6 +308,80 @@ pub enum SchedulesCommand {
     },
 }
 
+/// Which definitions a fleet operation acts on, and whether it only reports.
+#[derive(Debug, clap::Args)]
+pub struct FleetSelector {
+    /// Only definitions carrying this tag (repeat the flag: all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only definitions whose id or name contains this text (ignoring case).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Report what matches and what would be skipped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `taskfactory fleet ...`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Pause the schedules of matching cron definitions.
+    Pause {
+        #[command(flatten)]
+        selector: FleetSelector,
+        /// Why (recorded on each schedule).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Unpause the schedules of matching (enabled) cron definitions.
+    Resume {
+        #[command(flatten)]
+        selector: FleetSelector,
+        /// Why (recorded on each schedule).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Fire matching cron definitions' schedules now; start manual runs of the others.
+    Trigger {
+        #[command(flatten)]
+        selector: FleetSelector,
+        /// Payload of the manual runs, JSON or @file.
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Start one run per slot in a time range, for each matching cron definition.
+    Backfill {
+        #[command(flatten)]
+        selector: FleetSelector,
+        /// Start of the range (RFC 3339, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339, inclusive).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+impl FleetCommand {
+    /// The route's last segment and the request body.
+    pub fn request(&self) -> anyhow::Result<(&'static str, Value)> {
+        let (action, selector, mut body) = match self {
+            Self::Pause { selector, note } => ("pause", selector, json!({"note": note})),
+            Self::Resume { selector, note } => ("resume", selector, json!({"note": note})),
+            Self::Trigger { selector, payload } => ("trigger", selector, json!({"payload": payload.as_deref().map(json_arg).transpose()?})),
+            Self::Backfill { selector, from, to } => ("backfill", selector, json!({"start": from, "end": to})),
+        };
+        body["tags"] = json!(selector.tags);
+        body["dry_run"] = json!(selector.dry_run);
+        if let Some(search) = &selector.search {
+            body["search"] = json!(search);
+        }
+        // Unset options are left out: the API refuses fields an operation does not use.
+        body.as_object_mut().into_iter().for_each(|o| o.retain(|_, v| !v.is_null()));
+        Ok((action, body))
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -408,6 +490,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schedules { command, client } => schedules(&ApiClient::from_args(&client), command).await,
+        Command::Fleet { command, client } => fleet(&ApiClient::from_args(&client), &command).await,
         Command::Keys { command, database } => {
             let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
             match command {
@@ -509,6 +592,33 @@ async fn schedules(client: &ApiClient, command: SchedulesCommand) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&answer)?);
     }
     Ok(())
+}
+
+async fn fleet(client: &ApiClient, command: &FleetCommand) -> anyhow::Result<()> {
+    let (action, body) = command.request()?;
+    let answer = client.post(&format!("/api/v1/fleet/{action}"), &body).await?;
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let width = results.iter().filter_map(|r| r["definition_id"].as_str()).map(str::len).max().unwrap_or(0);
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in &results {
+        let outcome = r["outcome"].as_str().unwrap_or_default();
+        *counts.entry(outcome.to_owned()).or_default() += 1;
+        let mut detail = r["detail"].as_str().unwrap_or_default().to_owned();
+        if let Some(workflow_id) = r["workflow_id"].as_str() {
+            detail = format!("{detail} {workflow_id}");
+        }
+        println!("{:<width$}  {:<10}  {}", r["definition_id"].as_str().unwrap_or_default(), outcome, detail.trim());
+    }
+    // In a dry run, `matched` means "would be acted on".
+    let counted: Vec<String> =
+        counts.iter().map(|(outcome, n)| if outcome == "matched" { format!("{n} would {action}") } else { format!("{n} {outcome}") }).collect();
+    let dry = if answer["dry_run"].as_bool() == Some(true) { " (dry run, nothing changed)" } else { "" };
+    let tally = if counted.is_empty() { String::new() } else { format!(": {}", counted.join(", ")) };
+    println!("fleet {action}{dry}: {} definition(s) matched{tally}", answer["matched"]);
+    match counts.get("error") {
+        Some(errors) => bail!("fleet {action}: {errors} definition(s) failed"),
+        None => Ok(()),
+    }
 }
 
 /// What context sources read from: the context database (the run log's unless configured)
@@ -680,4 +790,34 @@ fn print_behaviour_diff(answer: &Value, as_json: bool) -> anyhow::Result<()> {
         s["replayed"], s["differing"], s["tasks_added"], s["tasks_removed"], s["tasks_changed"], s["fire_changes"]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::*;
+
+    fn fleet_request(args: &[&str]) -> (&'static str, Value) {
+        let cli = Cli::try_parse_from(["taskfactory", "fleet"].iter().chain(args)).unwrap();
+        let Command::Fleet { command, .. } = cli.command else { panic!("not a fleet command") };
+        command.request().unwrap()
+    }
+
+    #[test]
+    fn fleet_flags_become_the_api_body_without_unset_fields() {
+        let (action, body) = fleet_request(&["pause", "--tag", "nightly", "--tag", "eu", "--note", "maintenance", "--dry-run"]);
+        assert_eq!(action, "pause");
+        assert_eq!(body, json!({"note": "maintenance", "tags": ["nightly", "eu"], "dry_run": true}));
+        let (_, body) = fleet_request(&["trigger", "--search", "Invoices", "--payload", r#"{"n": 1}"#]);
+        assert_eq!(body, json!({"payload": {"n": 1}, "tags": [], "dry_run": false, "search": "Invoices"}));
+        let (action, body) = fleet_request(&["backfill", "--tag", "a", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"]);
+        assert_eq!(action, "backfill");
+        assert_eq!(body, json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "tags": ["a"], "dry_run": false}));
+        assert!(Cli::try_parse_from(["taskfactory", "fleet", "backfill", "--tag", "a"]).is_err(), "--from and --to are required");
+        let cli = Cli::try_parse_from(["taskfactory", "fleet", "pause", "--tag", "a", "--api-url", "http://api:1", "--api-key", "k"]).unwrap();
+        let Command::Fleet { client, .. } = cli.command else { panic!("not a fleet command") };
+        assert_eq!((client.api_url.as_str(), client.api_key.as_deref()), ("http://api:1", Some("k")), "client flags after the subcommand");
+    }
 }

@@ -72,14 +72,15 @@ pub struct MetricsArgs {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// Where client commands send their requests.
+/// Where client commands send their requests. Global, so that commands with subcommands
+/// (`schedules`, `fleet`) take them after the subcommand too.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClientArgs {
     /// Base URL of a running taskfactory API.
-    #[arg(long, env = "TASKFACTORY_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, env = "TASKFACTORY_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
     /// API key (`tfk_...`); `taskfactory dev` prints one, `taskfactory keys create` makes more.
-    #[arg(long, env = "TASKFACTORY_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "TASKFACTORY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
 

@@ -198,3 +198,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     drop(temporal_server);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_examples_are_valid_definitions() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut tagged = Vec::new();
+        for file in definition_files(&dir).unwrap() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let format = if is_yaml(&file) { Format::Yaml } else { Format::Json };
+            let definition = parse_definition_text(&text, format).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if definition.tags.iter().any(|t| t == "nightly") {
+                tagged.push(definition.id.to_string());
+            }
+        }
+        assert_eq!(tagged, ["nightly-digest"], "the fleet example in wiki/operations.md pauses it by tag");
+    }
+}

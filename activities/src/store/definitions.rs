@@ -6,7 +6,6 @@ impl Store {
     /// Saves a definition: a new immutable version unless it equals the current one.
     pub async fn put_definition(&self, def: &ActivityDefinition) -> Result<PutOutcome> {
         let document = serde_json::to_value(def).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let trigger_kind = serde_json::to_value(def.trigger.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let mut tx = self.pool.begin().await?;
         // Serialises concurrent PUTs of one id, including the very first one.
         sqlx::query("select pg_advisory_xact_lock(hashtext($1))").bind(def.id.as_str()).execute(&mut *tx).await?;
@@ -15,7 +14,7 @@ impl Store {
                 .bind(def.id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let version = match current {
+        let version: i32 = match current {
             Some((version, deleted_at)) => {
                 if deleted_at.is_none() {
                     let stored: Value = sqlx::query_scalar(
@@ -29,34 +28,27 @@ impl Store {
                         return Ok(PutOutcome { version, changed: false });
                     }
                 }
-                let next: i32 = sqlx::query_scalar("select coalesce(max(version), 0) + 1 from activity_definition_versions where definition_id = $1")
+                sqlx::query_scalar("select coalesce(max(version), 0) + 1 from activity_definition_versions where definition_id = $1")
                     .bind(def.id.as_str())
                     .fetch_one(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "update activity_definitions set current_version = $2, name = $3, enabled = $4, trigger_kind = $5, \
-                     updated_at = now(), deleted_at = null where id = $1",
-                )
-                .bind(def.id.as_str())
-                .bind(next)
-                .bind(&def.name)
-                .bind(def.enabled)
-                .bind(&trigger_kind)
-                .execute(&mut *tx)
-                .await?;
-                next
+                    .await?
             }
-            None => {
-                sqlx::query("insert into activity_definitions (id, current_version, name, enabled, trigger_kind) values ($1, 1, $2, $3, $4)")
-                    .bind(def.id.as_str())
-                    .bind(&def.name)
-                    .bind(def.enabled)
-                    .bind(&trigger_kind)
-                    .execute(&mut *tx)
-                    .await?;
-                1
-            }
+            None => 1,
         };
+        // The current pointer, created or moved (a deleted definition saved again comes back).
+        sqlx::query(
+            "insert into activity_definitions (id, current_version, name, enabled, trigger_kind, tags) values ($1, $2, $3, $4, $5, $6) \
+             on conflict (id) do update set current_version = excluded.current_version, name = excluded.name, enabled = excluded.enabled, \
+             trigger_kind = excluded.trigger_kind, tags = excluded.tags, updated_at = now(), deleted_at = null",
+        )
+        .bind(def.id.as_str())
+        .bind(version)
+        .bind(&def.name)
+        .bind(def.enabled)
+        .bind(def.trigger.kind.as_str())
+        .bind(&def.tags)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("insert into activity_definition_versions (definition_id, version, document) values ($1, $2, $3)")
             .bind(def.id.as_str())
             .bind(version)
@@ -87,12 +79,18 @@ impl Store {
         })
     }
 
-    /// Every (not deleted) definition.
-    pub async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+    /// The (not deleted) definitions that pass `filter`, by id.
+    pub async fn list_definitions(&self, filter: &DefinitionFilter) -> Result<Vec<DefinitionSummary>> {
+        // `tags @> '{}'` holds for every row, so no tags means no condition (and the GIN
+        // index serves the containment when there are some).
         let rows = sqlx::query(
-            "select id, name, current_version, enabled, trigger_kind, updated_at from activity_definitions \
-             where deleted_at is null order by id",
+            "select id, name, current_version, enabled, trigger_kind, tags, updated_at from activity_definitions \
+             where deleted_at is null and tags @> $1::text[] \
+             and ($2::text is null or strpos(lower(id), lower($2)) > 0 or strpos(lower(name), lower($2)) > 0) \
+             order by id",
         )
+        .bind(&filter.tags)
+        .bind(filter.search.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -103,6 +101,7 @@ impl Store {
                     version: r.try_get("current_version")?,
                     enabled: r.try_get("enabled")?,
                     trigger_kind: r.try_get("trigger_kind")?,
+                    tags: r.try_get("tags")?,
                     updated_at: r.try_get("updated_at")?,
                 })
             })

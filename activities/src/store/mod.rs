@@ -91,8 +91,26 @@ pub struct DefinitionSummary {
     pub enabled: bool,
     /// `cron`, `event` or `manual`.
     pub trigger_kind: String,
+    /// The current version's tags.
+    pub tags: Vec<String>,
     /// Last save.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which definitions [`Store::list_definitions`] returns (deleted ones never).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DefinitionFilter {
+    /// Only definitions carrying every one of these tags (none: no condition).
+    pub tags: Vec<String>,
+    /// Only definitions whose id or name contains this text, ignoring case.
+    pub search: Option<String>,
+}
+
+impl DefinitionFilter {
+    /// Whether the filter lets every definition through.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.search.is_none()
+    }
 }
 
 /// One stored version.

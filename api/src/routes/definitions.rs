@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskfactory_activities::store::{DefinitionSummary, VersionRecord};
+use taskfactory_activities::store::{DefinitionFilter, DefinitionSummary, VersionRecord};
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::diff::Change;
 use taskfactory_schemas::preview::{DstWarning, Fire, next_fires, preview};
-use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
+use taskfactory_schemas::validate::{Format, parse_definition, parse_text, tag_errors};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId};
 use utoipa::IntoParams;
 
@@ -170,15 +170,48 @@ pub async fn get(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath
 /// The definitions.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DefinitionList {
-    /// Every definition that is not deleted.
+    /// Every definition that is not deleted and passes the filters, by id.
     pub definitions: Vec<DefinitionSummary>,
 }
 
+/// Query of `GET /api/v1/definitions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only definitions carrying every one of these tags, comma-separated (`billing,nightly`).
+    pub tag: Option<String>,
+    /// Only definitions whose id or name contains this text, ignoring case.
+    pub search: Option<String>,
+}
+
+/// Longest `search` text accepted.
+pub const MAX_SEARCH_LEN: usize = 200;
+
+/// Checks a selector of definitions: each tag valid (errors at `{tags_field}[i]`), the search
+/// text at most [`MAX_SEARCH_LEN`] characters (blank means none). Shared by the list's query
+/// and the fleet operations' bodies.
+pub fn definition_filter(tags_field: &str, tags: Vec<String>, search: Option<String>) -> Result<DefinitionFilter, ApiError> {
+    let mut errors = tag_errors(tags_field, &tags);
+    let search = search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_LEN) {
+        errors.push(taskfactory_schemas::FieldError { path: "search".into(), message: format!("at most {MAX_SEARCH_LEN} characters") });
+    }
+    if errors.is_empty() { Ok(DefinitionFilter { tags, search }) } else { Err(ApiError::Invalid(errors)) }
+}
+
 /// List the definitions
-#[utoipa::path(get, path = "/api/v1/definitions", operation_id = "list_definitions", tag = "definitions",
-    responses((status = 200, description = "Every definition", body = ref("#/components/schemas/DefinitionList"))))]
-pub async fn list(State(state): State<ApiState>) -> Result<Json<DefinitionList>, ApiError> {
-    Ok(Json(DefinitionList { definitions: state.store.list_definitions().await? }))
+///
+/// `?tag=a,b` keeps those carrying every tag named; `?search=text` those whose id or name
+/// contains the text (ignoring case).
+#[utoipa::path(get, path = "/api/v1/definitions", operation_id = "list_definitions", tag = "definitions", params(ListQuery),
+    responses(
+        (status = 200, description = "The definitions that pass the filters", body = ref("#/components/schemas/DefinitionList")),
+        (status = 422, description = "A tag that is not one (`tag[i]`), or a search text too long"),
+    ))]
+pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<DefinitionList>, ApiError> {
+    let tags = q.tag.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let filter = definition_filter("tag", tags, q.search)?;
+    Ok(Json(DefinitionList { definitions: state.store.list_definitions(&filter).await? }))
 }
 
 /// A definition's versions.

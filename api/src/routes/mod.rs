@@ -11,6 +11,7 @@ pub mod decisions;
 pub mod definitions;
 pub mod docs;
 pub mod events;
+pub mod fleet;
 pub mod health;
 pub mod human;
 pub mod keys;
@@ -51,6 +52,10 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/schedule/trigger", post(schedules::trigger))
         .route("/api/v1/definitions/{id}/schedule/backfill", post(schedules::backfill))
         .route("/api/v1/schedules/reconcile", post(schedules::reconcile))
+        .route("/api/v1/fleet/pause", post(fleet::pause))
+        .route("/api/v1/fleet/resume", post(fleet::resume))
+        .route("/api/v1/fleet/trigger", post(fleet::trigger))
+        .route("/api/v1/fleet/backfill", post(fleet::backfill))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/api/v1/audit", get(keys::audit))
@@ -82,4 +87,32 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiEr
             ApiError::field(if path == "." { String::new() } else { path }, inner.to_string())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        #[allow(dead_code)]
+        note: Option<String>,
+    }
+
+    fn paths(body: &str) -> Vec<String> {
+        match json_body::<Body>(body.as_bytes()) {
+            Err(ApiError::Invalid(errors)) => errors.into_iter().map(|e| e.path).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_bodies_name_the_field_at_fault() {
+        assert!(json_body::<Body>(b"  ").is_ok());
+        assert_eq!(paths(r#"{"noet": "x"}"#), ["noet"]);
+        assert_eq!(paths(r#"{"note": 3}"#), ["note"]);
+        assert!(matches!(json_body::<Body>(b"{"), Err(ApiError::BadRequest(_))));
+    }
 }

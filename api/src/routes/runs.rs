@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use taskfactory_activities::store::{RunDetail, RunFilter, RunSummary};
+use taskfactory_activities::store::{DefinitionRecord, RunDetail, RunFilter, RunSummary};
 use taskfactory_schemas::TraceEvent;
 use taskfactory_schemas::ids::manual_workflow_id;
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
@@ -17,7 +17,7 @@ use super::definitions::{IdPath, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::starter::start_run;
+use crate::starter::{Started, start_run};
 
 /// The `{workflow_id}` of the run routes.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -81,15 +81,23 @@ pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
         check_key(key)?;
     }
     let record = state.store.get_definition(id.as_str()).await?;
+    let started = start_manual_run(&state, record, request.key, request.payload).await?;
+    let status = if started.started { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(TriggerAnswer { workflow_id: started.workflow_id, run_id: started.run_id, started: started.started })))
+}
+
+/// Starts a manual run of a definition's current version (`tf:{id}:manual:{key}`, a fresh
+/// uuid without a key); refuses a disabled definition (`definition_disabled`). The core of
+/// `POST /api/v1/definitions/{id}/runs` and of `POST /api/v1/fleet/trigger` for manual and
+/// event definitions.
+pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: Option<String>, payload: Value) -> Result<Started, ApiError> {
+    let id = record.definition.id.clone();
     if !record.definition.enabled {
         return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {id} is disabled") });
     }
-    let key = request.key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let workflow_id = manual_workflow_id(&id, &key);
+    let workflow_id = manual_workflow_id(&id, &key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
     let loaded = LoadedDefinition { version: record.version, definition: record.definition };
-    let started = start_run(&state, &loaded, TriggerInfo::manual(request.key, request.payload), workflow_id).await?;
-    let status = if started.started { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(TriggerAnswer { workflow_id: started.workflow_id, run_id: started.run_id, started: started.started })))
+    start_run(state, &loaded, TriggerInfo::manual(key, payload), workflow_id).await
 }
 
 /// Query of `GET /api/v1/runs`.

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use taskfactory_schemas::ActivityDefinition;
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::ids::schedule_id;
 use taskfactory_schemas::preview::{Fire, next_fires};
@@ -36,7 +37,7 @@ fn schedule_error(id: &str, e: ScheduleError) -> ApiError {
 }
 
 /// Loads a definition and checks it is a cron definition.
-async fn cron_definition(state: &ApiState, raw_id: &str) -> Result<taskfactory_schemas::ActivityDefinition, ApiError> {
+async fn cron_definition(state: &ApiState, raw_id: &str) -> Result<ActivityDefinition, ApiError> {
     let id = path_id(raw_id)?;
     let record = state.store.get_definition(id.as_str()).await?;
     if record.definition.trigger.kind != TriggerKind::Cron {
@@ -155,11 +156,17 @@ pub struct PauseAnswer {
 pub async fn pause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
+    Ok(Json(pause_schedule(&state, &definition, request.note).await?))
+}
+
+/// Pauses the schedule of a cron definition with `note` (default `paused via taskfactory`):
+/// the core of the pause route and of `POST /api/v1/fleet/pause`.
+pub async fn pause_schedule(state: &ApiState, definition: &ActivityDefinition, note: Option<String>) -> Result<PauseAnswer, ApiError> {
     let sid = schedule_id(&definition.id);
-    let note = request.note.unwrap_or_else(|| "paused via taskfactory".to_owned());
+    let note = note.unwrap_or_else(|| "paused via taskfactory".to_owned());
     state.temporal.get_schedule_handle(sid.clone()).pause(Some(note.clone()), PauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule paused");
-    Ok(Json(PauseAnswer { schedule_id: sid, paused: true, note }))
+    Ok(PauseAnswer { schedule_id: sid, paused: true, note })
 }
 
 /// Unpause a definition's schedule
@@ -174,14 +181,21 @@ pub async fn pause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPa
 pub async fn unpause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
+    Ok(Json(unpause_schedule(&state, &definition, request.note).await?))
+}
+
+/// Unpauses the schedule of a cron definition with `note` (default `unpaused via
+/// taskfactory`); refuses a disabled definition (`definition_disabled`), whose schedule stays
+/// paused until it is enabled. The core of the unpause route and of `POST /api/v1/fleet/resume`.
+pub async fn unpause_schedule(state: &ApiState, definition: &ActivityDefinition, note: Option<String>) -> Result<PauseAnswer, ApiError> {
     if !definition.enabled {
         return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {} is disabled: enable it to unpause", definition.id) });
     }
     let sid = schedule_id(&definition.id);
-    let note = request.note.unwrap_or_else(|| "unpaused via taskfactory".to_owned());
+    let note = note.unwrap_or_else(|| "unpaused via taskfactory".to_owned());
     state.temporal.get_schedule_handle(sid.clone()).unpause(Some(note.clone()), UnpauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule unpaused");
-    Ok(Json(PauseAnswer { schedule_id: sid, paused: false, note }))
+    Ok(PauseAnswer { schedule_id: sid, paused: false, note })
 }
 
 /// A schedule triggered.
@@ -205,6 +219,12 @@ pub struct ScheduleTriggered {
     ))]
 pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<(StatusCode, Json<ScheduleTriggered>), ApiError> {
     let definition = cron_definition(&state, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(trigger_schedule(&state, &definition).await?)))
+}
+
+/// Fires the schedule of a cron definition now, under its overlap policy: the core of the
+/// trigger route and of `POST /api/v1/fleet/trigger` for cron definitions.
+pub async fn trigger_schedule(state: &ApiState, definition: &ActivityDefinition) -> Result<ScheduleTriggered, ApiError> {
     let sid = schedule_id(&definition.id);
     state
         .temporal
@@ -212,7 +232,8 @@ pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
         .trigger(ScheduleOverlapPolicy::Unspecified, TriggerScheduleOptions::default())
         .await
         .map_err(|e| schedule_error(&sid, e))?;
-    Ok((StatusCode::ACCEPTED, Json(ScheduleTriggered { schedule_id: sid, triggered: true })))
+    tracing::info!(schedule = %sid, "schedule triggered");
+    Ok(ScheduleTriggered { schedule_id: sid, triggered: true })
 }
 
 /// Body of a backfill.
@@ -249,12 +270,27 @@ pub struct BackfillAnswer {
     ))]
 pub async fn backfill(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<(StatusCode, Json<BackfillAnswer>), ApiError> {
     let request: BackfillRequest = json_body(&body)?;
-    let start = request.start.ok_or_else(|| ApiError::field("start", "required (RFC 3339)"))?;
-    let end = request.end.ok_or_else(|| ApiError::field("end", "required (RFC 3339)"))?;
+    let range = backfill_range(request.start, request.end)?;
+    let definition = cron_definition(&state, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(backfill_schedule(&state, &definition, range).await?)))
+}
+
+/// A checked backfill range: `(start, end)`, both inclusive, `end` after `start`.
+pub type BackfillRange = (DateTime<Utc>, DateTime<Utc>);
+
+/// Checks a backfill's `start` and `end` (errors name the field).
+pub fn backfill_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<BackfillRange, ApiError> {
+    let start = start.ok_or_else(|| ApiError::field("start", "required (RFC 3339)"))?;
+    let end = end.ok_or_else(|| ApiError::field("end", "required (RFC 3339)"))?;
     if end <= start {
         return Err(ApiError::field("end", "must be after start"));
     }
-    let definition = cron_definition(&state, &id).await?;
+    Ok((start, end))
+}
+
+/// Backfills the schedule of a cron definition over `range`: one run per slot, at most
+/// [`MAX_BACKFILL_SLOTS`]. The core of the backfill route and of `POST /api/v1/fleet/backfill`.
+pub async fn backfill_schedule(state: &ApiState, definition: &ActivityDefinition, (start, end): BackfillRange) -> Result<BackfillAnswer, ApiError> {
     // Count the slots locally first, so a typo in the range cannot start a flood of runs.
     let probe = next_fires(&definition.trigger, start - chrono::Duration::seconds(1), MAX_BACKFILL_SLOTS + 1).map_err(|m| ApiError::field("trigger.cron", m))?;
     let slots: Vec<String> = probe.iter().filter(|f| f.utc <= end).map(|f| rfc3339(f.utc.into())).collect();
@@ -268,7 +304,7 @@ pub async fn backfill(State(state): State<ApiState>, Path(IdPath { id }): Path<I
         .build();
     state.temporal.get_schedule_handle(sid.clone()).backfill([range], BackfillScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, slots = slots.len(), "backfill requested");
-    Ok((StatusCode::ACCEPTED, Json(BackfillAnswer { schedule_id: sid, slots })))
+    Ok(BackfillAnswer { schedule_id: sid, slots })
 }
 
 /// What the reconciler repaired.

@@ -8,6 +8,7 @@ mod decisions;
 mod definitions;
 mod events;
 mod fanout;
+mod fleet;
 mod floor;
 mod kinds;
 mod live;

@@ -29,20 +29,6 @@ async fn temporal_schedule(app: &TestApp, id: &str) -> Option<Value> {
     Some(json!({"paused": state.paused, "note": state.notes, "timezone": spec.timezone_name}))
 }
 
-/// Runs of a definition in the run log, once `count` of them have completed (deadline 60 s).
-async fn completed_runs(app: &TestApp, id: &str, count: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, list) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&status=completed"), None).await;
-        let runs = list["runs"].as_array().cloned().unwrap_or_default();
-        if runs.len() >= count {
-            return runs;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {count} runs of {id} completed in 60 s", runs.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_definition_owns_its_schedule() {
     let app = TestApp::spawn("schedule").await;
@@ -56,7 +42,7 @@ async fn a_cron_definition_owns_its_schedule() {
     // Trigger now: a scheduled run with its slot recorded.
     let (status, _) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/trigger"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let runs = completed_runs(&app, &id, 1).await;
+    let runs = app.completed_runs(&format!("definition_id={id}"), 1).await;
     let workflow_id = runs[0]["workflow_id"].as_str().unwrap();
     assert!(workflow_id.starts_with(&format!("tf:{id}:schedule-")), "{workflow_id}");
     assert_eq!(runs[0]["trigger_kind"], "schedule");
@@ -113,7 +99,7 @@ async fn a_backfill_of_three_slots_starts_three_runs() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["slots"], json!(["2026-01-05T10:00:00Z", "2026-01-05T11:00:00Z", "2026-01-05T12:00:00Z"]));
 
-    let runs = completed_runs(&app, &id, 3).await;
+    let runs = app.completed_runs(&format!("definition_id={id}"), 3).await;
     assert_eq!(runs.len(), 3, "exactly three runs: {runs:?}");
     let mut slots = Vec::new();
     let mut ids = std::collections::BTreeSet::new();

@@ -298,6 +298,21 @@ impl TestApp {
         }
     }
 
+    /// Completed runs matching `filter` (query parameters of `GET /api/v1/runs`, such as
+    /// `definition_id=x&trigger=schedule`), once there are at least `count` (deadline 60 s).
+    pub async fn completed_runs(&self, filter: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, list) = self.call(reqwest::Method::GET, &format!("/api/v1/runs?status=completed&{filter}"), None).await;
+            let runs = list["runs"].as_array().cloned().unwrap_or_default();
+            if runs.len() >= count {
+                return runs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {} of {count} runs ({filter}) completed in 60 s", runs.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Asserts the run's log is gapless and has each of its `tasks` tasks started and
     /// completed exactly once.
     pub async fn assert_log_gapless_each_task_once(&self, workflow_id: &str, tasks: usize) -> Vec<Value> {

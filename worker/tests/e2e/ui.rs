@@ -133,3 +133,29 @@ async fn a_definition_page_lists_its_trigger_decisions() {
     assert_eq!(outcomes, ["filtered", "fired"], "newest first: {seen}");
     assert!(rows[0]["why"].as_str().unwrap().contains("event.payload.branch = \"dev\""), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_definitions_list_shows_tags_and_filters_by_them() {
+    let app = TestApp::spawn("uitags").await;
+    let p = format!("uitags-{}", unique());
+    let definition = |suffix: &str, name: &str, tags: &[&str]| {
+        json!({"id": format!("{p}-{suffix}"), "name": name, "tags": tags, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]})
+    };
+    for d in [definition("a", "Invoices", &["billing", "nightly"]), definition("b", "Reports", &["nightly"]), definition("c", "Untagged", &[])] {
+        assert_eq!(app.put_definition(&d).await.0, StatusCode::CREATED);
+    }
+    let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
+
+    let arg = json!({"tag": "nightly", "search": "report", "chip": "billing"}).to_string();
+    let seen = Browser::start("definitions", &app, &arg).report().await;
+    assert_eq!(
+        seen["all"],
+        json!([{"id": a, "tags": ["billing", "nightly"]}, {"id": b, "tags": ["nightly"]}, {"id": c, "tags": []}]),
+        "{seen}"
+    );
+    assert_eq!(seen["options"], json!(["", "billing", "nightly"]));
+    assert_eq!(seen["byTag"], json!([a, b]));
+    assert_eq!(seen["bySearch"], json!([b]));
+    assert_eq!(seen["byChip"], json!([a]));
+    assert_eq!(seen["selected"], "billing", "a clicked tag shows in the select");
+}
