@@ -74,6 +74,16 @@ impl TfActivityImpls {
     }
 }
 
+/// The workflow that called an activity (a run, batch or task workflow): every log line of
+/// an activity carries its id and Temporal run id, with `run` (the run's workflow id).
+fn workflow_id(ctx: &ActivityContext) -> &str {
+    ctx.info().workflow_id.as_deref().unwrap_or_default()
+}
+
+fn temporal_run_id(ctx: &ActivityContext) -> &str {
+    ctx.info().workflow_run_id.as_deref().unwrap_or_default()
+}
+
 /// A failure Temporal does not retry.
 pub fn permanent(message: impl Into<String>) -> ActivityError {
     ActivityError::application(ApplicationFailure::non_retryable(message.into()))
@@ -90,18 +100,19 @@ fn store_error(e: StoreError) -> ActivityError {
 #[activities]
 impl TfActivityImpls {
     #[activity(definition = tf_activities::StartRun)]
-    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
-    pub async fn start_run(self: Arc<Self>, _ctx: ActivityContext, input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn start_run(self: Arc<Self>, ctx: ActivityContext, input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
         let run = &input.run;
         self.store.start_run(&input.run_workflow_id, &input.temporal_run_id, &run.definition_id, &run.trigger).await.map_err(store_error)?;
         let loaded = self.store.load_for_run(&run.definition_id, run.version).await.map_err(store_error)?;
         self.store.set_version_used(&input.run_workflow_id, loaded.version).await.map_err(store_error)?;
+        tracing::info!(definition_id = %run.definition_id, version = loaded.version, trigger = run.trigger.kind.as_str(), "run started");
         Ok(loaded)
     }
 
     #[activity(definition = tf_activities::ResolveContext)]
-    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
-    pub async fn resolve_context(self: Arc<Self>, _ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn resolve_context(self: Arc<Self>, ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
         let resolved = context::resolve(&self.context, &input.loaded, &input.trigger, &Default::default(), self.config.context_limits).await;
         let value = match resolved {
             Ok(value) => value,
@@ -113,8 +124,8 @@ impl TfActivityImpls {
     }
 
     #[activity(definition = tf_activities::PlanRun)]
-    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
-    pub async fn plan_run(self: Arc<Self>, _ctx: ActivityContext, input: PlanRunInput) -> Result<Plan, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn plan_run(self: Arc<Self>, ctx: ActivityContext, input: PlanRunInput) -> Result<Plan, ActivityError> {
         let request = PlanRequest {
             definition: &input.loaded.definition,
             version: input.loaded.version,
@@ -125,6 +136,7 @@ impl TfActivityImpls {
         };
         let mut made = plan(&request).map_err(|e| permanent(e.to_string()))?;
         self.store.record_plan(&input.run_workflow_id, &made).await.map_err(store_error)?;
+        tracing::info!(tasks = made.tasks.len(), templates = made.templates.len(), "run planned");
         if input.summary_only {
             made.tasks.clear();
             made.decisions.clear();
@@ -133,8 +145,8 @@ impl TfActivityImpls {
     }
 
     #[activity(definition = tf_activities::PlanTemplate)]
-    #[instrument(skip_all, fields(run = %input.run_workflow_id, template = %input.template_id))]
-    pub async fn plan_template(self: Arc<Self>, _ctx: ActivityContext, input: PlanTemplateInput) -> Result<u64, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn plan_template(self: Arc<Self>, ctx: ActivityContext, input: PlanTemplateInput) -> Result<u64, ActivityError> {
         let template = input
             .loaded
             .definition
@@ -157,14 +169,16 @@ impl TfActivityImpls {
     }
 
     #[activity(definition = tf_activities::LoadBatch)]
-    pub async fn load_batch(self: Arc<Self>, _ctx: ActivityContext, input: LoadBatchInput) -> Result<Vec<PlannedTask>, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn load_batch(self: Arc<Self>, ctx: ActivityContext, input: LoadBatchInput) -> Result<Vec<PlannedTask>, ActivityError> {
         let offset = i64::try_from(input.offset).unwrap_or(i64::MAX);
         let limit = i64::try_from(input.limit).unwrap_or(i64::MAX);
         self.store.load_tasks(&input.run_workflow_id, &input.template_id, offset, limit).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::HumanTaskCreated)]
-    pub async fn human_task_created(self: Arc<Self>, _ctx: ActivityContext, input: HumanTaskInput) -> Result<String, ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn human_task_created(self: Arc<Self>, ctx: ActivityContext, input: HumanTaskInput) -> Result<String, ActivityError> {
         self.store
             .human_task_created(&input.run_workflow_id, &input.task_id, &input.title, input.assignee.as_deref(), &input.form)
             .await
@@ -172,19 +186,26 @@ impl TfActivityImpls {
     }
 
     #[activity(definition = tf_activities::HttpRequest)]
-    #[instrument(skip_all, fields(method = %input.method, url = %input.url))]
-    pub async fn http_request(self: Arc<Self>, _ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
-        crate::http_task::send(&self.http, self.context.egress, &self.context.secrets, &input).await
+    #[instrument(skip_all, fields(workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx), method = %input.method))]
+    pub async fn http_request(self: Arc<Self>, ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
+        let answer = crate::http_task::send(&self.http, self.context.egress, &self.context.secrets, &input).await;
+        if let Err(e) = &answer {
+            // Secrets are redacted from these errors by `send`.
+            tracing::warn!(error = ?e, "http request failed");
+        }
+        answer
     }
 
     #[activity(definition = tf_activities::TaskStarted)]
-    pub async fn task_started(self: Arc<Self>, _ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn task_started(self: Arc<Self>, ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
         let write = TaskWrite::Started { task_id: input.task_id, temporal_run_id: input.temporal_run_id };
         self.write_task(&input.run_workflow_id, vec![write]).await
     }
 
     #[activity(definition = tf_activities::TaskRan)]
-    pub async fn task_ran(self: Arc<Self>, _ctx: ActivityContext, input: TaskRanInput) -> Result<(), ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn task_ran(self: Arc<Self>, ctx: ActivityContext, input: TaskRanInput) -> Result<(), ActivityError> {
         let writes = vec![
             TaskWrite::Started { task_id: input.task_id.clone(), temporal_run_id: input.temporal_run_id },
             TaskWrite::Finished { task_id: input.task_id, status: Status::Completed, output: input.output, error: None },
@@ -193,22 +214,34 @@ impl TfActivityImpls {
     }
 
     #[activity(definition = tf_activities::TaskFinished)]
-    pub async fn task_finished(self: Arc<Self>, _ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn task_finished(self: Arc<Self>, ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
+        if input.status == Status::Failed {
+            tracing::warn!(task_id = %input.task_id, error = input.error.as_deref().unwrap_or_default(), "task failed");
+        }
         let write = TaskWrite::Finished { task_id: input.task_id, status: input.status, output: input.output, error: input.error };
         self.write_task(&input.run_workflow_id, vec![write]).await
     }
 
     #[activity(definition = tf_activities::TasksSkipped)]
-    pub async fn tasks_skipped(self: Arc<Self>, _ctx: ActivityContext, input: TasksSkippedInput) -> Result<(), ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn tasks_skipped(self: Arc<Self>, ctx: ActivityContext, input: TasksSkippedInput) -> Result<(), ActivityError> {
+        tracing::info!(template_id = %input.template_id, reason = %input.reason, "tasks skipped");
         self.store.tasks_skipped(&input.run_workflow_id, &input.template_id, &input.reason).await.map_err(store_error)
     }
 
     #[activity(definition = tf_activities::FinishRun)]
-    #[instrument(skip_all, fields(run = %input.run_workflow_id))]
-    pub async fn finish_run(self: Arc<Self>, _ctx: ActivityContext, input: FinishRunInput) -> Result<(), ActivityError> {
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn finish_run(self: Arc<Self>, ctx: ActivityContext, input: FinishRunInput) -> Result<(), ActivityError> {
         self.store
             .finish_run(&input.run_workflow_id, input.status, &input.outcome, input.error.as_deref())
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        let (status, spawned) = (input.status.as_str(), input.outcome.tasks_spawned);
+        match input.error.as_deref() {
+            Some(error) => tracing::warn!(status, tasks_spawned = spawned, error, "run finished"),
+            None => tracing::info!(status, tasks_spawned = spawned, "run finished"),
+        }
+        Ok(())
     }
 }

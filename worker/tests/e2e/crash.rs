@@ -145,3 +145,43 @@ async fn sigterm_lets_an_in_flight_http_request_finish() {
     assert_eq!(answered.load(Ordering::SeqCst), 1, "one request in all");
     assert!(received.try_recv().is_err(), "the request was sent once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_run_and_workflow_ids() {
+    let app = TestApp::spawn_with("jsonlogs", false).await;
+    let id = format!("jsonlogs-{}", unique());
+    let definition = json!({"id": id, "name": "Logged", "trigger": {"kind": "manual"},
+        "tasks": [{"id": "a", "kind": "noop"}, {"id": "b", "kind": "noop", "depends_on": ["a"]}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let log_path = crate::support::scratch_root().join(format!("worker-{}.log", unique()));
+    std::fs::create_dir_all(log_path.parent().unwrap()).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["--log-format", "json", "worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
+        .args(["--database-url", app.database_url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting taskfactory worker");
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(terminate(&mut worker).await.success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
+    let of_run: Vec<&Value> = lines.iter().filter(|l| l["span"]["run"] == workflow_id.as_str()).collect();
+    let messages: Vec<&str> = of_run.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    for expected in ["run started", "run planned", "run finished"] {
+        assert!(messages.contains(&expected), "no {expected:?} line for the run in {text}");
+    }
+    for line in &of_run {
+        // Run-level activities are called by the run's own workflow.
+        if line["span"]["name"] == "start_run" || line["span"]["name"] == "finish_run" {
+            assert_eq!(line["span"]["workflow_id"], workflow_id.as_str(), "{line}");
+            assert_eq!(line["span"]["temporal_run_id"], run["run_id"], "{line}");
+        }
+        assert!(line["span"]["workflow_id"].as_str().is_some_and(|w| w.starts_with(workflow_id.as_str())), "{line}");
+    }
+    let _ = std::fs::remove_file(&log_path);
+}
