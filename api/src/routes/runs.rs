@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use taskfactory_activities::store::{DefinitionRecord, RunDetail, RunFilter, RunSummary};
+use taskfactory_activities::store::{NewDecision, DefinitionRecord, RunDetail, RunFilter, RunSummary};
 use taskfactory_schemas::TraceEvent;
+use taskfactory_schemas::decisions::DecisionOutcome;
 use taskfactory_schemas::ids::manual_workflow_id;
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use utoipa::IntoParams;
@@ -97,7 +98,21 @@ pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: O
     }
     let workflow_id = manual_workflow_id(&id, &key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
     let loaded = LoadedDefinition { version: record.version, definition: record.definition };
-    start_run(state, &loaded, TriggerInfo::manual(key, payload), workflow_id).await
+    let trigger = TriggerInfo::manual(key.clone(), payload);
+    let started = start_run(state, &loaded, trigger.clone(), workflow_id).await?;
+    // The run records its own `fired` decision; a reused key is recorded here.
+    let decision = if started.started {
+        NewDecision::fired(id.as_str(), &trigger, &started.workflow_id)
+    } else {
+        NewDecision {
+            outcome: DecisionOutcome::Deduplicated,
+            message: format!("idempotency key {:?} already started {}", key.as_deref().unwrap_or_default(), started.workflow_id),
+            key: None,
+            ..NewDecision::fired(id.as_str(), &trigger, &started.workflow_id)
+        }
+    };
+    state.store.record_decision(&decision).await?;
+    Ok(started)
 }
 
 /// Query of `GET /api/v1/runs`.

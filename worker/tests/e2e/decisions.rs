@@ -218,3 +218,18 @@ async fn a_behavioural_diff_replays_recorded_triggers_without_starting_anything(
     let (status, bad) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?to=2"), None).await;
     assert_eq!((status, bad["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("from")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_manual_key_is_recorded_as_deduplicated() {
+    let app = TestApp::spawn("decisions-manual").await;
+    let id = format!("manual-{}", unique());
+    let definition = json!({"id": id, "name": "Manual", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let first = app.start_run(&id, &json!({"key": "once"})).await;
+    let (status, again) = app.trigger(&id, &json!({"key": "once"})).await;
+    assert_eq!((status, again["started"].as_bool()), (StatusCode::OK, Some(false)), "{again}");
+    app.wait_for_run(&first).await;
+    let decisions = decisions_when(&app, &id, Duration::from_secs(10), |d| d.len() == 2).await;
+    assert_eq!((decisions[0]["outcome"].as_str(), decisions[0]["workflow_id"].as_str()), (Some("deduplicated"), Some(first.as_str())));
+    assert_eq!((decisions[1]["outcome"].as_str(), decisions[1]["source"].as_str()), (Some("fired"), Some("manual")));
+}
