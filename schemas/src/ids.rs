@@ -66,6 +66,22 @@ pub fn check_slug(raw: &str, max_len: usize, allow_underscore: bool) -> Result<(
     Ok(())
 }
 
+/// Longest workflow id taskfactory creates: Temporal's limit (`limit.maxIDLength`) on clusters
+/// with SQL visibility, as `temporal-config/` sets it. Longer ids are refused up front, with
+/// the field that made them long, instead of failing at start on a real cluster.
+pub const MAX_WORKFLOW_ID_LEN: usize = 255;
+
+/// Checks a workflow id against [`MAX_WORKFLOW_ID_LEN`].
+pub fn check_workflow_id_len(workflow_id: &str) -> Result<(), String> {
+    if workflow_id.len() > MAX_WORKFLOW_ID_LEN {
+        return Err(format!(
+            "makes the workflow id {} characters long ({MAX_WORKFLOW_ID_LEN} at most): use a shorter key",
+            workflow_id.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Workflow id of a scheduled run's action; Temporal appends the scheduled time.
 pub fn schedule_workflow_id(definition: &DefinitionId) -> String {
     format!("tf:{definition}:schedule")

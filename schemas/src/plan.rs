@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::definition::{ActivityDefinition, RetrySpec, TaskKind, TaskTemplate};
 use crate::duration::parse_duration;
-use crate::ids::task_workflow_id;
+use crate::ids::{check_workflow_id_len, task_workflow_id};
 use crate::run::TriggerInfo;
 use crate::template::{Scope, Templates};
 use crate::validate::FieldError;
@@ -352,8 +352,10 @@ fn plan_template(
             outcome: Outcome::Spawn,
             reason: if template.when.is_some() { "condition true".into() } else { "unconditional".into() },
         });
+        let task_id = task_workflow_id(req.run_workflow_id, &template.id, &item_key);
+        check_workflow_id_len(&task_id).map_err(|m| err("key", item_index, m))?;
         out.tasks.push(PlannedTask {
-            task_id: task_workflow_id(req.run_workflow_id, &template.id, &item_key),
+            task_id,
             template_id: template.id.clone(),
             item_key,
             spec,
@@ -472,6 +474,17 @@ mod tests {
         let ctx = json!({"invoices": {"not": "a list"}});
         let err = plan(&request(&def, &ctx, &trigger)).unwrap_err();
         assert_eq!(err.to_string(), "tasks[0].for_each: context \"invoices\" is an object, not a list");
+    }
+
+    #[test]
+    fn a_key_that_makes_the_task_id_too_long_is_an_error_naming_the_item() {
+        let mut def = definition();
+        def.tasks[0].key = Some("{{ item.id }}-{{ 'x' * 300 }}".into());
+        let ctx = json!({"invoices": def.context[0].value.clone().unwrap()});
+        let trigger = TriggerInfo::manual(None, Value::Null);
+        let err = plan(&request(&def, &ctx, &trigger)).unwrap_err();
+        assert!(err.path.starts_with("tasks[0].key"), "{err}");
+        assert!(err.message.contains("255 at most"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 use taskfactory_schemas::TriggerEvent;
-use taskfactory_schemas::ids::event_workflow_id;
+use taskfactory_schemas::ids::{check_workflow_id_len, event_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, RunTrigger, TriggerInfo};
 use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::FieldError;
@@ -273,6 +273,9 @@ async fn decide_event(state: &ApiState, templates: &Templates, event: &TriggerEv
     }
     let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key.clone()), event: Some(event.clone()), payload: event.payload.clone(), scheduled_for: None };
     let workflow_id = event_workflow_id(&definition.id, &key);
+    if let Err(m) = check_workflow_id_len(&workflow_id) {
+        return Ok(EventDecision::Error(format!("the dedupe key {m}")));
+    }
     let started = match start_run(state, loaded, trigger.clone(), workflow_id).await {
         Ok(started) => started,
         Err(ApiError::Unavailable(message)) => return Ok(EventDecision::Error(message)),

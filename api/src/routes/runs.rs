@@ -10,7 +10,7 @@ use serde_json::Value;
 use taskfactory_activities::store::{NewDecision, DefinitionRecord, RunDetail, RunFilter, RunSummary};
 use taskfactory_schemas::TraceEvent;
 use taskfactory_schemas::decisions::DecisionOutcome;
-use taskfactory_schemas::ids::manual_workflow_id;
+use taskfactory_schemas::ids::{check_workflow_id_len, manual_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use utoipa::IntoParams;
 
@@ -97,6 +97,7 @@ pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: O
         return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {id} is disabled") });
     }
     let workflow_id = manual_workflow_id(&id, &key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
+    check_workflow_id_len(&workflow_id).map_err(|m| ApiError::field("key", format!("the key {m}")))?;
     let loaded = LoadedDefinition { version: record.version, definition: record.definition };
     let trigger = TriggerInfo::manual(key.clone(), payload);
     let started = start_run(state, &loaded, trigger.clone(), workflow_id).await?;

@@ -232,4 +232,7 @@ async fn a_reused_manual_key_is_recorded_as_deduplicated() {
     let decisions = decisions_when(&app, &id, Duration::from_secs(10), |d| d.len() == 2).await;
     assert_eq!((decisions[0]["outcome"].as_str(), decisions[0]["workflow_id"].as_str()), (Some("deduplicated"), Some(first.as_str())));
     assert_eq!((decisions[1]["outcome"].as_str(), decisions[1]["source"].as_str()), (Some("fired"), Some("manual")));
+    // A key that would make the workflow id longer than Temporal allows on SQL visibility.
+    let (status, body) = app.trigger(&id, &json!({"key": "/".repeat(200)})).await;
+    assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key")), "{body}");
 }
