@@ -64,18 +64,12 @@ fn to_utc(t: &prost_wkt_types::Timestamp) -> Option<DateTime<Utc>> {
 }
 
 fn skip(definition: &ActivityDefinition, reason: SkipReason, slot: Option<DateTime<Utc>>, key: String, message: String, counters: &ScheduleCounters) -> NewDecision {
-    NewDecision {
-        definition_id: definition.id.to_string(),
-        source: RunTrigger::Schedule,
-        outcome: DecisionOutcome::Skipped,
-        reason: Some(reason.as_str().to_owned()),
-        message,
-        slot,
-        workflow_id: None,
-        dedupe_key: None,
-        detail: json!({"temporal": counters}),
-        key: Some(key),
-    }
+    let mut skipped = NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Schedule, DecisionOutcome::Skipped, message);
+    skipped.entry.reason = Some(reason.as_str().to_owned());
+    skipped.entry.slot = slot;
+    skipped.entry.detail = json!({"temporal": counters});
+    skipped.key = Some(key);
+    skipped
 }
 
 /// Observes one definition's schedule (see the module docs); idempotent.

@@ -74,11 +74,9 @@ impl SkipReason {
     }
 }
 
-/// One recorded outcome.
+/// What a decision says: the part its writer fills in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TriggerDecision {
-    /// Increasing with the time of recording.
-    pub id: i64,
+pub struct DecisionEntry {
     /// The definition.
     pub definition_id: String,
     /// Schedule, event or manual.
@@ -93,10 +91,20 @@ pub struct TriggerDecision {
     pub slot: Option<DateTime<Utc>>,
     /// The run started, or the earlier run a duplicate maps to.
     pub workflow_id: Option<String>,
-    /// The event's dedupe key.
+    /// The event's dedupe key, or the manual trigger's idempotency key.
     pub dedupe_key: Option<String>,
     /// Structured detail: the filter's inputs, the event, Temporal's counters.
     pub detail: Value,
+}
+
+/// One recorded outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TriggerDecision {
+    /// Increasing with the time of recording.
+    pub id: i64,
+    /// What it says.
+    #[serde(flatten)]
+    pub entry: DecisionEntry,
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
 }

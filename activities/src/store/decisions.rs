@@ -1,35 +1,36 @@
 //! The trigger decision log and the schedule observer's bookkeeping.
 
-use taskfactory_schemas::decisions::{DecisionOutcome, TriggerDecision};
+use taskfactory_schemas::decisions::{DecisionEntry, DecisionOutcome, TriggerDecision};
 
 use super::*;
 
 /// A decision to record.
 #[derive(Clone, Debug)]
 pub struct NewDecision {
-    /// The definition.
-    pub definition_id: String,
-    /// Schedule, event or manual.
-    pub source: RunTrigger,
-    /// What became of it.
-    pub outcome: DecisionOutcome,
-    /// Short machine-readable cause.
-    pub reason: Option<String>,
-    /// In words.
-    pub message: String,
-    /// The schedule slot.
-    pub slot: Option<DateTime<Utc>>,
-    /// The run started or deduplicated against.
-    pub workflow_id: Option<String>,
-    /// The event's dedupe key.
-    pub dedupe_key: Option<String>,
-    /// Structured detail.
-    pub detail: Value,
+    /// What it says.
+    pub entry: DecisionEntry,
     /// Idempotency key within the definition (see the migration); `None`: always a new row.
     pub key: Option<String>,
 }
 
 impl NewDecision {
+    /// An unkeyed decision (each occurrence is an entry of its own) with nothing but its
+    /// outcome and message set.
+    pub fn unkeyed(definition_id: &str, source: RunTrigger, outcome: DecisionOutcome, message: String) -> Self {
+        let entry = DecisionEntry {
+            definition_id: definition_id.to_owned(),
+            source,
+            outcome,
+            reason: None,
+            message,
+            slot: None,
+            workflow_id: None,
+            dedupe_key: None,
+            detail: json!({}),
+        };
+        Self { entry, key: None }
+    }
+
     /// A started run: keyed by its workflow id, so the API and the run itself can both write it.
     pub fn fired(definition_id: &str, trigger: &TriggerInfo, workflow_id: &str) -> Self {
         let source = trigger.kind;
@@ -37,18 +38,12 @@ impl NewDecision {
             (RunTrigger::Schedule, Some(slot)) => format!("the schedule started {workflow_id} for the slot {}", slot.to_rfc3339()),
             _ => format!("started {workflow_id}"),
         };
-        Self {
-            definition_id: definition_id.to_owned(),
-            source,
-            outcome: DecisionOutcome::Fired,
-            reason: None,
-            message,
-            slot: trigger.scheduled_for,
-            workflow_id: Some(workflow_id.to_owned()),
-            dedupe_key: trigger.key.clone(),
-            detail: json!({}),
-            key: Some(format!("run:{workflow_id}")),
-        }
+        let mut fired = Self::unkeyed(definition_id, source, DecisionOutcome::Fired, message);
+        fired.entry.slot = trigger.scheduled_for;
+        fired.entry.workflow_id = Some(workflow_id.to_owned());
+        fired.entry.dedupe_key = trigger.key.clone();
+        fired.key = Some(format!("run:{workflow_id}"));
+        fired
     }
 }
 
@@ -80,25 +75,26 @@ pub struct DecisionFilter {
 
 /// Records a decision in `db`; `true` when it is new (`false`: its key was recorded before).
 pub(crate) async fn insert_decision<'e>(db: impl sqlx::PgExecutor<'e>, d: &NewDecision) -> Result<bool> {
+    let e = &d.entry;
     let done = sqlx::query(
         "insert into trigger_decisions (definition_id, source, outcome, reason, message, slot, workflow_id, dedupe_key, detail, decision_key) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict (definition_id, decision_key) where decision_key is not null do nothing",
     )
-    .bind(&d.definition_id)
-    .bind(d.source.as_str())
-    .bind(d.outcome.as_str())
-    .bind(&d.reason)
-    .bind(&d.message)
-    .bind(d.slot)
-    .bind(&d.workflow_id)
-    .bind(&d.dedupe_key)
-    .bind(&d.detail)
+    .bind(&e.definition_id)
+    .bind(e.source.as_str())
+    .bind(e.outcome.as_str())
+    .bind(&e.reason)
+    .bind(&e.message)
+    .bind(e.slot)
+    .bind(&e.workflow_id)
+    .bind(&e.dedupe_key)
+    .bind(&e.detail)
     .bind(&d.key)
     .execute(db)
     .await?;
     let new = done.rows_affected() == 1;
     if new {
-        metrics().trigger_decisions.with_label_values(&[d.definition_id.as_str(), d.source.as_str(), d.outcome.as_str()]).inc();
+        metrics().trigger_decisions.with_label_values(&[e.definition_id.as_str(), e.source.as_str(), e.outcome.as_str()]).inc();
     }
     Ok(new)
 }
@@ -153,8 +149,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(TriggerDecision {
-                    id: r.try_get("id")?,
+                let entry = DecisionEntry {
                     definition_id: r.try_get("definition_id")?,
                     source: parse_wire(r.try_get("source")?)?,
                     outcome: parse_wire(r.try_get("outcome")?)?,
@@ -164,8 +159,8 @@ impl Store {
                     workflow_id: r.try_get("workflow_id")?,
                     dedupe_key: r.try_get("dedupe_key")?,
                     detail: r.try_get("detail")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                })
+                };
+                Ok(TriggerDecision { id: r.try_get("id")?, entry, recorded_at: r.try_get("recorded_at")? })
             })
             .collect()
     }

@@ -186,38 +186,31 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
 
 async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<Outcome, ApiError> {
     let definition = &loaded.definition;
-    let decide = |outcome, message: String| NewDecision {
-        definition_id: definition.id.to_string(),
-        source: RunTrigger::Event,
-        outcome,
-        reason: None,
-        message,
-        slot: None,
-        workflow_id: None,
-        dedupe_key: None,
-        detail: json!({"event": recorded_event(event)}),
-        key: None,
+    let decide = |outcome, message: String| {
+        let mut decision = NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Event, outcome, message);
+        decision.entry.detail = json!({"event": recorded_event(event)});
+        decision
     };
     let (outcome, decision) = match decide_event(state, templates, event, scope, loaded).await? {
         EventDecision::Filtered { filter, saw } => {
             let shown: Vec<String> = saw.iter().map(|(path, value)| format!("{path} = {value}")).collect();
             let message = format!("filter false: {filter}{}", if shown.is_empty() { String::new() } else { format!(" (saw {})", shown.join(", ")) });
             let mut decision = decide(DecisionOutcome::Filtered, message.clone());
-            decision.reason = Some(filter.clone());
-            decision.detail["filter"] = json!(filter);
-            decision.detail["saw"] = json!(saw);
+            decision.entry.reason = Some(filter.clone());
+            decision.entry.detail["filter"] = json!(filter);
+            decision.entry.detail["saw"] = json!(saw);
             (Outcome::new(definition, "filtered", None, Some(message)), decision)
         }
         EventDecision::Error(message) => (Outcome::new(definition, "error", None, Some(message.clone())), decide(DecisionOutcome::Error, message)),
         EventDecision::Duplicate { key, workflow_id } => {
             let mut decision = decide(DecisionOutcome::Deduplicated, format!("dedupe key {key:?} already started {workflow_id}"));
-            decision.dedupe_key = Some(key);
-            decision.workflow_id = Some(workflow_id.clone());
+            decision.entry.dedupe_key = Some(key);
+            decision.entry.workflow_id = Some(workflow_id.clone());
             (Outcome::new(definition, "duplicate", Some(workflow_id), None), decision)
         }
         EventDecision::Started { trigger, workflow_id } => {
             let mut decision = NewDecision::fired(definition.id.as_str(), &trigger, &workflow_id);
-            decision.detail = json!({"event": recorded_event(event)});
+            decision.entry.detail = json!({"event": recorded_event(event)});
             (Outcome::new(definition, "started", Some(workflow_id), None), decision)
         }
     };

@@ -102,16 +102,12 @@ pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: O
     let trigger = TriggerInfo::manual(key.clone(), payload);
     let started = start_run(state, &loaded, trigger.clone(), workflow_id).await?;
     // The run records its own `fired` decision; a reused key is recorded here.
-    let decision = if started.started {
-        NewDecision::fired(id.as_str(), &trigger, &started.workflow_id)
-    } else {
-        NewDecision {
-            outcome: DecisionOutcome::Deduplicated,
-            message: format!("idempotency key {:?} already started {}", key.as_deref().unwrap_or_default(), started.workflow_id),
-            key: None,
-            ..NewDecision::fired(id.as_str(), &trigger, &started.workflow_id)
-        }
-    };
+    let mut decision = NewDecision::fired(id.as_str(), &trigger, &started.workflow_id);
+    if !started.started {
+        decision.entry.outcome = DecisionOutcome::Deduplicated;
+        decision.entry.message = format!("idempotency key {:?} already started {}", key.as_deref().unwrap_or_default(), started.workflow_id);
+        decision.key = None;
+    }
     state.store.record_decision(&decision).await?;
     Ok(started)
 }
