@@ -79,7 +79,7 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     filtered["payload"]["branch"] = json!("dev");
     let (_, body) = app.call(Method::POST, "/api/v1/events", Some(&filtered)).await;
     assert_eq!(body["results"][0]["outcomes"][0]["outcome"], "filtered", "{body}");
-    assert_eq!(body["results"][0]["outcomes"][0]["reason"], "filter false: event.payload.branch == 'main'");
+    assert_eq!(body["results"][0]["outcomes"][0]["reason"], "filter false: event.payload.branch == 'main' (saw event.payload.branch = \"dev\")");
     app.wait_for_run(&format!("tf:{id}:event:def456")).await;
     let (_, list) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}"), None).await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 2, "{list}");
