@@ -24,7 +24,7 @@ use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::store::RunFilter;
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
-use taskfactory_orchestrator::floor::{FloorInput, FloorWorkflow};
+use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorInput, FloorWorkflow};
 use taskfactory_schemas::events::{EventType, Level, NewTraceEvent};
 use taskfactory_schemas::ids::DefinitionId;
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Measure taskfactory's fan-out only, without the floor.
     #[arg(long)]
     pub skip_floor: bool,
+    /// Also time the floor's leaf workflows started as top-level workflows by the client
+    /// (no parent): what tasks that are not child workflows would cost the server.
+    #[arg(long)]
+    pub top_level: bool,
     /// Events sent to the ingress (half of them repeat a dedupe key).
     #[arg(long, default_value_t = 10_000)]
     pub events: usize,
@@ -136,7 +140,7 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     });
     if args.wants("fanout") {
-        report["fanout"] = bench.fanout(&args.sizes, args.repeat, args.skip_floor).await?;
+        report["fanout"] = bench.fanout(&args.sizes, args.repeat, args.skip_floor, args.top_level).await?;
     }
     if args.wants("ingress") {
         report["ingress"] = bench.ingress(args.events, args.concurrency).await?;
@@ -310,17 +314,20 @@ impl Bench {
 
     // ---- fan-out and the floor ------------------------------------------------------------
 
-    async fn fanout(&self, sizes: &[u64], repeat: usize, skip_floor: bool) -> anyhow::Result<Value> {
+    async fn fanout(&self, sizes: &[u64], repeat: usize, skip_floor: bool, top_level: bool) -> anyhow::Result<Value> {
         let mut rows = Vec::new();
         for &n in sizes {
             let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
-            let (mut tf, mut floor) = (Vec::new(), Vec::new());
+            let (mut tf, mut floor, mut top) = (Vec::new(), Vec::new(), Vec::new());
             for round in 1..=rounds {
                 eprintln!("fan-out of {n} ({round}/{rounds}): the floor (bare child workflows), then taskfactory ...");
                 if !skip_floor {
                     floor.push(self.floor_run(n).await?);
                 }
                 tf.push(self.taskfactory_run(n).await?);
+                if top_level {
+                    top.push(self.top_level_run(n).await?);
+                }
             }
             let (tf_wall, floor_wall) = (median(tf.iter().map(|r| r.0)), median(floor.iter().map(|r| r.0)));
             let (tf_rss, floor_rss) = (max(tf.iter().map(|r| r.1)), max(floor.iter().map(|r| r.1)));
@@ -330,14 +337,20 @@ impl Bench {
                 n as f64 / tf_wall
             );
             let walls = |runs: &[(f64, f64)]| runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>();
-            rows.push(json!({
+            let mut row = json!({
                 "tasks": n,
                 "runs": rounds,
                 "taskfactory": {"wall_s": round2(tf_wall), "tasks_per_s": round2(n as f64 / tf_wall), "peak_worker_rss_mib": tf_rss, "wall_s_each": walls(&tf)},
                 "floor": {"wall_s": round2(floor_wall), "tasks_per_s": round2(n as f64 / floor_wall), "peak_worker_rss_mib": floor_rss, "wall_s_each": walls(&floor)},
                 "ratio_taskfactory_to_floor": ratio,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}"),
-            }));
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}", if top_level { " --top-level" } else { "" }),
+            });
+            if top_level {
+                let top_wall = median(top.iter().map(|r| r.0));
+                eprintln!("         the floor's leaves as top-level workflows: {top_wall:>7.2} s, ratio to the floor {}", round2(top_wall / floor_wall));
+                row["top_level_leaves"] = json!({"wall_s": round2(top_wall), "tasks_per_s": round2(n as f64 / top_wall), "wall_s_each": walls(&top), "ratio_to_floor": round2(top_wall / floor_wall)});
+            }
+            rows.push(row);
         }
         Ok(Value::Array(rows))
     }
@@ -398,6 +411,39 @@ impl Bench {
         worker.stop().await;
         if done != n {
             bail!("the floor completed {done} of {n} children");
+        }
+        Ok((wall, rss))
+    }
+
+    /// Wall seconds of the floor's `n` leaf workflows started by the client, with no parent:
+    /// all started (100 at a time), then all awaited.
+    async fn top_level_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
+        use futures::StreamExt;
+        let task_queue = format!("bench-top-{n}");
+        let worker = WorkerProcess::start(self, &task_queue, false).await?;
+        let prefix = format!("bench-top-{n}-{}", uuid::Uuid::new_v4().simple());
+        let started = Instant::now();
+        let handles: Vec<_> = futures::stream::iter(0..n)
+            .map(|i| {
+                let options = WorkflowStartOptions::new(task_queue.clone(), format!("{prefix}/{i}")).build();
+                self.client.start_workflow(FloorChildWorkflow::run, i, options)
+            })
+            .buffer_unordered(100)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let done = futures::stream::iter(handles)
+            .map(|h| async move { h.get_result(WorkflowGetResultOptions::default()).await })
+            .buffer_unordered(200)
+            .filter(|r| std::future::ready(r.is_ok()))
+            .count()
+            .await;
+        let wall = started.elapsed().as_secs_f64();
+        let rss = worker.peak_rss_mib();
+        worker.stop().await;
+        if done as u64 != n {
+            bail!("{done} of {n} top-level leaves completed");
         }
         Ok((wall, rss))
     }

@@ -208,6 +208,8 @@ pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): 
         let replay = |loaded, warnings: &mut Vec<String>| replay_version(loaded, &recorded.workflow_id, &recorded.trigger, &recorded.context, &outputs, MAX_REPLAY_TASKS, warnings);
         let (from_outcome, old_tasks) = replay(&old, &mut warnings);
         let (to_outcome, new_tasks) = replay(&new, &mut warnings);
+        let mut seen = std::collections::HashSet::new();
+        warnings.retain(|w| seen.insert(w.clone()));
         let (added, removed, changed, unchanged) = compare_tasks(&old_tasks, &new_tasks);
         summary.replayed += 1;
         let fire_change = from_outcome.fires != to_outcome.fires || from_outcome.error.is_some() != to_outcome.error.is_some();
