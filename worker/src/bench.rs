@@ -5,7 +5,8 @@
 //! - `fanout`: one run of N noop tasks (wall time from the trigger to the run's end, tasks/s,
 //!   peak RSS of the worker process), next to the *floor*: N bare child workflows with one
 //!   trivial remote activity each, no taskfactory at all ([`taskfactory_orchestrator::floor`]),
-//!   on an identical fresh worker process; the ratio taskfactory/floor;
+//!   on an identical fresh worker process; the ratio taskfactory/floor; with `--top-level`,
+//!   the floor's leaves started as top-level workflows (what non-child tasks could save);
 //! - `ingress`: events/s and request latency for events with 50% duplicate dedupe keys, and
 //!   the runs started (must equal the distinct keys);
 //! - `trace`: run-log appends per second at batch sizes 1 and 100;

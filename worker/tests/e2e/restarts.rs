@@ -162,7 +162,8 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
     let back_after = (slot - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(15);
     own.restart_temporal_after(back_after);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    // Generous: after the restart the API's connection to Temporal must come back first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     loop {
         let (status, log) = app.call(reqwest::Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
