@@ -20,6 +20,8 @@ create table trigger_decisions (
 );
 create unique index trigger_decisions_key on trigger_decisions (definition_id, decision_key) where decision_key is not null;
 create index trigger_decisions_by_definition on trigger_decisions (definition_id, id desc);
+-- Retention: API processes delete entries older than --decision-retention (default 30 days).
+create index trigger_decisions_by_time on trigger_decisions (recorded_at);
 create index trigger_decisions_by_run on trigger_decisions (workflow_id) where workflow_id is not null;
 create index trigger_decisions_by_slot on trigger_decisions (definition_id, slot) where slot is not null;
 create index activity_runs_by_slot on activity_runs (definition_id, scheduled_for) where scheduled_for is not null;

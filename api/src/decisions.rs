@@ -36,6 +36,8 @@ use crate::schedules::describe_raw;
 pub const SETTLE_AFTER: Duration = Duration::from_secs(15);
 /// How often API processes observe every schedule (reading a decision log also observes).
 pub const OBSERVE_EVERY: Duration = Duration::from_secs(30);
+/// How long decisions are kept by default (`--decision-retention`).
+pub const DEFAULT_RETENTION: &str = "30d";
 /// Most slots one observation settles (a schedule unobserved for long catches up in steps).
 const MAX_SLOTS: usize = 1000;
 
@@ -169,13 +171,21 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
     Ok(Observed { recorded, counters: Some(counters) })
 }
 
-/// Observes every cron definition's schedule every `every`, until the process ends.
-pub fn spawn_observer(state: ApiState, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Observes every cron definition's schedule every `every`, and deletes decisions older than
+/// `retention` (if set), until the process ends.
+pub fn spawn_observer(state: ApiState, every: Duration, retention: Option<Duration>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Some(keep) = retention.and_then(|r| chrono::Duration::from_std(r).ok()) {
+                match state.store.prune_decisions(Utc::now() - keep, 10_000).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "old trigger decisions deleted"),
+                    Err(e) => tracing::warn!(error = %e, "deleting old trigger decisions failed"),
+                }
+            }
             let definitions = match state.store.current_definitions().await {
                 Ok(definitions) => definitions,
                 Err(e) => {

@@ -417,7 +417,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let context = context_clients(&database, &store)?;
             let state = ApiState::new(store, client, temporal.task_queue, context).with_temporal_ui(api.temporal_ui_url.clone());
             reconcile_at_startup(&state).await;
-            let _observer = taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY);
+            let retention = Some(api.decision_retention).filter(|r| !r.is_zero());
+            let _observer = taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         }

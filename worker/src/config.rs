@@ -60,6 +60,9 @@ pub struct ApiArgs {
     /// The Temporal Web UI the taskfactory UI links task workflows to.
     #[arg(long, env = "TEMPORAL_UI_URL")]
     pub temporal_ui_url: Option<String>,
+    /// How long trigger decisions are kept (e.g. `30d`, `12h`; `0s` keeps them forever).
+    #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::decisions::DEFAULT_RETENTION, value_parser = parse_retention)]
+    pub decision_retention: std::time::Duration,
 }
 
 /// Where the worker serves its metrics.
@@ -118,3 +121,8 @@ impl TuningArgs {
         }
     }
 }
+
+fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
+    taskfactory_schemas::duration::parse_duration(raw)
+}
+

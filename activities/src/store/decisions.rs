@@ -165,6 +165,24 @@ impl Store {
             .collect()
     }
 
+    /// Deletes decisions recorded before `before`, `batch` rows per statement so a large
+    /// backlog never holds long locks; returns how many went.
+    pub async fn prune_decisions(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query("delete from trigger_decisions where id in (select id from trigger_decisions where recorded_at < $1 limit $2)")
+                .bind(before)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += done;
+            if done < u64::try_from(batch).unwrap_or(0) {
+                return Ok(total);
+            }
+        }
+    }
+
     /// How many decisions of each outcome a definition has.
     pub async fn decision_counts(&self, definition_id: &str) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as("select outcome, count(*) from trigger_decisions where definition_id = $1 group by outcome order by outcome")

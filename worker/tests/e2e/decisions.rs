@@ -236,3 +236,31 @@ async fn a_reused_manual_key_is_recorded_as_deduplicated() {
     let (status, body) = app.trigger(&id, &json!({"key": "/".repeat(200)})).await;
     assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_decisions_are_pruned_and_recent_ones_kept() {
+    use taskfactory_activities::store::NewDecision;
+    use taskfactory_schemas::decisions::DecisionOutcome;
+    use taskfactory_schemas::run::RunTrigger;
+
+    let app = TestApp::spawn("decisions-prune").await;
+    let id = format!("prune-{}", unique());
+    for n in 0..5 {
+        let old = NewDecision::unkeyed(&id, RunTrigger::Event, DecisionOutcome::Filtered, format!("old {n}"));
+        assert!(app.store.record_decision(&old).await.unwrap());
+    }
+    sqlx::query("update trigger_decisions set recorded_at = now() - interval '40 days' where definition_id = $1")
+        .bind(&id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let recent = NewDecision::unkeyed(&id, RunTrigger::Event, DecisionOutcome::Filtered, "recent".into());
+    assert!(app.store.record_decision(&recent).await.unwrap());
+
+    // Two rows per statement: the batches loop until the backlog is gone.
+    let pruned = app.store.prune_decisions(chrono::Utc::now() - chrono::Duration::days(30), 2).await.unwrap();
+    assert_eq!(pruned, 5);
+    let left = app.store.list_decisions(&id, &taskfactory_activities::store::DecisionFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let messages: Vec<&str> = left.iter().map(|d| d.entry.message.as_str()).collect();
+    assert_eq!(messages, ["recent"]);
+}
