@@ -30,7 +30,7 @@ use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use temporalio_client::Client;
 
 use crate::ApiState;
-use crate::schedules::describe_raw;
+use crate::schedules::{DISABLED_NOTE, describe_raw};
 
 /// How long after its time (plus jitter) a slot without a run counts as skipped.
 pub const SETTLE_AFTER: Duration = Duration::from_secs(15);
@@ -85,6 +85,7 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
         return Ok(Observed::default());
     };
     let info = described.info.unwrap_or_default();
+    let disabled = described.schedule.as_ref().and_then(|s| s.state.as_ref()).is_some_and(|s| s.paused && s.notes == DISABLED_NOTE);
     let counters = ScheduleCounters {
         paused: described.schedule.as_ref().and_then(|s| s.state.as_ref()).is_some_and(|s| s.paused),
         missed_catchup_window: info.missed_catchup_window,
@@ -128,7 +129,8 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
         }
         let at = slot.to_rfc3339();
         let (reason, message) = if counters.paused || seen.paused {
-            (SkipReason::Paused, format!("slot {at}: the schedule was paused"))
+            let why = if disabled { "the definition is disabled (its schedule is paused)" } else { "the schedule was paused" };
+            (SkipReason::Paused, format!("slot {at}: {why}"))
         } else if overlap_left > 0 {
             overlap_left -= 1;
             (SkipReason::Overlap, format!("slot {at}: the previous run was still running and the overlap policy skips"))

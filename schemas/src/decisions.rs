@@ -17,7 +17,7 @@ pub enum DecisionOutcome {
     /// A run started but planned no task: every condition was false or every fan-out empty.
     FiredZeroTasks,
     /// A schedule slot did not start a run: `reason` is `overlap`, `catchup_window`, `paused`
-    /// or `unexplained`.
+    /// or `unexplained`; or an event came for a disabled definition (`reason`: `disabled`).
     Skipped,
     /// An event whose dedupe key had started a run before: `workflow_id` names that run.
     Deduplicated,

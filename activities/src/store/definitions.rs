@@ -206,6 +206,20 @@ impl Store {
             .collect()
     }
 
+    /// Ids of the disabled (not deleted) `kind: event` definitions for `event_type`: their
+    /// decision logs record that an event came and started nothing.
+    pub async fn disabled_event_definitions(&self, event_type: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "select d.id from activity_definitions d join activity_definition_versions v \
+             on v.definition_id = d.id and v.version = d.current_version \
+             where d.deleted_at is null and not d.enabled and d.trigger_kind = 'event' \
+             and v.document -> 'trigger' ->> 'event_type' = $1 order by d.id",
+        )
+        .bind(event_type)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The receipt of an accepted event: the workflow it started (id, Temporal run id).
     pub async fn find_receipt(&self, definition_id: &str, dedupe_key: &str) -> Result<Option<(String, Option<String>)>> {
         Ok(sqlx::query_as("select workflow_id, run_id from event_receipts where definition_id = $1 and dedupe_key = $2")

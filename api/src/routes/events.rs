@@ -173,6 +173,14 @@ pub async fn ingest(
 }
 
 async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEvent) -> Result<Vec<Outcome>, ApiError> {
+    // Disabled definitions start nothing and get no outcome here, but their decision logs say
+    // the event came.
+    for id in state.store.disabled_event_definitions(&event.event_type).await? {
+        let mut skipped = NewDecision::unkeyed(&id, RunTrigger::Event, DecisionOutcome::Skipped, "the definition is disabled: the event started no run".into());
+        skipped.entry.reason = Some("disabled".into());
+        skipped.entry.detail = json!({"event": recorded_event(event)});
+        state.store.record_decision(&skipped).await?;
+    }
     let definitions = state.store.event_definitions(&event.event_type).await?;
     let scope = json!({"event": event});
     let mut outcomes = Vec::with_capacity(definitions.len());

@@ -83,6 +83,16 @@ async fn every_event_gets_one_recorded_outcome() {
     let series = |outcome: &str| format!("taskfactory_trigger_decisions_total{{definition_id=\"{id}\",outcome=\"{outcome}\",source=\"event\"}}");
     assert_eq!(metric(&app, &series("filtered")).await, 1.0);
     assert_eq!(metric(&app, &series("deduplicated")).await, 1.0);
+
+    // A disabled definition starts nothing, and its log says an event came.
+    let mut disabled = definition.clone();
+    disabled["enabled"] = json!(false);
+    assert_eq!(app.put_definition(&disabled).await.0, StatusCode::OK);
+    let (_, answer) = app.call(Method::POST, "/api/v1/events", Some(&send("k4", "main", json!(["c.rs"])))).await;
+    assert_eq!(answer["results"][0]["outcomes"], json!([]), "{answer}");
+    let decisions = decisions_when(&app, &id, Duration::from_secs(10), |d| d.len() == 5).await;
+    assert_eq!((decisions[0]["outcome"].as_str(), decisions[0]["reason"].as_str()), (Some("skipped"), Some("disabled")));
+    assert_eq!(decisions[0]["detail"]["event"]["key"], "k4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
