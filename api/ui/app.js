@@ -141,7 +141,7 @@ async function definitionView(id) {
       fill(behaviourOut, el("p", {}, `${s.replayed} recorded trigger(s) replayed, ${s.differing} behave differently: `,
           `+${s.tasks_added} −${s.tasks_removed} ~${s.tasks_changed} task(s), ${s.fire_changes} fire change(s)`),
         el("table", {}, el("tr", {}, ...["run", "old", "new", "tasks"].map((h) => el("th", {}, h))),
-          d.triggers.map((t) => el("tr", {}, el("td", {}, el("a", { href: `#/runs/${enc(t.workflow_id)}` }, t.workflow_id)),
+          d.triggers.map((t) => el("tr", {}, el("td", {}, t.recorded === "run" ? el("a", { href: `#/runs/${enc(t.workflow_id)}` }, t.workflow_id) : `${t.workflow_id} (filtered event)`),
             el("td", {}, side(t.from)), el("td", {}, side(t.to)),
             el("td", {}, ...t.added.map((a) => el("div", { class: "added" }, `+ ${a.template_id}/${a.item_key}`)),
               ...t.removed.map((r) => el("div", { class: "removed" }, `− ${r.template_id}/${r.item_key}`)),

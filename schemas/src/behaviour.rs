@@ -2,6 +2,10 @@
 //! definition really received. Each recorded run (its trigger and context snapshot) is planned
 //! by both versions, and the task sets are compared by task id — nothing is started.
 //!
+//! Events a version's filter turned away (kept in the decision log) are replayed too: a new
+//! version with a wider filter would fire on them. They never resolved a context, so each
+//! version gets its own `static` and `trigger` sources and `null` for the others.
+//!
 //! The replay is as faithful as the record allows, and says where it is not: a context source
 //! the snapshot lacks is replayed as `null`, and templates planned from upstream outputs use
 //! the outputs the recorded run produced.
@@ -12,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::definition::TriggerKind;
+use crate::definition::{ContextKind, TriggerKind};
 use crate::diff::{Change, diff};
 use crate::plan::{PlanRequest, PlannedTask, plan, plan_deferred};
 use crate::run::{LoadedDefinition, RunTrigger, TriggerInfo};
@@ -58,9 +62,12 @@ pub struct TaskChange {
 /// One recorded trigger replayed through both versions.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct TriggerReplay {
-    /// The recorded run.
+    /// `run` (a recorded run with its context snapshot) or `filtered_event` (an event the
+    /// filter turned away, from the decision log).
+    pub recorded: String,
+    /// The recorded run, or the run the event would have started.
     pub workflow_id: String,
-    /// When it fired (RFC 3339).
+    /// When it fired or was filtered (RFC 3339).
     pub fired_at: String,
     /// What started it.
     pub trigger_kind: RunTrigger,
@@ -80,13 +87,32 @@ pub struct TriggerReplay {
     pub warnings: Vec<String>,
 }
 
-/// Plans a recorded trigger with one version. `outputs` holds the recorded run's task outputs
+/// The context a version would resolve without I/O: its `static` values and the `trigger`
+/// payload; `sql` and `http` sources are `null` (with a warning).
+pub fn local_context(loaded: &LoadedDefinition, trigger: &TriggerInfo, warnings: &mut Vec<String>) -> Value {
+    let mut context = serde_json::Map::new();
+    for source in &loaded.definition.context {
+        let value = match source.kind {
+            ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
+            ContextKind::Trigger => trigger.payload.clone(),
+            ContextKind::Sql | ContextKind::Http => {
+                warnings.push(format!("version {}: context source {:?} was never resolved for this event; replayed as null", loaded.version, source.name));
+                Value::Null
+            }
+        };
+        context.insert(source.name.clone(), value);
+    }
+    Value::Object(context)
+}
+
+/// Plans a recorded trigger with one version. `context` is the recorded snapshot (`None`: the
+/// version's [`local_context`]). `outputs` holds the recorded run's task outputs
 /// (`{template: {outputs, output, count}}`) for the templates planned from them.
 pub fn replay_version(
     loaded: &LoadedDefinition,
     run_workflow_id: &str,
     trigger: &TriggerInfo,
-    context: &Value,
+    context: Option<&Value>,
     outputs: &Value,
     max_tasks: usize,
     warnings: &mut Vec<String>,
@@ -116,7 +142,10 @@ pub fn replay_version(
             }
         }
     }
-    let mut context = context.clone();
+    let mut context = match context {
+        Some(snapshot) => snapshot.clone(),
+        None => local_context(loaded, trigger, warnings),
+    };
     if let Some(snapshot) = context.as_object_mut() {
         for source in &definition.context {
             if !snapshot.contains_key(&source.name) {
@@ -150,6 +179,59 @@ pub fn replay_version(
     }
     out.tasks = made.tasks.len();
     (out, made.tasks)
+}
+
+/// One recorded trigger to replay.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded<'a> {
+    /// `run` or `filtered_event`.
+    pub kind: &'a str,
+    /// The run's workflow id (task ids derive from it).
+    pub workflow_id: &'a str,
+    /// When it fired or was filtered (RFC 3339).
+    pub at: &'a str,
+    /// The trigger as the run saw it (or would have).
+    pub trigger: &'a TriggerInfo,
+    /// The context snapshot; `None` for events that never resolved one.
+    pub context: Option<&'a Value>,
+    /// The recorded run's task outputs, for templates planned from them.
+    pub outputs: &'a Value,
+}
+
+/// Replays one recorded trigger through both versions and compares their tasks.
+pub fn replay_both(old: &LoadedDefinition, new: &LoadedDefinition, recorded: &Recorded<'_>, max_tasks: usize) -> TriggerReplay {
+    let mut warnings = Vec::new();
+    let mut replay = |loaded| replay_version(loaded, recorded.workflow_id, recorded.trigger, recorded.context, recorded.outputs, max_tasks, &mut warnings);
+    let (from, old_tasks) = replay(old);
+    let (to, new_tasks) = replay(new);
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
+    let (added, removed, changed, unchanged) = compare_tasks(&old_tasks, &new_tasks);
+    TriggerReplay {
+        recorded: recorded.kind.to_owned(),
+        workflow_id: recorded.workflow_id.to_owned(),
+        fired_at: recorded.at.to_owned(),
+        trigger_kind: recorded.trigger.kind,
+        from,
+        to,
+        added,
+        removed,
+        changed,
+        unchanged,
+        warnings,
+    }
+}
+
+impl TriggerReplay {
+    /// Whether one version starts a run (or plans without error) and the other does not.
+    pub fn fire_change(&self) -> bool {
+        self.from.fires != self.to.fires || self.from.error.is_some() != self.to.error.is_some()
+    }
+
+    /// Whether the two versions treat this trigger differently at all.
+    pub fn differs(&self) -> bool {
+        self.fire_change() || !self.added.is_empty() || !self.removed.is_empty() || !self.changed.is_empty()
+    }
 }
 
 fn task_value(task: &PlannedTask) -> Value {
@@ -219,8 +301,8 @@ mod tests {
         let context = json!({"invoices": [{"id": "a", "amount": 50}, {"id": "b", "amount": 150}]});
         let trigger = TriggerInfo::manual(None, Value::Null);
         let mut warnings = Vec::new();
-        let (v1, old) = replay_version(&loaded(1, doc(100, false)), "tf:inv:manual:x", &trigger, &context, &json!({}), 100, &mut warnings);
-        let (v2, new) = replay_version(&loaded(2, doc(10, true)), "tf:inv:manual:x", &trigger, &context, &json!({}), 100, &mut warnings);
+        let (v1, old) = replay_version(&loaded(1, doc(100, false)), "tf:inv:manual:x", &trigger, Some(&context), &json!({}), 100, &mut warnings);
+        let (v2, new) = replay_version(&loaded(2, doc(10, true)), "tf:inv:manual:x", &trigger, Some(&context), &json!({}), 100, &mut warnings);
         assert_eq!((v1.tasks, v2.tasks), (1, 3), "{v1:?} {v2:?}");
         let (added, removed, changed, unchanged) = compare_tasks(&old, &new);
         let ids: Vec<&str> = added.iter().map(|t| t.task_id.as_str()).collect();

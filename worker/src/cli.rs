@@ -770,7 +770,8 @@ fn print_behaviour_diff(answer: &Value, as_json: bool) -> anyhow::Result<()> {
             (Some(false), _) => format!("v{} does not fire ({})", v["version"], v["not_fired_because"].as_str().unwrap_or_default()),
             _ => format!("v{} plans {}", v["version"], v["tasks"]),
         };
-        println!("{} ({}): {}; {}", t["workflow_id"].as_str().unwrap_or_default(), t["trigger_kind"].as_str().unwrap_or_default(), outcome(&t["from"]), outcome(&t["to"]));
+        let what = if t["recorded"] == "filtered_event" { "filtered event" } else { t["trigger_kind"].as_str().unwrap_or_default() };
+        println!("{} ({what}): {}; {}", t["workflow_id"].as_str().unwrap_or_default(), outcome(&t["from"]), outcome(&t["to"]));
         for a in t["added"].as_array().into_iter().flatten() {
             println!("  + {}", a["task_id"].as_str().unwrap_or_default());
         }

@@ -183,6 +183,18 @@ impl Store {
         }
     }
 
+    /// The events a definition's filter turned away, newest first: `(when, event)`.
+    pub async fn filtered_events(&self, definition_id: &str, limit: i64) -> Result<Vec<(DateTime<Utc>, Value)>> {
+        Ok(sqlx::query_as(
+            "select recorded_at, detail -> 'event' from trigger_decisions where definition_id = $1 and outcome = 'filtered' \
+             and detail ? 'event' order by id desc limit $2",
+        )
+        .bind(definition_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// How many decisions of each outcome a definition has.
     pub async fn decision_counts(&self, definition_id: &str) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as("select outcome, count(*) from trigger_decisions where definition_id = $1 group by outcome order by outcome")

@@ -13,7 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use taskfactory_activities::context;
-use taskfactory_schemas::behaviour::{TriggerReplay, compare_tasks, output_dependencies, replay_version};
+use taskfactory_schemas::behaviour::{Recorded, TriggerReplay, output_dependencies, replay_both};
+use taskfactory_schemas::ids::event_workflow_id;
 use taskfactory_schemas::plan::{Outcome, Plan, PlanRequest, plan};
 use taskfactory_schemas::{DefinitionId, TriggerEvent};
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
@@ -142,7 +143,8 @@ pub struct BehaviourQuery {
     pub from: Option<String>,
     /// The new version (default: the current one).
     pub to: Option<String>,
-    /// How many recorded triggers to replay, newest first (default 10, at most 100).
+    /// How many recorded runs, and how many filtered events, to replay, newest first (default
+    /// 10 each, at most 100).
     pub last: Option<String>,
 }
 
@@ -180,9 +182,10 @@ pub struct BehaviourDiffAnswer {
 
 /// Behavioural diff of two versions
 ///
-/// Replays the last recorded triggers (each run's trigger and context snapshot) through both
-/// versions' planners and shows, per trigger, which tasks would be added, removed or changed.
-/// Nothing is started or written.
+/// Replays the last recorded triggers through both versions' planners: each run's trigger and
+/// context snapshot, and each event a filter turned away (with the version's static and
+/// trigger context). Shows, per trigger, which tasks would be added, removed or changed, and
+/// whether each version fires at all. Nothing is started or written.
 #[utoipa::path(get, path = "/api/v1/definitions/{id}/diff/behaviour", operation_id = "behaviour_diff", tag = "definitions", params(IdPath, BehaviourQuery),
     responses(
         (status = 200, description = "Per recorded trigger, what changes", body = ref("#/components/schemas/BehaviourDiffAnswer")),
@@ -200,36 +203,32 @@ pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): 
     let old = state.store.load_for_run(&id, Some(from)).await?;
     let new = state.store.load_for_run(&id, to).await?;
     let dependencies = output_dependencies(&[&old, &new]);
-    let mut summary = BehaviourSummary::default();
     let mut triggers = Vec::new();
-    for recorded in state.store.recorded_triggers(id.as_str(), last).await? {
-        let outputs = if dependencies.is_empty() { json!({}) } else { state.store.task_outputs(&recorded.workflow_id, &dependencies).await? };
-        let mut warnings = Vec::new();
-        let replay = |loaded, warnings: &mut Vec<String>| replay_version(loaded, &recorded.workflow_id, &recorded.trigger, &recorded.context, &outputs, MAX_REPLAY_TASKS, warnings);
-        let (from_outcome, old_tasks) = replay(&old, &mut warnings);
-        let (to_outcome, new_tasks) = replay(&new, &mut warnings);
-        let mut seen = std::collections::HashSet::new();
-        warnings.retain(|w| seen.insert(w.clone()));
-        let (added, removed, changed, unchanged) = compare_tasks(&old_tasks, &new_tasks);
-        summary.replayed += 1;
-        let fire_change = from_outcome.fires != to_outcome.fires || from_outcome.error.is_some() != to_outcome.error.is_some();
-        summary.fire_changes += usize::from(fire_change);
-        summary.differing += usize::from(fire_change || !added.is_empty() || !removed.is_empty() || !changed.is_empty());
-        (summary.tasks_added, summary.tasks_removed, summary.tasks_changed) =
-            (summary.tasks_added + added.len(), summary.tasks_removed + removed.len(), summary.tasks_changed + changed.len());
-        triggers.push(TriggerReplay {
-            workflow_id: recorded.workflow_id.clone(),
-            fired_at: recorded.fired_at.to_rfc3339(),
-            trigger_kind: recorded.trigger.kind,
-            from: from_outcome,
-            to: to_outcome,
-            added,
-            removed,
-            changed,
-            unchanged,
-            warnings,
-        });
+    for run in state.store.recorded_triggers(id.as_str(), last).await? {
+        let outputs = if dependencies.is_empty() { json!({}) } else { state.store.task_outputs(&run.workflow_id, &dependencies).await? };
+        let at = run.fired_at.to_rfc3339();
+        let recorded = Recorded { kind: "run", workflow_id: &run.workflow_id, at: &at, trigger: &run.trigger, context: Some(&run.context), outputs: &outputs };
+        triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
     }
+    // Events a filter turned away: a wider filter in the new version would fire on them.
+    for (when, event) in state.store.filtered_events(id.as_str(), last).await? {
+        let Ok(event) = serde_json::from_value::<TriggerEvent>(event) else { continue };
+        let key = event.default_dedupe_key();
+        let workflow_id = event_workflow_id(&id, &key);
+        let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key), payload: event.payload.clone(), event: Some(event), scheduled_for: None };
+        let at = when.to_rfc3339();
+        let recorded = Recorded { kind: "filtered_event", workflow_id: &workflow_id, at: &at, trigger: &trigger, context: None, outputs: &json!({}) };
+        triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
+    }
+    triggers.sort_by(|a, b| b.fired_at.cmp(&a.fired_at));
+    let summary = BehaviourSummary {
+        replayed: triggers.len(),
+        differing: triggers.iter().filter(|t| t.differs()).count(),
+        fire_changes: triggers.iter().filter(|t| t.fire_change()).count(),
+        tasks_added: triggers.iter().map(|t| t.added.len()).sum(),
+        tasks_removed: triggers.iter().map(|t| t.removed.len()).sum(),
+        tasks_changed: triggers.iter().map(|t| t.changed.len()).sum(),
+    };
     Ok(Json(BehaviourDiffAnswer { definition_id: id, from: old.version, to: new.version, summary, triggers }))
 }
 

@@ -274,3 +274,35 @@ async fn old_decisions_are_pruned_and_recent_ones_kept() {
     let messages: Vec<&str> = left.iter().map(|d| d.entry.message.as_str()).collect();
     assert_eq!(messages, ["recent"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_behavioural_diff_shows_filtered_events_a_wider_filter_would_fire_on() {
+    let app = TestApp::spawn("decisions-diff-filter").await;
+    let id = format!("pushes-{}", unique());
+    let event_type = format!("repo.pushed.{}", unique());
+    let mut definition = json!({
+        "id": id, "name": "Reindex on push",
+        "trigger": {"kind": "event", "event_type": event_type, "filter": "event.payload.branch == 'main'"},
+        "context": [{"name": "push", "kind": "trigger"}],
+        "tasks": [{"id": "reindex", "kind": "noop", "for_each": "push.files", "key": "{{ item }}"}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let send = |key: &str, branch: &str| json!({"type": event_type, "key": key, "payload": {"branch": branch, "files": ["a.rs", "b.rs"]}});
+    let (_, fired) = app.call(Method::POST, "/api/v1/events", Some(&send("m1", "main"))).await;
+    app.wait_for_run(fired["results"][0]["outcomes"][0]["workflow_id"].as_str().unwrap()).await;
+    app.call(Method::POST, "/api/v1/events", Some(&send("d1", "dev"))).await;
+
+    definition["trigger"]["filter"] = json!("event.payload.branch in ['main', 'dev']");
+    assert_eq!(app.put_definition(&definition).await.1["version"], 2);
+    let (status, diff) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?from=1&to=2"), None).await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["summary"], json!({"replayed": 2, "differing": 1, "fire_changes": 1, "tasks_added": 2, "tasks_removed": 0, "tasks_changed": 0}), "{diff:#}");
+    let filtered = diff["triggers"].as_array().unwrap().iter().find(|t| t["recorded"] == "filtered_event").unwrap();
+    assert_eq!(filtered["workflow_id"], format!("tf:{id}:event:d1"));
+    assert_eq!((filtered["from"]["fires"].as_bool(), filtered["to"]["fires"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(filtered["from"]["not_fired_because"], "filter false: event.payload.branch == 'main'");
+    let added: Vec<&str> = filtered["added"].as_array().unwrap().iter().map(|t| t["item_key"].as_str().unwrap()).collect();
+    assert_eq!(added, ["a.rs", "b.rs"]);
+    let run = diff["triggers"].as_array().unwrap().iter().find(|t| t["recorded"] == "run").unwrap();
+    assert_eq!((run["unchanged"].as_i64(), run["added"].as_array().map(Vec::len)), (Some(2), Some(0)));
+}
