@@ -47,6 +47,15 @@ const scenarios = {
     })));
     return { rows };
   },
+  // Not a test: save a screenshot for the wiki. arg: "<hash>|<css selector to wait for>|<png path>".
+  async screenshot(page) {
+    const [hash, selector, file] = arg.split("|");
+    await page.goto(`${base}/${hash}`);
+    await page.waitForSelector(selector, { timeout: 30000 });
+    await page.waitForLoadState("networkidle");
+    await page.screenshot({ path: file, fullPage: true });
+    return { file };
+  },
   // Complete the first waiting human task from the inbox page.
   async inbox(page) {
     await page.goto(`${base}/#/inbox`);
