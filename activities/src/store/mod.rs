@@ -222,8 +222,6 @@ pub struct RecordedTrigger {
     pub context: Value,
     /// When it fired.
     pub fired_at: DateTime<Utc>,
-    /// The version it ran.
-    pub version_used: Option<i32>,
 }
 
 /// Filters for [`Store::list_runs`].

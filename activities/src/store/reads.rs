@@ -211,7 +211,7 @@ impl Store {
     /// diff replays, newest first.
     pub async fn recorded_triggers(&self, definition_id: &str, limit: i64) -> Result<Vec<RecordedTrigger>> {
         let rows = sqlx::query(
-            "select workflow_id, trigger, context_snapshot, fired_at, version_used from activity_runs \
+            "select workflow_id, trigger, context_snapshot, fired_at from activity_runs \
              where definition_id = $1 and context_snapshot is not null order by fired_at desc limit $2",
         )
         .bind(definition_id)
@@ -222,7 +222,7 @@ impl Store {
             .map(|r| {
                 let workflow_id: String = r.try_get("workflow_id")?;
                 let trigger = serde_json::from_value(r.try_get("trigger")?).map_err(|e| StoreError::Corrupt(format!("trigger of run {workflow_id:?}: {e}")))?;
-                Ok(RecordedTrigger { trigger, context: r.try_get("context_snapshot")?, fired_at: r.try_get("fired_at")?, version_used: r.try_get("version_used")?, workflow_id })
+                Ok(RecordedTrigger { trigger, context: r.try_get("context_snapshot")?, fired_at: r.try_get("fired_at")?, workflow_id })
             })
             .collect()
     }

@@ -15,7 +15,8 @@ use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::preview::{DstWarning, Fire, preview as preview_fires};
 use utoipa::IntoParams;
 
-use super::definitions::{IdPath, path_id};
+use super::definitions::{IdPath, parse_version, path_id};
+use super::query_number;
 use crate::ApiState;
 use crate::decisions::{ScheduleCounters, observe_schedule};
 use crate::error::ApiError;
@@ -57,17 +58,6 @@ fn parse_wire<T: serde::de::DeserializeOwned>(field: &str, raw: &Option<String>,
         .transpose()
 }
 
-fn parse_number(field: &str, raw: &Option<String>, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
-    raw.as_deref()
-        .map(|v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end())))
-        })
-        .transpose()
-}
-
 /// A definition's trigger decisions
 ///
 /// One entry per schedule slot, event and manual trigger: fired, fired_zero_tasks, skipped
@@ -85,8 +75,8 @@ pub async fn list(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPat
     let filter = DecisionFilter {
         outcome: parse_wire("outcome", &q.outcome, "fired, fired_zero_tasks, skipped, deduplicated, filtered, error")?,
         source: parse_wire("source", &q.source, "schedule, event, manual")?,
-        before: parse_number("before", &q.before, 1..=i64::MAX)?,
-        limit: parse_number("limit", &q.limit, 1..=500)?.unwrap_or(50),
+        before: query_number("before", &q.before, 1..=i64::MAX)?,
+        limit: query_number("limit", &q.limit, 1..=500)?.unwrap_or(50),
     };
     let record = state.store.get_definition(id.as_str()).await?;
     let (schedule, observer_error) = if record.definition.trigger.kind == TriggerKind::Cron {
@@ -144,12 +134,12 @@ pub struct PreviewAnswer {
     ))]
 pub async fn preview(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<PreviewQuery>) -> Result<Json<PreviewAnswer>, ApiError> {
     let id = path_id(&id)?;
-    let count = parse_number("count", &q.count, 1..=1000)?.unwrap_or(10);
+    let count = query_number("count", &q.count, 1..=1000)?.unwrap_or(10);
     let after = match q.after.as_deref() {
         Some(raw) => DateTime::parse_from_rfc3339(raw).map_err(|e| ApiError::field("after", format!("{raw:?} is not RFC 3339: {e}")))?.with_timezone(&Utc),
         None => Utc::now(),
     };
-    let version = parse_number("version", &q.version, 1..=i64::from(i32::MAX))?.map(|v| v as i32);
+    let version = q.version.as_deref().map(|raw| parse_version("version", raw)).transpose()?;
     let loaded = state.store.load_for_run(&id, version).await?;
     let trigger = &loaded.definition.trigger;
     if trigger.kind != TriggerKind::Cron {

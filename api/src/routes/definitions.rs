@@ -269,6 +269,11 @@ pub async fn version(State(state): State<ApiState>, Path(VersionPath { id, versi
     Ok(Json(VersionAnswer { version: state.store.get_version(id.as_str(), number).await?, id }))
 }
 
+/// The required `from` version of the diff routes.
+pub(crate) fn from_version(raw: Option<&str>) -> Result<i32, ApiError> {
+    parse_version("from", raw.ok_or_else(|| ApiError::field("from", "required"))?)
+}
+
 pub(crate) fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
     raw.parse::<i32>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
 }
@@ -307,7 +312,7 @@ pub struct DiffAnswer {
     ))]
 pub async fn diff(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<DiffQuery>) -> Result<Json<DiffAnswer>, ApiError> {
     let id = path_id(&id)?;
-    let from = parse_version("from", q.from.as_deref().ok_or_else(|| ApiError::field("from", "required"))?)?;
+    let from = from_version(q.from.as_deref())?;
     let to = match q.to.as_deref() {
         Some(raw) => parse_version("to", raw)?,
         None => state.store.get_definition(id.as_str()).await?.version,

@@ -22,8 +22,8 @@ use taskfactory_schemas::template::Templates;
 
 use utoipa::IntoParams;
 
-use super::definitions::{IdPath, parse_version, path_id};
-use super::json_body;
+use super::definitions::{IdPath, from_version, parse_version, path_id};
+use super::{json_body, query_number};
 use crate::ApiState;
 use crate::error::ApiError;
 
@@ -194,12 +194,9 @@ pub struct BehaviourDiffAnswer {
     ))]
 pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<BehaviourQuery>) -> Result<Json<BehaviourDiffAnswer>, ApiError> {
     let id = path_id(&id)?;
-    let from = parse_version("from", q.from.as_deref().ok_or_else(|| ApiError::field("from", "required"))?)?;
+    let from = from_version(q.from.as_deref())?;
     let to = q.to.as_deref().map(|raw| parse_version("to", raw)).transpose()?;
-    let last = match q.last.as_deref() {
-        Some(raw) => raw.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ApiError::field("last", format!("{raw:?} is not a number from 1 to 100")))?,
-        None => 10,
-    };
+    let last = query_number("last", &q.last, 1..=100)?.unwrap_or(10);
     let old = state.store.load_for_run(&id, Some(from)).await?;
     let new = state.store.load_for_run(&id, to).await?;
     let dependencies = output_dependencies(&[&old, &new]);
