@@ -3,6 +3,9 @@
 //! parsed and held against the repository and the binary's own command line (clap), so a
 //! renamed flag, a missing mount or a typo in an environment variable fails here.
 
+// A test crate: helpers unwrap too (clippy allows it only inside #[test] fns and #[cfg(test)]).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
