@@ -81,9 +81,10 @@ fn stop_child(child: &mut Child, sig: libc::c_int, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Waits (up to 60 s) until `address` accepts connections; fails early, with the end of its
-/// log, when the child exits — with [`PortInUse`] when the log says it lost `port`.
-fn wait_for_port(child: &mut Child, port: u16, log_file: &Path, what: &str) -> anyhow::Result<()> {
+/// Waits (up to 60 s) until port `port` accepts connections and, when given, `ready_line`
+/// is in the child's log; fails early, with the end of its log, when the child exits — with
+/// [`PortInUse`] when the log says it lost a port.
+fn wait_until_ready(child: &mut Child, port: u16, ready_line: Option<&str>, log_file: &Path, what: &str) -> anyhow::Result<()> {
     let address = format!("127.0.0.1:{port}");
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;
@@ -95,7 +96,8 @@ fn wait_for_port(child: &mut Child, port: u16, log_file: &Path, what: &str) -> a
             }
             bail!("{what} exited ({status}); its log ends with:\n{tail}");
         }
-        if std::net::TcpStream::connect(&address).is_ok() {
+        let logged = ready_line.is_none_or(|line| log_tail(log_file, 64 * 1024).contains(line));
+        if logged && std::net::TcpStream::connect(&address).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

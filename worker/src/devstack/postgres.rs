@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use sha2::Digest;
 
 use super::ports::{self, server_port};
-use super::{die_with_parent, is_port_in_use, stop_child, wait_for_port};
+use super::{die_with_parent, is_port_in_use, stop_child, wait_until_ready};
 
 /// Finds PostgreSQL's server binaries: `PG_BIN`, `pg_config --bindir`, or Debian's layout.
 pub fn find_pg_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -202,7 +202,8 @@ impl PostgresCluster {
         die_with_parent(&mut cmd, libc::SIGINT);
         let child = cmd.spawn().context("starting postgres")?;
         let mut cluster = Self { child, port: config.port, location, relocated_because, log_file: config.log_file.clone() };
-        wait_for_port(&mut cluster.child, config.port, &cluster.log_file, "postgres")?;
+        // Not just "the port accepts": a process squatting on it would accept too.
+        wait_until_ready(&mut cluster.child, config.port, Some("ready to accept connections"), &cluster.log_file, "postgres")?;
         Ok(cluster)
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::ports::{self, server_port};
-use super::{die_with_parent, is_port_in_use, on_path, stop_child, wait_for_port};
+use super::{die_with_parent, is_port_in_use, on_path, stop_child, wait_until_ready};
 
 /// Finds the `temporal` CLI: an explicit path, else `PATH`.
 pub fn find_temporal(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -114,7 +114,9 @@ impl TemporalDevServer {
             ui_url: config.ui_port.map(|p| format!("http://127.0.0.1:{p}")),
             log_file: config.log_file.clone(),
         };
-        wait_for_port(&mut server.child, config.port, &server.log_file, "the Temporal dev server")?;
+        // The frontend may accept connections before the server has bound its HTTP and metrics
+        // ports (and failed on a taken one): ready is when the banner's last line is out.
+        wait_until_ready(&mut server.child, config.port, Some("Temporal Metrics:"), &server.log_file, "the Temporal dev server")?;
         Ok(server)
     }
 

@@ -126,3 +126,33 @@ async fn dev_under_a_private_directory_runs_the_example_with_the_commands_it_pri
     let _ = std::fs::remove_dir_all(&relocated);
     let _ = std::fs::remove_dir_all(&private);
 }
+
+/// A listener holding a port drawn like a server's, as an unrelated process would.
+fn squatter() -> (std::net::TcpListener, u16) {
+    let port = devstack::server_port().unwrap();
+    (std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_whose_port_was_taken_start_again_on_new_ones() {
+    let root = scratch_root().join(format!("ports-{}", unique()));
+    let (mut temporal, mut postgres) = crate::support::server_configs(&root, false).unwrap();
+
+    let (_held, taken) = squatter();
+    postgres.port = taken;
+    let cluster = tokio::task::block_in_place(|| devstack::PostgresCluster::spawn_on_free_port(&mut postgres)).expect("postgres on a new port");
+    assert_ne!(cluster.port, taken);
+    assert_eq!(postgres.port, cluster.port, "the config keeps the port that worked, for restarts");
+    let pool = sqlx::PgPool::connect(&cluster.url("postgres")).await.expect("the cluster answers");
+    assert_eq!(sqlx::query_scalar::<_, i32>("select 1").fetch_one(&pool).await.unwrap(), 1);
+    pool.close().await;
+
+    let (_held_metrics, taken_metrics) = squatter();
+    temporal.metrics_port = taken_metrics;
+    let server = tokio::task::block_in_place(|| devstack::TemporalDevServer::spawn_retrying(&mut temporal, devstack::TemporalConfig::repick_ports))
+        .expect("the dev server on new ports");
+    assert_ne!(temporal.metrics_port, taken_metrics);
+    taskfactory::temporal::wait_ready(&server.address, "default", Duration::from_secs(60)).await.expect("the dev server answers");
+    drop((server, cluster));
+    let _ = std::fs::remove_dir_all(&root);
+}
