@@ -3,12 +3,13 @@
 //! - [`cli`]: the command line (clap) and the dispatch of each subcommand.
 //! - [`config`]: typed settings shared by the commands.
 //! - [`devstack`]: starting and stopping a Temporal dev server and a private Postgres cluster
-//!   (used by `taskfactory dev` and by the test harness).
+//!   on ports nothing else can take (used by `dev`, `bench` and the test harness).
 //! - [`temporal`]: connecting to Temporal and registering search attributes.
 //! - [`worker`]: building and running the Temporal worker.
 //! - [`dev`]: `taskfactory dev`, the whole system in one process tree.
 //! - [`demo`]: `taskfactory demo-worker`, another team's worker to point tasks at.
-//! - [`client`]: the HTTP client behind `apply`, `trigger` and `runs`.
+//! - [`client`]: the HTTP client behind the client commands (`apply`, `trigger`, `runs`, ...).
+//! - [`bench`]: `taskfactory bench`, throughput and latency figures against servers it starts.
 //! - [`telemetry`]: tracing setup.
 
 pub mod bench;
