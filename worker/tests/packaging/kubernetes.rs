@@ -208,7 +208,8 @@ fn container_port(container: &Value, name: &str) -> u16 {
 #[test]
 fn pods_run_as_the_images_non_root_user_with_requests_probes_and_matching_ports() {
     let dockerfile = read("Dockerfile");
-    let user = dockerfile.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("the Dockerfile sets USER");
+    let user =
+        dockerfile.lines().filter_map(|l| l.strip_prefix("USER ")).next_back().expect("the Dockerfile sets USER");
     let uid: u64 = user.split(':').next().unwrap().parse().expect("a numeric USER");
     let resources = resources();
     for (owner, spec) in pod_specs(&resources) {
