@@ -55,7 +55,13 @@ pub struct ContextClients {
 impl ContextClients {
     /// Only the default database, no named connections, public HTTP targets only.
     pub fn new(sql: PgPool) -> Self {
-        Self { sql, connections: HashMap::new(), http: reqwest::Client::new(), egress: Egress::default(), secrets: SecretStore::default() }
+        Self {
+            sql,
+            connections: HashMap::new(),
+            http: reqwest::Client::new(),
+            egress: Egress::default(),
+            secrets: SecretStore::default(),
+        }
     }
 }
 
@@ -111,9 +117,13 @@ pub async fn resolve(
                         permanent: true,
                     })?,
                 };
-                resolve_sql(pool, &clients.secrets, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?
+                resolve_sql(pool, &clients.secrets, &mut revealed, source, &templates, &scope, &path, limits)
+                    .await
+                    .map_err(|e| redact(&revealed, e))?
             }
-            ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?,
+            ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits)
+                .await
+                .map_err(|e| redact(&revealed, e))?,
         };
         context.insert(source.name.clone(), revealed.redact_value(value));
     }
@@ -149,7 +159,11 @@ async fn resolve_sql(
             permanent: true,
         })?;
         let reveal = |text: String, revealed: &mut Revealed| {
-            revealed.reveal(secrets, &text).map_err(|message| ContextError { path: format!("{path}.params[{i}]"), message, permanent: true })
+            revealed.reveal(secrets, &text).map_err(|message| ContextError {
+                path: format!("{path}.params[{i}]"),
+                message,
+                permanent: true,
+            })
         };
         params.push(match rendered {
             Value::Null => None,
@@ -188,22 +202,31 @@ async fn resolve_http(
     path: &str,
     limits: ContextLimits,
 ) -> Result<Value, ContextError> {
-    let fail = |field: &str, message: String, permanent: bool| ContextError { path: format!("{path}{field}"), message, permanent };
-    let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
+    let fail = |field: &str, message: String, permanent: bool| ContextError {
+        path: format!("{path}{field}"),
+        message,
+        permanent,
+    };
+    let url =
+        templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
     let url = revealed.reveal(&clients.secrets, &url).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
-    let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout).await.map_err(|m| fail(".url", m, true))?;
+    let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout)
+        .await
+        .map_err(|m| fail(".url", m, true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
     let mut request = if post { http.post(url.clone()) } else { http.get(url.clone()) };
     request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");
     for (name, value) in &source.headers {
         let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
-        let rendered = revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
+        let rendered =
+            revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         request = request.header(name, rendered);
     }
     if let Some(body) = &source.body {
         let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
-        request = request.json(&revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?);
+        request =
+            request.json(&revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?);
     }
     let response = request.send().await.map_err(|e| fail("", format!("GET {url} failed: {e}"), false))?;
     let status = response.status();
@@ -213,9 +236,14 @@ async fn resolve_http(
         return Err(fail("", format!("HTTP {status} from {url}: {excerpt}"), status.is_client_error()));
     }
     if bytes.len() > limits.max_bytes {
-        return Err(fail("", format!("the answer of {url} is {} bytes, over the limit of {}", bytes.len(), limits.max_bytes), true));
+        return Err(fail(
+            "",
+            format!("the answer of {url} is {} bytes, over the limit of {}", bytes.len(), limits.max_bytes),
+            true,
+        ));
     }
-    let document: Value = serde_json::from_slice(&bytes).map_err(|e| fail("", format!("the answer of {url} is not JSON: {e}"), true))?;
+    let document: Value =
+        serde_json::from_slice(&bytes).map_err(|e| fail("", format!("the answer of {url} is not JSON: {e}"), true))?;
     match source.select.as_deref().filter(|p| !p.is_empty()) {
         None => Ok(document),
         Some(pointer) => document

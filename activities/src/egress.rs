@@ -34,22 +34,39 @@ pub fn is_private(ip: IpAddr) -> bool {
                 return is_private(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
         }
     }
 }
 
 /// A client for `url` under the rule: the shared one when private targets are allowed, else a
 /// client pinned to the checked public address. `Err` explains a refusal.
-pub async fn client_for(shared: &reqwest::Client, url: &reqwest::Url, egress: Egress, timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub async fn client_for(
+    shared: &reqwest::Client,
+    url: &reqwest::Url,
+    egress: Egress,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, String> {
     if egress.allow_private {
         return Ok(shared.clone());
     }
-    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect(),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
     };
     if let Some(bad) = addrs.iter().find(|a| is_private(a.ip())) {
         return Err(format!(
@@ -67,7 +84,19 @@ mod tests {
 
     #[test]
     fn private_ranges_are_refused_and_public_ones_not() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {

@@ -23,11 +23,16 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 fn capped_body(bytes: &[u8]) -> Value {
     if bytes.len() <= MAX_BODY
-        && let Ok(json) = serde_json::from_slice::<Value>(bytes) {
-            return json;
-        }
+        && let Ok(json) = serde_json::from_slice::<Value>(bytes)
+    {
+        return json;
+    }
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
-    if bytes.len() > MAX_BODY { json!({"truncated": true, "bytes": bytes.len(), "text": text}) } else { Value::String(text) }
+    if bytes.len() > MAX_BODY {
+        json!({"truncated": true, "bytes": bytes.len(), "text": text})
+    } else {
+        Value::String(text)
+    }
 }
 
 /// Why a request did not succeed.
@@ -40,7 +45,12 @@ enum Failure {
 
 /// Sends the request and classifies the answer. Secret placeholders in the url, headers and
 /// body are revealed for the request only; the output and errors come back redacted.
-pub async fn send(shared: &reqwest::Client, egress: Egress, secrets: &SecretStore, input: &HttpRequestInput) -> Result<Value, ActivityError> {
+pub async fn send(
+    shared: &reqwest::Client,
+    egress: Egress,
+    secrets: &SecretStore,
+    input: &HttpRequestInput,
+) -> Result<Value, ActivityError> {
     let mut revealed = Revealed::default();
     match exchange(shared, egress, secrets, &mut revealed, input).await {
         Ok(output) => Ok(revealed.redact_value(output)),
@@ -49,10 +59,18 @@ pub async fn send(shared: &reqwest::Client, egress: Egress, secrets: &SecretStor
     }
 }
 
-async fn exchange(shared: &reqwest::Client, egress: Egress, secrets: &SecretStore, revealed: &mut Revealed, input: &HttpRequestInput) -> Result<Value, Failure> {
-    let method = reqwest::Method::from_bytes(input.method.as_bytes()).map_err(|_| Failure::Permanent(format!("invalid method {:?}", input.method)))?;
+async fn exchange(
+    shared: &reqwest::Client,
+    egress: Egress,
+    secrets: &SecretStore,
+    revealed: &mut Revealed,
+    input: &HttpRequestInput,
+) -> Result<Value, Failure> {
+    let method = reqwest::Method::from_bytes(input.method.as_bytes())
+        .map_err(|_| Failure::Permanent(format!("invalid method {:?}", input.method)))?;
     let raw_url = revealed.reveal(secrets, &input.url).map_err(Failure::Permanent)?;
-    let url = reqwest::Url::parse(&raw_url).map_err(|e| Failure::Permanent(format!("invalid url {:?}: {e}", input.url)))?;
+    let url =
+        reqwest::Url::parse(&raw_url).map_err(|e| Failure::Permanent(format!("invalid url {:?}: {e}", input.url)))?;
     let timeout = Duration::from_secs(input.timeout_secs.max(1));
     let client = crate::egress::client_for(shared, &url, egress, timeout).await.map_err(Failure::Permanent)?;
     let mut request = client.request(method, url).timeout(timeout);
@@ -62,9 +80,13 @@ async fn exchange(shared: &reqwest::Client, egress: Egress, secrets: &SecretStor
     if let Some(body) = &input.body {
         request = request.json(&revealed.reveal_value(secrets, body).map_err(Failure::Permanent)?);
     }
-    let response = request.send().await.map_err(|e| Failure::Retryable(format!("request to {} failed: {e}", input.url)))?;
+    let response =
+        request.send().await.map_err(|e| Failure::Retryable(format!("request to {} failed: {e}", input.url)))?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| Failure::Retryable(format!("reading the response of {} failed: {e}", input.url)))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::Retryable(format!("reading the response of {} failed: {e}", input.url)))?;
     let body = capped_body(&bytes);
     if status.is_success() {
         return Ok(json!({"status": status.as_u16(), "body": body}));

@@ -205,7 +205,9 @@ pub(crate) mod tests {
     pub(crate) fn schema_names<T: JsonSchema>() -> Vec<String> {
         let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
         match (schema.get("oneOf"), schema.get("enum")) {
-            (Some(variants), _) => variants.as_array().unwrap().iter().map(|v| v["const"].as_str().unwrap().to_owned()).collect(),
+            (Some(variants), _) => {
+                variants.as_array().unwrap().iter().map(|v| v["const"].as_str().unwrap().to_owned()).collect()
+            }
             (None, Some(names)) => names.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
             (None, None) => panic!("not an enum schema: {schema}"),
         }
@@ -222,7 +224,10 @@ pub(crate) mod tests {
 
     #[test]
     fn canonical_hash_ignores_key_order() {
-        assert_eq!(canonical_hash(&json!({"a": 1, "b": {"c": 2, "d": 3}})), canonical_hash(&json!({"b": {"d": 3, "c": 2}, "a": 1})));
+        assert_eq!(
+            canonical_hash(&json!({"a": 1, "b": {"c": 2, "d": 3}})),
+            canonical_hash(&json!({"b": {"d": 3, "c": 2}, "a": 1}))
+        );
         assert_ne!(canonical_hash(&json!({"a": 1})), canonical_hash(&json!({"a": 2})));
     }
 }

@@ -46,7 +46,9 @@ pub struct DatabaseArgs {
 
 fn parse_connection(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
-        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => Ok((name.trim().to_owned(), url.trim().to_owned())),
+        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => {
+            Ok((name.trim().to_owned(), url.trim().to_owned()))
+        }
         _ => Err(format!("{raw:?} is not NAME=URL")),
     }
 }
@@ -128,4 +130,3 @@ impl TuningArgs {
 fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
     taskfactory_schemas::duration::parse_duration(raw)
 }
-

@@ -243,7 +243,14 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
-fn event(key: impl Into<String>, event_type: EventType, node_id: Option<&str>, level: Level, message: impl Into<String>, payload: Value) -> NewTraceEvent {
+fn event(
+    key: impl Into<String>,
+    event_type: EventType,
+    node_id: Option<&str>,
+    level: Level,
+    message: impl Into<String>,
+    payload: Value,
+) -> NewTraceEvent {
     NewTraceEvent {
         key: key.into(),
         event_type,
@@ -278,7 +285,12 @@ async fn write_receipt<'e>(
 }
 
 /// Inserts pending task rows (idempotent), numbering them from `first_position`.
-async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[PlannedTask], first_position: i32) -> Result<()> {
+async fn insert_tasks(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &str,
+    tasks: &[PlannedTask],
+    first_position: i32,
+) -> Result<()> {
     for (chunk_index, chunk) in tasks.chunks(1000).enumerate() {
         let base = first_position + i32::try_from(chunk_index * 1000).unwrap_or(i32::MAX);
         let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
@@ -286,7 +298,12 @@ async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[Pl
         let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
         let kinds: Vec<String> = chunk
             .iter()
-            .map(|t| serde_json::to_value(&t.spec).ok().and_then(|v| v["kind"].as_str().map(str::to_owned)).unwrap_or_default())
+            .map(|t| {
+                serde_json::to_value(&t.spec)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
             .collect();
         let params: Vec<Value> = chunk.iter().map(|t| t.params.clone()).collect();
         let specs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(&t.spec).unwrap_or_default()).collect();
@@ -350,5 +367,4 @@ impl Store {
     pub async fn migrate(&self) -> std::result::Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("../migrations").run(&self.pool).await
     }
-
 }

@@ -89,13 +89,16 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiEr
 }
 
 /// Parses an optional numeric query parameter within `range`; errors name the parameter.
-pub fn query_number(field: &str, raw: &Option<String>, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+pub fn query_number(
+    field: &str,
+    raw: &Option<String>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, ApiError> {
     raw.as_deref()
         .map(|v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end())))
+            v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end()))
+            })
         })
         .transpose()
 }

@@ -146,7 +146,9 @@ mod tests {
             .lines()
             .map(str::trim_start)
             .filter(|line| line.starts_with("import ") || line.starts_with("} from "))
-            .filter_map(|line| line.rsplit_once(" from ").map(|(_, rest)| rest).or_else(|| line.strip_prefix("import ")))
+            .filter_map(|line| {
+                line.rsplit_once(" from ").map(|(_, rest)| rest).or_else(|| line.strip_prefix("import "))
+            })
             .filter_map(|rest| rest.trim().trim_end_matches(';').strip_prefix('"')?.strip_suffix('"'))
             .collect()
     }
@@ -172,9 +174,17 @@ mod tests {
         let mut seen = 0;
         for asset in ASSETS.iter().filter(|a| a.content_type == JS) {
             for target in imports(asset.body) {
-                assert!(target.starts_with("./") || target.starts_with("../"), "{}: import {target:?} is not relative", asset.path);
+                assert!(
+                    target.starts_with("./") || target.starts_with("../"),
+                    "{}: import {target:?} is not relative",
+                    asset.path
+                );
                 let resolved = resolve(asset.path, target);
-                assert!(find_asset(&resolved).is_some(), "{} imports {target:?}, which /ui/ does not serve", asset.path);
+                assert!(
+                    find_asset(&resolved).is_some(),
+                    "{} imports {target:?}, which /ui/ does not serve",
+                    asset.path
+                );
                 seen += 1;
             }
         }
@@ -200,7 +210,9 @@ mod tests {
     #[test]
     fn the_config_names_event_types_and_statuses_as_the_run_log_does() {
         let config = serde_json::to_value(UiConfig::new(None, "default".into())).unwrap();
-        let names = |key: &str| config[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let names = |key: &str| {
+            config[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
         assert_eq!(names("event_types"), EventType::all().iter().map(|t| t.as_str()).collect::<Vec<_>>());
         assert_eq!(names("statuses"), Status::all().iter().map(|s| s.as_str()).collect::<Vec<_>>());
         assert!(names("event_types").contains(&"NODE_WAITING".to_owned()));
