@@ -50,17 +50,9 @@ impl Role {
 
 /// The role a call needs; `None` for open routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if matches!(
-        path,
-        "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/api/v1/openapi.json"
-            | "/"
-            | "/ui/app.js"
-            | "/ui/style.css"
-            | "/api/v1/ui-config"
-    ) {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/" | "/api/v1/ui-config")
+        || path.starts_with("/ui/")
+    {
         return None;
     }
     if path.starts_with("/api/v1/keys") || path.starts_with("/api/v1/audit") || path == "/api/v1/schedules/reconcile" {

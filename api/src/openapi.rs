@@ -41,7 +41,7 @@ use crate::routes::{
                        Errors are `{\"error\": {\"code\", \"message\", \"details\": [{\"path\", \"message\"}]}}`."
     ),
     paths(
-        ui::index, ui::app_js, ui::style, ui::config,
+        ui::index, ui::asset, ui::config,
         health::healthz, health::readyz, metrics::metrics, docs::openapi_json,
         definitions::list, definitions::get, definitions::put, definitions::delete,
         definitions::versions, definitions::version, definitions::diff, definitions::validate, plans::dry_run,
@@ -249,7 +249,8 @@ mod tests {
                 })
                 .expect("a .route( call closes");
             let call = &call[..end];
-            let path = call[1..].split('"').next().unwrap().to_owned();
+            // axum's catch-all `{*path}` is OpenAPI's `{path}`.
+            let path = call[1..].split('"').next().unwrap().replace("{*", "{");
             // Method routers are `get(handler)`, `.put(handler)`, `axum::routing::delete(handler)`:
             // a method name right before a `(`.
             let methods: BTreeSet<String> = call
@@ -364,8 +365,13 @@ mod tests {
                 .map(|v| v[0].as_str().unwrap().to_owned())
                 .collect()
         };
-        for (method, path) in [("get", "/healthz"), ("get", "/metrics"), ("get", "/api/v1/openapi.json"), ("get", "/")]
-        {
+        for (method, path) in [
+            ("get", "/healthz"),
+            ("get", "/metrics"),
+            ("get", "/api/v1/openapi.json"),
+            ("get", "/"),
+            ("get", "/ui/{path}"),
+        ] {
             assert_eq!(operation(method, path)["security"], serde_json::json!([]), "{method} {path} is open");
         }
         assert_eq!(roles(&operation("get", "/api/v1/runs")), BTreeSet::from(["viewer".to_owned()]));

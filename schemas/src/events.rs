@@ -59,6 +59,25 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every type, in declaration order: what the web UI subscribes to (`/api/v1/ui-config`).
+    pub fn all() -> &'static [Self] {
+        &[
+            Self::WorkflowStarted,
+            Self::ContextResolved,
+            Self::PlanCreated,
+            Self::PlanExtended,
+            Self::NodeStarted,
+            Self::NodeProgress,
+            Self::NodeLog,
+            Self::NodeCompleted,
+            Self::NodeFailed,
+            Self::NodeWaiting,
+            Self::NodeSkipped,
+            Self::WorkflowCompleted,
+            Self::WorkflowFailed,
+        ]
+    }
+
     /// The wire name, e.g. `NODE_STARTED`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -176,10 +195,32 @@ pub fn canonical_hash(value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The wire names a type's JSON Schema lists (`oneOf` of `const`s, or `enum`): every
+    /// variant serde knows, so a list that matches them misses none.
+    pub(crate) fn schema_names<T: JsonSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        match (schema.get("oneOf"), schema.get("enum")) {
+            (Some(variants), _) => {
+                variants.as_array().unwrap().iter().map(|v| v["const"].as_str().unwrap().to_owned()).collect()
+            }
+            (None, Some(names)) => names.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+            (None, None) => panic!("not an enum schema: {schema}"),
+        }
+    }
+
+    #[test]
+    fn every_event_type_is_listed_once_under_its_wire_name() {
+        let listed: Vec<String> = EventType::all().iter().map(|t| t.as_str().to_owned()).collect();
+        assert_eq!(listed, schema_names::<EventType>());
+        for t in EventType::all() {
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        }
+    }
 
     #[test]
     fn canonical_hash_ignores_key_order() {

@@ -88,6 +88,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in declaration order (the order the web UI counts them in).
+    pub fn all() -> &'static [Self] {
+        &[Self::Pending, Self::Running, Self::Completed, Self::Failed, Self::Skipped]
+    }
+
     /// The wire name, as stored in Postgres.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -358,4 +363,21 @@ pub struct FinishRunInput {
     pub outcome: RunOutcome,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::tests::schema_names;
+
+    #[test]
+    fn every_status_is_listed_once_under_its_wire_name() {
+        let listed: Vec<String> = Status::all().iter().map(|s| s.as_str().to_owned()).collect();
+        assert_eq!(listed, schema_names::<Status>());
+        for s in Status::all() {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
+    }
 }

@@ -28,8 +28,7 @@ pub mod ui;
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/", get(ui::index))
-        .route("/ui/app.js", get(ui::app_js))
-        .route("/ui/style.css", get(ui::style))
+        .route("/ui/{*path}", get(ui::asset))
         .route("/api/v1/ui-config", get(ui::config))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,0 +1,41 @@
+// Element helpers and formatting shared by the views: building and filling nodes (text is
+// always added as text nodes, so nothing the API answers is parsed as HTML), status badges,
+// dates, JSON blocks, and a throttle for renders driven by streams.
+
+/** The page's main area, which each view fills. */
+export const main = document.getElementById("main");
+
+/** An element: `on<event>` attributes become listeners; null, undefined and false are skipped. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** Replaces a node's children; arrays are flattened, null/false skipped (like `el`). */
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
+  return node;
+}
+
+export const badge = (status) => el("span", { class: `badge ${status}` }, status);
+export const when = (t) => (t ? new Date(t).toLocaleString() : "");
+export const pretty = (v) => el("pre", {}, JSON.stringify(v, null, 2));
+export const enc = encodeURIComponent;
+
+/** Calls `fn` at most once per `ms`, with the arguments of the call that armed it. */
+export function throttle(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; fn(...args); }, ms);
+  };
+}

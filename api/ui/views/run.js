@@ -1,0 +1,179 @@
+// One run: its graph (templates in DAG columns, a square per task), counters, the replay
+// scrubber, the event log and task details. The page derives every state from the run's
+// trace events, which is also what the scrubber re-plays; it follows the run's stream live.
+import { api, streamUrl } from "../lib/api.js";
+import { badge, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
+import { onLeave } from "../lib/router.js";
+
+/**
+ * What a task square can show, in the order counters and bars list them: a status the run log
+ * stores (`statuses`, from /api/v1/ui-config), or one of two states only the trace events
+ * tell: waiting (for a person: NODE_WAITING) and retrying (started again after failing).
+ */
+function taskStates(statuses) {
+  const at = statuses.indexOf("running") + 1;
+  return [...statuses.slice(0, at), "waiting", "retrying", ...statuses.slice(at)];
+}
+
+/** Task and job states after the first `upTo` events. */
+function deriveState(run, events, upTo) {
+  const tasks = new Map();
+  const skippedTemplates = new Map();
+  let runStatus = "running";
+  for (const e of events.slice(0, upTo)) {
+    const id = e.node_id;
+    if (e.type === "NODE_SKIPPED" && e.payload && e.payload.template_id) skippedTemplates.set(e.payload.template_id, e.message);
+    if (e.type === "WORKFLOW_COMPLETED") runStatus = "completed";
+    if (e.type === "WORKFLOW_FAILED") runStatus = "failed";
+    if (!id) continue;
+    const status = { NODE_STARTED: "running", NODE_WAITING: "waiting", NODE_COMPLETED: "completed", NODE_FAILED: "failed" }[e.type];
+    const entry = tasks.get(id) || { id, status: "pending", group: id.startsWith("job:") ? "external jobs" : id.slice(run.length + 1).split("/")[0] };
+    if (status) entry.status = entry.status === "failed" && status === "running" ? "retrying" : status;
+    entry.last = e;
+    tasks.set(id, entry);
+  }
+  return { tasks, skippedTemplates, runStatus };
+}
+
+/** Fills the page with run `workflowId`; `config` is what /api/v1/ui-config answered. */
+export async function runView(workflowId, config) {
+  const states = taskStates(config.statuses);
+  let graph = await api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`);
+  let detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+  const events = [];
+  for (let after = 0; ;) {
+    const page = await api(`/api/v1/runs/${enc(workflowId)}/events?after=${after}&limit=1000`);
+    events.push(...page.events);
+    if (page.next === null) break;
+    after = page.next;
+  }
+  let cursor = events.length;
+  let follow = true;
+  let selected = null;
+  const expanded = new Set();
+  const counters = el("div", { class: "counters" });
+  const dag = el("div", { class: "dag" });
+  const side = el("div", { class: "card", style: "width: 360px" }, el("p", { class: "muted" }, "Click a task for its details."));
+  const scrub = el("input", { type: "range", min: 0, max: events.length, value: events.length });
+  const scrubLabel = el("span", { class: "muted" });
+  const followBox = el("input", { type: "checkbox", checked: true });
+  const levelFilter = el("select", {}, ["all", "info", "warn", "error"].map((l) => el("option", { value: l }, l)));
+  const nodeFilter = el("input", { placeholder: "filter by node" });
+  const log = el("div", { class: "log" });
+
+  const render = () => {
+    const state = deriveState(workflowId, events, cursor);
+    const totals = Object.fromEntries(states.map((s) => [s, 0]));
+    const byGroup = new Map();
+    for (const g of graph.groups) byGroup.set(g.id, []);
+    for (const t of state.tasks.values()) {
+      if (!byGroup.has(t.group)) byGroup.set(t.group, []);
+      byGroup.get(t.group).push(t);
+    }
+    // Planned tasks not yet started are pending; skipped templates skip what never started.
+    for (const g of graph.groups) {
+      const seen = byGroup.get(g.id).length;
+      const missing = Math.max(0, g.total - seen);
+      for (let i = 0; i < missing; i++) byGroup.get(g.id).push({ id: null, status: state.skippedTemplates.has(g.id) ? "skipped" : "pending", group: g.id });
+    }
+    for (const list of byGroup.values()) for (const t of list) totals[t.status] += 1;
+    fill(counters, badge(state.runStatus), " ", ...states.filter((s) => totals[s]).map((s) => el("span", {}, `${s}: ${totals[s]}`)));
+    // Columns by depth in the DAG.
+    const depth = new Map();
+    const depthOf = (id) => {
+      if (depth.has(id)) return depth.get(id);
+      const g = graph.groups.find((x) => x.id === id);
+      const d = g && g.depends_on.length ? 1 + Math.max(...g.depends_on.map(depthOf)) : 0;
+      depth.set(id, d);
+      return d;
+    };
+    const columns = [];
+    for (const id of byGroup.keys()) {
+      const d = id === "external jobs" ? 0 : depthOf(id);
+      (columns[d] = columns[d] || []).push(id);
+    }
+    fill(dag, ...columns.filter(Boolean).map((ids) => el("div", { class: "column" }, ids.map((id) => {
+      const group = graph.groups.find((g) => g.id === id) || { depends_on: [], deferred: false };
+      const list = byGroup.get(id).slice().sort((a, b) => (b.status === "failed") - (a.status === "failed"));
+      const counts = Object.fromEntries(states.map((s) => [s, list.filter((t) => t.status === s).length]));
+      const bar = el("div", { class: "bar" }, states.filter((s) => counts[s]).map((s) =>
+        el("div", { style: `width:${(100 * counts[s]) / list.length}%;background:var(--${s})`, title: `${s}: ${counts[s]}` })));
+      const big = list.length > 200 && !expanded.has(id);
+      const shown = big ? list.filter((t) => t.status === "failed").slice(0, 20) : list.slice(0, 2000);
+      return el("div", { class: "group" },
+        el("h4", {}, id, " ", el("span", { class: "muted" }, `${list.length}`)),
+        group.depends_on.length ? el("div", { class: "deps" }, `after ${group.depends_on.join(", ")}`) : null,
+        bar,
+        el("div", { class: "tasks" }, shown.map((t) => el("div", {
+          class: `task ${t.status}${t.id && t.id.startsWith("job:") ? " external" : ""}${t.id && t.id === selected ? " selected" : ""}`,
+          title: t.id ? `${t.id}: ${t.status}` : t.status,
+          onclick: () => t.id && select(t.id),
+        }))),
+        big ? el("button", { onclick: () => { expanded.add(id); render(); } }, `show all ${list.length}`) : null);
+    }))));
+    scrubLabel.textContent = `event ${cursor} of ${events.length}`;
+    const level = levelFilter.value;
+    const node = nodeFilter.value.trim();
+    const visible = events.slice(0, cursor).filter((e) => (level === "all" || e.level === level) && (!node || (e.node_id || "").includes(node)));
+    fill(log, ...visible.slice(-500).map((e) => el("div", { class: e.level, title: JSON.stringify(e.payload) },
+      `${String(e.seq).padStart(5)} ${e.ts.slice(11, 23)} ${e.type.padEnd(18)} ${e.node_id || "-"} ${e.message || ""}`)));
+    if (follow) log.scrollTop = log.scrollHeight;
+  };
+  const scheduleRender = throttle(render, 200);
+
+  const select = async (id) => {
+    selected = id;
+    render();
+    if (id.startsWith("job:")) {
+      fill(side, el("h3", {}, id), el("p", {}, "external job"), pretty(events.filter((e) => e.node_id === id)));
+      return;
+    }
+    let task = detail.tasks.find((t) => t.id === id);
+    if (!task || task.status === "running" || task.status === "pending") {
+      detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+      task = detail.tasks.find((t) => t.id === id);
+    }
+    const link = config.temporal_ui_url ? el("a", { href: `${config.temporal_ui_url}/namespaces/${enc(config.namespace)}/workflows/${enc(id)}`, target: "_blank" }, "open in the Temporal Web UI") : null;
+    fill(side, el("h3", {}, id), link,
+      task ? [el("p", {}, badge(task.status), ` attempt ${task.attempt} · ${when(task.started_at)} → ${when(task.finished_at)}`),
+        el("h4", {}, "params"), pretty(task.params), el("h4", {}, "output"), pretty(task.output),
+        task.error ? [el("h4", {}, "error"), el("div", { class: "error-box" }, task.error)] : null]
+        : el("p", { class: "muted" }, "not in the first 1,000 tasks of the run detail"));
+  };
+
+  scrub.addEventListener("input", () => {
+    cursor = Number(scrub.value);
+    follow = cursor === events.length;
+    followBox.checked = follow;
+    render();
+  });
+  followBox.addEventListener("change", () => { follow = followBox.checked; if (follow) { cursor = events.length; scrub.value = cursor; } render(); });
+  levelFilter.addEventListener("change", render);
+  nodeFilter.addEventListener("input", throttle(render, 150));
+
+  const refreshGraph = throttle(async () => { graph = await api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`); scheduleRender(); }, 1000);
+  const last = events.length ? events[events.length - 1].seq : 0;
+  const source = new EventSource(streamUrl(`/api/v1/runs/${enc(workflowId)}/stream?after=${last}`));
+  const onEvent = (message) => {
+    const e = JSON.parse(message.data);
+    if (events.length && e.seq <= events[events.length - 1].seq) return;
+    events.push(e);
+    scrub.max = events.length;
+    if (follow) { cursor = events.length; scrub.value = cursor; }
+    if (e.type === "PLAN_EXTENDED" || e.type === "PLAN_CREATED") refreshGraph();
+    scheduleRender();
+  };
+  for (const type of config.event_types) source.addEventListener(type, onEvent);
+  source.addEventListener("WORKFLOW_COMPLETED", () => source.close());
+  source.addEventListener("WORKFLOW_FAILED", () => source.close());
+  onLeave(() => source.close());
+
+  fill(main,
+    el("h2", {}, workflowId, " ", el("span", { class: "muted" }, `${detail.definition_id} v${detail.version_used ?? "?"} · ${detail.trigger_kind}`)),
+    detail.error ? el("div", { class: "card error-box" }, detail.error) : null,
+    el("div", { class: "card" }, counters, el("div", { class: "row" }, el("label", {}, "replay "), el("div", { class: "grow" }, scrub), scrubLabel,
+      el("label", {}, followBox, " live"))),
+    el("div", { class: "row" }, el("div", { class: "grow" }, dag,
+      el("h3", {}, "Events ", levelFilter, " ", nodeFilter), log), side));
+  render();
+}
