@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use taskfactory_activities::Store;
 use taskfactory_activities::metrics::metrics;
 use taskfactory_orchestrator::RUN_WORKFLOW_TYPE;
-use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER};
+use taskfactory_orchestrator::search::{self, Kind, MEMO_DEFINITION_NAME};
 use taskfactory_schemas::definition::{OverlapPolicy, TriggerKind};
 use taskfactory_schemas::duration::parse_duration;
 use taskfactory_schemas::events::canonical_hash;
@@ -41,7 +41,6 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::{
     CreateScheduleRequest, DeleteScheduleRequest, DescribeScheduleRequest, DescribeScheduleResponse,
     UpdateScheduleRequest,
 };
-use temporalio_common::search_attributes::SearchAttributes;
 
 /// Note on schedules paused because their definition is disabled.
 pub const DISABLED_NOTE: &str = "paused by taskfactory: definition disabled";
@@ -140,11 +139,8 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
             scheduled_for: None,
         },
     };
-    let attributes = SearchAttributes::new([
-        TF_DEFINITION_ID.value_set(definition.id.to_string()),
-        TF_TRIGGER.value_set("schedule".to_owned()),
-        TF_KIND.value_set("run".to_owned()),
-    ]);
+    // The version is the run's to say: it loads the current one when it starts.
+    let attributes = search::attributes(&definition.id, RunTrigger::Schedule, None, Kind::Run);
     let action = NewWorkflowExecutionInfo {
         workflow_id: schedule_workflow_id(&definition.id),
         workflow_type: Some(WorkflowType { name: RUN_WORKFLOW_TYPE.to_owned() }),

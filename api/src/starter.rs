@@ -2,13 +2,12 @@
 //! attributes, memo, the id reuse policy that makes workflow ids idempotency keys).
 
 use taskfactory_orchestrator::RunActivityWorkflow;
-use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
+use taskfactory_orchestrator::search::{self, Kind, MEMO_DEFINITION_NAME};
 use taskfactory_schemas::run::LoadedDefinition;
 use taskfactory_schemas::run::{RunInput, TriggerInfo};
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
 use temporalio_common::MemoValues;
-use temporalio_common::search_attributes::SearchAttributes;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -40,12 +39,7 @@ pub async fn start_run(
     let options = WorkflowStartOptions::new(state.task_queue.clone(), workflow_id.clone())
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-        .search_attributes(SearchAttributes::new([
-            TF_DEFINITION_ID.value_set(definition.id.to_string()),
-            TF_TRIGGER.value_set(trigger.kind.as_str().to_owned()),
-            TF_VERSION.value_set(i64::from(loaded.version)),
-            TF_KIND.value_set("run".to_owned()),
-        ]))
+        .search_attributes(search::attributes(&definition.id, trigger.kind, Some(loaded.version), Kind::Run))
         .memo(memo)
         .static_summary(format!("{} ({})", definition.name, trigger.kind.as_str()))
         .build();

@@ -12,8 +12,8 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowResult};
 
+use crate::children::run_child;
 use crate::contracts::TfActivities;
-use crate::run_workflow::run_child;
 
 /// A slice of a template's tasks.
 #[workflow]

@@ -1,6 +1,30 @@
 //! Readable messages from Temporal failures.
 
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_sdk::{ActivityExecutionError, ChildWorkflowExecutionError};
+
+/// An error of an activity or child workflow, which may carry Temporal's failure.
+pub trait CarriesFailure: std::fmt::Display {
+    /// The failure Temporal reported, when there is one.
+    fn temporal_failure(&self) -> Option<&Failure>;
+}
+
+impl CarriesFailure for ActivityExecutionError {
+    fn temporal_failure(&self) -> Option<&Failure> {
+        self.failure()
+    }
+}
+
+impl CarriesFailure for ChildWorkflowExecutionError {
+    fn temporal_failure(&self) -> Option<&Failure> {
+        self.failure()
+    }
+}
+
+/// A readable message for `error`: [`describe`] of its failure, else its own text.
+pub fn describe_error(error: &impl CarriesFailure) -> String {
+    error.temporal_failure().map_or_else(|| error.to_string(), describe)
+}
 
 /// The failure's message chain, outermost first: `Activity task failed: definition "x" not found`.
 ///

@@ -9,14 +9,14 @@
 //! - [`run_workflow`]: `RunActivityWorkflow`: load → resolve context → plan → run the task DAG.
 //! - [`batch_workflow`]: `TaskBatchWorkflow`: a slice of a template's tasks.
 //! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow.
-//! - [`search`]: search attribute keys and memo fields shared with the starters.
+//! - `children`: starting a task's `TaskWorkflow` (batches and the pre-batching path).
+//! - [`search`]: search attribute keys, the set every workflow of a run carries, [`search::Kind`].
 //! - [`failure`]: turning Temporal failures into readable messages.
-//! - [`floor`]: the benchmark's reference workflows (Temporal alone, no taskfactory).
 
 pub mod batch_workflow;
+mod children;
 pub mod contracts;
 pub mod failure;
-pub mod floor;
 pub mod run_workflow;
 pub mod search;
 pub mod task_workflow;

@@ -27,13 +27,11 @@ use chrono::DateTime;
 
 use taskfactory_schemas::Plan;
 use taskfactory_schemas::definition::FailurePolicy;
-use taskfactory_schemas::plan::{PlannedTask, TemplatePlan};
+use taskfactory_schemas::plan::TemplatePlan;
 use taskfactory_schemas::run::{
     BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput,
-    RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TASK_PROTOCOL, TaskInput, TaskMeta, TasksSkippedInput,
-    TriggerInfo,
+    RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TaskMeta, TasksSkippedInput, TriggerInfo,
 };
-use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -41,10 +39,10 @@ use temporalio_sdk::{
 };
 
 use crate::batch_workflow::TaskBatchWorkflow;
+use crate::children::run_child;
 use crate::contracts::TfActivities;
 use crate::failure;
-use crate::search::{MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
-use crate::task_workflow::TaskWorkflow;
+use crate::search::{self, Kind, MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_VERSION};
 
 /// Durable state of a run: which templates have finished, and which of them failed.
 #[workflow]
@@ -100,7 +98,7 @@ impl RunActivityWorkflow {
             match ctx.execute_activity(TfActivities::start_run, start, step_options(Duration::from_secs(60))).await {
                 Ok(loaded) => loaded,
                 Err(e) => {
-                    let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                    let message = failure::describe_error(&e);
                     return fail(
                         ctx,
                         &run_workflow_id,
@@ -124,7 +122,7 @@ impl RunActivityWorkflow {
         {
             Ok(context) => context,
             Err(e) => {
-                let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                let message = failure::describe_error(&e);
                 return fail(
                     ctx,
                     &run_workflow_id,
@@ -149,7 +147,7 @@ impl RunActivityWorkflow {
         {
             Ok(plan) => plan,
             Err(e) => {
-                let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                let message = failure::describe_error(&e);
                 return fail(ctx, &run_workflow_id, RunOutcome::default(), format!("planning failed: {message}")).await;
             }
         };
@@ -282,7 +280,7 @@ async fn run_group(
         match ctx.execute_activity(TfActivities::plan_template, input, step_options(Duration::from_secs(120))).await {
             Ok(count) => usize::try_from(count).unwrap_or(usize::MAX),
             Err(e) => {
-                let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                let message = failure::describe_error(&e);
                 ctx.state_mut(|s| s.plan_errors.push(format!("planning {:?} failed: {message}", template.id)));
                 result.skipped = 1;
                 finish_template(ctx, &template.id, &result);
@@ -328,12 +326,7 @@ async fn run_batch(
         return GroupResult { skipped: len as u64, ..GroupResult::default() };
     }
     ctx.state_mut(|s| s.running += len);
-    let attributes = SearchAttributes::new([
-        TF_DEFINITION_ID.value_set(run.meta.definition_id.to_string()),
-        TF_TRIGGER.value_set(run.meta.trigger.as_str().to_owned()),
-        TF_VERSION.value_set(i64::from(run.meta.version)),
-        TF_KIND.value_set("batch".to_owned()),
-    ]);
+    let attributes = search::attributes(&run.meta.definition_id, run.meta.trigger, Some(run.meta.version), Kind::Batch);
     let options = ChildWorkflowOptions::builder()
         .workflow_id(format!("{}/~batch/{template_id}/{index}", run.run_workflow_id))
         .search_attributes(attributes)
@@ -357,37 +350,6 @@ async fn run_batch(
         }
     });
     GroupResult { spawned: len as u64, completed: outcome.completed, failed: outcome.failed, skipped: 0 }
-}
-
-/// Starts one `TaskWorkflow` and waits for it; `true` when it completed. Shared by the batch
-/// workflow and the pre-batching path.
-pub(crate) async fn run_child<W>(
-    ctx: &WorkflowContext<W>,
-    run_workflow_id: &str,
-    meta: &TaskMeta,
-    task: &PlannedTask,
-) -> bool {
-    let attributes = SearchAttributes::new([
-        TF_DEFINITION_ID.value_set(meta.definition_id.to_string()),
-        TF_TRIGGER.value_set(meta.trigger.as_str().to_owned()),
-        TF_VERSION.value_set(i64::from(meta.version)),
-        TF_KIND.value_set("task".to_owned()),
-    ]);
-    let options = ChildWorkflowOptions::builder()
-        .workflow_id(task.task_id.clone())
-        .search_attributes(attributes)
-        .static_summary(format!("{}: {} / {}", meta.definition_name, task.template_id, task.item_key))
-        .build();
-    let input = TaskInput {
-        run_workflow_id: run_workflow_id.to_owned(),
-        definition_name: meta.definition_name.clone(),
-        task: task.clone(),
-        protocol: TASK_PROTOCOL,
-    };
-    match ctx.start_child_workflow(TaskWorkflow::run, input, options).await {
-        Ok(started) => started.result().await.is_ok(),
-        Err(_) => false,
-    }
 }
 
 /// The DAG as runs recorded before batching executed it: every task a direct child, plans

@@ -3,7 +3,9 @@
 //! In the Temporal Web UI, `TfDefinitionId = "overdue-invoices"` lists every run and task of a
 //! definition.
 
-use temporalio_common::search_attributes::{SearchAttributeKey, Timestamp};
+use taskfactory_schemas::ids::DefinitionId;
+use taskfactory_schemas::run::RunTrigger;
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes, Timestamp};
 
 /// The definition id (Keyword).
 pub const TF_DEFINITION_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfDefinitionId");
@@ -11,7 +13,7 @@ pub const TF_DEFINITION_ID: SearchAttributeKey<String> = SearchAttributeKey::key
 pub const TF_TRIGGER: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfTrigger");
 /// The definition version used (Int).
 pub const TF_VERSION: SearchAttributeKey<i64> = SearchAttributeKey::int("TfVersion");
-/// `run` or `task` (Keyword).
+/// `run`, `batch` or `task` (Keyword): see [`Kind`].
 pub const TF_KIND: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfKind");
 
 /// Set by Temporal on workflows a schedule starts: the slot they are for.
@@ -24,3 +26,44 @@ pub const ALL: &[(&str, &str)] =
 
 /// Memo field holding the definition's human-readable name.
 pub const MEMO_DEFINITION_NAME: &str = "definition_name";
+
+/// What a workflow of taskfactory is, as `TfKind` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A `RunActivityWorkflow`: one run of a definition.
+    Run,
+    /// A `TaskBatchWorkflow`: a slice of one template's tasks.
+    Batch,
+    /// A `TaskWorkflow`: one task.
+    Task,
+}
+
+impl Kind {
+    /// The value of `TfKind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Batch => "batch",
+            Self::Task => "task",
+        }
+    }
+}
+
+/// The search attributes every workflow of a run carries: the definition, what triggered the
+/// run, the version it uses (unknown to a schedule's action, which the run then upserts) and
+/// what kind of workflow it is. The one place the set is written: starters, the schedule
+/// action, and the run and batch workflows for their children all call this.
+pub fn attributes(
+    definition_id: &DefinitionId,
+    trigger: RunTrigger,
+    version: Option<i32>,
+    kind: Kind,
+) -> SearchAttributes {
+    let mut values =
+        vec![TF_DEFINITION_ID.value_set(definition_id.to_string()), TF_TRIGGER.value_set(trigger.as_str().to_owned())];
+    if let Some(version) = version {
+        values.push(TF_VERSION.value_set(i64::from(version)));
+    }
+    values.push(TF_KIND.value_set(kind.as_str().to_owned()));
+    SearchAttributes::new(values)
+}

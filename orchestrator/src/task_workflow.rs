@@ -126,7 +126,7 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
                 .map_err(|e| format!("could not start workflow {workflow_type:?}: {e}"))?;
             match started.result().await {
                 Ok(raw) => Ok(json_of(&raw.payloads)),
-                Err(e) => Err(e.failure().map_or_else(|| e.to_string(), failure::describe)),
+                Err(e) => Err(failure::describe_error(&e)),
             }
         }
         TaskSpec::Activity { activity_type, task_queue, timeout_secs, retry } => {
@@ -138,7 +138,7 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
             let params = RawValue::from_value(&task.params, ctx.payload_converter());
             match ctx.execute_activity(UntypedActivity::new(activity_type.as_str()), params, options).await {
                 Ok(raw) => Ok(json_of(&raw.payloads)),
-                Err(e) => Err(e.failure().map_or_else(|| e.to_string(), failure::describe)),
+                Err(e) => Err(failure::describe_error(&e)),
             }
         }
         TaskSpec::Http { method, url, headers, body, timeout_secs, retry } => {
@@ -155,7 +155,7 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
                 .build();
             ctx.execute_activity(TfActivities::http_request, request, options)
                 .await
-                .map_err(|e| e.failure().map_or_else(|| e.to_string(), failure::describe))
+                .map_err(|e| failure::describe_error(&e))
         }
         TaskSpec::Human { title, assignee, timeout_secs } => {
             let created = HumanTaskInput {
@@ -167,7 +167,7 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
             };
             ctx.execute_local_activity(TfActivities::human_task_created, created, trace_options())
                 .await
-                .map_err(|e| e.failure().map_or_else(|| e.to_string(), failure::describe))?;
+                .map_err(|e| failure::describe_error(&e))?;
             let mut decided = std::pin::pin!(ctx.wait_condition(|s| s.decision.is_some()));
             match timeout_secs {
                 Some(secs) => {

@@ -11,7 +11,6 @@
 
 use std::path::Path;
 
-use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -23,10 +22,6 @@ fn replayer() -> WorkflowReplayer {
         .register_workflow::<TaskWorkflow>()
         .unwrap()
         .register_workflow::<TaskBatchWorkflow>()
-        .unwrap()
-        .register_workflow::<FloorWorkflow>()
-        .unwrap()
-        .register_workflow::<FloorChildWorkflow>()
         .unwrap()
         .build();
     WorkflowReplayer::new(options).unwrap()

@@ -47,6 +47,13 @@ pub enum Command {
         #[command(flatten)]
         metrics: MetricsArgs,
     },
+    /// The benchmark's floor worker (Temporal alone: its reference workflows, SDK defaults);
+    /// `taskfactory bench` starts it.
+    #[command(hide = true)]
+    BenchFloorWorker {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
     /// Run a demo worker of "another team" (workflow `DemoGreeter`, activity `demo.shout`) on
     /// its own task queue, to try `workflow` and `activity` tasks.
     DemoWorker {
@@ -414,6 +421,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 tuning: tuning.tuning(),
             };
             crate::worker::run(setup, shutdown_signal()).await
+        }
+        Command::BenchFloorWorker { temporal } => {
+            let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
+            crate::bench::floor::run_worker(client, temporal.task_queue, shutdown_signal()).await
         }
         Command::DemoWorker { temporal } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;

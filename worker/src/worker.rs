@@ -5,7 +5,6 @@ use std::future::Future;
 use anyhow::Context;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
-use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
 use temporalio_common::telemetry::TelemetryOptions;
@@ -64,10 +63,6 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
         .register_workflow::<TaskWorkflow>()?
         .register_workflow::<TaskBatchWorkflow>()?
         .register_activities(activities)
-        // The benchmark's reference (Temporal alone); only `taskfactory bench` starts them.
-        .register_workflow::<FloorWorkflow>()?
-        .register_workflow::<FloorChildWorkflow>()?
-        .register_activities(crate::bench::FloorStep)
         .build();
     Worker::new(runtime, setup.client, options).context("creating the Temporal worker")
 }

@@ -109,8 +109,14 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
     let text = String::from_utf8_lossy(&task_history);
     assert_eq!(text.matches("MarkerRecordedEventAttributes").count(), 1, "{text}");
     assert!(text.contains("WorkflowPropertiesModified"), "the memo is set: {text}");
-    crate::support::save_history_if_asked(&history, "run_activity_workflow_protocol2.json");
-    crate::support::save_history_if_asked(&task_history, "task_workflow_noop_protocol2.json");
+    crate::support::save_history_if_asked(
+        &history,
+        "orchestrator/tests/histories/run_activity_workflow_protocol2.json",
+    );
+    crate::support::save_history_if_asked(
+        &task_history,
+        "orchestrator/tests/histories/task_workflow_noop_protocol2.json",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,30 @@
-//! The benchmark's floor workflows (Temporal alone) run on taskfactory's worker and complete
-//! every child. With `UPDATE_HISTORIES=1` the test saves their histories for the replay tests
-//! in `orchestrator/tests/histories/`.
+//! The benchmark's floor workflows (Temporal alone) run on the bench's own floor worker — the
+//! product worker does not register them — and complete every child. With `UPDATE_HISTORIES=1`
+//! the test saves their histories for `worker/tests/floor_replay.rs`.
 
-use taskfactory_orchestrator::floor::{FloorInput, FloorWorkflow};
+use taskfactory::bench::floor::{FloorInput, FloorWorkflow};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 
-use crate::support::{TestApp, unique};
+use crate::support::{TestApp, servers, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_floor_runs_one_activity_per_child() {
-    let app = TestApp::spawn("floor").await;
+async fn the_floor_runs_one_activity_per_child_on_the_floor_worker() {
+    let app = TestApp::spawn_with("floor", false).await;
+    // The worker's future is not Send: a thread and a runtime of its own, stopped on drop.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (address, queue) = (servers().temporal_address.clone(), app.task_queue().to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = taskfactory::temporal::connect(&address, "default").await.unwrap();
+            taskfactory::bench::floor::run_worker(client, queue, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+
     let id = format!("floor-{}", unique());
     let handle = app
         .client
@@ -25,6 +40,7 @@ async fn the_floor_runs_one_activity_per_child() {
 
     for (workflow_id, file) in [(id.clone(), "floor_workflow.json"), (format!("{id}/0"), "floor_child_workflow.json")] {
         let history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
-        crate::support::save_history_if_asked(&history, file);
+        crate::support::save_history_if_asked(&history, &format!("worker/tests/histories/{file}"));
     }
+    let _ = stop.send(());
 }

@@ -532,11 +532,11 @@ impl Drop for TestApp {
     }
 }
 
-/// With `UPDATE_HISTORIES=1`, saves `history` as `orchestrator/tests/histories/{file}` for the
-/// replay tests.
-pub fn save_history_if_asked(history: &[u8], file: &str) {
+/// With `UPDATE_HISTORIES=1`, saves `history` as `path` (relative to the workspace root, e.g.
+/// `orchestrator/tests/histories/x.json`) for the replay tests.
+pub fn save_history_if_asked(history: &[u8], path: &str) {
     if std::env::var_os("UPDATE_HISTORIES").is_some() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../orchestrator/tests/histories");
-        std::fs::write(dir.join(file), history).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::write(root.join(path), history).unwrap();
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! - `fanout`: one run of N noop tasks (wall time from the trigger to the run's end, tasks/s,
 //!   peak RSS of the worker process), next to the *floor*: N bare child workflows with one
-//!   trivial remote activity each, no taskfactory at all ([`taskfactory_orchestrator::floor`]),
+//!   trivial remote activity each, no taskfactory at all ([`floor`]),
 //!   on an identical fresh worker process; the ratio taskfactory/floor; with `--top-level`,
 //!   the floor's leaves started as top-level workflows (what non-child tasks could save);
 //! - `ingress`: events/s and request latency for events with 50% duplicate dedupe keys, and
@@ -25,28 +25,17 @@ use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::store::RunFilter;
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
-use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorInput, FloorWorkflow};
 use taskfactory_schemas::events::{EventType, Level, NewTraceEvent};
 use taskfactory_schemas::ids::DefinitionId;
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use temporalio_client::{Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowStartOptions};
-use temporalio_macros::activities;
-use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tokio::io::AsyncBufReadExt;
 
 use crate::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 
-/// The floor's activity: returns its input.
-pub struct FloorStep;
+pub mod floor;
 
-#[activities]
-impl FloorStep {
-    /// `tf.floor_step`.
-    #[activity(definition = taskfactory_orchestrator::floor::markers::Step)]
-    pub async fn step(_ctx: ActivityContext, input: u64) -> Result<u64, ActivityError> {
-        Ok(input)
-    }
-}
+use floor::{FloorChildWorkflow, FloorInput, FloorWorkflow};
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
@@ -209,33 +198,38 @@ fn latency(mut samples: Vec<Duration>) -> Value {
     json!({"samples": samples.len(), "p50_ms": percentile_ms(&samples, 0.5), "p99_ms": percentile_ms(&samples, 0.99), "max_ms": percentile_ms(&samples, 1.0)})
 }
 
-/// A `taskfactory worker` process of its own, so its peak RSS is the worker's alone.
+/// Which worker a [`WorkerProcess`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WorkerKind {
+    /// `taskfactory worker`, with its own tuning.
+    Taskfactory,
+    /// `taskfactory bench-floor-worker`: the floor's workflows only, with the SDK's defaults
+    /// (five workflow pollers, a fifth of them non-sticky; five activity pollers; a cache of
+    /// 1,000 workflows).
+    Floor,
+}
+
+/// A worker process of its own, so its peak RSS is the worker's alone.
 struct WorkerProcess {
     child: tokio::process::Child,
 }
 
 impl WorkerProcess {
-    /// A worker with taskfactory's own tuning (`tuned`), or with the SDK's defaults (the
-    /// naive floor: five workflow pollers, one of them non-sticky; five activity pollers; a
-    /// cache of 1,000 workflows).
-    async fn start(bench: &Bench, task_queue: &str, tuned: bool) -> anyhow::Result<Self> {
+    async fn start(bench: &Bench, task_queue: &str, kind: WorkerKind) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the taskfactory binary")?;
         let mut command = tokio::process::Command::new(exe);
-        command
-            .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
-            .args(["--database-url", &bench.database_url]);
-        if !tuned {
-            command.args([
-                "--workflow-pollers",
-                "5",
-                "--nonsticky-ratio",
-                "0.2",
-                "--activity-pollers",
-                "5",
-                "--max-cached-workflows",
-                "1000",
-            ]);
-        }
+        match kind {
+            WorkerKind::Taskfactory => command
+                .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
+                .args(["--database-url", &bench.database_url]),
+            WorkerKind::Floor => command.args([
+                "bench-floor-worker",
+                "--temporal-address",
+                &bench.temporal_address,
+                "--task-queue",
+                task_queue,
+            ]),
+        };
         let mut child = command
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -404,7 +398,7 @@ impl Bench {
             "context": [{"name": "items", "kind": "static", "value": items}],
             "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}"}]});
         self.put(&self.api, &definition).await?;
-        let worker = WorkerProcess::start(self, "bench", true).await?;
+        let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
         let started = Instant::now();
         let response =
             self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
@@ -441,7 +435,7 @@ impl Bench {
     /// Wall seconds and the worker's peak RSS of the floor for `n` children.
     async fn floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
         let task_queue = format!("bench-floor-{n}");
-        let worker = WorkerProcess::start(self, &task_queue, false).await?;
+        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
         let id = format!("bench-floor-{n}-{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
         let handle = self
@@ -468,7 +462,7 @@ impl Bench {
     async fn top_level_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
         use futures::StreamExt;
         let task_queue = format!("bench-top-{n}");
-        let worker = WorkerProcess::start(self, &task_queue, false).await?;
+        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
         let prefix = format!("bench-top-{n}-{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
         let handles: Vec<_> = futures::stream::iter(0..n)
@@ -681,7 +675,7 @@ impl Bench {
 
     async fn schedule_latency(&self, definitions: usize, minutes: u32) -> anyhow::Result<Value> {
         eprintln!("schedule latency: {definitions} definitions firing every minute, {minutes} minute(s) ...");
-        let worker = WorkerProcess::start(self, "bench", true).await?;
+        let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
         let ids: Vec<String> = (0..definitions).map(|i| format!("bench-cron-{i}")).collect();
         for id in &ids {
             let definition = json!({"id": id, "name": id, "trigger": {"kind": "cron", "cron": ["* * * * *"]}, "tasks": [{"id": "t", "kind": "noop"}]});

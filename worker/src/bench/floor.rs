@@ -1,22 +1,27 @@
 //! The benchmark's reference point: what Temporal costs for the same shape of work *without*
-//! taskfactory (no definition, no context, no plan, no run log).
+//! taskfactory (no definition, no context, no plan, no run log). Only `taskfactory bench`
+//! starts these workflows, on a worker of its own ([`run_worker`], the hidden `taskfactory
+//! bench-floor-worker`); the product worker does not register them.
 //!
 //! `FloorWorkflow` starts `children` `FloorChildWorkflow`s at once and waits for all of them;
 //! each child runs one trivial *remote* activity (`tf.floor_step`). That is the naive way to
 //! write "N tasks, each its own workflow" by hand. Above [`FLOOR_GROUP`] children, the parent
 //! starts sub-parents of at most [`FLOOR_GROUP`] children each instead, because a single
 //! workflow may not have more than 2,000 pending children on a default server, nor a history
-//! over 50,000 events. Only `taskfactory bench` starts these workflows.
+//! over 50,000 events.
 
-#![allow(unused_variables, clippy::unused_unit)]
-
+use std::future::Future;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use temporalio_macros::{activity_definitions, workflow, workflow_methods};
-use temporalio_sdk::activities::ActivityError;
+use temporalio_client::Client;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::workflows::join_all;
-use temporalio_sdk::{ActivityOptions, ChildWorkflowOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{
+    ActivityOptions, ChildWorkflowOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+};
 
 /// Most children one floor workflow starts directly.
 pub const FLOOR_GROUP: u64 = 1_000;
@@ -30,21 +35,16 @@ pub struct FloorInput {
     pub children: u64,
 }
 
-/// Marker for the floor's activity contract.
+/// The floor's activity.
 pub struct FloorActivities;
 
-#[activity_definitions]
+#[activities]
 impl FloorActivities {
     /// Returns its input: the cheapest remote activity there is.
     #[activity(name = "tf.floor_step")]
-    pub fn step(input: u64) -> Result<u64, ActivityError> {
-        unimplemented!()
+    pub async fn step(_ctx: ActivityContext, input: u64) -> Result<u64, ActivityError> {
+        Ok(input)
     }
-}
-
-/// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
-pub mod markers {
-    pub use super::floor_activities::Step;
 }
 
 /// N children, each one activity; answers how many completed.
@@ -101,4 +101,27 @@ impl FloorChildWorkflow {
         let options = ActivityOptions::start_to_close_timeout(Duration::from_secs(30));
         Ok(ctx.execute_activity(FloorActivities::step, input, options).await?)
     }
+}
+
+/// Serves the floor on `task_queue` with the SDK's defaults until `shutdown` resolves.
+pub async fn run_worker(client: Client, task_queue: String, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
+    let options = WorkerOptions::new(task_queue.clone())
+        .register_workflow::<FloorWorkflow>()?
+        .register_workflow::<FloorChildWorkflow>()?
+        .register_activities(FloorActivities)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    tracing::info!(%task_queue, "worker running");
+    let stop = worker.shutdown_handle();
+    let running = worker.run();
+    tokio::pin!(running);
+    tokio::select! {
+        result = &mut running => result?,
+        () = shutdown => {
+            stop();
+            running.await?;
+        }
+    }
+    Ok(())
 }
