@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use crate::egress::Egress;
+use crate::egress::{self, Egress, EgressError, Outgoing};
 use crate::secrets::{Revealed, SecretStore};
 use taskfactory_schemas::definition::{ContextKind, ContextSource};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
@@ -55,7 +55,7 @@ pub struct ContextClients {
 impl ContextClients {
     /// Only the default database, no named connections, public HTTP targets only.
     pub fn new(sql: PgPool) -> Self {
-        Self { sql, connections: HashMap::new(), http: reqwest::Client::new(), egress: Egress::default(), secrets: SecretStore::default() }
+        Self { sql, connections: HashMap::new(), http: egress::http_client(), egress: Egress::default(), secrets: SecretStore::default() }
     }
 }
 
@@ -192,20 +192,30 @@ async fn resolve_http(
     let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
     let url = revealed.reveal(&clients.secrets, &url).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
-    let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout).await.map_err(|m| fail(".url", m, true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
-    let mut request = if post { http.post(url.clone()) } else { http.get(url.clone()) };
-    request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");
+    let mut headers = Vec::with_capacity(source.headers.len());
     for (name, value) in &source.headers {
         let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         let rendered = revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
-        request = request.header(name, rendered);
+        headers.push((name, rendered));
     }
-    if let Some(body) = &source.body {
-        let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
-        request = request.json(&revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?);
+    let mut headers = crate::http_task::header_map(headers).map_err(|m| fail(".headers", m, true))?;
+    if !headers.contains_key(reqwest::header::ACCEPT) {
+        headers.insert(reqwest::header::ACCEPT, reqwest::header::HeaderValue::from_static("application/json"));
     }
-    let response = request.send().await.map_err(|e| fail("", format!("GET {url} failed: {e}"), false))?;
+    let body = match &source.body {
+        Some(body) => {
+            let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
+            Some(revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?)
+        }
+        None => None,
+    };
+    let method = if post { reqwest::Method::POST } else { reqwest::Method::GET };
+    let request = Outgoing { method, url: url.clone(), headers, body, timeout: limits.sql_statement_timeout };
+    let response = egress::send(&clients.http, &clients.egress, request).await.map_err(|e| match e {
+        EgressError::Refused(m) => fail(".url", m, true),
+        EgressError::Transport(m) => fail("", m, false),
+    })?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| fail("", format!("reading {url} failed: {e}"), false))?;
     if !status.is_success() {

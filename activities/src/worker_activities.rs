@@ -58,7 +58,7 @@ impl TfActivityImpls {
     /// runtime: it starts the task writer).
     pub fn new(store: Store, context: ContextClients, config: ActivityConfig) -> Self {
         let task_log = TaskLog::start(store.clone());
-        Self { store, task_log, context, config, http: reqwest::Client::new() }
+        Self { store, task_log, context, config, http: crate::egress::http_client() }
     }
 }
 
@@ -188,7 +188,7 @@ impl TfActivityImpls {
     #[activity(definition = tf_activities::HttpRequest)]
     #[instrument(skip_all, fields(workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx), method = %input.method))]
     pub async fn http_request(self: Arc<Self>, ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
-        let answer = crate::http_task::send(&self.http, self.context.egress, &self.context.secrets, &input).await;
+        let answer = crate::http_task::send(&self.http, &self.context.egress, &self.context.secrets, &input).await;
         if let Err(e) = &answer {
             // Secrets are redacted from these errors by `send`.
             tracing::warn!(error = ?e, "http request failed");

@@ -9,6 +9,7 @@ mod definitions;
 mod events;
 mod fanout;
 mod fleet;
+mod egress;
 mod floor;
 mod kinds;
 mod live;
