@@ -331,6 +331,11 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
         if s.kind != ContextKind::Sql {
             not_for_kind(errs, &path, "connection", s.connection.is_some(), kind);
         }
+        // A static value is in the document itself, a trigger payload in the run's trigger:
+        // hiding them from the snapshot would protect nothing.
+        if s.sensitive && matches!(s.kind, ContextKind::Static | ContextKind::Trigger) {
+            errs.push(format!("{path}.sensitive"), format!("not allowed for kind {kind:?}: its value is readable elsewhere (the definition, the run's trigger); use it on sql and http sources"));
+        }
     }
     seen
 }

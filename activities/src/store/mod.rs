@@ -176,7 +176,8 @@ pub struct RunDetail {
     pub trigger: Value,
     /// The slot of a scheduled run.
     pub scheduled_for: Option<DateTime<Utc>>,
-    /// The resolved context.
+    /// The resolved context, by source name; the values of `sensitive` sources are shown to
+    /// admin keys only (others read `⟦sensitive⟧`).
     pub context_snapshot: Option<Value>,
     /// The plan with its explanation (why each task was or was not created).
     pub plan: Option<Value>,

@@ -19,6 +19,7 @@ mod plans;
 mod restarts;
 mod schedules;
 mod secrets;
+mod sql_context;
 mod support;
 mod tasks;
 mod ui;
