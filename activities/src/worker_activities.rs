@@ -91,7 +91,7 @@ pub fn permanent(message: impl Into<String>) -> ActivityError {
 
 fn store_error(e: StoreError) -> ActivityError {
     match e {
-        StoreError::NotFound(_) | StoreError::Corrupt(_) => permanent(e.to_string()),
+        StoreError::NotFound(_) | StoreError::Corrupt(_) | StoreError::Unstorable(_) => permanent(e.to_string()),
         StoreError::Db(db) => ActivityError::from(anyhow::Error::new(db)),
         StoreError::Unavailable(message) => ActivityError::from(anyhow::anyhow!(message)),
     }

@@ -2,6 +2,7 @@
 //! the harness in [`support`]. One binary, so the servers are shared across every test.
 
 mod auth;
+mod bad_input;
 mod crash;
 mod dag;
 mod decisions;
