@@ -84,6 +84,13 @@ pub fn is_refused_char(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
+/// Checks that an instant lies in the years 1 to 9999: what RFC 3339 can write, and inside
+/// what Postgres and Temporal store (the parser accepts far more).
+pub fn check_instant(at: &chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&at.year()) { Ok(()) } else { Err(format!("{} is outside the years 1 to 9999", at.to_rfc3339())) }
+}
+
 /// Most problems [`control_character_errors`] reports.
 const MAX_CONTROL_ERRORS: usize = 50;
 
@@ -269,6 +276,11 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
         for (field, value) in [("jitter", &t.jitter), ("catchup_window", &t.catchup_window)] {
             if let Some(v) = value {
                 errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
+            }
+        }
+        for (field, at) in [("start_at", &t.start_at), ("end_at", &t.end_at)] {
+            if let Some(at) = at {
+                errs.check(format!("trigger.{field}"), check_instant(at));
             }
         }
         if let (Some(start), Some(end)) = (t.start_at, t.end_at)

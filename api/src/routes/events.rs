@@ -103,6 +103,9 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
         return Err(FieldError { path: at(&refused.path), message: refused.message });
     }
     let event: TriggerEvent = serde_path_to_error::deserialize(value).map_err(|e| FieldError { path: at(&e.path().to_string()), message: e.into_inner().to_string() })?;
+    if let Some(when) = &event.occurred_at {
+        taskfactory_schemas::validate::check_instant(when).map_err(|message| FieldError { path: at("occurred_at"), message })?;
+    }
     if event.event_type.trim().is_empty() {
         return Err(FieldError { path: at("type"), message: "must not be empty".into() });
     }

@@ -15,6 +15,7 @@ use taskfactory_schemas::{DefinitionId, TraceEvent};
 use taskfactory_schemas::decisions::DecisionOutcome;
 use taskfactory_schemas::ids::{check_workflow_id_len, manual_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
+use taskfactory_schemas::validate::check_instant;
 use utoipa::IntoParams;
 
 use super::definitions::{IdPath, path_id};
@@ -144,7 +145,11 @@ fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), A
 }
 
 fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    value.as_deref().map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time")))).transpose()
+    let parsed: Option<chrono::DateTime<chrono::Utc>> = value.as_deref().map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time")))).transpose()?;
+    if let Some(at) = &parsed {
+        check_instant(at).map_err(|m| ApiError::field(field, m))?;
+    }
+    Ok(parsed)
 }
 
 /// A page of runs.

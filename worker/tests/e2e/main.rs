@@ -12,6 +12,7 @@ mod fanout;
 mod fleet;
 mod egress;
 mod floor;
+mod fuzz;
 mod kinds;
 mod live;
 mod metrics;
