@@ -93,7 +93,12 @@ impl SqlConnection {
         let outcome = self
             .checked
             .get_or_try_init(|| async {
-                let problems = privileges(&self.pool).await.map_err(|source| AccessError::Unreachable { name: self.name.clone(), source })?;
+                let problems = match privileges(&self.pool).await {
+                    Ok(problems) => problems,
+                    // The database answered but the check failed: refuse rather than guess.
+                    Err(sqlx::Error::Database(e)) => Some(format!("its privileges could not be checked ({e})")),
+                    Err(source) => return Err(AccessError::Unreachable { name: self.name.clone(), source }),
+                };
                 Ok::<_, AccessError>(match problems {
                     None => Ok(()),
                     Some(problem) => Err(format!(
@@ -107,44 +112,57 @@ impl SqlConnection {
     }
 }
 
-/// What makes the pool's role too powerful for context queries, or `None`.
+/// What makes the pool's role too powerful for context queries, or `None`. Every role the
+/// connection's role is a member of counts as its own: a query may switch to one of them
+/// (`set_config('role', ...)`) for the rest of its session.
 pub async fn privileges(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
-    let (role, superuser): (String, bool) = sqlx::query_as("select current_user::text, rolsuper from pg_roles where rolname = current_user").fetch_one(pool).await?;
-    if superuser {
-        return Ok(Some(format!("role {role:?} is a superuser")));
+    let role: String = sqlx::query_scalar("select current_user::text").fetch_one(pool).await?;
+    // The role itself and every role it may become.
+    let members = "select oid, rolname from pg_roles where pg_has_role(current_user, oid, 'MEMBER')";
+    let via = |other: &str| if other == role { format!("role {role:?}") } else { format!("role {role:?} (through its membership in {other:?})") };
+    let superuser: Option<String> = sqlx::query_scalar(&format!("select m.rolname::text from ({members}) m join pg_roles r on r.oid = m.oid where r.rolsuper order by 1 limit 1"))
+        .fetch_optional(pool)
+        .await?;
+    if let Some(other) = superuser {
+        return Ok(Some(format!("{} is a superuser", via(&other))));
     }
-    let powerful: Vec<String> = sqlx::query_scalar("select rolname::text from pg_roles where rolname = any($1) and pg_has_role(current_user, oid, 'MEMBER') order by 1")
+    let powerful: Vec<String> = sqlx::query_scalar(&format!("select rolname::text from ({members}) m where rolname = any($1) order by 1"))
         .bind(POWERFUL_ROLES)
         .fetch_all(pool)
         .await?;
     if !powerful.is_empty() {
         return Ok(Some(format!("role {role:?} is a member of {}", powerful.join(", "))));
     }
-    let functions: Vec<String> = sqlx::query_scalar(
-        "select f from unnest($1::text[]) f where to_regprocedure(f) is not null and has_function_privilege(to_regprocedure(f), 'EXECUTE') order by 1",
-    )
+    let functions: Vec<(String, String)> = sqlx::query_as(&format!(
+        "select f, m.rolname::text from unnest($1::text[]) f cross join ({members}) m \
+         where to_regprocedure(f) is not null and has_function_privilege(m.oid, to_regprocedure(f), 'EXECUTE') order by 1, 2"
+    ))
     .bind(FILE_FUNCTIONS)
     .fetch_all(pool)
     .await?;
-    if !functions.is_empty() {
-        return Ok(Some(format!("role {role:?} may run {}", functions.join(", "))));
+    if let Some((function, other)) = functions.first() {
+        return Ok(Some(format!("{} may run {function}", via(other))));
     }
     // Taskfactory's schema: one that holds both its runs and its keys.
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select format('%I.%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+    let tables: Vec<(String, String)> = sqlx::query_as(&format!(
+        "select format('%I.%I', n.nspname, c.relname), m.rolname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         cross join ({members}) m \
          where c.relname = any($1) and c.relkind in ('r', 'p') \
            and exists (select 1 from pg_class r where r.relnamespace = n.oid and r.relname = 'activity_runs') \
            and exists (select 1 from pg_class k where k.relnamespace = n.oid and k.relname = 'api_keys') \
-           and (has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') or has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')) \
-         order by 1",
-    )
+           and (has_table_privilege(m.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') \
+                or has_any_column_privilege(m.oid, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')) \
+         order by 1, 2"
+    ))
     .bind(STORE_TABLES)
     .fetch_all(pool)
     .await?;
-    if !tables.is_empty() {
-        let shown: Vec<&str> = tables.iter().map(String::as_str).take(3).collect();
-        let more = if tables.len() > shown.len() { format!(" and {} more", tables.len() - shown.len()) } else { String::new() };
-        return Ok(Some(format!("role {role:?} can read taskfactory's own tables ({}{more})", shown.join(", "))));
+    if let Some((_, other)) = tables.first() {
+        let mut shown: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+        shown.dedup();
+        let more = if shown.len() > 3 { format!(" and {} more", shown.len() - 3) } else { String::new() };
+        shown.truncate(3);
+        return Ok(Some(format!("{} can read taskfactory's own tables ({}{more})", via(other), shown.join(", "))));
     }
     Ok(None)
 }

@@ -136,6 +136,13 @@ async fn privileged_sql_connections_are_refused_at_start_up_unless_allowed() {
     let (status, stderr) = api_start(&app, &["--sql-connection", &format!("crm={reader_url}")]).await.expect("the API must refuse to start");
     assert!(!status.success());
     assert!(stderr.contains("\"crm\"") && stderr.contains("taskfactory's own tables") && stderr.contains("public.api_keys"), "{stderr}");
+    // A role that reads nothing itself but may become one that does (`set_config('role', ...)`).
+    let member = format!("member_{}", unique());
+    for statement in [format!("create role {member} login noinherit"), format!("grant {reader} to {member}")] {
+        sqlx::query(&statement).execute(app.store.pool()).await.unwrap();
+    }
+    let (_, stderr) = api_start(&app, &["--sql-connection", &format!("crm={}", as_user(&superuser, &member))]).await.expect("the API must refuse to start");
+    assert!(stderr.contains(&format!("through its membership in \"{reader}\"")) && stderr.contains("public.api_keys"), "{stderr}");
     // The worker checks the same way.
     let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::worker::WorkerSetup;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
-use sqlx::postgres::PgConnectOptions;
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
@@ -124,6 +124,15 @@ pub fn test_context(context_db: &PgConnectOptions) -> ContextClients {
 /// The schema a test's context role reads (tables the test creates there are readable).
 pub const CONTEXT_SCHEMA: &str = taskfactory::context_role::DEMO_SCHEMA;
 
+/// A least-privilege role of the test's own for its `sql` sources: it reads the schema
+/// [`CONTEXT_SCHEMA`] of the test's database and nothing else. Its name and how to connect.
+async fn context_role_for(store: &Store, database_url: &str) -> (String, PgConnectOptions) {
+    let role = taskfactory::context_role::ContextRole::new(format!("ctx_{}", unique()), CONTEXT_SCHEMA);
+    taskfactory::context_role::ensure(store.pool(), &role).await.expect("creating the test's context role");
+    let options = role.connect_options(&database_url.parse().expect("the test database URL"));
+    (role.role, options)
+}
+
 /// A client that sends `key` with every request.
 pub fn authed_client(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -231,10 +240,7 @@ impl TestApp {
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
         let (_, api_key) = store.create_key("e2e", "admin", None).await.expect("creating the test's admin key");
-        // `sql` sources run as a role of their own that reads the schema `demo` only.
-        let role = taskfactory::context_role::ContextRole::new(format!("ctx_{}", unique()), CONTEXT_SCHEMA);
-        taskfactory::context_role::ensure(store.pool(), &role).await.expect("creating the test's context role");
-        let context_db = role.connect_options(&database_url.parse().expect("the test database URL"));
+        let (context_role, context_db) = context_role_for(&store, &database_url).await;
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
             .expect("Temporal dev server not ready");
@@ -293,7 +299,7 @@ impl TestApp {
             api_url,
             task_queue,
             database_url,
-            context_role: role.role,
+            context_role,
             context_db,
             http: authed_client(&api_key),
             api_key,
