@@ -60,8 +60,29 @@ if [ -z "${DATABASE_URL:-}" ] && [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 
   fail "running as root needs a \`postgres\` user for the private cluster: run \`useradd --system postgres\` (or set DATABASE_URL)"
 fi
 
-# The browser tests (worker/tests/e2e/ui.rs) drive Debian's Chromium through playwright-core.
+# The browser tests (worker/tests/e2e/ui.rs) drive Debian's Chromium through playwright-core;
+# the packaging tests validate deploy/kubernetes/ with kubernetes-validate, from a virtualenv
+# of the project's own (never the system Python), kept outside the clone like the target dir.
 if [ -n "${TASKFACTORY_BOOTSTRAP_TESTS:-}" ]; then
+  have rustfmt || fail "rustfmt is missing: run \`rustup component add rustfmt\`"
+  cargo clippy --version >/dev/null 2>&1 || fail "clippy is missing: run \`rustup component add clippy\`"
+  venv="${TASKFACTORY_VENV:-$HOME/.cache/taskfactory/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    py=$(command -v python3 || true)
+    [ -n "$py" ] || apt_install python3 python3 python3-venv
+    py=$(command -v python3)
+    echo "creating the test virtualenv in $venv ..." >&2
+    mkdir -p "$(dirname "$venv")"
+    "$py" -m venv "$venv" >&2 2>/dev/null || { apt_install "python3-venv" python3-venv && "$py" -m venv "$venv" >&2; } \
+      || fail "cannot create a virtualenv: run \`apt-get install -y python3-venv\`"
+  fi
+  if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    echo "installing kubernetes-validate into $venv ..." >&2
+    "$venv/bin/python" -m pip install --quiet "kubernetes-validate==1.37.0" >&2 \
+      || fail "pip install kubernetes-validate failed: run \`$venv/bin/pip install kubernetes-validate\`"
+  fi
+  export KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+
   [ -n "${CHROMIUM:-}" ] || have chromium || apt_install "Chromium (browser tests)" chromium
   have node && have npm || apt_install "Node.js (browser tests)" nodejs npm
   if [ ! -d ui-tests/node_modules/playwright-core ]; then

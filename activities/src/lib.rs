@@ -2,7 +2,7 @@
 //!
 //! - [`auth_store`]: API keys (hashed) and the audit log.
 //! - [`store`]: the Postgres definition store and run log (used by the activities and the API).
-//! - [`context`]: resolving context sources (`static`, `trigger`, `sql`).
+//! - [`context`]: resolving context sources (`static`, `trigger`, `sql`, `http`).
 //! - [`egress`]: the SSRF guard of `http` tasks and context sources.
 //! - [`secrets`]: secret values, revealed only inside the request that uses them.
 //! - [`sql_access`]: the databases `sql` context sources query, and the check of their roles.

@@ -1,4 +1,5 @@
-//! The HTTP API: admin CRUD for definitions, manual triggers and the run log read API.
+//! The HTTP API: admin CRUD for definitions, triggers (manual runs, event ingress, schedule
+//! controls), the run log read API with live streams, and the web UI.
 //!
 //! - [`auth`]: API keys, roles and the audit log, as one middleware.
 //! - [`boundary`]: URLs with control characters refused; every error answer in the envelope.
@@ -10,7 +11,11 @@
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
-//! - [`app`] builds the router (tests call it directly); [`serve`] runs it until `shutdown`.
+//! - [`decisions`]: the schedule observer that writes schedule slots into the trigger
+//!   decision log, and the pruning of old decisions.
+//!
+//! [`app`] builds the router with its layers; [`serve`] runs it on a listener until
+//! `shutdown` (the e2e suite serves it on port 0).
 
 use std::future::Future;
 use std::time::Duration;

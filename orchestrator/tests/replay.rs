@@ -6,6 +6,9 @@
 //! CLI's export is a different format) and checked in under `tests/histories/`. The floor's
 //! are written by `UPDATE_HISTORIES=1 cargo test --test e2e floor`.
 
+// A test crate: helpers unwrap too (clippy allows it only inside #[test] fns and #[cfg(test)]).
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use taskfactory_orchestrator::floor::{FloorChildWorkflow, FloorWorkflow};

@@ -1,6 +1,9 @@
 //! Property tests: whatever a client sends, parsing, validation, planning and rendering never
 //! panic, and every rejection names where the problem is.
 
+// A test crate: helpers unwrap too (clippy allows it only inside #[test] fns and #[cfg(test)]).
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use taskfactory_schemas::plan::{PlanRequest, plan};

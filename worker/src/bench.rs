@@ -263,22 +263,19 @@ impl WorkerProcess {
 impl Bench {
     async fn start(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Self> {
         eprintln!("starting a Temporal dev server and Postgres ...");
-        let temporal = TemporalDevServer::spawn(&TemporalConfig {
-            binary: devstack::find_temporal(args.temporal_bin.as_deref())?,
-            port: devstack::free_port()?,
-            ui_port: None,
-            db_file: args.temporal_db_file.then(|| root.join("temporal.db")),
-            log_file: root.join("temporal.log"),
-            search_attributes: Vec::new(),
-        })?;
-        let postgres = PostgresCluster::spawn(&PostgresConfig {
+        // Ports as in `taskfactory dev` and the test harness: explicit, outside the kernel's
+        // ephemeral range, redrawn when taken (see devstack::ports).
+        let mut temporal_config = TemporalConfig::on_free_ports(devstack::find_temporal(args.temporal_bin.as_deref())?, root.join("temporal.log"))?;
+        temporal_config.db_file = args.temporal_db_file.then(|| root.join("temporal.db"));
+        let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports)?;
+        let postgres = PostgresCluster::spawn_on_free_port(&mut PostgresConfig {
             bin_dir: devstack::find_pg_bin(args.pg_bin.as_deref())?,
             data_dir: root.join("postgres"),
-            port: devstack::free_port()?,
+            port: devstack::server_port()?,
             log_file: root.join("postgres.log"),
             ephemeral: false,
         })?;
-        crate::dev::ensure_database(&postgres.url("postgres"), "bench").await?;
+        devstack::ensure_database(&postgres.url("postgres"), "bench").await?;
         let database_url = postgres.url("bench");
         let store = Store::connect(&database_url, 40).await?;
         store.migrate().await?;

@@ -81,12 +81,15 @@ pub struct MetricsArgs {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+/// The API client commands talk to unless told otherwise (where `taskfactory dev` serves it).
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
 /// Where client commands send their requests. Global, so that commands with subcommands
 /// (`schedules`, `fleet`) take them after the subcommand too.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClientArgs {
     /// Base URL of a running taskfactory API.
-    #[arg(long, global = true, env = "TASKFACTORY_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, env = "TASKFACTORY_API_URL", default_value = DEFAULT_API_URL)]
     pub api_url: String,
     /// API key (`tfk_...`); `taskfactory dev` prints one, `taskfactory keys create` makes more.
     #[arg(long, global = true, env = "TASKFACTORY_API_KEY", hide_env_values = true)]

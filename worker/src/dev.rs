@@ -64,17 +64,6 @@ fn ensure_free(port: u16, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates database `name` on the cluster at `admin_url` unless it exists.
-pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin_url).await.context("connecting to Postgres")?;
-    let exists: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1").bind(name).fetch_optional(&pool).await?;
-    if exists.is_none() {
-        sqlx::query(&format!("create database \"{name}\"")).execute(&pool).await?;
-    }
-    pool.close().await;
-    Ok(())
-}
-
 /// Validates and saves every definition under `path`; prints one line per file.
 pub async fn apply_examples(store: &Store, path: &Path) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
@@ -87,6 +76,41 @@ pub async fn apply_examples(store: &Store, path: &Path) -> anyhow::Result<Vec<St
         ids.push(definition.id.to_string());
     }
     Ok(ids)
+}
+
+/// How to call this very binary from a shell: `taskfactory` when that is what `PATH` finds,
+/// else its full path (a `cargo build` leaves it in the target directory, not on `PATH`).
+fn this_binary() -> String {
+    let exe = std::env::current_exe().ok().and_then(|p| std::fs::canonicalize(p).ok());
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("taskfactory")).find(|p| p.is_file()))
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    match exe {
+        Some(exe) if on_path.as_ref() != Some(&exe) => shell_quote(&exe.to_string_lossy()),
+        _ => "taskfactory".to_owned(),
+    }
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// The commands the start-up text suggests, each one that works as printed.
+fn try_commands(admin_key: &str, api_addr: std::net::SocketAddr, example: &str) -> Vec<String> {
+    let bin = this_binary();
+    let mut lines = vec![format!("export TASKFACTORY_API_KEY={admin_key}")];
+    let url = format!("http://{api_addr}");
+    if url != crate::config::DEFAULT_API_URL {
+        lines.push(format!("export TASKFACTORY_API_URL={url}"));
+    }
+    lines.push(format!("{bin} trigger {example}"));
+    lines.push(format!("{bin} runs"));
+    lines
 }
 
 /// Runs the dev stack until Ctrl-C or SIGTERM.
@@ -102,31 +126,43 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let search_attributes = taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
     println!("starting the Temporal dev server on 127.0.0.1:{} ...", args.temporal_port);
-    let temporal_server = TemporalDevServer::spawn(&TemporalConfig {
+    // The frontend and UI ports are the user's (checked free above); the HTTP and metrics
+    // ports are explicit too, from `server_port`, so the dev server never picks random ones
+    // that Postgres's port could be among (see devstack::ports).
+    let mut temporal_config = TemporalConfig {
         binary: devstack::find_temporal(args.temporal_bin.as_deref())?,
         port: args.temporal_port,
         ui_port: Some(args.temporal_ui_port),
+        http_port: devstack::server_port()?,
+        metrics_port: devstack::server_port()?,
         db_file: Some(data_dir.join("temporal.db")),
         log_file: data_dir.join("logs/temporal.log"),
         search_attributes,
-    })?;
+    };
+    let temporal_server = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_auxiliary_ports)?;
 
     let (postgres, database_url) = match &args.database_url {
         Some(url) => (None, url.clone()),
         None => {
-            let port = match args.postgres_port {
-                Some(p) => p,
-                None => devstack::free_port()?,
-            };
-            println!("starting a private Postgres cluster on 127.0.0.1:{port} ...");
-            let cluster = PostgresCluster::spawn(&PostgresConfig {
+            let mut config = PostgresConfig {
                 bin_dir: devstack::find_pg_bin(args.pg_bin.as_deref())?,
                 data_dir: data_dir.join("postgres"),
-                port,
+                port: match args.postgres_port {
+                    Some(p) => p,
+                    None => devstack::server_port()?,
+                },
                 log_file: data_dir.join("logs/postgres.log"),
                 ephemeral: false,
-            })?;
-            ensure_database(&cluster.url("postgres"), "taskfactory").await?;
+            };
+            println!("starting a private Postgres cluster on 127.0.0.1:{} ...", config.port);
+            let cluster = match args.postgres_port {
+                Some(_) => PostgresCluster::spawn(&config)?,
+                None => PostgresCluster::spawn_on_free_port(&mut config)?,
+            };
+            if let Some(why) = &cluster.relocated_because {
+                println!("  its files are in {} ({why})", cluster.location.display());
+            }
+            devstack::ensure_database(&cluster.url("postgres"), "taskfactory").await?;
             let url = cluster.url("taskfactory");
             (Some(cluster), url)
         }
@@ -171,10 +207,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")", temporal_server.ui_url.as_deref().unwrap_or("-"));
     println!("  Temporal address: {}", temporal_server.address);
     println!("  Postgres:         {database_url}");
+    if let Some(cluster) = postgres.as_ref().filter(|c| c.relocated_because.is_some()) {
+        println!("  Postgres files:   {}", cluster.location.display());
+    }
     println!("  logs:             {}", logs.display());
     println!("  admin API key:    {admin_key}");
-    println!("try:  export TASKFACTORY_API_KEY={admin_key}");
-    println!("      taskfactory trigger {example}   then   taskfactory runs");
+    println!();
+    println!("try it, in another terminal:");
+    for line in try_commands(&admin_key, args.api_addr, example) {
+        println!("  {line}");
+    }
     println!("Ctrl-C stops everything.");
 
     let setup = crate::worker::WorkerSetup {

@@ -3,14 +3,15 @@
 //! - [`cli`]: the command line (clap) and the dispatch of each subcommand.
 //! - [`config`]: typed settings shared by the commands.
 //! - [`devstack`]: starting and stopping a Temporal dev server and a private Postgres cluster
-//!   (used by `taskfactory dev` and by the test harness).
+//!   on ports nothing else can take (used by `dev`, `bench` and the test harness).
 //! - [`temporal`]: connecting to Temporal and registering search attributes.
 //! - [`worker`]: building and running the Temporal worker.
 //! - [`dev`]: `taskfactory dev`, the whole system in one process tree.
 //! - [`context_role`]: the least-privilege database role `sql` context sources run as in
 //!   `taskfactory dev` and the test suite.
 //! - [`demo`]: `taskfactory demo-worker`, another team's worker to point tasks at.
-//! - [`client`]: the HTTP client behind `apply`, `trigger` and `runs`.
+//! - [`client`]: the HTTP client behind the client commands (`apply`, `trigger`, `runs`, ...).
+//! - [`bench`]: `taskfactory bench`, throughput and latency figures against servers it starts.
 //! - [`telemetry`]: tracing setup.
 
 pub mod bench;

@@ -1,6 +1,9 @@
 //! End-to-end tests against a real Temporal dev server and a real Postgres, both started by
 //! the harness in [`support`]. One binary, so the servers are shared across every test.
 
+// A test crate: helpers unwrap too (clippy allows it only inside #[test] fns and #[cfg(test)]).
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod bad_input;
 mod crash;
@@ -9,6 +12,7 @@ mod decisions;
 mod definitions;
 mod events;
 mod fanout;
+mod first_contact;
 mod fleet;
 mod egress;
 mod floor;

@@ -199,7 +199,7 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_serves_sdk_and_task_metrics_on_its_metrics_addr() {
     let app = TestApp::spawn_with("metricsworker", false).await;
-    let port = taskfactory::devstack::free_port().unwrap();
+    let port = taskfactory::devstack::server_port().unwrap();
     let _worker = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
         .args(["--database-url", app.database_url(), "--metrics-addr", &format!("127.0.0.1:{port}")])

@@ -29,9 +29,9 @@ struct OwnServers {
 impl OwnServers {
     fn start(name: &str, temporal_db_file: bool) -> Self {
         let root = scratch_root().join(format!("own-{name}-{}", unique()));
-        let (temporal_config, postgres_config) = server_configs(&root, temporal_db_file).expect("server settings");
-        let temporal = TemporalDevServer::spawn(&temporal_config).expect("starting a Temporal dev server");
-        let postgres = PostgresCluster::spawn(&postgres_config).expect("starting Postgres");
+        let (mut temporal_config, mut postgres_config) = server_configs(&root, temporal_db_file).expect("server settings");
+        let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports).expect("starting a Temporal dev server");
+        let postgres = PostgresCluster::spawn_on_free_port(&mut postgres_config).expect("starting Postgres");
         let servers = Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port };
         Self { servers, temporal: Some(temporal), postgres: Some(postgres), temporal_config, postgres_config, root }
     }

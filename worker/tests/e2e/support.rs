@@ -45,21 +45,20 @@ fn sweep_stale_dirs(root: &std::path::Path) {
 /// restart), else in memory.
 pub fn server_configs(root: &std::path::Path, temporal_db_file: bool) -> anyhow::Result<(TemporalConfig, PostgresConfig)> {
     std::fs::create_dir_all(root)?;
-    let temporal = TemporalConfig {
-        binary: devstack::find_temporal(std::env::var_os("TEMPORAL_BIN").map(PathBuf::from).as_deref())?,
-        port: devstack::free_port()?,
-        ui_port: None,
-        // In memory unless asked: the suite measures correctness, and memory is the faster store.
-        db_file: temporal_db_file.then(|| root.join("temporal.db")),
-        log_file: root.join("temporal.log"),
-        // Registered through the operator API in `TestApp::spawn_on`, the path `taskfactory
-        // setup` takes on a real cluster, so that path is exercised by every run of the suite.
-        search_attributes: Vec::new(),
-    };
+    // Every port explicit and drawn outside the kernel's ephemeral range, where the dev
+    // server's own random picks and port-0 listeners never land (see devstack::ports).
+    let mut temporal = TemporalConfig::on_free_ports(
+        devstack::find_temporal(std::env::var_os("TEMPORAL_BIN").map(PathBuf::from).as_deref())?,
+        root.join("temporal.log"),
+    )?;
+    // In memory unless asked: the suite measures correctness, and memory is the faster store.
+    temporal.db_file = temporal_db_file.then(|| root.join("temporal.db"));
+    // Search attributes are registered through the operator API in `TestApp::spawn_on`, the
+    // path `taskfactory setup` takes on a real cluster, so every run of the suite exercises it.
     let postgres = PostgresConfig {
         bin_dir: devstack::find_pg_bin(std::env::var_os("PG_BIN").map(PathBuf::from).as_deref())?,
         data_dir: root.join("postgres"),
-        port: devstack::free_port()?,
+        port: devstack::server_port()?,
         log_file: root.join("postgres.log"),
         ephemeral: true,
     };
@@ -73,8 +72,8 @@ pub fn scratch_root() -> PathBuf {
 
 fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
     sweep_stale_dirs(&std::env::temp_dir());
-    let (temporal, postgres) = server_configs(&scratch_root(), false)?;
-    Ok((TemporalDevServer::spawn(&temporal)?, PostgresCluster::spawn(&postgres)?))
+    let (mut temporal, mut postgres) = server_configs(&scratch_root(), false)?;
+    Ok((TemporalDevServer::spawn_retrying(&mut temporal, TemporalConfig::repick_ports)?, PostgresCluster::spawn_on_free_port(&mut postgres)?))
 }
 
 /// The shared servers, started on first use by a thread that lives as long as the process
@@ -235,7 +234,7 @@ impl TestApp {
     pub async fn spawn_on(servers: &Servers, name: &str, with_worker: bool) -> Self {
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", servers.postgres_port);
         let db = format!("t_{}_{}", name.replace('-', "_"), unique());
-        taskfactory::dev::ensure_database(&admin_url, &db).await.expect("creating the test database");
+        devstack::ensure_database(&admin_url, &db).await.expect("creating the test database");
         let database_url = format!("postgres://postgres@127.0.0.1:{}/{db}", servers.postgres_port);
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
@@ -468,7 +467,7 @@ impl TestApp {
     /// Starts `taskfactory api` as a process on this test's database and task queue, on a free
     /// port; returns its URL once it answers `/healthz`. Killed on drop.
     pub async fn api_process(&self) -> (String, tokio::process::Child) {
-        let port = taskfactory::devstack::free_port().unwrap();
+        let port = devstack::server_port().unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
             .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", self.task_queue()])
             .args(["--database-url", self.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])

@@ -1,22 +1,12 @@
-//! The Docker packaging, checked without Docker (this project's machines have no engine):
-//! `docker-compose.dev.yml`, the `Dockerfile`, `temporal-config/` and the compose init SQL are
+//! `docker-compose.dev.yml`, the `Dockerfile`, `temporal-config/` and the compose init SQL,
 //! parsed and held against the repository and the binary's own command line (clap), so a
 //! renamed flag, a missing mount or a typo in an environment variable fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
 use serde_yaml_ng::Value;
-use taskfactory::cli::Cli;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
+use crate::{env_of_subcommand, port_of, read, repo, str_of};
 
 fn compose() -> Value {
     serde_yaml_ng::from_str(&read("docker-compose.dev.yml")).expect("docker-compose.dev.yml is YAML")
@@ -24,15 +14,6 @@ fn compose() -> Value {
 
 fn services(compose: &Value) -> &serde_yaml_ng::Mapping {
     compose["services"].as_mapping().expect("a services mapping")
-}
-
-fn str_of(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => panic!("not a scalar: {other:?}"),
-    }
 }
 
 /// A service's environment (mapping or `KEY=value` list form).
@@ -113,29 +94,6 @@ fn taskfactory_services(compose: &Value) -> Vec<(String, String)> {
             (str_of(name), str_of(&command[0]))
         })
         .collect()
-}
-
-/// The environment variables `taskfactory <subcommand>` reads, and which of them it cannot
-/// start without (required, no default).
-fn env_of_subcommand(subcommand: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let cli = Cli::command();
-    let sub = cli.find_subcommand(subcommand).unwrap_or_else(|| panic!("`taskfactory {subcommand}` does not exist"));
-    let (mut reads, mut required) = (BTreeSet::new(), BTreeSet::new());
-    for arg in cli.get_arguments().filter(|a| a.is_global_set()).chain(sub.get_arguments()) {
-        if let Some(env) = arg.get_env() {
-            let env = env.to_string_lossy().into_owned();
-            if arg.is_required_set() && arg.get_default_values().is_empty() {
-                required.insert(env.clone());
-            }
-            reads.insert(env);
-        }
-    }
-    (reads, required)
-}
-
-/// `host:port` → port, for listen addresses.
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("no port in {addr:?}"))
 }
 
 #[test]
