@@ -71,7 +71,12 @@ fn random_hex(bytes: usize) -> String {
 
 impl Store {
     /// Creates a key; returns it with its full secret, which is not stored.
-    pub async fn create_key(&self, name: &str, role: &str, expires_at: Option<DateTime<Utc>>) -> Result<(ApiKey, String), StoreError> {
+    pub async fn create_key(
+        &self,
+        name: &str,
+        role: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(ApiKey, String), StoreError> {
         let id = random_hex(6);
         let secret = random_hex(24);
         let row: (DateTime<Utc>,) =
@@ -83,13 +88,23 @@ impl Store {
                 .bind(expires_at)
                 .fetch_one(self.pool())
                 .await?;
-        let key = ApiKey { id: id.clone(), name: name.to_owned(), role: role.to_owned(), created_at: row.0, expires_at, revoked_at: None, last_used_at: None };
+        let key = ApiKey {
+            id: id.clone(),
+            name: name.to_owned(),
+            role: role.to_owned(),
+            created_at: row.0,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
         Ok((key, format!("tfk_{id}_{secret}")))
     }
 
     /// The principal of a presented key, if it is valid (known, not revoked, not expired).
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
-        let Some((id, secret)) = token.strip_prefix("tfk_").and_then(|rest| rest.split_once('_')) else { return Ok(None) };
+        let Some((id, secret)) = token.strip_prefix("tfk_").and_then(|rest| rest.split_once('_')) else {
+            return Ok(None);
+        };
         let row: Option<(String, String)> = sqlx::query_as(
             "update api_keys set last_used_at = now() where id = $1 and secret_hash = $2 and revoked_at is null \
              and (expires_at is null or expires_at > now()) returning name, role",
@@ -112,7 +127,10 @@ impl Store {
 
     /// Revokes a key; `NotFound` when there is no such (unrevoked) key.
     pub async fn revoke_key(&self, id: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("update api_keys set revoked_at = now() where id = $1 and revoked_at is null").bind(id).execute(self.pool()).await?;
+        let done = sqlx::query("update api_keys set revoked_at = now() where id = $1 and revoked_at is null")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("key {id:?}")));
         }

@@ -18,13 +18,13 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use crate::egress::{self, Egress, EgressError, Outgoing};
-use crate::sql_access::{AccessError, DEFAULT_CONNECTION, SqlConnection};
 use crate::secrets::{Revealed, SecretStore};
-use taskfactory_schemas::definition::{ContextKind, ContextSource};
-use taskfactory_schemas::validate::FieldError;
+use crate::sql_access::{AccessError, DEFAULT_CONNECTION, SqlConnection};
 use taskfactory_schemas::ActivityDefinition;
+use taskfactory_schemas::definition::{ContextKind, ContextSource};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use taskfactory_schemas::template::Templates;
+use taskfactory_schemas::validate::FieldError;
 
 /// Limits applied while resolving.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +58,12 @@ pub struct ContextClients {
 impl Default for ContextClients {
     /// No SQL connections, public HTTP targets only, no secrets.
     fn default() -> Self {
-        Self { connections: HashMap::new(), http: egress::http_client(), egress: Egress::default(), secrets: SecretStore::default() }
+        Self {
+            connections: HashMap::new(),
+            http: egress::http_client(),
+            egress: Egress::default(),
+            secrets: SecretStore::default(),
+        }
     }
 }
 
@@ -72,13 +77,20 @@ impl ContextClients {
     /// The connection a `sql` source at `path` queries, or why there is none.
     pub fn connection_for(&self, source: &ContextSource, path: &str) -> Result<&SqlConnection, FieldError> {
         let name = source.connection.as_deref().unwrap_or(DEFAULT_CONNECTION);
-        self.connections.get(name).ok_or_else(|| FieldError { path: format!("{path}.connection"), message: self.missing(source.connection.as_deref()) })
+        self.connections.get(name).ok_or_else(|| FieldError {
+            path: format!("{path}.connection"),
+            message: self.missing(source.connection.as_deref()),
+        })
     }
 
     fn missing(&self, named: Option<&str>) -> String {
         let mut names: Vec<&str> = self.connections.keys().map(String::as_str).collect();
         names.sort_unstable();
-        let known = if names.is_empty() { "none is configured".to_owned() } else { format!("configured: {}", names.join(", ")) };
+        let known = if names.is_empty() {
+            "none is configured".to_owned()
+        } else {
+            format!("configured: {}", names.join(", "))
+        };
         match named {
             Some(name) => format!("no SQL connection named {name:?} ({known}; --sql-connection {name}=URL adds it)"),
             None => format!(
@@ -109,10 +121,16 @@ pub async fn verify_connections(clients: &ContextClients) -> Result<(), AccessEr
     for name in names {
         let connection = &clients.connections[name];
         match tokio::time::timeout(crate::sql_access::STARTUP_CHECK_TIMEOUT, connection.verify()).await {
-            Ok(Ok(())) => tracing::info!(connection = %name, allowed_privileged = connection.allow_privileged, "SQL context connection checked"),
+            Ok(Ok(())) => {
+                tracing::info!(connection = %name, allowed_privileged = connection.allow_privileged, "SQL context connection checked")
+            }
             Ok(Err(AccessError::Privileged(message))) => return Err(AccessError::Privileged(message)),
-            Ok(Err(e)) => tracing::warn!(connection = %name, error = %e, "SQL context connection not reachable; it is checked before its first query"),
-            Err(_) => tracing::warn!(connection = %name, "SQL context connection did not answer in time; it is checked before its first query"),
+            Ok(Err(e)) => {
+                tracing::warn!(connection = %name, error = %e, "SQL context connection not reachable; it is checked before its first query")
+            }
+            Err(_) => {
+                tracing::warn!(connection = %name, "SQL context connection did not answer in time; it is checked before its first query")
+            }
         }
     }
     Ok(())
@@ -162,15 +180,32 @@ pub async fn resolve(
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),
             ContextKind::Sql => {
-                let connection = clients.connection_for(source, &path).map_err(|e| ContextError { path: e.path, message: e.message, permanent: true })?;
+                let connection = clients.connection_for(source, &path).map_err(|e| ContextError {
+                    path: e.path,
+                    message: e.message,
+                    permanent: true,
+                })?;
                 connection.verify().await.map_err(|e| ContextError {
                     path: format!("{path}.connection"),
                     permanent: matches!(e, AccessError::Privileged(_)),
                     message: e.to_string(),
                 })?;
-                resolve_sql(&connection.pool, &clients.secrets, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?
+                resolve_sql(
+                    &connection.pool,
+                    &clients.secrets,
+                    &mut revealed,
+                    source,
+                    &templates,
+                    &scope,
+                    &path,
+                    limits,
+                )
+                .await
+                .map_err(|e| redact(&revealed, e))?
             }
-            ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits).await.map_err(|e| redact(&revealed, e))?,
+            ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits)
+                .await
+                .map_err(|e| redact(&revealed, e))?,
         };
         context.insert(source.name.clone(), revealed.redact_value(value));
     }
@@ -206,7 +241,11 @@ async fn resolve_sql(
             permanent: true,
         })?;
         let reveal = |text: String, revealed: &mut Revealed| {
-            revealed.reveal(secrets, &text).map_err(|message| ContextError { path: format!("{path}.params[{i}]"), message, permanent: true })
+            revealed.reveal(secrets, &text).map_err(|message| ContextError {
+                path: format!("{path}.params[{i}]"),
+                message,
+                permanent: true,
+            })
         };
         params.push(match rendered {
             Value::Null => None,
@@ -245,15 +284,21 @@ async fn resolve_http(
     path: &str,
     limits: ContextLimits,
 ) -> Result<Value, ContextError> {
-    let fail = |field: &str, message: String, permanent: bool| ContextError { path: format!("{path}{field}"), message, permanent };
-    let url = templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
+    let fail = |field: &str, message: String, permanent: bool| ContextError {
+        path: format!("{path}{field}"),
+        message,
+        permanent,
+    };
+    let url =
+        templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
     let url = revealed.reveal(&clients.secrets, &url).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
     let mut headers = Vec::with_capacity(source.headers.len());
     for (name, value) in &source.headers {
         let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
-        let rendered = revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
+        let rendered =
+            revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         headers.push((name, rendered));
     }
     let mut headers = crate::http_task::header_map(headers).map_err(|m| fail(".headers", m, true))?;
@@ -280,9 +325,14 @@ async fn resolve_http(
         return Err(fail("", format!("HTTP {status} from {url}: {excerpt}"), status.is_client_error()));
     }
     if bytes.len() > limits.max_bytes {
-        return Err(fail("", format!("the answer of {url} is {} bytes, over the limit of {}", bytes.len(), limits.max_bytes), true));
+        return Err(fail(
+            "",
+            format!("the answer of {url} is {} bytes, over the limit of {}", bytes.len(), limits.max_bytes),
+            true,
+        ));
     }
-    let document: Value = serde_json::from_slice(&bytes).map_err(|e| fail("", format!("the answer of {url} is not JSON: {e}"), true))?;
+    let document: Value =
+        serde_json::from_slice(&bytes).map_err(|e| fail("", format!("the answer of {url} is not JSON: {e}"), true))?;
     match source.select.as_deref().filter(|p| !p.is_empty()) {
         None => Ok(document),
         Some(pointer) => document

@@ -151,7 +151,10 @@ pub fn is_private(ip: IpAddr) -> bool {
 /// The client requests share when the address rule does not apply: it follows no redirects
 /// (every hop goes through [`send`]).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_else(|_| reqwest::Client::new())
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// A request to send under the rule.
@@ -183,15 +186,28 @@ pub enum EgressError {
 
 /// A client for `url` under the rule: `shared` when the address needs no pin, else a client
 /// pinned to the checked address. `Err` explains a refusal.
-async fn client_for(shared: &reqwest::Client, url: &Url, egress: &Egress, timeout: Duration) -> Result<reqwest::Client, String> {
+async fn client_for(
+    shared: &reqwest::Client,
+    url: &Url,
+    egress: &Egress,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     if egress.allow_private {
         return Ok(shared.clone());
     }
-    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect(),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
     };
     if let Some(bad) = addrs.iter().find(|a| !egress.permits(a.ip())) {
         return Err(format!(
@@ -211,7 +227,11 @@ async fn client_for(shared: &reqwest::Client, url: &Url, egress: &Egress, timeou
 
 /// Sends `request`, following up to [`MAX_REDIRECTS`] redirects, each hop checked and pinned
 /// like the first. `shared` must follow no redirects ([`http_client`]).
-pub async fn send(shared: &reqwest::Client, egress: &Egress, request: Outgoing) -> Result<reqwest::Response, EgressError> {
+pub async fn send(
+    shared: &reqwest::Client,
+    egress: &Egress,
+    request: Outgoing,
+) -> Result<reqwest::Response, EgressError> {
     let Outgoing { mut method, mut url, mut headers, mut body, timeout } = request;
     let first = url.clone();
     for hop in 0..=MAX_REDIRECTS {
@@ -222,25 +242,28 @@ pub async fn send(shared: &reqwest::Client, egress: &Egress, request: Outgoing) 
         if let Some(body) = &body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| EgressError::Transport(format!("request to {url} failed: {e}")))?;
+        let response =
+            builder.send().await.map_err(|e| EgressError::Transport(format!("request to {url} failed: {e}")))?;
         let status = response.status();
         let location = match response.headers().get(header::LOCATION) {
             Some(location) if is_followed(status) => location.clone(),
             _ => return Ok(response),
         };
-        let next = location
-            .to_str()
-            .ok()
-            .and_then(|l| url.join(l).ok())
-            .ok_or_else(|| EgressError::Refused(format!("{url} answered {status} with an invalid Location {location:?}")))?;
+        let next = location.to_str().ok().and_then(|l| url.join(l).ok()).ok_or_else(|| {
+            EgressError::Refused(format!("{url} answered {status} with an invalid Location {location:?}"))
+        })?;
         if hop == MAX_REDIRECTS {
-            return Err(EgressError::Refused(format!("{first}: more than {MAX_REDIRECTS} redirects (the last to {next})")));
+            return Err(EgressError::Refused(format!(
+                "{first}: more than {MAX_REDIRECTS} redirects (the last to {next})"
+            )));
         }
         if !matches!(next.scheme(), "http" | "https") {
             return Err(EgressError::Refused(format!("{url} redirects to {next}: only http and https are followed")));
         }
         // As browsers do: 303, and 301/302 after a POST, continue as a GET without the body.
-        if (status == StatusCode::SEE_OTHER && method != Method::HEAD) || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST) {
+        if (status == StatusCode::SEE_OTHER && method != Method::HEAD)
+            || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST)
+        {
             method = Method::GET;
             body = None;
             headers.remove(header::CONTENT_TYPE);
@@ -260,7 +283,11 @@ pub async fn send(shared: &reqwest::Client, egress: &Egress, request: Outgoing) 
 fn is_followed(status: StatusCode) -> bool {
     matches!(
         status,
-        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER | StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
     )
 }
 
@@ -271,17 +298,60 @@ mod tests {
     #[test]
     fn private_ranges_are_refused_and_public_ones_not() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "192.0.0.8", "192.0.2.1",
-            "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.9", "240.0.0.1", "255.255.255.255", "224.0.0.1", "192.88.99.1",
-            "::1", "::", "fd00::1", "fe80::1", "fec0::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
-            "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.1", "64:ff9b:1::1", "2002:a9fe:a9fe::1", "2002:7f00:1::", "2001:db8::1",
-            "2001::1", "2001:2::1", "100::1", "3fff::1", "5f00::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.88.99.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "2001:db8::1",
+            "2001::1",
+            "2001:2::1",
+            "100::1",
+            "3fff::1",
+            "5f00::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip} should be refused");
         }
         for ip in [
-            "8.8.8.8", "1.1.1.1", "192.0.0.9", "192.0.0.10", "198.20.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8",
-            "64:ff9b::808:808", "2002:808:808::1", "2001:4860:4860::8888", "2001:3::1", "2001:20::1",
+            "8.8.8.8",
+            "1.1.1.1",
+            "192.0.0.9",
+            "192.0.0.10",
+            "198.20.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:4860:4860::8888",
+            "2001:3::1",
+            "2001:20::1",
         ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip} should be allowed");
         }
@@ -290,7 +360,11 @@ mod tests {
     #[test]
     fn refusals_say_which_range() {
         assert_eq!(refusal("169.254.169.254".parse().unwrap()), Some("link-local"));
-        assert_eq!(refusal("64:ff9b::a9fe:a9fe".parse().unwrap()), Some("link-local"), "NAT64 is judged by the IPv4 address it embeds");
+        assert_eq!(
+            refusal("64:ff9b::a9fe:a9fe".parse().unwrap()),
+            Some("link-local"),
+            "NAT64 is judged by the IPv4 address it embeds"
+        );
         assert_eq!(refusal("198.18.0.1".parse().unwrap()), Some("benchmarking"));
     }
 

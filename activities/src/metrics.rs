@@ -68,22 +68,40 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let trace_write_seconds = HistogramVec::new(
-            HistogramOpts::new("taskfactory_trace_write_seconds", "Latency of run-log writes (state change and trace event in one transaction), by operation")
-                .buckets(WRITE_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "taskfactory_trace_write_seconds",
+                "Latency of run-log writes (state change and trace event in one transaction), by operation",
+            )
+            .buckets(WRITE_BUCKETS.to_vec()),
             &["op"],
         )
         .expect("a valid metric definition");
         registry.register(Box::new(trace_write_seconds.clone())).expect("each metric is registered once");
         Self {
-            runs_started: counter(&registry, "taskfactory_runs_started_total", "Runs started, by definition and trigger", &["definition_id", "trigger"]),
-            runs_finished: counter(&registry, "taskfactory_runs_finished_total", "Runs finished, by definition and status", &["definition_id", "status"]),
+            runs_started: counter(
+                &registry,
+                "taskfactory_runs_started_total",
+                "Runs started, by definition and trigger",
+                &["definition_id", "trigger"],
+            ),
+            runs_finished: counter(
+                &registry,
+                "taskfactory_runs_finished_total",
+                "Runs finished, by definition and status",
+                &["definition_id", "status"],
+            ),
             tasks_finished: counter(
                 &registry,
                 "taskfactory_tasks_finished_total",
                 "Tasks finished, by definition, task kind and status",
                 &["definition_id", "kind", "status"],
             ),
-            events_received: counter(&registry, "taskfactory_events_received_total", "Events received by event ingress, accepted or invalid", &["status"]),
+            events_received: counter(
+                &registry,
+                "taskfactory_events_received_total",
+                "Events received by event ingress, accepted or invalid",
+                &["status"],
+            ),
             event_outcomes: counter(
                 &registry,
                 "taskfactory_event_outcomes_total",

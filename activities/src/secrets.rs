@@ -45,7 +45,9 @@ impl SecretStore {
     /// The `TF_SECRET_<NAME>` entries of an environment, as `NAME → value`.
     pub fn values_from_env(vars: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
         vars.into_iter()
-            .filter_map(|(key, value)| key.strip_prefix(ENV_PREFIX).filter(|name| is_secret_name(name)).map(|name| (name.to_owned(), value)))
+            .filter_map(|(key, value)| {
+                key.strip_prefix(ENV_PREFIX).filter(|name| is_secret_name(name)).map(|name| (name.to_owned(), value))
+            })
             .collect()
     }
 
@@ -58,8 +60,16 @@ impl SecretStore {
             && is_secret_name(name)
         {
             match std::fs::read_to_string(dir.join(name)) {
-                Ok(text) => return Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned()),
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("secret {name}: reading {}: {e}", dir.join(name).display())),
+                Ok(text) => {
+                    return Ok(text
+                        .strip_suffix('\n')
+                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                        .unwrap_or(&text)
+                        .to_owned());
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("secret {name}: reading {}: {e}", dir.join(name).display()));
+                }
                 Err(_) => {}
             }
         }
@@ -92,8 +102,16 @@ impl Revealed {
     pub fn reveal_value(&mut self, store: &SecretStore, value: &Value) -> Result<Value, String> {
         Ok(match value {
             Value::String(s) => Value::String(self.reveal(store, s)?),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.reveal_value(store, v)).collect::<Result<_, _>>()?),
-            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), self.reveal_value(store, v)?))).collect::<Result<_, String>>()?),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.reveal_value(store, v)).collect::<Result<_, _>>()?)
+            }
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), self.reveal_value(store, v)?))).collect::<Result<
+                    _,
+                    String,
+                >>(
+                )?)
+            }
             other => other.clone(),
         })
     }
@@ -117,7 +135,9 @@ impl Revealed {
         match value {
             Value::String(s) => Value::String(self.redact(&s)),
             Value::Array(items) => Value::Array(items.into_iter().map(|v| self.redact_value(v)).collect()),
-            Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (self.redact(&k), self.redact_value(v))).collect()),
+            Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (self.redact(&k), self.redact_value(v))).collect())
+            }
             other => other,
         }
     }
@@ -131,11 +151,20 @@ mod tests {
 
     #[test]
     fn reveal_then_redact_round_trips() {
-        let store = SecretStore::new(HashMap::from([("TOKEN".to_owned(), "s3cr3t".to_owned()), ("LONG".to_owned(), "s3cr3t-and-more".to_owned())]), None);
+        let store = SecretStore::new(
+            HashMap::from([
+                ("TOKEN".to_owned(), "s3cr3t".to_owned()),
+                ("LONG".to_owned(), "s3cr3t-and-more".to_owned()),
+            ]),
+            None,
+        );
         let mut revealed = Revealed::default();
         let url = revealed.reveal(&store, "https://x/?t=⟦secret:TOKEN⟧&l=⟦secret:LONG⟧").unwrap();
         assert_eq!(url, "https://x/?t=s3cr3t&l=s3cr3t-and-more");
-        assert_eq!(revealed.redact(&format!("GET {url} failed")), "GET https://x/?t=⟦secret:TOKEN⟧&l=⟦secret:LONG⟧ failed");
+        assert_eq!(
+            revealed.redact(&format!("GET {url} failed")),
+            "GET https://x/?t=⟦secret:TOKEN⟧&l=⟦secret:LONG⟧ failed"
+        );
         let echoed = revealed.redact_value(json!({"headers": {"authorization": "Bearer s3cr3t"}, "s3cr3t": [1]}));
         assert_eq!(echoed, json!({"headers": {"authorization": "Bearer ⟦secret:TOKEN⟧"}, "⟦secret:TOKEN⟧": [1]}));
         assert!(!format!("{store:?}").contains("s3cr3t"));
@@ -146,7 +175,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tf-secrets-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("FROM_FILE"), "v4lue\n").unwrap();
-        let store = SecretStore::new(SecretStore::values_from_env([("TF_SECRET_ENV".to_owned(), "e".to_owned()), ("HOME".to_owned(), "/".to_owned())]), Some(dir.clone()));
+        let store = SecretStore::new(
+            SecretStore::values_from_env([
+                ("TF_SECRET_ENV".to_owned(), "e".to_owned()),
+                ("HOME".to_owned(), "/".to_owned()),
+            ]),
+            Some(dir.clone()),
+        );
         assert_eq!(store.get("FROM_FILE").unwrap(), "v4lue");
         assert_eq!(store.get("ENV").unwrap(), "e");
         assert!(store.get("HOME").is_err());

@@ -39,10 +39,17 @@ pub const STORE_TABLES: &[&str] = &[
 ];
 
 /// Predefined roles that reach beyond the tables granted: server files, programs, all data.
-const POWERFUL_ROLES: &[&str] = &["pg_read_server_files", "pg_write_server_files", "pg_execute_server_program", "pg_read_all_data", "pg_write_all_data"];
+const POWERFUL_ROLES: &[&str] = &[
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_read_all_data",
+    "pg_write_all_data",
+];
 
 /// Functions that read the server's files (superuser-only unless granted).
-const FILE_FUNCTIONS: &[&str] = &["pg_read_file(text)", "pg_read_binary_file(text)", "pg_ls_dir(text)", "pg_stat_file(text)", "lo_import(text)"];
+const FILE_FUNCTIONS: &[&str] =
+    &["pg_read_file(text)", "pg_read_binary_file(text)", "pg_ls_dir(text)", "pg_stat_file(text)", "lo_import(text)"];
 
 /// How long the start-up check waits for a database before deferring to the first query.
 pub const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,17 +126,26 @@ pub async fn privileges(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
     let role: String = sqlx::query_scalar("select current_user::text").fetch_one(pool).await?;
     // The role itself and every role it may become.
     let members = "select oid, rolname from pg_roles where pg_has_role(current_user, oid, 'MEMBER')";
-    let via = |other: &str| if other == role { format!("role {role:?}") } else { format!("role {role:?} (through its membership in {other:?})") };
-    let superuser: Option<String> = sqlx::query_scalar(&format!("select m.rolname::text from ({members}) m join pg_roles r on r.oid = m.oid where r.rolsuper order by 1 limit 1"))
-        .fetch_optional(pool)
-        .await?;
+    let via = |other: &str| {
+        if other == role {
+            format!("role {role:?}")
+        } else {
+            format!("role {role:?} (through its membership in {other:?})")
+        }
+    };
+    let superuser: Option<String> = sqlx::query_scalar(&format!(
+        "select m.rolname::text from ({members}) m join pg_roles r on r.oid = m.oid where r.rolsuper order by 1 limit 1"
+    ))
+    .fetch_optional(pool)
+    .await?;
     if let Some(other) = superuser {
         return Ok(Some(format!("{} is a superuser", via(&other))));
     }
-    let powerful: Vec<String> = sqlx::query_scalar(&format!("select rolname::text from ({members}) m where rolname = any($1) order by 1"))
-        .bind(POWERFUL_ROLES)
-        .fetch_all(pool)
-        .await?;
+    let powerful: Vec<String> =
+        sqlx::query_scalar(&format!("select rolname::text from ({members}) m where rolname = any($1) order by 1"))
+            .bind(POWERFUL_ROLES)
+            .fetch_all(pool)
+            .await?;
     if !powerful.is_empty() {
         return Ok(Some(format!("role {role:?} is a member of {}", powerful.join(", "))));
     }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use taskfactory_orchestrator::contracts::markers as tf_activities;
-use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
-use taskfactory_schemas::run::{
-    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
-    TaskRanInput, TaskStartedInput, TasksSkippedInput,
-};
 use taskfactory_schemas::run::Status;
+use taskfactory_schemas::run::{
+    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
+    PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskRanInput, TaskStartedInput,
+    TasksSkippedInput,
+};
+use taskfactory_schemas::{Plan, PlannedTask};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -101,9 +102,16 @@ fn store_error(e: StoreError) -> ActivityError {
 impl TfActivityImpls {
     #[activity(definition = tf_activities::StartRun)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn start_run(self: Arc<Self>, ctx: ActivityContext, input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
+    pub async fn start_run(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: StartRunInput,
+    ) -> Result<LoadedDefinition, ActivityError> {
         let run = &input.run;
-        self.store.start_run(&input.run_workflow_id, &input.temporal_run_id, &run.definition_id, &run.trigger).await.map_err(store_error)?;
+        self.store
+            .start_run(&input.run_workflow_id, &input.temporal_run_id, &run.definition_id, &run.trigger)
+            .await
+            .map_err(store_error)?;
         let loaded = self.store.load_for_run(&run.definition_id, run.version).await.map_err(store_error)?;
         self.store.set_version_used(&input.run_workflow_id, loaded.version).await.map_err(store_error)?;
         tracing::info!(definition_id = %run.definition_id, version = loaded.version, trigger = run.trigger.kind.as_str(), "run started");
@@ -112,8 +120,19 @@ impl TfActivityImpls {
 
     #[activity(definition = tf_activities::ResolveContext)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn resolve_context(self: Arc<Self>, ctx: ActivityContext, input: ResolveContextInput) -> Result<Value, ActivityError> {
-        let resolved = context::resolve(&self.context, &input.loaded, &input.trigger, &Default::default(), self.config.context_limits).await;
+    pub async fn resolve_context(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ResolveContextInput,
+    ) -> Result<Value, ActivityError> {
+        let resolved = context::resolve(
+            &self.context,
+            &input.loaded,
+            &input.trigger,
+            &Default::default(),
+            self.config.context_limits,
+        )
+        .await;
         let value = match resolved {
             Ok(value) => value,
             Err(e) if e.permanent => return Err(permanent(e.to_string())),
@@ -146,13 +165,18 @@ impl TfActivityImpls {
 
     #[activity(definition = tf_activities::PlanTemplate)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn plan_template(self: Arc<Self>, ctx: ActivityContext, input: PlanTemplateInput) -> Result<u64, ActivityError> {
+    pub async fn plan_template(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PlanTemplateInput,
+    ) -> Result<u64, ActivityError> {
         let template = input
             .loaded
             .definition
             .template(&input.template_id)
             .ok_or_else(|| permanent(format!("no template {:?}", input.template_id)))?;
-        let outputs = self.store.task_outputs(&input.run_workflow_id, &template.depends_on).await.map_err(store_error)?;
+        let outputs =
+            self.store.task_outputs(&input.run_workflow_id, &template.depends_on).await.map_err(store_error)?;
         let context = self.store.context_snapshot(&input.run_workflow_id).await.map_err(store_error)?;
         let planned: i64 = self.store.count_tasks(&input.run_workflow_id).await.map_err(store_error)?;
         let request = PlanRequest {
@@ -163,14 +187,22 @@ impl TfActivityImpls {
             trigger: &input.trigger,
             max_tasks: self.config.max_tasks_per_run,
         };
-        let chunk = plan_deferred(&request, &input.template_id, &outputs, usize::try_from(planned).unwrap_or(0)).map_err(|e| permanent(e.to_string()))?;
-        self.store.record_template_plan(&input.run_workflow_id, &input.template_id, &chunk).await.map_err(store_error)?;
+        let chunk = plan_deferred(&request, &input.template_id, &outputs, usize::try_from(planned).unwrap_or(0))
+            .map_err(|e| permanent(e.to_string()))?;
+        self.store
+            .record_template_plan(&input.run_workflow_id, &input.template_id, &chunk)
+            .await
+            .map_err(store_error)?;
         Ok(chunk.tasks.len() as u64)
     }
 
     #[activity(definition = tf_activities::LoadBatch)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn load_batch(self: Arc<Self>, ctx: ActivityContext, input: LoadBatchInput) -> Result<Vec<PlannedTask>, ActivityError> {
+    pub async fn load_batch(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: LoadBatchInput,
+    ) -> Result<Vec<PlannedTask>, ActivityError> {
         let offset = i64::try_from(input.offset).unwrap_or(i64::MAX);
         let limit = i64::try_from(input.limit).unwrap_or(i64::MAX);
         self.store.load_tasks(&input.run_workflow_id, &input.template_id, offset, limit).await.map_err(store_error)
@@ -178,16 +210,30 @@ impl TfActivityImpls {
 
     #[activity(definition = tf_activities::HumanTaskCreated)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn human_task_created(self: Arc<Self>, ctx: ActivityContext, input: HumanTaskInput) -> Result<String, ActivityError> {
+    pub async fn human_task_created(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: HumanTaskInput,
+    ) -> Result<String, ActivityError> {
         self.store
-            .human_task_created(&input.run_workflow_id, &input.task_id, &input.title, input.assignee.as_deref(), &input.form)
+            .human_task_created(
+                &input.run_workflow_id,
+                &input.task_id,
+                &input.title,
+                input.assignee.as_deref(),
+                &input.form,
+            )
             .await
             .map_err(store_error)
     }
 
     #[activity(definition = tf_activities::HttpRequest)]
     #[instrument(skip_all, fields(workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx), method = %input.method))]
-    pub async fn http_request(self: Arc<Self>, ctx: ActivityContext, input: HttpRequestInput) -> Result<Value, ActivityError> {
+    pub async fn http_request(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: HttpRequestInput,
+    ) -> Result<Value, ActivityError> {
         let answer = crate::http_task::send(&self.http, &self.context.egress, &self.context.secrets, &input).await;
         if let Err(e) = &answer {
             // Secrets are redacted from these errors by `send`.
@@ -198,7 +244,11 @@ impl TfActivityImpls {
 
     #[activity(definition = tf_activities::TaskStarted)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn task_started(self: Arc<Self>, ctx: ActivityContext, input: TaskStartedInput) -> Result<(), ActivityError> {
+    pub async fn task_started(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TaskStartedInput,
+    ) -> Result<(), ActivityError> {
         let write = TaskWrite::Started { task_id: input.task_id, temporal_run_id: input.temporal_run_id };
         self.write_task(&input.run_workflow_id, vec![write]).await
     }
@@ -208,24 +258,42 @@ impl TfActivityImpls {
     pub async fn task_ran(self: Arc<Self>, ctx: ActivityContext, input: TaskRanInput) -> Result<(), ActivityError> {
         let writes = vec![
             TaskWrite::Started { task_id: input.task_id.clone(), temporal_run_id: input.temporal_run_id },
-            TaskWrite::Finished { task_id: input.task_id, status: Status::Completed, output: input.output, error: None },
+            TaskWrite::Finished {
+                task_id: input.task_id,
+                status: Status::Completed,
+                output: input.output,
+                error: None,
+            },
         ];
         self.write_task(&input.run_workflow_id, writes).await
     }
 
     #[activity(definition = tf_activities::TaskFinished)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn task_finished(self: Arc<Self>, ctx: ActivityContext, input: TaskFinishedInput) -> Result<(), ActivityError> {
+    pub async fn task_finished(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TaskFinishedInput,
+    ) -> Result<(), ActivityError> {
         if input.status == Status::Failed {
             tracing::warn!(task_id = %input.task_id, error = input.error.as_deref().unwrap_or_default(), "task failed");
         }
-        let write = TaskWrite::Finished { task_id: input.task_id, status: input.status, output: input.output, error: input.error };
+        let write = TaskWrite::Finished {
+            task_id: input.task_id,
+            status: input.status,
+            output: input.output,
+            error: input.error,
+        };
         self.write_task(&input.run_workflow_id, vec![write]).await
     }
 
     #[activity(definition = tf_activities::TasksSkipped)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
-    pub async fn tasks_skipped(self: Arc<Self>, ctx: ActivityContext, input: TasksSkippedInput) -> Result<(), ActivityError> {
+    pub async fn tasks_skipped(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TasksSkippedInput,
+    ) -> Result<(), ActivityError> {
         tracing::info!(template_id = %input.template_id, reason = %input.reason, "tasks skipped");
         self.store.tasks_skipped(&input.run_workflow_id, &input.template_id, &input.reason).await.map_err(store_error)
     }

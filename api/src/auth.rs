@@ -60,7 +60,17 @@ pub fn sees_sensitive(principal: Option<&Principal>) -> bool {
 
 /// The role a call needs; `None` for open routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/" | "/ui/app.js" | "/ui/style.css" | "/api/v1/ui-config") {
+    if matches!(
+        path,
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/api/v1/openapi.json"
+            | "/"
+            | "/ui/app.js"
+            | "/ui/style.css"
+            | "/api/v1/ui-config"
+    ) {
         return None;
     }
     if path.starts_with("/api/v1/keys") || path.starts_with("/api/v1/audit") || path == "/api/v1/schedules/reconcile" {
@@ -96,7 +106,9 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
     let mut response = match required_role(&method, &path) {
         None => next.run(request).await,
         Some(needed) => match presented_key(&request) {
-            None => ApiError::Unauthorized("an API key is required (Authorization: Bearer tfk_...)".into()).into_response(),
+            None => {
+                ApiError::Unauthorized("an API key is required (Authorization: Bearer tfk_...)".into()).into_response()
+            }
             Some(key) => match state.store.authenticate(&key).await {
                 Err(e) => ApiError::Unavailable(format!("postgres: {e}")).into_response(),
                 Ok(None) => ApiError::Unauthorized("the API key is unknown, revoked or expired".into()).into_response(),
@@ -104,7 +116,11 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
                     let role = Role::parse(&p.role).unwrap_or(Role::Viewer);
                     principal = Some(p.clone());
                     if role < needed {
-                        ApiError::Forbidden(format!("{method} {path} needs the {needed:?} role; key {:?} is {}", p.name, p.role).to_lowercase()).into_response()
+                        ApiError::Forbidden(
+                            format!("{method} {path} needs the {needed:?} role; key {:?} is {}", p.name, p.role)
+                                .to_lowercase(),
+                        )
+                        .into_response()
                     } else {
                         request.extensions_mut().insert(p);
                         next.run(request).await
@@ -117,7 +133,13 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
         response.headers_mut().insert("x-request-id", value);
     }
     if mutating && required_role(&method, &path).is_some() {
-        let entry = AuditEntry { principal, action: format!("{method} {path}"), target: path.clone(), request_id, status: response.status().as_u16() };
+        let entry = AuditEntry {
+            principal,
+            action: format!("{method} {path}"),
+            target: path.clone(),
+            request_id,
+            status: response.status().as_u16(),
+        };
         if let Err(e) = state.store.audit(&entry).await {
             tracing::error!(error = %e, action = %entry.action, "writing the audit log failed");
         }

@@ -47,7 +47,8 @@ fn control_char(text: &str) -> Option<char> {
 
 /// The problems of a URL: control characters in the path or in a query parameter.
 fn url_problems(path: &str, query: Option<&str>) -> Vec<FieldError> {
-    let describe = |c: char| format!("has the control character U+{:04X}, which no id, key or filter holds", u32::from(c));
+    let describe =
+        |c: char| format!("has the control character U+{:04X}, which no id, key or filter holds", u32::from(c));
     let mut problems = Vec::new();
     if let Some(c) = control_char(&percent_decode(path, false)) {
         problems.push(FieldError { path: "(url path)".into(), message: describe(c) });
@@ -98,12 +99,19 @@ const MAX_MESSAGE: usize = 1024;
 pub async fn error_envelope(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, MAX_MESSAGE * 4).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+    let text = axum::body::to_bytes(body, MAX_MESSAGE * 4)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
     let message = match text.chars().take(MAX_MESSAGE).collect::<String>() {
         m if m.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
         m => m,

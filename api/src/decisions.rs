@@ -65,8 +65,16 @@ fn to_utc(t: &prost_wkt_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
 }
 
-fn skip(definition: &ActivityDefinition, reason: SkipReason, slot: Option<DateTime<Utc>>, key: String, message: String, counters: &ScheduleCounters) -> NewDecision {
-    let mut skipped = NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Schedule, DecisionOutcome::Skipped, message);
+fn skip(
+    definition: &ActivityDefinition,
+    reason: SkipReason,
+    slot: Option<DateTime<Utc>>,
+    key: String,
+    message: String,
+    counters: &ScheduleCounters,
+) -> NewDecision {
+    let mut skipped =
+        NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Schedule, DecisionOutcome::Skipped, message);
     skipped.entry.reason = Some(reason.as_str().to_owned());
     skipped.entry.slot = slot;
     skipped.entry.detail = json!({"temporal": counters});
@@ -75,7 +83,12 @@ fn skip(definition: &ActivityDefinition, reason: SkipReason, slot: Option<DateTi
 }
 
 /// Observes one definition's schedule (see the module docs); idempotent.
-pub async fn observe_schedule(client: &Client, store: &Store, definition: &ActivityDefinition, now: DateTime<Utc>) -> anyhow::Result<Observed> {
+pub async fn observe_schedule(
+    client: &Client,
+    store: &Store,
+    definition: &ActivityDefinition,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Observed> {
     if definition.trigger.kind != TriggerKind::Cron {
         return Ok(Observed::default());
     }
@@ -85,7 +98,11 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
         return Ok(Observed::default());
     };
     let info = described.info.unwrap_or_default();
-    let disabled = described.schedule.as_ref().and_then(|s| s.state.as_ref()).is_some_and(|s| s.paused && s.notes == DISABLED_NOTE);
+    let disabled = described
+        .schedule
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|s| s.paused && s.notes == DISABLED_NOTE);
     let counters = ScheduleCounters {
         paused: described.schedule.as_ref().and_then(|s| s.state.as_ref()).is_some_and(|s| s.paused),
         missed_catchup_window: info.missed_catchup_window,
@@ -104,7 +121,9 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
     let started: HashMap<DateTime<Utc>, String> = info
         .recent_actions
         .iter()
-        .filter_map(|a| Some((to_utc(a.schedule_time.as_ref()?)?, a.start_workflow_result.as_ref()?.workflow_id.clone())))
+        .filter_map(|a| {
+            Some((to_utc(a.schedule_time.as_ref()?)?, a.start_workflow_result.as_ref()?.workflow_id.clone()))
+        })
         .collect();
     let slots = preview(&definition.trigger, seen.slots_through, MAX_SLOTS).map_err(anyhow::Error::msg)?.fires;
     let mut overlap_left = (counters.overlap_skipped - seen.overlap_skipped).max(0);
@@ -118,7 +137,13 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
         }
         if let Some((_, workflow_id)) = started.iter().find(|(t, _)| **t >= slot && **t <= slot + window) {
             // Started, but the run has not recorded itself yet: record it for the run.
-            let trigger = TriggerInfo { kind: RunTrigger::Schedule, key: None, event: None, payload: serde_json::Value::Null, scheduled_for: Some(slot) };
+            let trigger = TriggerInfo {
+                kind: RunTrigger::Schedule,
+                key: None,
+                event: None,
+                payload: serde_json::Value::Null,
+                scheduled_for: Some(slot),
+            };
             decisions.push(NewDecision::fired(id, &trigger, workflow_id));
             (expected, fired, through) = (expected + 1, fired + 1, slot);
             continue;
@@ -129,16 +154,29 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
         }
         let at = slot.to_rfc3339();
         let (reason, message) = if counters.paused || seen.paused {
-            let why = if disabled { "the definition is disabled (its schedule is paused)" } else { "the schedule was paused" };
+            let why = if disabled {
+                "the definition is disabled (its schedule is paused)"
+            } else {
+                "the schedule was paused"
+            };
             (SkipReason::Paused, format!("slot {at}: {why}"))
         } else if overlap_left > 0 {
             overlap_left -= 1;
             (SkipReason::Overlap, format!("slot {at}: the previous run was still running and the overlap policy skips"))
         } else if catchup_left > 0 {
             catchup_left -= 1;
-            (SkipReason::CatchupWindow, format!("slot {at}: missed by more than the catch-up window (was the server down?)"))
+            (
+                SkipReason::CatchupWindow,
+                format!("slot {at}: missed by more than the catch-up window (was the server down?)"),
+            )
         } else {
-            (SkipReason::Unexplained, format!("slot {at}: no run {} s after the slot, and Temporal reports no skip and no pause", settle.num_seconds()))
+            (
+                SkipReason::Unexplained,
+                format!(
+                    "slot {at}: no run {} s after the slot, and Temporal reports no skip and no pause",
+                    settle.num_seconds()
+                ),
+            )
         };
         decisions.push(skip(definition, reason, Some(slot), format!("slot:{at}"), message, &counters));
         (expected, through) = (expected + 1, slot);
@@ -154,14 +192,35 @@ pub async fn observe_schedule(client: &Client, store: &Store, definition: &Activ
     } else {
         // Skips Temporal counted outside any cron slot ("trigger now" while a run runs).
         for n in 0..overlap_left {
-            let message = "a trigger outside the cron slots (trigger now) was skipped: the previous run was still running".to_owned();
-            decisions.push(skip(definition, SkipReason::Overlap, None, format!("skip:overlap:{}", counters.overlap_skipped - n), message, &counters));
+            let message =
+                "a trigger outside the cron slots (trigger now) was skipped: the previous run was still running"
+                    .to_owned();
+            decisions.push(skip(
+                definition,
+                SkipReason::Overlap,
+                None,
+                format!("skip:overlap:{}", counters.overlap_skipped - n),
+                message,
+                &counters,
+            ));
         }
         for n in 0..catchup_left {
             let message = "an action was missed by more than the catch-up window".to_owned();
-            decisions.push(skip(definition, SkipReason::CatchupWindow, None, format!("skip:catchup:{}", counters.missed_catchup_window - n), message, &counters));
+            decisions.push(skip(
+                definition,
+                SkipReason::CatchupWindow,
+                None,
+                format!("skip:catchup:{}", counters.missed_catchup_window - n),
+                message,
+                &counters,
+            ));
         }
-        ScheduleObservation { slots_through: now.max(through), missed_catchup: counters.missed_catchup_window, overlap_skipped: counters.overlap_skipped, paused: counters.paused }
+        ScheduleObservation {
+            slots_through: now.max(through),
+            missed_catchup: counters.missed_catchup_window,
+            overlap_skipped: counters.overlap_skipped,
+            paused: counters.paused,
+        }
     };
     let recorded = Store::finish_observation(tx, id, &decisions, &next).await?;
     if expected > 0 {

@@ -94,7 +94,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::NotFound(what),
             // The boundary checks name the field first; this catches what they do not know.
-            StoreError::Unstorable(why) => Self::field("", format!("the request holds a character that cannot be stored (such as U+0000): {why}")),
+            StoreError::Unstorable(why) => {
+                Self::field("", format!("the request holds a character that cannot be stored (such as U+0000): {why}"))
+            }
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }

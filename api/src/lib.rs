@@ -62,9 +62,15 @@ pub struct ApiState {
 
 impl ApiState {
     /// The state, with its notification listener started on the current runtime.
-    pub fn new(store: Store, temporal: Client, task_queue: String, context: taskfactory_activities::context::ContextClients) -> Self {
+    pub fn new(
+        store: Store,
+        temporal: Client,
+        task_queue: String,
+        context: taskfactory_activities::context::ContextClients,
+    ) -> Self {
         let live = live::LiveHub::start(store.pool().clone());
-        let event_limiter = std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
+        let event_limiter =
+            std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
         Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter, closing: None }
     }
 
@@ -104,7 +110,11 @@ pub fn app(state: ApiState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests
 /// (open event streams are ended, so they cannot hold the shutdown forever).
-pub async fn serve(listener: TcpListener, mut state: ApiState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    mut state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing, closed) = tokio::sync::watch::channel(false);
     state.closing = Some(closed);
     let signal = async move {

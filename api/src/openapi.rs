@@ -19,13 +19,18 @@
 use axum::http::Method;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::required_role;
 use crate::error::ErrorBody;
-use crate::routes::{decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs, schedules, stream, ui};
+use crate::routes::{
+    decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs, schedules, stream,
+    ui,
+};
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
 #[derive(OpenApi)]
@@ -91,10 +96,19 @@ impl Modify for AccessRules {
                     .build(),
             ),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("x-api-key", "The same key, in a header of its own."))));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The same key, in a header of its own.",
+            ))),
+        );
         components.add_security_scheme(
             "access_token",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description("access_token", "The same key as a query parameter, for `EventSource` (which cannot set headers)."))),
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "The same key as a query parameter, for `EventSource` (which cannot set headers).",
+            ))),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
             let methods = [
@@ -114,10 +128,19 @@ impl Modify for AccessRules {
                     // OpenAPI 3.1 lets a non-OAuth requirement list role names: any one scheme,
                     // with a key of at least this role.
                     Some(role) => {
-                        operation.security = Some(SCHEMES.iter().map(|scheme| SecurityRequirement::new(*scheme, [role.as_str()])).collect());
-                        responses.entry("401".into()).or_insert_with(|| ResponseBuilder::new().description("No API key, or an unknown, revoked or expired one").build().into());
+                        operation.security = Some(
+                            SCHEMES.iter().map(|scheme| SecurityRequirement::new(*scheme, [role.as_str()])).collect(),
+                        );
+                        responses.entry("401".into()).or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description("No API key, or an unknown, revoked or expired one")
+                                .build()
+                                .into()
+                        });
                         let forbidden = format!("The key's role is below {}", role.as_str());
-                        responses.entry("403".into()).or_insert_with(|| ResponseBuilder::new().description(forbidden).build().into());
+                        responses
+                            .entry("403".into())
+                            .or_insert_with(|| ResponseBuilder::new().description(forbidden).build().into());
                     }
                 }
                 for (status, response) in responses.iter_mut() {
@@ -125,7 +148,9 @@ impl Modify for AccessRules {
                         && (status.starts_with('4') || status.starts_with('5'))
                         && response.content.is_empty()
                     {
-                        response.content.insert("application/json".into(), Content::new(Some(Ref::from_schema_name("Error"))));
+                        response
+                            .content
+                            .insert("application/json".into(), Content::new(Some(Ref::from_schema_name("Error"))));
                     }
                 }
             }
@@ -283,18 +308,27 @@ mod tests {
         let mut targets = Vec::new();
         refs(&document, &mut targets);
         assert!(targets.len() > 50, "{targets:?}");
-        let missing: BTreeSet<&str> = targets.into_iter().filter(|target| document.pointer(target.trim_start_matches('#')).is_none()).collect();
-        assert!(missing.is_empty(), "references to nothing: {missing:?} (add the type to body_schemas, or fix the name)");
+        let missing: BTreeSet<&str> =
+            targets.into_iter().filter(|target| document.pointer(target.trim_start_matches('#')).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "references to nothing: {missing:?} (add the type to body_schemas, or fix the name)"
+        );
         let schemas = document["components"]["schemas"].as_object().unwrap();
-        let renamed: Vec<&String> = schemas.keys().filter(|name| name.ends_with(|c: char| c.is_ascii_digit())).collect();
-        assert!(renamed.is_empty(), "two types share a schema name, schemars numbered them: {renamed:?} (rename one with #[schemars(rename)])");
+        let renamed: Vec<&String> =
+            schemas.keys().filter(|name| name.ends_with(|c: char| c.is_ascii_digit())).collect();
+        assert!(
+            renamed.is_empty(),
+            "two types share a schema name, schemars numbered them: {renamed:?} (rename one with #[schemars(rename)])"
+        );
     }
 
     #[test]
     fn path_parameters_are_documented() {
         let document = document();
         for (path, item) in document["paths"].as_object().unwrap() {
-            let in_template: BTreeSet<&str> = path.split('{').skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
+            let in_template: BTreeSet<&str> =
+                path.split('{').skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
             for (method, operation) in item.as_object().unwrap() {
                 let documented: BTreeSet<&str> = operation["parameters"]
                     .as_array()
@@ -322,16 +356,27 @@ mod tests {
         let document = document();
         let operation = |method: &str, path: &str| document["paths"][path][method].clone();
         let roles = |op: &Value| -> BTreeSet<String> {
-            op["security"].as_array().unwrap().iter().flat_map(|r| r.as_object().unwrap().values()).map(|v| v[0].as_str().unwrap().to_owned()).collect()
+            op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().values())
+                .map(|v| v[0].as_str().unwrap().to_owned())
+                .collect()
         };
-        for (method, path) in [("get", "/healthz"), ("get", "/metrics"), ("get", "/api/v1/openapi.json"), ("get", "/")] {
+        for (method, path) in [("get", "/healthz"), ("get", "/metrics"), ("get", "/api/v1/openapi.json"), ("get", "/")]
+        {
             assert_eq!(operation(method, path)["security"], serde_json::json!([]), "{method} {path} is open");
         }
         assert_eq!(roles(&operation("get", "/api/v1/runs")), BTreeSet::from(["viewer".to_owned()]));
         assert_eq!(roles(&operation("post", "/api/v1/events")), BTreeSet::from(["operator".to_owned()]));
         assert_eq!(roles(&operation("post", "/api/v1/fleet/pause")), BTreeSet::from(["operator".to_owned()]));
         assert_eq!(roles(&operation("put", "/api/v1/definitions/{id}")), BTreeSet::from(["admin".to_owned()]));
-        assert_eq!(operation("put", "/api/v1/definitions/{id}")["security"].as_array().unwrap().len(), 3, "bearer, x-api-key, access_token");
+        assert_eq!(
+            operation("put", "/api/v1/definitions/{id}")["security"].as_array().unwrap().len(),
+            3,
+            "bearer, x-api-key, access_token"
+        );
 
         let error = serde_json::json!({"$ref": "#/components/schemas/Error"});
         let put = operation("put", "/api/v1/definitions/{id}");

@@ -38,7 +38,8 @@ use temporalio_common::protos::temporal::api::schedule::v1::{
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflow::v1::NewWorkflowExecutionInfo;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
-    CreateScheduleRequest, DeleteScheduleRequest, DescribeScheduleRequest, DescribeScheduleResponse, UpdateScheduleRequest,
+    CreateScheduleRequest, DeleteScheduleRequest, DescribeScheduleRequest, DescribeScheduleResponse,
+    UpdateScheduleRequest,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -98,7 +99,10 @@ fn json_payload(value: &Value) -> Payload {
 }
 
 fn proto_duration(d: Duration) -> prost_wkt_types::Duration {
-    prost_wkt_types::Duration { seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX), nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0) }
+    prost_wkt_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 fn proto_time(t: chrono::DateTime<chrono::Utc>) -> prost_wkt_types::Timestamp {
@@ -128,7 +132,13 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
     let input = RunInput {
         definition_id: definition.id.clone(),
         version: None,
-        trigger: TriggerInfo { kind: RunTrigger::Schedule, key: None, event: None, payload: Value::Null, scheduled_for: None },
+        trigger: TriggerInfo {
+            kind: RunTrigger::Schedule,
+            key: None,
+            event: None,
+            payload: Value::Null,
+            scheduled_for: None,
+        },
     };
     let attributes = SearchAttributes::new([
         TF_DEFINITION_ID.value_set(definition.id.to_string()),
@@ -138,7 +148,11 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
     let action = NewWorkflowExecutionInfo {
         workflow_id: schedule_workflow_id(&definition.id),
         workflow_type: Some(WorkflowType { name: RUN_WORKFLOW_TYPE.to_owned() }),
-        task_queue: Some(TaskQueue { name: task_queue.to_owned(), kind: TaskQueueKind::Normal as i32, ..Default::default() }),
+        task_queue: Some(TaskQueue {
+            name: task_queue.to_owned(),
+            kind: TaskQueueKind::Normal as i32,
+            ..Default::default()
+        }),
         input: Some(Payloads { payloads: vec![json_payload(&serde_json::to_value(&input).unwrap_or_default())] }),
         memo: Some(Memo {
             fields: HashMap::from([
@@ -169,7 +183,10 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
 }
 
 fn sync_error(id: &str) -> impl Fn(Status) -> ScheduleSyncError + '_ {
-    move |status| ScheduleSyncError { schedule_id: id.to_owned(), message: format!("{}: {}", status.code(), status.message()) }
+    move |status| ScheduleSyncError {
+        schedule_id: id.to_owned(),
+        message: format!("{}: {}", status.code(), status.message()),
+    }
 }
 
 /// Describes a schedule; `None` when it does not exist.
@@ -189,10 +206,16 @@ fn memo_string(memo: Option<&Memo>, key: &str) -> Option<String> {
 
 /// Makes Temporal match the definition: creates, updates, pauses, unpauses or deletes its
 /// schedule. Idempotent.
-pub async fn sync_definition(client: &Client, task_queue: &str, definition: &ActivityDefinition) -> Result<SyncAction, ScheduleSyncError> {
+pub async fn sync_definition(
+    client: &Client,
+    task_queue: &str,
+    definition: &ActivityDefinition,
+) -> Result<SyncAction, ScheduleSyncError> {
     let id = schedule_id(&definition.id);
     if definition.trigger.kind != TriggerKind::Cron {
-        return delete(client, &definition.id).await.map(|deleted| if deleted { SyncAction::Deleted } else { SyncAction::Absent });
+        return delete(client, &definition.id)
+            .await
+            .map(|deleted| if deleted { SyncAction::Deleted } else { SyncAction::Absent });
     }
     let hash = spec_hash(definition, task_queue);
     // Temporal cannot update a schedule's own memo, so it only records the owner; the spec
@@ -252,7 +275,11 @@ pub async fn delete(client: &Client, definition_id: &DefinitionId) -> Result<boo
 }
 
 async fn delete_by_schedule_id(client: &Client, id: &str) -> Result<bool, ScheduleSyncError> {
-    let request = DeleteScheduleRequest { namespace: client.namespace(), schedule_id: id.to_owned(), identity: client.identity().to_owned() };
+    let request = DeleteScheduleRequest {
+        namespace: client.namespace(),
+        schedule_id: id.to_owned(),
+        identity: client.identity().to_owned(),
+    };
     match client.connection().workflow_service().delete_schedule(Request::new(request)).await {
         Ok(_) => Ok(true),
         Err(status) if status.code() == Code::NotFound => Ok(false),

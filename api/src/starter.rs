@@ -3,8 +3,8 @@
 
 use taskfactory_orchestrator::RunActivityWorkflow;
 use taskfactory_orchestrator::search::{MEMO_DEFINITION_NAME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
-use taskfactory_schemas::run::{RunInput, TriggerInfo};
 use taskfactory_schemas::run::LoadedDefinition;
+use taskfactory_schemas::run::{RunInput, TriggerInfo};
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
 use temporalio_common::MemoValues;
@@ -26,9 +26,15 @@ pub struct Started {
 
 /// Starts `RunActivityWorkflow` for `loaded` under `workflow_id`; a second start with the same
 /// id (running or closed) starts nothing and reports the existing run.
-pub async fn start_run(state: &ApiState, loaded: &LoadedDefinition, trigger: TriggerInfo, workflow_id: String) -> Result<Started, ApiError> {
+pub async fn start_run(
+    state: &ApiState,
+    loaded: &LoadedDefinition,
+    trigger: TriggerInfo,
+    workflow_id: String,
+) -> Result<Started, ApiError> {
     let definition = &loaded.definition;
-    let input = RunInput { definition_id: definition.id.clone(), version: Some(loaded.version), trigger: trigger.clone() };
+    let input =
+        RunInput { definition_id: definition.id.clone(), version: Some(loaded.version), trigger: trigger.clone() };
     let mut memo = MemoValues::new();
     memo.insert(MEMO_DEFINITION_NAME, definition.name.clone());
     let options = WorkflowStartOptions::new(state.task_queue.clone(), workflow_id.clone())

@@ -7,11 +7,12 @@
 #![allow(unused_variables, clippy::unused_unit)]
 
 use serde_json::Value;
-use taskfactory_schemas::{Plan, PlannedTask};
 use taskfactory_schemas::run::{
-    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput,
-    TaskRanInput, TaskStartedInput, TasksSkippedInput,
+    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
+    PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskRanInput, TaskStartedInput,
+    TasksSkippedInput,
 };
+use taskfactory_schemas::{Plan, PlannedTask};
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
 
@@ -98,5 +99,8 @@ impl TfActivities {
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
-    pub use super::tf_activities::{FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun, TaskFinished, TaskRan, TaskStarted, TasksSkipped};
+    pub use super::tf_activities::{
+        FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun,
+        TaskFinished, TaskRan, TaskStarted, TasksSkipped,
+    };
 }

@@ -16,7 +16,9 @@ pub fn describe(failure: &Failure) -> String {
         current = f.cause.as_deref();
     }
     if parts.len() > 1 {
-        parts.retain(|m| !matches!(*m, "Activity task failed" | "Child Workflow execution failed" | "Workflow execution failed"));
+        parts.retain(|m| {
+            !matches!(*m, "Activity task failed" | "Child Workflow execution failed" | "Workflow execution failed")
+        });
     }
     if parts.is_empty() { "unknown failure".to_owned() } else { parts.join(": ") }
 }

@@ -25,22 +25,25 @@ use std::time::Duration;
 
 use chrono::DateTime;
 
+use taskfactory_schemas::Plan;
 use taskfactory_schemas::definition::FailurePolicy;
 use taskfactory_schemas::plan::{PlannedTask, TemplatePlan};
 use taskfactory_schemas::run::{
-    BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput, RunInput,
-    RunOutcome, RunTrigger, StartRunInput, Status, TASK_PROTOCOL, TaskInput, TaskMeta, TasksSkippedInput, TriggerInfo,
+    BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput,
+    RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TASK_PROTOCOL, TaskInput, TaskMeta, TasksSkippedInput,
+    TriggerInfo,
 };
-use taskfactory_schemas::Plan;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
-use temporalio_sdk::{ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, WorkflowContext, WorkflowResult,
+};
 
+use crate::batch_workflow::TaskBatchWorkflow;
 use crate::contracts::TfActivities;
 use crate::failure;
 use crate::search::{MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_DEFINITION_ID, TF_KIND, TF_TRIGGER, TF_VERSION};
-use crate::batch_workflow::TaskBatchWorkflow;
 use crate::task_workflow::TaskWorkflow;
 
 /// Durable state of a run: which templates have finished, and which of them failed.
@@ -85,25 +88,50 @@ impl RunActivityWorkflow {
         if input.trigger.kind == RunTrigger::Schedule && input.trigger.scheduled_for.is_none() {
             // A schedule's action input is fixed; the slot comes from Temporal's attribute.
             let slot = ctx.search_attributes().get(&SCHEDULED_START_TIME);
-            input.trigger.scheduled_for = slot.and_then(|t| DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0)));
+            input.trigger.scheduled_for =
+                slot.and_then(|t| DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0)));
         }
-        let start = StartRunInput { run_workflow_id: run_workflow_id.clone(), temporal_run_id: ctx.run_id().to_owned(), run: input.clone() };
-        let loaded = match ctx.execute_activity(TfActivities::start_run, start, step_options(Duration::from_secs(60))).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
-                return fail(ctx, &run_workflow_id, RunOutcome::default(), format!("loading the definition failed: {message}")).await;
-            }
+        let start = StartRunInput {
+            run_workflow_id: run_workflow_id.clone(),
+            temporal_run_id: ctx.run_id().to_owned(),
+            run: input.clone(),
         };
+        let loaded =
+            match ctx.execute_activity(TfActivities::start_run, start, step_options(Duration::from_secs(60))).await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
+                    return fail(
+                        ctx,
+                        &run_workflow_id,
+                        RunOutcome::default(),
+                        format!("loading the definition failed: {message}"),
+                    )
+                    .await;
+                }
+            };
         ctx.upsert_search_attributes([TF_VERSION.value_set(i64::from(loaded.version))]);
         ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(loaded.definition.name.clone())))])?;
 
-        let resolve = ResolveContextInput { run_workflow_id: run_workflow_id.clone(), loaded: loaded.clone(), trigger: input.trigger.clone() };
-        let context = match ctx.execute_activity(TfActivities::resolve_context, resolve, step_options(Duration::from_secs(300))).await {
+        let resolve = ResolveContextInput {
+            run_workflow_id: run_workflow_id.clone(),
+            loaded: loaded.clone(),
+            trigger: input.trigger.clone(),
+        };
+        let context = match ctx
+            .execute_activity(TfActivities::resolve_context, resolve, step_options(Duration::from_secs(300)))
+            .await
+        {
             Ok(context) => context,
             Err(e) => {
                 let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
-                return fail(ctx, &run_workflow_id, RunOutcome::default(), format!("resolving the context failed: {message}")).await;
+                return fail(
+                    ctx,
+                    &run_workflow_id,
+                    RunOutcome::default(),
+                    format!("resolving the context failed: {message}"),
+                )
+                .await;
             }
         };
 
@@ -115,7 +143,10 @@ impl RunActivityWorkflow {
             context,
             summary_only: batched,
         };
-        let plan = match ctx.execute_activity(TfActivities::plan_run, plan_input, step_options(Duration::from_secs(120))).await {
+        let plan = match ctx
+            .execute_activity(TfActivities::plan_run, plan_input, step_options(Duration::from_secs(120)))
+            .await
+        {
             Ok(plan) => plan,
             Err(e) => {
                 let message = e.failure().map_or_else(|| e.to_string(), failure::describe);
@@ -130,7 +161,8 @@ impl RunActivityWorkflow {
             trigger: input.trigger.kind,
         };
         let outcome = if batched {
-            let run = RunScope { run_workflow_id: &run_workflow_id, meta: &meta, loaded: &loaded, trigger: &input.trigger };
+            let run =
+                RunScope { run_workflow_id: &run_workflow_id, meta: &meta, loaded: &loaded, trigger: &input.trigger };
             run_dag(ctx, &run, &plan).await
         } else {
             run_dag_v1(ctx, &run_workflow_id, &meta, &plan).await
@@ -143,7 +175,8 @@ impl RunActivityWorkflow {
             let message = format!("{} of {} tasks failed", outcome.tasks_failed, outcome.tasks_spawned);
             return fail(ctx, &run_workflow_id, outcome, message).await;
         }
-        let finish = FinishRunInput { run_workflow_id, status: Status::Completed, outcome: outcome.clone(), error: None };
+        let finish =
+            FinishRunInput { run_workflow_id, status: Status::Completed, outcome: outcome.clone(), error: None };
         ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
         Ok(outcome)
     }
@@ -156,7 +189,12 @@ async fn fail(
     outcome: RunOutcome,
     message: String,
 ) -> WorkflowResult<RunOutcome> {
-    let finish = FinishRunInput { run_workflow_id: run_workflow_id.to_owned(), status: Status::Failed, outcome, error: Some(message.clone()) };
+    let finish = FinishRunInput {
+        run_workflow_id: run_workflow_id.to_owned(),
+        status: Status::Failed,
+        outcome,
+        error: Some(message.clone()),
+    };
     ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
     Err(ApplicationFailure::non_retryable(message).into())
 }
@@ -199,8 +237,14 @@ async fn wait_for_dependencies(ctx: &WorkflowContext<RunActivityWorkflow>, deps:
 }
 
 /// Records a template's pending tasks as skipped (best effort: bookkeeping only).
-async fn skip_template(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str, template_id: &str, reason: String) {
-    let skipped = TasksSkippedInput { run_workflow_id: run_workflow_id.to_owned(), template_id: template_id.to_owned(), reason };
+async fn skip_template(
+    ctx: &WorkflowContext<RunActivityWorkflow>,
+    run_workflow_id: &str,
+    template_id: &str,
+    reason: String,
+) {
+    let skipped =
+        TasksSkippedInput { run_workflow_id: run_workflow_id.to_owned(), template_id: template_id.to_owned(), reason };
     let _ = ctx.execute_activity(TfActivities::tasks_skipped, skipped, step_options(Duration::from_secs(60))).await;
 }
 
@@ -216,7 +260,11 @@ fn finish_template(ctx: &WorkflowContext<RunActivityWorkflow>, template_id: &str
 }
 
 /// One template: wait for its dependencies, plan it if deferred, run its tasks in batches.
-async fn run_group(ctx: &WorkflowContext<RunActivityWorkflow>, run: &RunScope<'_>, template: &TemplatePlan) -> GroupResult {
+async fn run_group(
+    ctx: &WorkflowContext<RunActivityWorkflow>,
+    run: &RunScope<'_>,
+    template: &TemplatePlan,
+) -> GroupResult {
     let mut result = GroupResult::default();
     if let Err(reason) = wait_for_dependencies(ctx, &template.depends_on).await {
         result.skipped = template.tasks as u64;
@@ -313,7 +361,12 @@ async fn run_batch(
 
 /// Starts one `TaskWorkflow` and waits for it; `true` when it completed. Shared by the batch
 /// workflow and the pre-batching path.
-pub(crate) async fn run_child<W>(ctx: &WorkflowContext<W>, run_workflow_id: &str, meta: &TaskMeta, task: &PlannedTask) -> bool {
+pub(crate) async fn run_child<W>(
+    ctx: &WorkflowContext<W>,
+    run_workflow_id: &str,
+    meta: &TaskMeta,
+    task: &PlannedTask,
+) -> bool {
     let attributes = SearchAttributes::new([
         TF_DEFINITION_ID.value_set(meta.definition_id.to_string()),
         TF_TRIGGER.value_set(meta.trigger.as_str().to_owned()),
@@ -339,7 +392,12 @@ pub(crate) async fn run_child<W>(ctx: &WorkflowContext<W>, run_workflow_id: &str
 
 /// The DAG as runs recorded before batching executed it: every task a direct child, plans
 /// carried in history. Kept so those histories replay.
-async fn run_dag_v1(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str, meta: &TaskMeta, plan: &Plan) -> RunOutcome {
+async fn run_dag_v1(
+    ctx: &WorkflowContext<RunActivityWorkflow>,
+    run_workflow_id: &str,
+    meta: &TaskMeta,
+    plan: &Plan,
+) -> RunOutcome {
     let groups = plan.templates.iter().map(|template| async move {
         let mut result = GroupResult::default();
         if let Err(reason) = wait_for_dependencies(ctx, &template.depends_on).await {

@@ -15,7 +15,8 @@ pub const TF_VERSION: SearchAttributeKey<i64> = SearchAttributeKey::int("TfVersi
 pub const TF_KIND: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfKind");
 
 /// Set by Temporal on workflows a schedule starts: the slot they are for.
-pub const SCHEDULED_START_TIME: SearchAttributeKey<Timestamp> = SearchAttributeKey::datetime("TemporalScheduledStartTime");
+pub const SCHEDULED_START_TIME: SearchAttributeKey<Timestamp> =
+    SearchAttributeKey::datetime("TemporalScheduledStartTime");
 
 /// Every custom search attribute with its Temporal type name, for registration.
 pub const ALL: &[(&str, &str)] =

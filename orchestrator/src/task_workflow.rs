@@ -20,15 +20,18 @@ use std::time::Duration;
 use serde_json::Value;
 use taskfactory_schemas::TaskSpec;
 use taskfactory_schemas::plan::Retry;
-use taskfactory_schemas::run::{HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskRanInput, TaskStartedInput};
+use taskfactory_schemas::run::{
+    HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskRanInput,
+    TaskStartedInput,
+};
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::{RetryPolicy, UntypedActivity, UntypedWorkflow};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext, WorkflowContext,
-    WorkflowResult,
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext,
+    WorkflowContext, WorkflowResult,
 };
 
 use crate::contracts::TfActivities;
@@ -127,10 +130,11 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
             }
         }
         TaskSpec::Activity { activity_type, task_queue, timeout_secs, retry } => {
-            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs.unwrap_or(300)))
-                .maybe_task_queue(task_queue.clone())
-                .maybe_retry_policy(retry.as_ref().map(retry_policy))
-                .build();
+            let options =
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs.unwrap_or(300)))
+                    .maybe_task_queue(task_queue.clone())
+                    .maybe_retry_policy(retry.as_ref().map(retry_policy))
+                    .build();
             let params = RawValue::from_value(&task.params, ctx.payload_converter());
             match ctx.execute_activity(UntypedActivity::new(activity_type.as_str()), params, options).await {
                 Ok(raw) => Ok(json_of(&raw.payloads)),
@@ -139,7 +143,13 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
         }
         TaskSpec::Http { method, url, headers, body, timeout_secs, retry } => {
             let timeout = timeout_secs.unwrap_or(30);
-            let request = HttpRequestInput { method: method.clone(), url: url.clone(), headers: headers.clone(), body: body.clone(), timeout_secs: timeout };
+            let request = HttpRequestInput {
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                body: body.clone(),
+                timeout_secs: timeout,
+            };
             let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout + 5))
                 .maybe_retry_policy(retry.as_ref().map(retry_policy))
                 .build();
@@ -173,7 +183,11 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
             }
             match ctx.state(|s| s.decision.clone()) {
                 Some(d) if d.approved => Ok(d.payload),
-                Some(d) => Err(format!("rejected{}: {}", d.by.map(|b| format!(" by {b}")).unwrap_or_default(), d.reason.unwrap_or_default())),
+                Some(d) => Err(format!(
+                    "rejected{}: {}",
+                    d.by.map(|b| format!(" by {b}")).unwrap_or_default(),
+                    d.reason.unwrap_or_default()
+                )),
                 None => Err(format!("nobody decided within {}s", timeout_secs.unwrap_or_default())),
             }
         }
@@ -184,7 +198,8 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
 /// decoded blindly.
 fn json_of(payloads: &[Payload]) -> Value {
     let Some(payload) = payloads.first() else { return Value::Null };
-    let encoding = payload.metadata.get("encoding").map(|e| String::from_utf8_lossy(e).into_owned()).unwrap_or_default();
+    let encoding =
+        payload.metadata.get("encoding").map(|e| String::from_utf8_lossy(e).into_owned()).unwrap_or_default();
     match encoding.as_str() {
         "json/plain" => serde_json::from_slice(&payload.data).unwrap_or(Value::Null),
         "binary/null" | "" if payload.data.is_empty() => Value::Null,

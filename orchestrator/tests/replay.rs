@@ -35,7 +35,11 @@ fn replayer() -> WorkflowReplayer {
 #[tokio::test]
 async fn saved_histories_replay_without_nondeterminism() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
     assert!(!files.is_empty(), "no histories in {}", dir.display());
     let replayer = replayer();

@@ -96,7 +96,10 @@ pub fn local_context(loaded: &LoadedDefinition, trigger: &TriggerInfo, warnings:
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),
             ContextKind::Sql | ContextKind::Http => {
-                warnings.push(format!("version {}: context source {:?} was never resolved for this event; replayed as null", loaded.version, source.name));
+                warnings.push(format!(
+                    "version {}: context source {:?} was never resolved for this event; replayed as null",
+                    loaded.version, source.name
+                ));
                 Value::Null
             }
         };
@@ -125,7 +128,12 @@ pub fn replay_version(
         RunTrigger::Manual => TriggerKind::Manual,
     };
     if definition.trigger.kind != recorded_kind && trigger.kind != RunTrigger::Manual {
-        warnings.push(format!("version {} has a {:?} trigger; the recorded {} trigger is replayed as it was", loaded.version, definition.trigger.kind, trigger.kind.as_str()));
+        warnings.push(format!(
+            "version {} has a {:?} trigger; the recorded {} trigger is replayed as it was",
+            loaded.version,
+            definition.trigger.kind,
+            trigger.kind.as_str()
+        ));
     }
     if let (Some(filter), Some(event)) = (&definition.trigger.filter, &trigger.event) {
         match Templates::new().eval_condition(filter, &json!({"event": event})) {
@@ -149,12 +157,16 @@ pub fn replay_version(
     if let Some(snapshot) = context.as_object_mut() {
         for source in &definition.context {
             if !snapshot.contains_key(&source.name) {
-                warnings.push(format!("version {}: context source {:?} is not in the recorded snapshot; replayed as null", loaded.version, source.name));
+                warnings.push(format!(
+                    "version {}: context source {:?} is not in the recorded snapshot; replayed as null",
+                    loaded.version, source.name
+                ));
                 snapshot.insert(source.name.clone(), Value::Null);
             }
         }
     }
-    let request = PlanRequest { definition, version: loaded.version, run_workflow_id, context: &context, trigger, max_tasks };
+    let request =
+        PlanRequest { definition, version: loaded.version, run_workflow_id, context: &context, trigger, max_tasks };
     let mut made = match plan(&request) {
         Ok(made) => made,
         Err(e) => {
@@ -166,9 +178,18 @@ pub fn replay_version(
         let template = definition.template(&deferred).map(|t| t.depends_on.clone()).unwrap_or_default();
         let scope: serde_json::Map<String, Value> = template
             .iter()
-            .map(|dep| (dep.clone(), outputs.get(dep).cloned().unwrap_or_else(|| json!({"outputs": [], "output": null, "count": 0}))))
+            .map(|dep| {
+                (
+                    dep.clone(),
+                    outputs.get(dep).cloned().unwrap_or_else(|| json!({"outputs": [], "output": null, "count": 0})),
+                )
+            })
             .collect();
-        warnings.push(format!("version {}: {deferred:?} is planned from the outputs the recorded run's {} produced", loaded.version, template.join(", ")));
+        warnings.push(format!(
+            "version {}: {deferred:?} is planned from the outputs the recorded run's {} produced",
+            loaded.version,
+            template.join(", ")
+        ));
         match plan_deferred(&request, &deferred, &Value::Object(scope), made.tasks.len()) {
             Ok(chunk) => made.tasks.extend(chunk.tasks),
             Err(e) => {
@@ -199,9 +220,24 @@ pub struct Recorded<'a> {
 }
 
 /// Replays one recorded trigger through both versions and compares their tasks.
-pub fn replay_both(old: &LoadedDefinition, new: &LoadedDefinition, recorded: &Recorded<'_>, max_tasks: usize) -> TriggerReplay {
+pub fn replay_both(
+    old: &LoadedDefinition,
+    new: &LoadedDefinition,
+    recorded: &Recorded<'_>,
+    max_tasks: usize,
+) -> TriggerReplay {
     let mut warnings = Vec::new();
-    let mut replay = |loaded| replay_version(loaded, recorded.workflow_id, recorded.trigger, recorded.context, recorded.outputs, max_tasks, &mut warnings);
+    let mut replay = |loaded| {
+        replay_version(
+            loaded,
+            recorded.workflow_id,
+            recorded.trigger,
+            recorded.context,
+            recorded.outputs,
+            max_tasks,
+            &mut warnings,
+        )
+    };
     let (from, old_tasks) = replay(old);
     let (to, new_tasks) = replay(new);
     let mut seen = std::collections::HashSet::new();
@@ -239,7 +275,12 @@ fn task_value(task: &PlannedTask) -> Value {
 }
 
 fn task_ref(task: &PlannedTask) -> TaskRef {
-    TaskRef { task_id: task.task_id.clone(), template_id: task.template_id.clone(), item_key: task.item_key.clone(), task: task_value(task) }
+    TaskRef {
+        task_id: task.task_id.clone(),
+        template_id: task.template_id.clone(),
+        item_key: task.item_key.clone(),
+        task: task_value(task),
+    }
 }
 
 /// Compares two plans by task id: (added, removed, changed, unchanged), in plan order.
@@ -301,8 +342,24 @@ mod tests {
         let context = json!({"invoices": [{"id": "a", "amount": 50}, {"id": "b", "amount": 150}]});
         let trigger = TriggerInfo::manual(None, Value::Null);
         let mut warnings = Vec::new();
-        let (v1, old) = replay_version(&loaded(1, doc(100, false)), "tf:inv:manual:x", &trigger, Some(&context), &json!({}), 100, &mut warnings);
-        let (v2, new) = replay_version(&loaded(2, doc(10, true)), "tf:inv:manual:x", &trigger, Some(&context), &json!({}), 100, &mut warnings);
+        let (v1, old) = replay_version(
+            &loaded(1, doc(100, false)),
+            "tf:inv:manual:x",
+            &trigger,
+            Some(&context),
+            &json!({}),
+            100,
+            &mut warnings,
+        );
+        let (v2, new) = replay_version(
+            &loaded(2, doc(10, true)),
+            "tf:inv:manual:x",
+            &trigger,
+            Some(&context),
+            &json!({}),
+            100,
+            &mut warnings,
+        );
         assert_eq!((v1.tasks, v2.tasks), (1, 3), "{v1:?} {v2:?}");
         let (added, removed, changed, unchanged) = compare_tasks(&old, &new);
         let ids: Vec<&str> = added.iter().map(|t| t.task_id.as_str()).collect();

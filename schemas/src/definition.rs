@@ -340,7 +340,8 @@ impl TaskTemplate {
     /// templates); such a template is planned when its dependencies have finished.
     pub fn uses_task_outputs(&self) -> bool {
         fn mentions(s: &str) -> bool {
-            s.match_indices("tasks.").any(|(i, _)| i == 0 || !s.as_bytes()[i - 1].is_ascii_alphanumeric() && s.as_bytes()[i - 1] != b'_')
+            s.match_indices("tasks.")
+                .any(|(i, _)| i == 0 || !s.as_bytes()[i - 1].is_ascii_alphanumeric() && s.as_bytes()[i - 1] != b'_')
         }
         fn in_value(v: &Value) -> bool {
             match v {
@@ -350,6 +351,7 @@ impl TaskTemplate {
                 _ => false,
             }
         }
-        [&self.for_each, &self.when, &self.key, &self.title].into_iter().flatten().any(|s| mentions(s)) || in_value(&self.params)
+        [&self.for_each, &self.when, &self.key, &self.title].into_iter().flatten().any(|s| mentions(s))
+            || in_value(&self.params)
     }
 }

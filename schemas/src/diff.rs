@@ -47,7 +47,9 @@ fn join(path: &str, key: &str) -> String {
 
 /// The key objects of a list are matched by: `id`, else `name`, when every element has one.
 fn identity(items: &[Value]) -> Option<&'static str> {
-    ["id", "name"].into_iter().find(|k| !items.is_empty() && items.iter().all(|v| v.get(k).and_then(Value::as_str).is_some()))
+    ["id", "name"]
+        .into_iter()
+        .find(|k| !items.is_empty() && items.iter().all(|v| v.get(k).and_then(Value::as_str).is_some()))
 }
 
 fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
@@ -56,7 +58,12 @@ fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
             for (k, va) in a {
                 match b.get(k) {
                     Some(vb) => walk(&join(path, k), va, vb, out),
-                    None => out.push(Change { path: join(path, k), op: ChangeOp::Removed, from: Some(va.clone()), to: None }),
+                    None => out.push(Change {
+                        path: join(path, k),
+                        op: ChangeOp::Removed,
+                        from: Some(va.clone()),
+                        to: None,
+                    }),
                 }
             }
             for (k, vb) in b {
@@ -79,7 +86,12 @@ fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
                 for vb in b {
                     let key = key_of(vb);
                     if !a.iter().any(|va| key_of(va) == key) {
-                        out.push(Change { path: format!("{path}[{key}]"), op: ChangeOp::Added, from: None, to: Some(vb.clone()) });
+                        out.push(Change {
+                            path: format!("{path}[{key}]"),
+                            op: ChangeOp::Added,
+                            from: None,
+                            to: Some(vb.clone()),
+                        });
                     }
                 }
             }
@@ -88,14 +100,23 @@ fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
                     let at = format!("{path}[{i}]");
                     match (a.get(i), b.get(i)) {
                         (Some(va), Some(vb)) => walk(&at, va, vb, out),
-                        (Some(va), None) => out.push(Change { path: at, op: ChangeOp::Removed, from: Some(va.clone()), to: None }),
-                        (None, Some(vb)) => out.push(Change { path: at, op: ChangeOp::Added, from: None, to: Some(vb.clone()) }),
+                        (Some(va), None) => {
+                            out.push(Change { path: at, op: ChangeOp::Removed, from: Some(va.clone()), to: None })
+                        }
+                        (None, Some(vb)) => {
+                            out.push(Change { path: at, op: ChangeOp::Added, from: None, to: Some(vb.clone()) })
+                        }
                         (None, None) => {}
                     }
                 }
             }
         },
-        (a, b) if a != b => out.push(Change { path: path.to_owned(), op: ChangeOp::Changed, from: Some(a.clone()), to: Some(b.clone()) }),
+        (a, b) if a != b => out.push(Change {
+            path: path.to_owned(),
+            op: ChangeOp::Changed,
+            from: Some(a.clone()),
+            to: Some(b.clone()),
+        }),
         _ => {}
     }
 }

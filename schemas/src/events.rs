@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn canonical_hash_ignores_key_order() {
-        assert_eq!(canonical_hash(&json!({"a": 1, "b": {"c": 2, "d": 3}})), canonical_hash(&json!({"b": {"d": 3, "c": 2}, "a": 1})));
+        assert_eq!(
+            canonical_hash(&json!({"a": 1, "b": {"c": 2, "d": 3}})),
+            canonical_hash(&json!({"b": {"d": 3, "c": 2}, "a": 1}))
+        );
         assert_ne!(canonical_hash(&json!({"a": 1})), canonical_hash(&json!({"a": 2})));
     }
 }

@@ -90,7 +90,12 @@ impl Retry {
     pub fn from_spec(spec: Option<&RetrySpec>, default_attempts: u32) -> Result<Self, String> {
         let default = RetrySpec::default();
         let spec = spec.unwrap_or(&default);
-        let initial = spec.initial_interval.as_deref().map(parse_duration).transpose()?.unwrap_or(std::time::Duration::from_secs(1));
+        let initial = spec
+            .initial_interval
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(std::time::Duration::from_secs(1));
         let max = spec.max_interval.as_deref().map(parse_duration).transpose()?.unwrap_or(initial * 100);
         Ok(Self {
             max_attempts: spec.max_attempts.unwrap_or(default_attempts),
@@ -233,7 +238,10 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, FieldError> {
 
 fn check_limit(req: &PlanRequest<'_>, tasks: usize, path: &str) -> Result<(), FieldError> {
     if tasks > req.max_tasks {
-        return Err(FieldError { path: path.to_owned(), message: format!("the plan exceeds the limit of {} tasks per run", req.max_tasks) });
+        return Err(FieldError {
+            path: path.to_owned(),
+            message: format!("the plan exceeds the limit of {} tasks per run", req.max_tasks),
+        });
     }
     Ok(())
 }
@@ -241,7 +249,12 @@ fn check_limit(req: &PlanRequest<'_>, tasks: usize, path: &str) -> Result<(), Fi
 /// Plans one deferred template once its dependencies have finished. `task_outputs` is the
 /// `tasks` template variable: `{dep: {"outputs": [...], "output": first-or-null, "count": n}}`.
 /// Returns the template's tasks and decisions (`templates` is left empty).
-pub fn plan_deferred(req: &PlanRequest<'_>, template_id: &str, task_outputs: &Value, already_planned: usize) -> Result<Plan, FieldError> {
+pub fn plan_deferred(
+    req: &PlanRequest<'_>,
+    template_id: &str,
+    task_outputs: &Value,
+    already_planned: usize,
+) -> Result<Plan, FieldError> {
     let templates = Templates::new();
     let mut scope = template_scope(req);
     scope["tasks"] = task_outputs.clone();
@@ -334,7 +347,11 @@ fn plan_template(
         }
         if let Some(previous) = seen_keys.insert(item_key.clone(), item_index) {
             let first = previous.map_or_else(String::new, |p| format!(" (first seen at item {p})"));
-            return Err(err("key", item_index, format!("duplicate key {item_key:?}{first}: keys must be unique per template")));
+            return Err(err(
+                "key",
+                item_index,
+                format!("duplicate key {item_key:?}{first}: keys must be unique per template"),
+            ));
         }
         if let Some(when) = &template.when {
             let holds = templates.eval_condition(when, &item_scope).map_err(|m| err("when", item_index, m))?;
@@ -358,13 +375,7 @@ fn plan_template(
         });
         let task_id = task_workflow_id(req.run_workflow_id, &template.id, &item_key);
         check_workflow_id_len(&task_id).map_err(|m| err("key", item_index, m))?;
-        out.tasks.push(PlannedTask {
-            task_id,
-            template_id: template.id.clone(),
-            item_key,
-            spec,
-            params,
-        });
+        out.tasks.push(PlannedTask { task_id, template_id: template.id.clone(), item_key, spec, params });
     }
     Ok(())
 }
@@ -373,9 +384,18 @@ fn task_spec(template: &TaskTemplate, templates: &Templates, scope: &Scope) -> R
     fn field(name: &str) -> impl FnOnce(String) -> (String, String) + '_ {
         move |m| (name.to_owned(), m)
     }
-    let timeout_secs = template.timeout.as_deref().map(parse_duration).transpose().map_err(field("timeout"))?.map(|d| d.as_secs().max(1));
-    let retry = |default_attempts| template.retry.as_ref().map(|r| Retry::from_spec(Some(r), default_attempts)).transpose().map_err(field("retry"));
-    let required = |name: &str, value: &Option<String>| value.clone().ok_or_else(|| (name.to_owned(), "required".to_owned()));
+    let timeout_secs = template
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(field("timeout"))?
+        .map(|d| d.as_secs().max(1));
+    let retry = |default_attempts| {
+        template.retry.as_ref().map(|r| Retry::from_spec(Some(r), default_attempts)).transpose().map_err(field("retry"))
+    };
+    let required =
+        |name: &str, value: &Option<String>| value.clone().ok_or_else(|| (name.to_owned(), "required".to_owned()));
     Ok(match template.kind {
         TaskKind::Noop => TaskSpec::Noop,
         TaskKind::Workflow => TaskSpec::Workflow {
@@ -397,9 +417,13 @@ fn task_spec(template: &TaskTemplate, templates: &Templates, scope: &Scope) -> R
             let url = templates.render_text(&required("url", &template.url)?, scope).map_err(field("url"))?;
             let mut headers = BTreeMap::new();
             for (name, value) in &template.headers {
-                headers.insert(name.clone(), templates.render_text(value, scope).map_err(field(&format!("headers.{name}")))?);
+                headers.insert(
+                    name.clone(),
+                    templates.render_text(value, scope).map_err(field(&format!("headers.{name}")))?,
+                );
             }
-            let body = template.body.as_ref().map(|b| templates.render_value(b, scope)).transpose().map_err(field("body"))?;
+            let body =
+                template.body.as_ref().map(|b| templates.render_value(b, scope)).transpose().map_err(field("body"))?;
             TaskSpec::Http {
                 method: template.method.as_deref().unwrap_or("GET").to_ascii_uppercase(),
                 url,
@@ -445,7 +469,14 @@ mod tests {
     }
 
     fn request<'a>(def: &'a ActivityDefinition, ctx: &'a Value, trigger: &'a TriggerInfo) -> PlanRequest<'a> {
-        PlanRequest { definition: def, version: 1, run_workflow_id: "tf:invoices:manual:x", context: ctx, trigger, max_tasks: 100 }
+        PlanRequest {
+            definition: def,
+            version: 1,
+            run_workflow_id: "tf:invoices:manual:x",
+            context: ctx,
+            trigger,
+            max_tasks: 100,
+        }
     }
 
     #[test]
@@ -455,7 +486,10 @@ mod tests {
         let trigger = TriggerInfo::manual(None, Value::Null);
         let plan = plan(&request(&def, &ctx, &trigger)).unwrap();
         let ids: Vec<&str> = plan.tasks.iter().map(|t| t.task_id.as_str()).collect();
-        assert_eq!(ids, ["tf:invoices:manual:x/remind/b%2F1", "tf:invoices:manual:x/remind/c", "tf:invoices:manual:x/report/_"]);
+        assert_eq!(
+            ids,
+            ["tf:invoices:manual:x/remind/b%2F1", "tf:invoices:manual:x/remind/c", "tf:invoices:manual:x/report/_"]
+        );
         assert_eq!(plan.tasks[0].params, json!({"amount": 150, "who": "inv b/1"}));
         assert_eq!(plan.tasks[2].params, json!({"count": 3}));
         assert_eq!(plan.decisions[0].outcome, Outcome::Skip);

@@ -83,7 +83,8 @@ pub fn preview(trigger: &Trigger, after: DateTime<Utc>, n: usize) -> Result<Prev
     for expr in &trigger.cron {
         let trimmed = expr.trim();
         let six_field = if trimmed.starts_with('@') { trimmed.to_owned() } else { format!("0 {trimmed}") };
-        let schedule = cron::Schedule::from_str(&six_field).map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
+        let schedule =
+            cron::Schedule::from_str(&six_field).map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
         // Extra candidates: the hour before `from` and removed slots do not count.
         let mut beyond = 0;
         for wall in schedule.after(&wall_from).map(|t| t.naive_utc()) {
@@ -109,11 +110,31 @@ pub fn preview(trigger: &Trigger, after: DateTime<Utc>, n: usize) -> Result<Prev
                     wall.date(),
                     later.to_rfc3339()
                 );
-                (Some(later), Some(DstWarning { kind: DstWarningKind::RepeatedLocalTime, local_time: wall_text(wall), fires_at: Some(later), message }))
+                (
+                    Some(later),
+                    Some(DstWarning {
+                        kind: DstWarningKind::RepeatedLocalTime,
+                        local_time: wall_text(wall),
+                        fires_at: Some(later),
+                        message,
+                    }),
+                )
             }
             LocalResult::None => {
-                let message = format!("{} does not exist on {} in {tz} (clocks go forward): no fire that day", wall.time(), wall.date());
-                (None, Some(DstWarning { kind: DstWarningKind::NonexistentLocalTime, local_time: wall_text(wall), fires_at: None, message }))
+                let message = format!(
+                    "{} does not exist on {} in {tz} (clocks go forward): no fire that day",
+                    wall.time(),
+                    wall.date()
+                );
+                (
+                    None,
+                    Some(DstWarning {
+                        kind: DstWarningKind::NonexistentLocalTime,
+                        local_time: wall_text(wall),
+                        fires_at: None,
+                        message,
+                    }),
+                )
             }
         };
         match fire {
@@ -169,12 +190,22 @@ mod tests {
         // Spring: 02:30 does not exist on 28 March; no fire that day.
         assert_eq!(
             utc("2027-03-26T00:00:00Z"),
-            ["2027-03-26T01:30:00+00:00", "2027-03-27T01:30:00+00:00", "2027-03-29T00:30:00+00:00", "2027-03-30T00:30:00+00:00"]
+            [
+                "2027-03-26T01:30:00+00:00",
+                "2027-03-27T01:30:00+00:00",
+                "2027-03-29T00:30:00+00:00",
+                "2027-03-30T00:30:00+00:00"
+            ]
         );
         // Autumn: 02:30 happens twice on 31 October; one fire, at the second (CET) one.
         assert_eq!(
             utc("2027-10-29T00:00:00Z"),
-            ["2027-10-29T00:30:00+00:00", "2027-10-30T00:30:00+00:00", "2027-10-31T01:30:00+00:00", "2027-11-01T01:30:00+00:00"]
+            [
+                "2027-10-29T00:30:00+00:00",
+                "2027-10-30T00:30:00+00:00",
+                "2027-10-31T01:30:00+00:00",
+                "2027-11-01T01:30:00+00:00"
+            ]
         );
     }
 
@@ -184,7 +215,10 @@ mod tests {
         let spring = preview(&t, "2027-03-26T00:00:00Z".parse().unwrap(), 3).unwrap();
         assert_eq!(spring.warnings.len(), 1, "{spring:?}");
         let gap = &spring.warnings[0];
-        assert_eq!((gap.kind, gap.local_time.as_str(), gap.fires_at), (DstWarningKind::NonexistentLocalTime, "2027-03-28T02:30:00", None));
+        assert_eq!(
+            (gap.kind, gap.local_time.as_str(), gap.fires_at),
+            (DstWarningKind::NonexistentLocalTime, "2027-03-28T02:30:00", None)
+        );
         assert!(gap.message.contains("does not exist on 2027-03-28 in Europe/Berlin"), "{}", gap.message);
         let autumn = preview(&t, "2027-10-29T00:00:00Z".parse().unwrap(), 4).unwrap();
         assert_eq!(autumn.warnings.len(), 1, "{autumn:?}");
@@ -224,4 +258,3 @@ mod tests {
         assert_eq!(utc, ["2030-01-02T06:00:00+00:00", "2030-01-02T12:00:00+00:00"]);
     }
 }
-

@@ -44,7 +44,10 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// Replaces every placeholder in `text` with `lookup(name)`; the first name `lookup` refuses
 /// is the error.
-pub fn replace_secret_placeholders<E>(text: &str, mut lookup: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+pub fn replace_secret_placeholders<E>(
+    text: &str,
+    mut lookup: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find(SECRET_OPEN) {
@@ -110,7 +113,10 @@ fn is_template(source: &str) -> bool {
 
 /// The template's variables: the evaluated scope plus `secret`.
 fn scope(ctx: &Value) -> minijinja::Value {
-    merge_maps([minijinja::context! { secret => minijinja::Value::from_object(SecretPlaceholders) }, minijinja::Value::from_serialize(ctx)])
+    merge_maps([
+        minijinja::context! { secret => minijinja::Value::from_object(SecretPlaceholders) },
+        minijinja::Value::from_serialize(ctx),
+    ])
 }
 
 /// Variables templates render with: a JSON object, or a [`Scope`] converted once.
@@ -139,7 +145,10 @@ impl Scope {
 
     /// This scope with `item` and `index` added (they shadow any of the same name).
     pub fn with_item(&self, item: &Value, index: usize) -> Self {
-        Self(merge_maps([minijinja::context! { item => minijinja::Value::from_serialize(item), index => index }, self.0.clone()]))
+        Self(merge_maps([
+            minijinja::context! { item => minijinja::Value::from_serialize(item), index => index },
+            self.0.clone(),
+        ]))
     }
 }
 
@@ -298,11 +307,11 @@ impl Templates {
     pub fn render_value(&self, value: &Value, ctx: &impl Vars) -> Result<Value, String> {
         Ok(match value {
             Value::String(s) => self.render_str(s, ctx)?,
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.render_value(v, ctx)).collect::<Result<_, _>>()?),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.render_value(v, ctx)).collect::<Result<_, _>>()?)
+            }
             Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, ctx)?)))
-                    .collect::<Result<_, String>>()?,
+                map.iter().map(|(k, v)| Ok((k.clone(), self.render_value(v, ctx)?))).collect::<Result<_, String>>()?,
             ),
             other => other.clone(),
         })
@@ -311,7 +320,10 @@ impl Templates {
 
 /// The secret names among a template's variables; refused secrets and dynamic access
 /// (`secret[name]`) are errors.
-fn check_secret_variables<'a>(variables: impl Iterator<Item = &'a str>, secrets: SecretUse) -> Result<BTreeSet<String>, String> {
+fn check_secret_variables<'a>(
+    variables: impl Iterator<Item = &'a str>,
+    secrets: SecretUse,
+) -> Result<BTreeSet<String>, String> {
     let mut names = BTreeSet::new();
     for variable in variables {
         let Some(rest) = variable.strip_prefix("secret") else { continue };
@@ -406,7 +418,11 @@ mod tests {
         assert_eq!(t.render_str("{{ secret.API_TOKEN }}", &ctx).unwrap(), json!("⟦secret:API_TOKEN⟧"));
         let err = t.render_str("{{ secret.API_TOKEN | upper }}", &ctx).unwrap_err();
         assert!(err.contains("secret.API_TOKEN is transformed"), "{err}");
-        let replaced = replace_secret_placeholders::<String>("a ⟦secret:A⟧ b ⟦secret:B⟧ ⟦secret:not valid⟧", |n| Ok(n.to_lowercase())).unwrap();
+        let replaced =
+            replace_secret_placeholders::<String>("a ⟦secret:A⟧ b ⟦secret:B⟧ ⟦secret:not valid⟧", |n| {
+                Ok(n.to_lowercase())
+            })
+            .unwrap();
         assert_eq!(replaced, "a a b b ⟦secret:not valid⟧");
     }
 

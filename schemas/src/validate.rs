@@ -30,11 +30,7 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 
@@ -71,9 +67,12 @@ pub enum Format {
 /// Parses JSON or YAML text into a JSON value, reporting syntax errors with their position.
 pub fn parse_text(text: &str, format: Format) -> Result<Value, ValidationErrors> {
     match format {
-        Format::Json => serde_json::from_str(text)
-            .map_err(|e| ValidationErrors::single("", format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))),
-        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| ValidationErrors::single("", format!("invalid YAML: {e}"))),
+        Format::Json => serde_json::from_str(text).map_err(|e| {
+            ValidationErrors::single("", format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))
+        }),
+        Format::Yaml => {
+            serde_yaml_ng::from_str(text).map_err(|e| ValidationErrors::single("", format!("invalid YAML: {e}")))
+        }
     }
 }
 
@@ -88,7 +87,11 @@ pub fn is_refused_char(c: char) -> bool {
 /// what Postgres and Temporal store (the parser accepts far more).
 pub fn check_instant(at: &chrono::DateTime<chrono::Utc>) -> Result<(), String> {
     use chrono::Datelike;
-    if (1..=9999).contains(&at.year()) { Ok(()) } else { Err(format!("{} is outside the years 1 to 9999", at.to_rfc3339())) }
+    if (1..=9999).contains(&at.year()) {
+        Ok(())
+    } else {
+        Err(format!("{} is outside the years 1 to 9999", at.to_rfc3339()))
+    }
 }
 
 /// Most problems [`control_character_errors`] reports.
@@ -99,7 +102,10 @@ const MAX_CONTROL_ERRORS: usize = 50;
 /// under object keys named in `free_form` (payloads) are not looked at.
 pub fn control_character_errors(value: &Value, free_form: &[&str]) -> Vec<FieldError> {
     fn describe(c: char) -> String {
-        format!("the control character U+{:04X}: control characters other than tab and line breaks are not allowed", u32::from(c))
+        format!(
+            "the control character U+{:04X}: control characters other than tab and line breaks are not allowed",
+            u32::from(c)
+        )
     }
     fn walk(value: &Value, path: &str, free_form: &[&str], errors: &mut Vec<FieldError>) {
         if errors.len() >= MAX_CONTROL_ERRORS {
@@ -120,7 +126,10 @@ pub fn control_character_errors(value: &Value, free_form: &[&str]) -> Vec<FieldE
                 for (key, item) in map {
                     if let Some(c) = key.chars().find(|c| is_refused_char(*c)) {
                         let shown = key.escape_debug().to_string();
-                        errors.push(FieldError { path: path.to_owned(), message: format!("the key \"{shown}\" has {}", describe(c)) });
+                        errors.push(FieldError {
+                            path: path.to_owned(),
+                            message: format!("the key \"{shown}\" has {}", describe(c)),
+                        });
                         continue;
                     }
                     if free_form.contains(&key.as_str()) {
@@ -270,9 +279,10 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
             errs.check(format!("trigger.cron[{i}]"), check_cron(expr));
         }
         if let Some(tz) = &t.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err() {
-                errs.push("trigger.timezone", format!("unknown time zone {tz:?} (use an IANA name such as Europe/Berlin)"));
-            }
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            errs.push("trigger.timezone", format!("unknown time zone {tz:?} (use an IANA name such as Europe/Berlin)"));
+        }
         for (field, value) in [("jitter", &t.jitter), ("catchup_window", &t.catchup_window)] {
             if let Some(v) = value {
                 errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
@@ -353,7 +363,9 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
             }
             ContextKind::Http => {
                 match &s.url {
-                    Some(url) if !url.trim().is_empty() => errs.check(format!("{path}.url"), templates.check_field(url, SecretUse::Allowed)),
+                    Some(url) if !url.trim().is_empty() => {
+                        errs.check(format!("{path}.url"), templates.check_field(url, SecretUse::Allowed))
+                    }
                     _ => errs.push(format!("{path}.url"), "required for kind \"http\""),
                 }
                 if let Some(method) = &s.method
@@ -365,7 +377,10 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
                     && !select.is_empty()
                     && !select.starts_with('/')
                 {
-                    errs.push(format!("{path}.select"), format!("{select:?} is not a JSON pointer (it starts with '/', e.g. /data/items)"));
+                    errs.push(
+                        format!("{path}.select"),
+                        format!("{select:?} is not a JSON pointer (it starts with '/', e.g. /data/items)"),
+                    );
                 }
                 for (name, value) in &s.headers {
                     errs.check(format!("{path}.headers.{name}"), templates.check_field(value, SecretUse::Allowed));
@@ -429,9 +444,15 @@ fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templ
                 let dep = parts.next().unwrap_or_default();
                 let rest = parts.next();
                 if !t.depends_on.iter().any(|d| d == dep) {
-                    errs.push(format!("{path}.for_each"), format!("{for_each:?} reads task {dep:?}, which is not in depends_on"));
+                    errs.push(
+                        format!("{path}.for_each"),
+                        format!("{for_each:?} reads task {dep:?}, which is not in depends_on"),
+                    );
                 } else if !matches!(rest, Some("outputs" | "output")) {
-                    errs.push(format!("{path}.for_each"), format!("{for_each:?}: use tasks.{dep}.outputs or tasks.{dep}.output.<path>"));
+                    errs.push(
+                        format!("{path}.for_each"),
+                        format!("{for_each:?}: use tasks.{dep}.outputs or tasks.{dep}.output.<path>"),
+                    );
                 }
             } else if !context_names.contains(root) {
                 errs.push(format!("{path}.for_each"), format!("unknown context {root:?}"));
@@ -488,8 +509,19 @@ fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs:
     let is = |kinds: &[TaskKind]| kinds.contains(&t.kind);
     not_for_kind(errs, path, "workflow_type", t.workflow_type.is_some() && !is(&[TaskKind::Workflow]), kind);
     not_for_kind(errs, path, "activity_type", t.activity_type.is_some() && !is(&[TaskKind::Activity]), kind);
-    not_for_kind(errs, path, "task_queue", t.task_queue.is_some() && !is(&[TaskKind::Workflow, TaskKind::Activity]), kind);
-    for (field, set) in [("method", t.method.is_some()), ("url", t.url.is_some()), ("headers", !t.headers.is_empty()), ("body", t.body.is_some())] {
+    not_for_kind(
+        errs,
+        path,
+        "task_queue",
+        t.task_queue.is_some() && !is(&[TaskKind::Workflow, TaskKind::Activity]),
+        kind,
+    );
+    for (field, set) in [
+        ("method", t.method.is_some()),
+        ("url", t.url.is_some()),
+        ("headers", !t.headers.is_empty()),
+        ("body", t.body.is_some()),
+    ] {
         not_for_kind(errs, path, field, set && !is(&[TaskKind::Http]), kind);
     }
     not_for_kind(errs, path, "title", t.title.is_some() && !is(&[TaskKind::Human]), kind);
@@ -509,9 +541,10 @@ fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs:
         errs.check(format!("{path}.body"), templates.check_value_field(body, SecretUse::Allowed));
     }
     if let Some(method) = &t.method
-        && !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.to_ascii_uppercase().as_str()) {
-            errs.push(format!("{path}.method"), format!("{method:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD"));
-        }
+        && !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.to_ascii_uppercase().as_str())
+    {
+        errs.push(format!("{path}.method"), format!("{method:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD"));
+    }
     if let Some(retry) = &t.retry {
         if retry.max_attempts == Some(0) {
             errs.push(format!("{path}.retry.max_attempts"), "must be at least 1");
@@ -551,10 +584,12 @@ fn find_cycle(tasks: &[TaskTemplate]) -> Option<(usize, Vec<String>)> {
         state.insert(node, 1);
         path.push(node);
         for dep in deps.get(node).copied().unwrap_or_default() {
-            if dep != node && deps.contains_key(dep.as_str())
-                && let Some(cycle) = visit(dep, deps, state, path) {
-                    return Some(cycle);
-                }
+            if dep != node
+                && deps.contains_key(dep.as_str())
+                && let Some(cycle) = visit(dep, deps, state, path)
+            {
+                return Some(cycle);
+            }
         }
         path.pop();
         state.insert(node, 2);
@@ -645,9 +680,15 @@ mod tests {
         assert!(errs.iter().any(|e| e.starts_with("tasks[0].key: secrets may only be used")), "{errs:?}");
 
         let mut v = base();
-        v["tasks"].as_array_mut().unwrap().push(json!({"id": "hook", "kind": "http", "url": "https://example.com/?t={{ secret.T }}",
+        v["tasks"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "hook", "kind": "http", "url": "https://example.com/?t={{ secret.T }}",
             "headers": {"authorization": "Bearer {{ secret.GITHUB_TOKEN }}"}, "body": {"token": "{{ secret.T }}"}}));
-        v["context"].as_array_mut().unwrap().push(json!({"name": "rows", "kind": "sql", "query": "select $1::text", "params": ["{{ secret.T }}"]}));
+        v["context"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "rows", "kind": "sql", "query": "select $1::text", "params": ["{{ secret.T }}"]}));
         parse_definition(v).unwrap();
     }
 
@@ -708,7 +749,10 @@ mod tests {
         let mut v = base();
         v["tasks"][0]["labels"] = json!({"te\u{0}am": "ops"});
         let errs = errors(v);
-        assert!(errs[0].starts_with("tasks[0].labels: the key \"te\\0am\" has the control character U+0000"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("tasks[0].labels: the key \"te\\0am\" has the control character U+0000"),
+            "{errs:?}"
+        );
 
         let payload = json!({"type": "x", "key": "k\u{7}", "payload": {"text": "a\u{0}b"}});
         let errs = control_character_errors(&payload, &["payload"]);

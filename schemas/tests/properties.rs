@@ -14,9 +14,18 @@ use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
 /// Any JSON value, a few levels deep, with keys that often hit real field names.
 fn any_json() -> impl Strategy<Value = Value> {
     let key = prop_oneof![
-        Just("id".to_owned()), Just("name".to_owned()), Just("kind".to_owned()), Just("tasks".to_owned()),
-        Just("trigger".to_owned()), Just("context".to_owned()), Just("for_each".to_owned()), Just("when".to_owned()),
-        Just("params".to_owned()), Just("depends_on".to_owned()), Just("cron".to_owned()), "[a-z_]{1,8}",
+        Just("id".to_owned()),
+        Just("name".to_owned()),
+        Just("kind".to_owned()),
+        Just("tasks".to_owned()),
+        Just("trigger".to_owned()),
+        Just("context".to_owned()),
+        Just("for_each".to_owned()),
+        Just("when".to_owned()),
+        Just("params".to_owned()),
+        Just("depends_on".to_owned()),
+        Just("cron".to_owned()),
+        "[a-z_]{1,8}",
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -24,12 +33,21 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         ".{0,24}".prop_map(Value::from),
-        prop_oneof![Just("{{ item.x }}"), Just("{{"), Just("{% for %}"), Just("0 9 * * MON-FRI"), Just("noop"), Just("manual")].prop_map(Value::from),
+        prop_oneof![
+            Just("{{ item.x }}"),
+            Just("{{"),
+            Just("{% for %}"),
+            Just("0 9 * * MON-FRI"),
+            Just("noop"),
+            Just("manual")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec((key.clone(), inner), 0..6).prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            prop::collection::vec((key.clone(), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
         ]
     })
 }
@@ -42,7 +60,19 @@ fn valid() -> Value {
     })
 }
 
-const TOP_LEVEL: &[&str] = &["", "id", "name", "description", "tags", "enabled", "trigger", "context", "tasks", "failure_policy", "max_parallel"];
+const TOP_LEVEL: &[&str] = &[
+    "",
+    "id",
+    "name",
+    "description",
+    "tags",
+    "enabled",
+    "trigger",
+    "context",
+    "tasks",
+    "failure_policy",
+    "max_parallel",
+];
 
 fn assert_named(errors: &[taskfactory_schemas::FieldError]) {
     assert!(!errors.is_empty());

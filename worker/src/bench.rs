@@ -162,11 +162,21 @@ fn machine() -> Value {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let memory_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_default();
     json!({"cpus": cpus, "cpu": model, "memory_gib": (memory_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0})
 }
@@ -215,7 +225,16 @@ impl WorkerProcess {
             .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
             .args(["--database-url", &bench.database_url]);
         if !tuned {
-            command.args(["--workflow-pollers", "5", "--nonsticky-ratio", "0.2", "--activity-pollers", "5", "--max-cached-workflows", "1000"]);
+            command.args([
+                "--workflow-pollers",
+                "5",
+                "--nonsticky-ratio",
+                "0.2",
+                "--activity-pollers",
+                "5",
+                "--max-cached-workflows",
+                "1000",
+            ]);
         }
         let mut child = command
             .env("RUST_LOG", "info")
@@ -245,7 +264,12 @@ impl WorkerProcess {
             .child
             .id()
             .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
             .unwrap_or(0.0);
         round2(kib / 1024.0)
     }
@@ -265,7 +289,10 @@ impl Bench {
         eprintln!("starting a Temporal dev server and Postgres ...");
         // Ports as in `taskfactory dev` and the test harness: explicit, outside the kernel's
         // ephemeral range, redrawn when taken (see devstack::ports).
-        let mut temporal_config = TemporalConfig::on_free_ports(devstack::find_temporal(args.temporal_bin.as_deref())?, root.join("temporal.log"))?;
+        let mut temporal_config = TemporalConfig::on_free_ports(
+            devstack::find_temporal(args.temporal_bin.as_deref())?,
+            root.join("temporal.log"),
+        )?;
         temporal_config.db_file = args.temporal_db_file.then(|| root.join("temporal.db"));
         let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports)?;
         let postgres = PostgresCluster::spawn_on_free_port(&mut PostgresConfig {
@@ -289,7 +316,15 @@ impl Bench {
         // The API runs in this process; its runs start on `bench`, its event runs on
         // `bench-ingress` (no worker polls that queue: ingress is measured alone).
         let api = Self::serve_api(&store, &client, "bench").await?;
-        Ok(Self { client, store, database_url, temporal_address: temporal.address.clone(), api, http, _servers: (temporal, postgres) })
+        Ok(Self {
+            client,
+            store,
+            database_url,
+            temporal_address: temporal.address.clone(),
+            api,
+            http,
+            _servers: (temporal, postgres),
+        })
     }
 
     async fn serve_api(store: &Store, client: &Client, task_queue: &str) -> anyhow::Result<String> {
@@ -345,7 +380,10 @@ impl Bench {
             });
             if top_level {
                 let top_wall = median(top.iter().map(|r| r.0));
-                eprintln!("         the floor's leaves as top-level workflows: {top_wall:>7.2} s, ratio to the floor {}", round2(top_wall / floor_wall));
+                eprintln!(
+                    "         the floor's leaves as top-level workflows: {top_wall:>7.2} s, ratio to the floor {}",
+                    round2(top_wall / floor_wall)
+                );
                 row["top_level_leaves"] = json!({"wall_s": round2(top_wall), "tasks_per_s": round2(n as f64 / top_wall), "wall_s_each": walls(&top), "ratio_to_floor": round2(top_wall / floor_wall)});
             }
             rows.push(row);
@@ -363,9 +401,11 @@ impl Bench {
         self.put(&self.api, &definition).await?;
         let worker = WorkerProcess::start(self, "bench", true).await?;
         let started = Instant::now();
-        let response = self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
+        let response =
+            self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
         let answer: Value = response.json().await?;
-        let workflow_id = answer["workflow_id"].as_str().with_context(|| format!("triggering {id}: {answer}"))?.to_owned();
+        let workflow_id =
+            answer["workflow_id"].as_str().with_context(|| format!("triggering {id}: {answer}"))?.to_owned();
         let handle = self.client.get_workflow_handle::<RunActivityWorkflow>(workflow_id.clone());
         handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("run {workflow_id}"))?;
         let wall = started.elapsed().as_secs_f64();
@@ -401,9 +441,14 @@ impl Bench {
         let started = Instant::now();
         let handle = self
             .client
-            .start_workflow(FloorWorkflow::run, FloorInput { id_prefix: id.clone(), children: n }, WorkflowStartOptions::new(task_queue, id.clone()).build())
+            .start_workflow(
+                FloorWorkflow::run,
+                FloorInput { id_prefix: id.clone(), children: n },
+                WorkflowStartOptions::new(task_queue, id.clone()).build(),
+            )
             .await?;
-        let done = handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("floor {id}"))?;
+        let done =
+            handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("floor {id}"))?;
         let wall = started.elapsed().as_secs_f64();
         let rss = worker.peak_rss_mib();
         worker.stop().await;
@@ -471,7 +516,11 @@ impl Bench {
                     // Every key twice: event i and event i + distinct share key i.
                     let key = format!("push-{}", i % distinct);
                     let at = Instant::now();
-                    let response = http.post(format!("{api}/api/v1/events")).json(&json!({"type": "bench.pushed", "key": key, "payload": {"n": i}})).send().await?;
+                    let response = http
+                        .post(format!("{api}/api/v1/events"))
+                        .json(&json!({"type": "bench.pushed", "key": key, "payload": {"n": i}}))
+                        .send()
+                        .await?;
                     let status = response.status();
                     let body = response.text().await?;
                     samples.push(at.elapsed());
@@ -492,7 +541,10 @@ impl Bench {
         let wall = started.elapsed().as_secs_f64();
         let query = format!("TfDefinitionId = '{id}' AND TfKind = 'run'");
         let visible = self.wait_for_count(&query, distinct).await?;
-        let receipts: i64 = sqlx::query_scalar("select count(*) from event_receipts where definition_id = $1").bind(id).fetch_one(self.store.pool()).await?;
+        let receipts: i64 = sqlx::query_scalar("select count(*) from event_receipts where definition_id = $1")
+            .bind(id)
+            .fetch_one(self.store.pool())
+            .await?;
         let report = json!({
             "events": events, "distinct_keys": distinct, "concurrency": concurrency,
             "events_per_s": round2(events as f64 / wall), "latency": latency(samples),
@@ -500,8 +552,12 @@ impl Bench {
             "runs_equal_distinct_keys": started_runs == distinct && visible == distinct && receipts == distinct as i64,
             "command": format!("taskfactory bench --only ingress --events {events} --concurrency {concurrency}"),
         });
-        eprintln!("  {:.0} events/s, p50 {} ms, p99 {} ms; runs started {started_runs} (Temporal counts {visible}) for {distinct} keys",
-            report["events_per_s"].as_f64().unwrap_or(0.0), report["latency"]["p50_ms"], report["latency"]["p99_ms"]);
+        eprintln!(
+            "  {:.0} events/s, p50 {} ms, p99 {} ms; runs started {started_runs} (Temporal counts {visible}) for {distinct} keys",
+            report["events_per_s"].as_f64().unwrap_or(0.0),
+            report["latency"]["p50_ms"],
+            report["latency"]["p99_ms"]
+        );
         Ok(report)
     }
 
@@ -521,10 +577,12 @@ impl Bench {
 
     /// A run row to append events to.
     async fn bare_run(&self, name: &str) -> anyhow::Result<String> {
-        let definition = json!({"id": name, "name": name, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+        let definition =
+            json!({"id": name, "name": name, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
         self.put(&self.api, &definition).await?;
         let workflow_id = format!("tf:{name}:manual:{}", uuid::Uuid::new_v4().simple());
-        let trigger = TriggerInfo { kind: RunTrigger::Manual, key: None, event: None, payload: Value::Null, scheduled_for: None };
+        let trigger =
+            TriggerInfo { kind: RunTrigger::Manual, key: None, event: None, payload: Value::Null, scheduled_for: None };
         let definition_id = DefinitionId::parse(name).map_err(anyhow::Error::msg)?;
         self.store.start_run(&workflow_id, "bench", &definition_id, &trigger).await?;
         Ok(workflow_id)
@@ -591,7 +649,8 @@ impl Bench {
             // Pages spread evenly over the whole log.
             let after = (i * events) / requests;
             let at = Instant::now();
-            let response = self.http.get(format!("{}/api/v1/runs/{run}/events?after={after}&limit=100", self.api)).send().await?;
+            let response =
+                self.http.get(format!("{}/api/v1/runs/{run}/events?after={after}&limit=100", self.api)).send().await?;
             if !response.status().is_success() {
                 bail!("events page: {}", response.status());
             }
@@ -603,8 +662,13 @@ impl Bench {
         }
         let report = json!({"run_events": events, "requests": requests, "run_detail": latency(detail), "events_page_100": latency(pages),
             "command": format!("taskfactory bench --only read --read-events {events}")});
-        eprintln!("  run detail p50 {} ms p99 {} ms; events page p50 {} ms p99 {} ms",
-            report["run_detail"]["p50_ms"], report["run_detail"]["p99_ms"], report["events_page_100"]["p50_ms"], report["events_page_100"]["p99_ms"]);
+        eprintln!(
+            "  run detail p50 {} ms p99 {} ms; events page p50 {} ms p99 {} ms",
+            report["run_detail"]["p50_ms"],
+            report["run_detail"]["p99_ms"],
+            report["events_page_100"]["p50_ms"],
+            report["events_page_100"]["p99_ms"]
+        );
         Ok(report)
     }
 
@@ -637,7 +701,10 @@ impl Bench {
         }
         let report = json!({"definitions": definitions, "minutes": minutes, "slot_to_first_task_started": latency(samples),
             "command": format!("taskfactory bench --only schedule --schedules {definitions} --schedule-minutes {minutes}")});
-        eprintln!("  slot → first task started: p50 {} ms, p99 {} ms", report["slot_to_first_task_started"]["p50_ms"], report["slot_to_first_task_started"]["p99_ms"]);
+        eprintln!(
+            "  slot → first task started: p50 {} ms, p99 {} ms",
+            report["slot_to_first_task_started"]["p50_ms"], report["slot_to_first_task_started"]["p99_ms"]
+        );
         Ok(report)
     }
 

@@ -369,7 +369,9 @@ impl FleetCommand {
         let (action, selector, mut body) = match self {
             Self::Pause { selector, note } => ("pause", selector, json!({"note": note})),
             Self::Resume { selector, note } => ("resume", selector, json!({"note": note})),
-            Self::Trigger { selector, payload } => ("trigger", selector, json!({"payload": payload.as_deref().map(json_arg).transpose()?})),
+            Self::Trigger { selector, payload } => {
+                ("trigger", selector, json!({"payload": payload.as_deref().map(json_arg).transpose()?}))
+            }
             Self::Backfill { selector, from, to } => ("backfill", selector, json!({"start": from, "end": to})),
         };
         body["tags"] = json!(selector.tags);
@@ -391,7 +393,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { temporal, database, tuning, metrics } => {
             // Bound first: a taken port fails the start instead of a silent worker.
             if let Some(addr) = metrics.metrics_addr {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding --metrics-addr {addr}"))?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding --metrics-addr {addr}"))?;
                 tracing::info!(%addr, "metrics at /metrics");
                 // Ends with the process; a scrape holds nothing the worker's drain waits for.
                 tokio::spawn(taskfactory_api::routes::metrics::serve_metrics(listener, std::future::pending()));
@@ -402,7 +406,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut activity_config = ActivityConfig::default();
             activity_config.context_limits.max_bytes = database.max_context_bytes;
             activity_config.group_task_writes = !tuning.no_group_commit;
-            let setup = crate::worker::WorkerSetup { client, task_queue: temporal.task_queue, store, context, activity_config, tuning: tuning.tuning() };
+            let setup = crate::worker::WorkerSetup {
+                client,
+                task_queue: temporal.task_queue,
+                store,
+                context,
+                activity_config,
+                tuning: tuning.tuning(),
+            };
             crate::worker::run(setup, shutdown_signal()).await
         }
         Command::DemoWorker { temporal } => {
@@ -413,13 +424,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api { temporal, database, api } => {
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
-            let listener = tokio::net::TcpListener::bind(api.api_addr).await.with_context(|| format!("binding {}", api.api_addr))?;
+            let listener = tokio::net::TcpListener::bind(api.api_addr)
+                .await
+                .with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
             let context = context_clients(&database).await?;
-            let state = ApiState::new(store, client, temporal.task_queue, context).with_temporal_ui(api.temporal_ui_url.clone());
+            let state = ApiState::new(store, client, temporal.task_queue, context)
+                .with_temporal_ui(api.temporal_ui_url.clone());
             reconcile_at_startup(&state).await;
             let retention = Some(api.decision_retention).filter(|r| !r.is_zero());
-            let _observer = taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
+            let _observer = taskfactory_api::decisions::spawn_observer(
+                state.clone(),
+                taskfactory_api::decisions::OBSERVE_EVERY,
+                retention,
+            );
             taskfactory_api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         }
@@ -457,7 +475,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for o in outcomes {
                 let what = o["workflow_id"].as_str().or(o["reason"].as_str()).unwrap_or_default();
-                println!("{}: {} {what}", o["definition_id"].as_str().unwrap_or_default(), o["outcome"].as_str().unwrap_or_default());
+                println!(
+                    "{}: {} {what}",
+                    o["definition_id"].as_str().unwrap_or_default(),
+                    o["outcome"].as_str().unwrap_or_default()
+                );
             }
             Ok(())
         }
@@ -467,13 +489,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "payload": payload.as_deref().map(json_arg).transpose()?.unwrap_or(Value::Null),
                 "context": context.as_deref().map(json_arg).transpose()?.unwrap_or_else(|| json!({})),
             });
-            let answer = ApiClient::from_args(&client).post(&format!("/api/v1/definitions/{id}/dry-run"), &body).await?;
+            let answer =
+                ApiClient::from_args(&client).post(&format!("/api/v1/definitions/{id}/dry-run"), &body).await?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
                 return Ok(());
             }
             if let Some(holds) = answer["filter"]["holds"].as_bool() {
-                println!("filter {}: {}", answer["filter"]["expression"].as_str().unwrap_or_default(), if holds { "holds" } else { "does not hold (no run)" });
+                println!(
+                    "filter {}: {}",
+                    answer["filter"]["expression"].as_str().unwrap_or_default(),
+                    if holds { "holds" } else { "does not hold (no run)" }
+                );
             }
             for d in answer["plan"]["decisions"].as_array().into_iter().flatten() {
                 println!(
@@ -497,8 +524,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
             match command {
                 KeysCommand::Create { name, role, expires_in } => {
-                    let request = taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
-                    let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    let request =
+                        taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
+                    let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request)
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                     let (info, key) = store.create_key(&name, &role, expires).await?;
                     println!("{key}");
                     eprintln!("created key {} ({}, {}); it is shown only now", info.id, info.name, info.role);
@@ -525,15 +554,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Decisions { id, outcome, limit, json: as_json, client } => {
             let query = outcome.map(|o| format!("&outcome={o}")).unwrap_or_default();
-            let answer = ApiClient::from_args(&client).get(&format!("/api/v1/definitions/{id}/decisions?limit={limit}{query}")).await?;
+            let answer = ApiClient::from_args(&client)
+                .get(&format!("/api/v1/definitions/{id}/decisions?limit={limit}{query}"))
+                .await?;
             print_decisions(&answer, as_json)
         }
         Command::Preview { id, count, after, client } => {
             let after = after.map(|a| format!("&after={}", a.replace('+', "%2B"))).unwrap_or_default();
-            let answer = ApiClient::from_args(&client).get(&format!("/api/v1/definitions/{id}/preview?count={count}{after}")).await?;
+            let answer = ApiClient::from_args(&client)
+                .get(&format!("/api/v1/definitions/{id}/preview?count={count}{after}"))
+                .await?;
             println!("{:<27} {:<27}  ({})", "UTC", "LOCAL", answer["timezone"].as_str().unwrap_or_default());
             for f in answer["fires"].as_array().into_iter().flatten() {
-                println!("{:<27} {:<27}", f["utc"].as_str().unwrap_or_default(), f["local"].as_str().unwrap_or_default());
+                println!(
+                    "{:<27} {:<27}",
+                    f["utc"].as_str().unwrap_or_default(),
+                    f["local"].as_str().unwrap_or_default()
+                );
             }
             for w in answer["warnings"].as_array().into_iter().flatten() {
                 println!("warning: {}", w["message"].as_str().unwrap_or_default());
@@ -550,14 +587,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     return Ok(());
                 }
                 for c in answer["changes"].as_array().into_iter().flatten() {
-                    println!("{:<8} {}  {} -> {}", c["op"].as_str().unwrap_or_default(), c["path"].as_str().unwrap_or_default(), c["from"], c["to"]);
+                    println!(
+                        "{:<8} {}  {} -> {}",
+                        c["op"].as_str().unwrap_or_default(),
+                        c["path"].as_str().unwrap_or_default(),
+                        c["from"],
+                        c["to"]
+                    );
                 }
                 return Ok(());
             }
-            let answer = client.get(&format!("/api/v1/definitions/{id}/diff/behaviour?from={from}{to}&last={last}")).await?;
+            let answer =
+                client.get(&format!("/api/v1/definitions/{id}/diff/behaviour?from={from}{to}&last={last}")).await?;
             print_behaviour_diff(&answer, as_json)
         }
-        Command::Runs { workflow_id, definition, events, client } => runs(&ApiClient::from_args(&client), workflow_id, definition, events).await,
+        Command::Runs { workflow_id, definition, events, client } => {
+            runs(&ApiClient::from_args(&client), workflow_id, definition, events).await
+        }
     }
 }
 
@@ -575,11 +621,19 @@ async fn schedules(client: &ApiClient, command: SchedulesCommand) -> anyhow::Res
     let answer = match &command {
         SchedulesCommand::Reconcile => client.post("/api/v1/schedules/reconcile", &json!({})).await?,
         SchedulesCommand::Describe { id } => client.get(&format!("/api/v1/definitions/{id}/schedule")).await?,
-        SchedulesCommand::Pause { id, note } => client.post(&format!("/api/v1/definitions/{id}/schedule/pause"), &json!({"note": note})).await?,
-        SchedulesCommand::Unpause { id, note } => client.post(&format!("/api/v1/definitions/{id}/schedule/unpause"), &json!({"note": note})).await?,
-        SchedulesCommand::Trigger { id } => client.post(&format!("/api/v1/definitions/{id}/schedule/trigger"), &json!({})).await?,
+        SchedulesCommand::Pause { id, note } => {
+            client.post(&format!("/api/v1/definitions/{id}/schedule/pause"), &json!({"note": note})).await?
+        }
+        SchedulesCommand::Unpause { id, note } => {
+            client.post(&format!("/api/v1/definitions/{id}/schedule/unpause"), &json!({"note": note})).await?
+        }
+        SchedulesCommand::Trigger { id } => {
+            client.post(&format!("/api/v1/definitions/{id}/schedule/trigger"), &json!({})).await?
+        }
         SchedulesCommand::Backfill { id, from, to } => {
-            client.post(&format!("/api/v1/definitions/{id}/schedule/backfill"), &json!({"start": from, "end": to})).await?
+            client
+                .post(&format!("/api/v1/definitions/{id}/schedule/backfill"), &json!({"start": from, "end": to}))
+                .await?
         }
     };
     if let SchedulesCommand::Reconcile = command {
@@ -612,8 +666,10 @@ async fn fleet(client: &ApiClient, command: &FleetCommand) -> anyhow::Result<()>
         println!("{:<width$}  {:<10}  {}", r["definition_id"].as_str().unwrap_or_default(), outcome, detail.trim());
     }
     // In a dry run, `matched` means "would be acted on".
-    let counted: Vec<String> =
-        counts.iter().map(|(outcome, n)| if outcome == "matched" { format!("{n} would {action}") } else { format!("{n} {outcome}") }).collect();
+    let counted: Vec<String> = counts
+        .iter()
+        .map(|(outcome, n)| if outcome == "matched" { format!("{n} would {action}") } else { format!("{n} {outcome}") })
+        .collect();
     let dry = if answer["dry_run"].as_bool() == Some(true) { " (dry run, nothing changed)" } else { "" };
     let tally = if counted.is_empty() { String::new() } else { format!(": {}", counted.join(", ")) };
     println!("fleet {action}{dry}: {} definition(s) matched{tally}", answer["matched"]);
@@ -630,20 +686,24 @@ async fn fleet(client: &ApiClient, command: &FleetCommand) -> anyhow::Result<()>
 /// role fails the start-up.
 pub async fn context_clients(database: &DatabaseArgs) -> anyhow::Result<ContextClients> {
     let lazy = |url: &str| sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_lazy(url);
-    let mut named: Vec<(&str, &str, &str)> = database.sql_connections.iter().map(|(n, u)| (n.as_str(), u.as_str(), "--sql-connection")).collect();
+    let mut named: Vec<(&str, &str, &str)> =
+        database.sql_connections.iter().map(|(n, u)| (n.as_str(), u.as_str(), "--sql-connection")).collect();
     if let Some(url) = &database.context_database_url {
         named.push((DEFAULT_CONNECTION, url, "TASKFACTORY_CONTEXT_DATABASE_URL"));
     }
     let mut clients = ContextClients::default();
     for (name, url, origin) in named {
         if clients.connections.contains_key(name) {
-            bail!("the SQL connection {name:?} is configured twice ({origin}): give each --sql-connection its own name");
+            bail!(
+                "the SQL connection {name:?} is configured twice ({origin}): give each --sql-connection its own name"
+            );
         }
         let allow = database.allow_privileged_sql.iter().any(|a| a == name);
         let pool = lazy(url).with_context(|| format!("{origin} {name}"))?;
         clients = clients.with_connection(SqlConnection::new(name, pool, allow));
     }
-    if let Some(unknown) = database.allow_privileged_sql.iter().find(|a| !clients.connections.contains_key(a.as_str())) {
+    if let Some(unknown) = database.allow_privileged_sql.iter().find(|a| !clients.connections.contains_key(a.as_str()))
+    {
         bail!("--allow-privileged-sql {unknown}: no SQL connection has that name (--sql-connection {unknown}=URL)");
     }
     taskfactory_activities::context::verify_connections(&clients).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -711,7 +771,12 @@ async fn apply(client: &ApiClient, paths: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn runs(client: &ApiClient, workflow_id: Option<String>, definition: Option<String>, events: bool) -> anyhow::Result<()> {
+async fn runs(
+    client: &ApiClient,
+    workflow_id: Option<String>,
+    definition: Option<String>,
+    events: bool,
+) -> anyhow::Result<()> {
     match workflow_id {
         Some(id) if events => {
             let mut after = 0;
@@ -764,9 +829,16 @@ fn print_decisions(answer: &Value, as_json: bool) -> anyhow::Result<()> {
     }
     for d in answer["decisions"].as_array().into_iter().flatten() {
         let when = d["slot"].as_str().or(d["recorded_at"].as_str()).unwrap_or_default();
-        println!("{:<26} {:<8} {:<16} {}", when, d["source"].as_str().unwrap_or_default(), d["outcome"].as_str().unwrap_or_default(), d["message"].as_str().unwrap_or_default());
+        println!(
+            "{:<26} {:<8} {:<16} {}",
+            when,
+            d["source"].as_str().unwrap_or_default(),
+            d["outcome"].as_str().unwrap_or_default(),
+            d["message"].as_str().unwrap_or_default()
+        );
     }
-    let counts: Vec<String> = answer["counts"].as_object().into_iter().flatten().map(|(k, v)| format!("{k} {v}")).collect();
+    let counts: Vec<String> =
+        answer["counts"].as_object().into_iter().flatten().map(|(k, v)| format!("{k} {v}")).collect();
     println!("totals: {}", if counts.is_empty() { "no decisions yet".to_owned() } else { counts.join(", ") });
     Ok(())
 }
@@ -779,11 +851,22 @@ fn print_behaviour_diff(answer: &Value, as_json: bool) -> anyhow::Result<()> {
     for t in answer["triggers"].as_array().into_iter().flatten() {
         let outcome = |v: &Value| match (v["fires"].as_bool(), v["error"].as_str()) {
             (_, Some(e)) => format!("v{} fails: {e}", v["version"]),
-            (Some(false), _) => format!("v{} does not fire ({})", v["version"], v["not_fired_because"].as_str().unwrap_or_default()),
+            (Some(false), _) => {
+                format!("v{} does not fire ({})", v["version"], v["not_fired_because"].as_str().unwrap_or_default())
+            }
             _ => format!("v{} plans {}", v["version"], v["tasks"]),
         };
-        let what = if t["recorded"] == "filtered_event" { "filtered event" } else { t["trigger_kind"].as_str().unwrap_or_default() };
-        println!("{} ({what}): {}; {}", t["workflow_id"].as_str().unwrap_or_default(), outcome(&t["from"]), outcome(&t["to"]));
+        let what = if t["recorded"] == "filtered_event" {
+            "filtered event"
+        } else {
+            t["trigger_kind"].as_str().unwrap_or_default()
+        };
+        println!(
+            "{} ({what}): {}; {}",
+            t["workflow_id"].as_str().unwrap_or_default(),
+            outcome(&t["from"]),
+            outcome(&t["to"])
+        );
         for a in t["added"].as_array().into_iter().flatten() {
             println!("  + {}", a["task_id"].as_str().unwrap_or_default());
         }
@@ -791,7 +874,8 @@ fn print_behaviour_diff(answer: &Value, as_json: bool) -> anyhow::Result<()> {
             println!("  - {}", r["task_id"].as_str().unwrap_or_default());
         }
         for c in t["changed"].as_array().into_iter().flatten() {
-            let paths: Vec<&str> = c["changes"].as_array().into_iter().flatten().filter_map(|x| x["path"].as_str()).collect();
+            let paths: Vec<&str> =
+                c["changes"].as_array().into_iter().flatten().filter_map(|x| x["path"].as_str()).collect();
             println!("  ~ {} ({})", c["task_id"].as_str().unwrap_or_default(), paths.join(", "));
         }
         for w in t["warnings"].as_array().into_iter().flatten() {
@@ -821,17 +905,47 @@ mod tests {
 
     #[test]
     fn fleet_flags_become_the_api_body_without_unset_fields() {
-        let (action, body) = fleet_request(&["pause", "--tag", "nightly", "--tag", "eu", "--note", "maintenance", "--dry-run"]);
+        let (action, body) =
+            fleet_request(&["pause", "--tag", "nightly", "--tag", "eu", "--note", "maintenance", "--dry-run"]);
         assert_eq!(action, "pause");
         assert_eq!(body, json!({"note": "maintenance", "tags": ["nightly", "eu"], "dry_run": true}));
         let (_, body) = fleet_request(&["trigger", "--search", "Invoices", "--payload", r#"{"n": 1}"#]);
         assert_eq!(body, json!({"payload": {"n": 1}, "tags": [], "dry_run": false, "search": "Invoices"}));
-        let (action, body) = fleet_request(&["backfill", "--tag", "a", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"]);
+        let (action, body) = fleet_request(&[
+            "backfill",
+            "--tag",
+            "a",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-02T00:00:00Z",
+        ]);
         assert_eq!(action, "backfill");
-        assert_eq!(body, json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "tags": ["a"], "dry_run": false}));
-        assert!(Cli::try_parse_from(["taskfactory", "fleet", "backfill", "--tag", "a"]).is_err(), "--from and --to are required");
-        let cli = Cli::try_parse_from(["taskfactory", "fleet", "pause", "--tag", "a", "--api-url", "http://api:1", "--api-key", "k"]).unwrap();
+        assert_eq!(
+            body,
+            json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "tags": ["a"], "dry_run": false})
+        );
+        assert!(
+            Cli::try_parse_from(["taskfactory", "fleet", "backfill", "--tag", "a"]).is_err(),
+            "--from and --to are required"
+        );
+        let cli = Cli::try_parse_from([
+            "taskfactory",
+            "fleet",
+            "pause",
+            "--tag",
+            "a",
+            "--api-url",
+            "http://api:1",
+            "--api-key",
+            "k",
+        ])
+        .unwrap();
         let Command::Fleet { client, .. } = cli.command else { panic!("not a fleet command") };
-        assert_eq!((client.api_url.as_str(), client.api_key.as_deref()), ("http://api:1", Some("k")), "client flags after the subcommand");
+        assert_eq!(
+            (client.api_url.as_str(), client.api_key.as_deref()),
+            ("http://api:1", Some("k")),
+            "client flags after the subcommand"
+        );
     }
 }

@@ -20,7 +20,11 @@ fn describe_error(status: StatusCode, body: &Value) -> String {
     let mut text = format!("{status}: {}", error["message"].as_str().unwrap_or("request failed"));
     if let Some(details) = error["details"].as_array().filter(|d| d.len() > 1) {
         for d in details {
-            text.push_str(&format!("\n  {}: {}", d["path"].as_str().unwrap_or(""), d["message"].as_str().unwrap_or("")));
+            text.push_str(&format!(
+                "\n  {}: {}",
+                d["path"].as_str().unwrap_or(""),
+                d["message"].as_str().unwrap_or("")
+            ));
         }
     }
     text
@@ -42,10 +46,16 @@ impl ApiClient {
             Some(key) => request.bearer_auth(key),
             None => request,
         };
-        let response = request.send().await.with_context(|| format!("cannot reach the taskfactory API at {}: is `taskfactory dev` running? (or pass --api-url)", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the taskfactory API at {}: is `taskfactory dev` running? (or pass --api-url)",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response.text().await?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status == StatusCode::UNAUTHORIZED && self.key.is_none() {
             bail!("the API needs a key: pass --api-key or set TASKFACTORY_API_KEY (`taskfactory dev` prints one)");
         }
@@ -63,7 +73,11 @@ impl ApiClient {
     /// `PUT` of a definition file (JSON or YAML by extension).
     pub async fn put_definition(&self, id: &str, text: String, yaml: bool) -> anyhow::Result<Value> {
         let content_type = if yaml { "application/yaml" } else { "application/json" };
-        let request = self.http.put(format!("{}/api/v1/definitions/{id}", self.base)).header("content-type", content_type).body(text);
+        let request = self
+            .http
+            .put(format!("{}/api/v1/definitions/{id}", self.base))
+            .header("content-type", content_type)
+            .body(text);
         Ok(self.send(request).await?.1)
     }
 

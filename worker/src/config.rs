@@ -34,7 +34,12 @@ pub struct DatabaseArgs {
     pub sql_connections: Vec<(String, String)>,
     /// Let the SQL connection NAME use a privileged role (a superuser, or one that can read
     /// taskfactory's own tables or the server's files): refused at start-up otherwise.
-    #[arg(long = "allow-privileged-sql", env = "TASKFACTORY_ALLOW_PRIVILEGED_SQL", value_delimiter = ',', value_name = "NAME")]
+    #[arg(
+        long = "allow-privileged-sql",
+        env = "TASKFACTORY_ALLOW_PRIVILEGED_SQL",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
     pub allow_privileged_sql: Vec<String>,
     /// Largest resolved context of a run, in bytes (it is stored with the run and passes
     /// through workflow history).
@@ -52,7 +57,9 @@ pub struct DatabaseArgs {
 
 fn parse_connection(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
-        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => Ok((name.trim().to_owned(), url.trim().to_owned())),
+        Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => {
+            Ok((name.trim().to_owned(), url.trim().to_owned()))
+        }
         _ => Err(format!("{raw:?} is not NAME=URL")),
     }
 }
@@ -134,4 +141,3 @@ impl TuningArgs {
 fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
     taskfactory_schemas::duration::parse_duration(raw)
 }
-

@@ -49,13 +49,20 @@ fn ident(name: &str) -> String {
 pub async fn ensure(admin: &PgPool, role: &ContextRole) -> anyhow::Result<()> {
     let (r, s) = (ident(&role.role), ident(&role.schema));
     let database: String = sqlx::query_scalar("select current_database()::text").fetch_one(admin).await?;
-    let exists: Option<i32> = sqlx::query_scalar("select 1 from pg_roles where rolname = $1").bind(&role.role).fetch_optional(admin).await?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("select 1 from pg_roles where rolname = $1").bind(&role.role).fetch_optional(admin).await?;
     if exists.is_none() {
-        sqlx::query(&format!("create role {r}")).execute(admin).await.with_context(|| format!("creating the role {r} (the database user needs CREATEROLE)"))?;
+        sqlx::query(&format!("create role {r}"))
+            .execute(admin)
+            .await
+            .with_context(|| format!("creating the role {r} (the database user needs CREATEROLE)"))?;
     }
     // The password is hex, so it needs no quoting beyond the literal's.
     let statements = [
-        format!("alter role {r} with login nosuperuser nocreatedb nocreaterole noreplication nobypassrls password '{}'", role.password),
+        format!(
+            "alter role {r} with login nosuperuser nocreatedb nocreaterole noreplication nobypassrls password '{}'",
+            role.password
+        ),
         format!("create schema if not exists {s}"),
         format!("grant usage on schema {s} to {r}"),
         format!("grant select on all tables in schema {s} to {r}"),
@@ -63,7 +70,9 @@ pub async fn ensure(admin: &PgPool, role: &ContextRole) -> anyhow::Result<()> {
         format!("alter role {r} in database {} set search_path = {s}", ident(&database)),
     ];
     for statement in statements {
-        sqlx::query(&statement).execute(admin).await.with_context(|| format!("setting up the context role: {}", statement.split(" password ").next().unwrap_or_default()))?;
+        sqlx::query(&statement).execute(admin).await.with_context(|| {
+            format!("setting up the context role: {}", statement.split(" password ").next().unwrap_or_default())
+        })?;
     }
     Ok(())
 }
@@ -88,14 +97,22 @@ pub async fn seed_demo_data(admin: &PgPool, schema: &str) -> anyhow::Result<()> 
 /// [`DEMO_SCHEMA`] with the examples' data, checked like any other. `None` (with a warning)
 /// when the database user may not create roles (a `DATABASE_URL` of your own): `sql` sources
 /// are then refused when saved.
-pub async fn dev_connection(admin: &PgPool, database_url: &str) -> Option<taskfactory_activities::sql_access::SqlConnection> {
+pub async fn dev_connection(
+    admin: &PgPool,
+    database_url: &str,
+) -> Option<taskfactory_activities::sql_access::SqlConnection> {
     let role = ContextRole::new(DEV_ROLE, DEMO_SCHEMA);
     let made = async {
         ensure(admin, &role).await?;
         seed_demo_data(admin, DEMO_SCHEMA).await?;
         let options: PgConnectOptions = database_url.parse().context("parsing the database URL")?;
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_lazy_with(role.connect_options(&options));
-        let connection = taskfactory_activities::sql_access::SqlConnection::new(taskfactory_activities::sql_access::DEFAULT_CONNECTION, pool, false);
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_lazy_with(role.connect_options(&options));
+        let connection = taskfactory_activities::sql_access::SqlConnection::new(
+            taskfactory_activities::sql_access::DEFAULT_CONNECTION,
+            pool,
+            false,
+        );
         connection.verify().await?;
         anyhow::Ok(connection)
     };

@@ -70,7 +70,8 @@ pub async fn apply_examples(store: &Store, path: &Path) -> anyhow::Result<Vec<St
     for file in definition_files(path)? {
         let text = std::fs::read_to_string(&file)?;
         let format = if is_yaml(&file) { Format::Yaml } else { Format::Json };
-        let definition = parse_definition_text(&text, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let definition =
+            parse_definition_text(&text, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let outcome = store.put_definition(&definition).await?;
         println!("  applied {} (version {})", definition.id, outcome.version);
         ids.push(definition.id.to_string());
@@ -124,7 +125,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     ensure_free(args.temporal_ui_port, "--temporal-ui-port")?;
     ensure_free(args.api_addr.port(), "--api-addr")?;
 
-    let search_attributes = taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    let search_attributes =
+        taskfactory_orchestrator::search::ALL.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
     println!("starting the Temporal dev server on 127.0.0.1:{} ...", args.temporal_port);
     // The frontend and UI ports are the user's (checked free above); the HTTP and metrics
     // ports are explicit too, from `server_port`, so the dev server never picks random ones
@@ -139,7 +141,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         log_file: data_dir.join("logs/temporal.log"),
         search_attributes,
     };
-    let temporal_server = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_auxiliary_ports)?;
+    let temporal_server =
+        TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_auxiliary_ports)?;
 
     let (postgres, database_url) = match &args.database_url {
         Some(url) => (None, url.clone()),
@@ -175,7 +178,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let listener = tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
     // `sql` sources run as a read-only role of their own, never as the store's user.
     let mut context = ContextClients::default();
     if let Some(connection) = crate::context_role::dev_connection(store.pool(), &database_url).await {
@@ -184,8 +188,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // On a developer's machine the services tasks call are usually local.
     context.egress.allow_private = true;
     // Secrets: TF_SECRET_<NAME> variables and the files of <data dir>/secrets.
-    context.secrets = SecretStore::new(SecretStore::values_from_env(std::env::vars()), Some(args.data_dir.join("secrets")));
-    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone()).with_temporal_ui(temporal_server.ui_url.clone());
+    context.secrets =
+        SecretStore::new(SecretStore::values_from_env(std::env::vars()), Some(args.data_dir.join("secrets")));
+    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone())
+        .with_temporal_ui(temporal_server.ui_url.clone());
     let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
     let applied = if args.no_examples || !args.examples.exists() {
@@ -196,15 +202,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     crate::cli::reconcile_at_startup(&state).await;
     let retention = taskfactory_schemas::duration::parse_duration(taskfactory_api::decisions::DEFAULT_RETENTION).ok();
-    let _observer = taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
-    let (_, admin_key) = store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
-    let example = applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
+    let _observer =
+        taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
+    let (_, admin_key) =
+        store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
+    let example =
+        applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();
     println!("taskfactory is running");
     println!("  UI:               http://{}/", args.api_addr);
     println!("  API:              http://{}/api/v1", args.api_addr);
     println!("  metrics:          http://{}/metrics  (worker and API)", args.api_addr);
-    println!("  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")", temporal_server.ui_url.as_deref().unwrap_or("-"));
+    println!(
+        "  Temporal Web UI:  {}  (filter runs with: TfDefinitionId = \"{example}\")",
+        temporal_server.ui_url.as_deref().unwrap_or("-")
+    );
     println!("  Temporal address: {}", temporal_server.address);
     println!("  Postgres:         {database_url}");
     if let Some(cluster) = postgres.as_ref().filter(|c| c.relocated_because.is_some()) {

@@ -3,16 +3,19 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCountOptions, WorkflowFetchHistoryOptions};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCountOptions, WorkflowFetchHistoryOptions,
+};
 use temporalio_common::UntypedWorkflow;
 
 /// Connects a client to `address` (`host:port`) in `namespace`.
 pub async fn connect(address: &str, namespace: &str) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{address}")).with_context(|| format!("invalid Temporal address {address:?}"))?;
+    let url =
+        Url::parse(&format!("http://{address}")).with_context(|| format!("invalid Temporal address {address:?}"))?;
     let options = ConnectionOptions::new(url).identity(format!("taskfactory@{}", std::process::id())).build();
-    let connection = Connection::connect(options)
-        .await
-        .with_context(|| format!("cannot reach Temporal at {address}: start one with `taskfactory dev`, or set TEMPORAL_ADDRESS"))?;
+    let connection = Connection::connect(options).await.with_context(|| {
+        format!("cannot reach Temporal at {address}: start one with `taskfactory dev`, or set TEMPORAL_ADDRESS")
+    })?;
     Ok(Client::new(connection, ClientOptions::new(namespace).build())?)
 }
 
@@ -46,7 +49,9 @@ pub async fn register_search_attributes(client: &Client, namespace: &str) -> any
     use std::collections::HashMap;
 
     use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
-    use temporalio_common::protos::temporal::api::operatorservice::v1::{AddSearchAttributesRequest, ListSearchAttributesRequest};
+    use temporalio_common::protos::temporal::api::operatorservice::v1::{
+        AddSearchAttributesRequest, ListSearchAttributesRequest,
+    };
 
     let mut operator = client.connection().operator_service();
     let existing = operator
@@ -68,7 +73,10 @@ pub async fn register_search_attributes(client: &Client, namespace: &str) -> any
     let added: Vec<String> = missing.keys().cloned().collect();
     if !missing.is_empty() {
         operator
-            .add_search_attributes(tonic_request(AddSearchAttributesRequest { search_attributes: missing, namespace: namespace.to_owned() }))
+            .add_search_attributes(tonic_request(AddSearchAttributesRequest {
+                search_attributes: missing,
+                namespace: namespace.to_owned(),
+            }))
             .await
             .context("adding search attributes")?;
     }

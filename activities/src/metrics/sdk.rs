@@ -23,9 +23,10 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use temporalio_common::telemetry::metrics::{
-    CoreMeter, Counter, CounterBase, Gauge, GaugeBase, GaugeF64, GaugeF64Base, Histogram, HistogramBase, HistogramDuration, HistogramDurationBase,
-    HistogramF64, HistogramF64Base, MetricAttributable, MetricAttributes, MetricKeyValue, MetricParameters, NewAttributes, NoOpInstrument,
-    OrderedPromLabelSet, UpDownCounter, UpDownCounterBase, default_buckets_for,
+    CoreMeter, Counter, CounterBase, Gauge, GaugeBase, GaugeF64, GaugeF64Base, Histogram, HistogramBase,
+    HistogramDuration, HistogramDurationBase, HistogramF64, HistogramF64Base, MetricAttributable, MetricAttributes,
+    MetricKeyValue, MetricParameters, NewAttributes, NoOpInstrument, OrderedPromLabelSet, UpDownCounter,
+    UpDownCounterBase, default_buckets_for,
 };
 
 /// The prefix the SDK puts on its metric names (stripped to look up default buckets).
@@ -59,7 +60,10 @@ impl Vector {
             Kind::Counter => Self::Counter(IntCounterVec::new(opts, label_names)?),
             Kind::IntGauge => Self::IntGauge(IntGaugeVec::new(opts, label_names)?),
             Kind::Gauge => Self::Gauge(GaugeVec::new(opts, label_names)?),
-            Kind::Histogram => Self::Histogram(HistogramVec::new(HistogramOpts::from(opts).buckets(instrument.buckets.clone()), label_names)?),
+            Kind::Histogram => Self::Histogram(HistogramVec::new(
+                HistogramOpts::from(opts).buckets(instrument.buckets.clone()),
+                label_names,
+            )?),
         })
     }
 
@@ -190,7 +194,9 @@ impl Instrument {
 /// Label names and values of attributes this meter made (or an empty set).
 fn label_pairs(attributes: &MetricAttributes) -> BTreeMap<String, String> {
     match attributes {
-        MetricAttributes::Prometheus { labels } => labels.as_prom_labels().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        MetricAttributes::Prometheus { labels } => {
+            labels.as_prom_labels().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        }
         MetricAttributes::NoOp(labels) => labels.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect(),
         _ => BTreeMap::new(),
     }
@@ -314,7 +320,9 @@ impl CoreMeter for SdkMeter {
     fn extend_attributes(&self, existing: MetricAttributes, attributes: NewAttributes) -> MetricAttributes {
         let mut labels = match existing {
             MetricAttributes::Prometheus { labels } => Arc::unwrap_or_clone(labels),
-            other => OrderedPromLabelSet::from(NewAttributes::from(label_pairs(&other).into_iter().map(|(k, v)| MetricKeyValue::new(k, v)))),
+            other => OrderedPromLabelSet::from(NewAttributes::from(
+                label_pairs(&other).into_iter().map(|(k, v)| MetricKeyValue::new(k, v)),
+            )),
         };
         for kv in attributes.attributes {
             labels.add_kv(kv);
@@ -323,7 +331,8 @@ impl CoreMeter for SdkMeter {
     }
 
     fn counter(&self, params: MetricParameters) -> Counter {
-        let name = if params.name.ends_with("_total") { params.name.to_string() } else { format!("{}_total", params.name) };
+        let name =
+            if params.name.ends_with("_total") { params.name.to_string() } else { format!("{}_total", params.name) };
         Counter::new(Arc::new(Instrument::new(&params, name, Kind::Counter)))
     }
 
@@ -366,7 +375,8 @@ mod tests {
     fn sdk_instruments_render_with_prometheus_names() {
         let meter = SdkMeter;
         let base = meter.new_attributes(NewAttributes::from([MetricKeyValue::new("task_queue", "unit-q")]));
-        let with_type = meter.extend_attributes(base.clone(), NewAttributes::from([MetricKeyValue::new("workflow_type", "Unit")]));
+        let with_type =
+            meter.extend_attributes(base.clone(), NewAttributes::from([MetricKeyValue::new("workflow_type", "Unit")]));
 
         let counter = meter.counter(params("temporal_unit_test_completed"));
         counter.add(2, &with_type);
@@ -377,7 +387,8 @@ mod tests {
         meter.up_down_counter(params("temporal_unit_test_slots")).add(-3, &base);
 
         let families = gather();
-        let find = |name: &str| families.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("no family {name}"));
+        let find =
+            |name: &str| families.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("no family {name}"));
         let completed = find("temporal_unit_test_completed_total");
         assert_eq!(completed.get_metric().len(), 2);
         let total: f64 = completed.get_metric().iter().map(|m| m.get_counter().get_value()).sum();
@@ -389,6 +400,11 @@ mod tests {
 
         // A name reused with another type is refused instead of corrupting the family.
         meter.gauge(params("temporal_unit_test_completed_total")).record(7, &base);
-        assert!(gather().iter().filter(|f| f.name() == "temporal_unit_test_completed_total").all(|f| f.get_metric().len() == 2));
+        assert!(
+            gather()
+                .iter()
+                .filter(|f| f.name() == "temporal_unit_test_completed_total")
+                .all(|f| f.get_metric().len() == 2)
+        );
     }
 }

@@ -35,7 +35,9 @@ impl NewDecision {
     pub fn fired(definition_id: &str, trigger: &TriggerInfo, workflow_id: &str) -> Self {
         let source = trigger.kind;
         let message = match (source, trigger.scheduled_for) {
-            (RunTrigger::Schedule, Some(slot)) => format!("the schedule started {workflow_id} for the slot {}", slot.to_rfc3339()),
+            (RunTrigger::Schedule, Some(slot)) => {
+                format!("the schedule started {workflow_id} for the slot {}", slot.to_rfc3339())
+            }
             _ => format!("started {workflow_id}"),
         };
         let mut fired = Self::unkeyed(definition_id, source, DecisionOutcome::Fired, message);
@@ -94,7 +96,10 @@ pub(crate) async fn insert_decision<'e>(db: impl sqlx::PgExecutor<'e>, d: &NewDe
     .await?;
     let new = done.rows_affected() == 1;
     if new {
-        metrics().trigger_decisions.with_label_values(&[e.definition_id.as_str(), e.source.as_str(), e.outcome.as_str()]).inc();
+        metrics()
+            .trigger_decisions
+            .with_label_values(&[e.definition_id.as_str(), e.source.as_str(), e.outcome.as_str()])
+            .inc();
     }
     Ok(new)
 }
@@ -108,7 +113,11 @@ pub(crate) async fn mark_zero_tasks(tx: &mut Transaction<'_, Postgres>, run: &st
             reasons.push(&d.reason);
         }
     }
-    let reason = if plan.templates.is_empty() { "no templates".to_owned() } else { reasons.iter().take(3).copied().collect::<Vec<_>>().join("; ") };
+    let reason = if plan.templates.is_empty() {
+        "no templates".to_owned()
+    } else {
+        reasons.iter().take(3).copied().collect::<Vec<_>>().join("; ")
+    };
     let message = format!("the run started but planned no task: {reason}");
     let updated: Option<(String, String)> = sqlx::query_as(
         "update trigger_decisions set outcome = 'fired_zero_tasks', reason = $2, message = $3, \
@@ -118,11 +127,23 @@ pub(crate) async fn mark_zero_tasks(tx: &mut Transaction<'_, Postgres>, run: &st
     .bind(run)
     .bind(nul::text(&reason))
     .bind(nul::text(&message))
-    .bind(nul::encode(&json!(plan.decisions.iter().take(20).map(|d| json!({"template_id": d.template_id, "item_key": d.item_key, "reason": d.reason})).collect::<Vec<_>>())).into_owned())
+    .bind(
+        nul::encode(&json!(
+            plan.decisions
+                .iter()
+                .take(20)
+                .map(|d| json!({"template_id": d.template_id, "item_key": d.item_key, "reason": d.reason}))
+                .collect::<Vec<_>>()
+        ))
+        .into_owned(),
+    )
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((definition, source)) = updated {
-        metrics().trigger_decisions.with_label_values(&[definition.as_str(), source.as_str(), "fired_zero_tasks"]).inc();
+        metrics()
+            .trigger_decisions
+            .with_label_values(&[definition.as_str(), source.as_str(), "fired_zero_tasks"])
+            .inc();
     }
     Ok(())
 }
@@ -222,15 +243,26 @@ impl Store {
 
     /// Starts a schedule observation: locks the definition's observation row (other API
     /// processes wait) and returns it, `None` the first time.
-    pub async fn begin_observation(&self, definition_id: &str) -> Result<(Transaction<'static, Postgres>, Option<ScheduleObservation>)> {
+    pub async fn begin_observation(
+        &self,
+        definition_id: &str,
+    ) -> Result<(Transaction<'static, Postgres>, Option<ScheduleObservation>)> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("select pg_advisory_xact_lock(hashtext('tf_observe:' || $1))").bind(definition_id).execute(&mut *tx).await?;
+        sqlx::query("select pg_advisory_xact_lock(hashtext('tf_observe:' || $1))")
+            .bind(definition_id)
+            .execute(&mut *tx)
+            .await?;
         let row: Option<(DateTime<Utc>, i64, i64, bool)> =
             sqlx::query_as("select slots_through, missed_catchup, overlap_skipped, paused from schedule_observations where definition_id = $1")
                 .bind(definition_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let seen = row.map(|(slots_through, missed_catchup, overlap_skipped, paused)| ScheduleObservation { slots_through, missed_catchup, overlap_skipped, paused });
+        let seen = row.map(|(slots_through, missed_catchup, overlap_skipped, paused)| ScheduleObservation {
+            slots_through,
+            missed_catchup,
+            overlap_skipped,
+            paused,
+        });
         Ok((tx, seen))
     }
 

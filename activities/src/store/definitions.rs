@@ -28,10 +28,12 @@ impl Store {
                         return Ok(PutOutcome { version, changed: false });
                     }
                 }
-                sqlx::query_scalar("select coalesce(max(version), 0) + 1 from activity_definition_versions where definition_id = $1")
-                    .bind(def.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?
+                sqlx::query_scalar(
+                    "select coalesce(max(version), 0) + 1 from activity_definition_versions where definition_id = $1",
+                )
+                .bind(def.id.as_str())
+                .fetch_one(&mut *tx)
+                .await?
             }
             None => 1,
         };
@@ -72,7 +74,8 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound(format!("definition {id:?}")))?;
         let document: Value = row.try_get("document")?;
         Ok(DefinitionRecord {
-            definition: serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}")))?,
+            definition: serde_json::from_value(document)
+                .map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}")))?,
             version: row.try_get("current_version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -117,7 +120,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, document)| serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}"))))
+            .map(|(id, document)| {
+                serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?}: {e}")))
+            })
             .collect()
     }
 
@@ -131,7 +136,13 @@ impl Store {
             return Err(StoreError::NotFound(format!("definition {id:?}")));
         }
         rows.iter()
-            .map(|r| Ok(VersionRecord { version: r.try_get("version")?, created_at: r.try_get("created_at")?, document: r.try_get("document")? }))
+            .map(|r| {
+                Ok(VersionRecord {
+                    version: r.try_get("version")?,
+                    created_at: r.try_get("created_at")?,
+                    document: r.try_get("document")?,
+                })
+            })
             .collect()
     }
 
@@ -143,16 +154,18 @@ impl Store {
                 .bind(version)
                 .fetch_optional(&self.pool)
                 .await?;
-        let (version, created_at, document) = row.ok_or_else(|| StoreError::NotFound(format!("definition {id:?} version {version}")))?;
+        let (version, created_at, document) =
+            row.ok_or_else(|| StoreError::NotFound(format!("definition {id:?} version {version}")))?;
         Ok(VersionRecord { version, created_at, document })
     }
 
     /// Soft-deletes a definition; its versions stay for the runs that used them.
     pub async fn delete_definition(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("update activity_definitions set deleted_at = now() where id = $1 and deleted_at is null")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("update activity_definitions set deleted_at = now() where id = $1 and deleted_at is null")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("definition {id:?}")));
         }
@@ -183,7 +196,8 @@ impl Store {
             Some(v) => StoreError::NotFound(format!("definition {id:?} version {v}")),
             None => StoreError::NotFound(format!("definition {id:?}")),
         })?;
-        let definition = serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("definition {id:?} v{version}: {e}")))?;
+        let definition = serde_json::from_value(document)
+            .map_err(|e| StoreError::Corrupt(format!("definition {id:?} v{version}: {e}")))?;
         Ok(LoadedDefinition { version, definition })
     }
 
@@ -200,7 +214,8 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|(version, document)| {
-                let definition = serde_json::from_value(document).map_err(|e| StoreError::Corrupt(format!("event definition v{version}: {e}")))?;
+                let definition = serde_json::from_value(document)
+                    .map_err(|e| StoreError::Corrupt(format!("event definition v{version}: {e}")))?;
                 Ok(LoadedDefinition { version, definition })
             })
             .collect()
@@ -221,17 +236,29 @@ impl Store {
     }
 
     /// The receipt of an accepted event: the workflow it started (id, Temporal run id).
-    pub async fn find_receipt(&self, definition_id: &str, dedupe_key: &str) -> Result<Option<(String, Option<String>)>> {
-        Ok(sqlx::query_as("select workflow_id, run_id from event_receipts where definition_id = $1 and dedupe_key = $2")
-            .bind(definition_id)
-            .bind(dedupe_key)
-            .fetch_optional(&self.pool)
-            .await?)
+    pub async fn find_receipt(
+        &self,
+        definition_id: &str,
+        dedupe_key: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "select workflow_id, run_id from event_receipts where definition_id = $1 and dedupe_key = $2",
+        )
+        .bind(definition_id)
+        .bind(dedupe_key)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Records that an event with this dedupe key started `workflow_id` (first writer wins).
-    pub async fn insert_receipt(&self, definition_id: &str, dedupe_key: &str, workflow_id: &str, run_id: Option<&str>, event: &Value) -> Result<()> {
+    pub async fn insert_receipt(
+        &self,
+        definition_id: &str,
+        dedupe_key: &str,
+        workflow_id: &str,
+        run_id: Option<&str>,
+        event: &Value,
+    ) -> Result<()> {
         write_receipt(&self.pool, definition_id, dedupe_key, workflow_id, run_id, event).await
     }
-
 }

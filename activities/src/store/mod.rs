@@ -68,7 +68,9 @@ impl From<sqlx::Error> for StoreError {
         // 22021 character_not_in_repertoire (U+0000 in text), 22P05 untranslatable_character
         // (U+0000 in jsonb): raised for the value, never for the database's state.
         match e.as_database_error().and_then(|d| d.code()) {
-            Some(code) if code == "22021" || code == "22P05" => Self::Unstorable(e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default()),
+            Some(code) if code == "22021" || code == "22P05" => {
+                Self::Unstorable(e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default())
+            }
             _ => Self::Db(e),
         }
     }
@@ -261,7 +263,14 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
-fn event(key: impl Into<String>, event_type: EventType, node_id: Option<&str>, level: Level, message: impl Into<String>, payload: Value) -> NewTraceEvent {
+fn event(
+    key: impl Into<String>,
+    event_type: EventType,
+    node_id: Option<&str>,
+    level: Level,
+    message: impl Into<String>,
+    payload: Value,
+) -> NewTraceEvent {
     NewTraceEvent {
         key: key.into(),
         event_type,
@@ -296,7 +305,12 @@ async fn write_receipt<'e>(
 }
 
 /// Inserts pending task rows (idempotent), numbering them from `first_position`.
-async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[PlannedTask], first_position: i32) -> Result<()> {
+async fn insert_tasks(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &str,
+    tasks: &[PlannedTask],
+    first_position: i32,
+) -> Result<()> {
     for (chunk_index, chunk) in tasks.chunks(1000).enumerate() {
         let base = first_position + i32::try_from(chunk_index * 1000).unwrap_or(i32::MAX);
         let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
@@ -304,10 +318,18 @@ async fn insert_tasks(tx: &mut Transaction<'_, Postgres>, run: &str, tasks: &[Pl
         let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
         let kinds: Vec<String> = chunk
             .iter()
-            .map(|t| serde_json::to_value(&t.spec).ok().and_then(|v| v["kind"].as_str().map(str::to_owned)).unwrap_or_default())
+            .map(|t| {
+                serde_json::to_value(&t.spec)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
             .collect();
         let params: Vec<Value> = chunk.iter().map(|t| nul::encode(&t.params).into_owned()).collect();
-        let specs: Vec<Value> = chunk.iter().map(|t| nul::encode(&serde_json::to_value(&t.spec).unwrap_or_default()).into_owned()).collect();
+        let specs: Vec<Value> = chunk
+            .iter()
+            .map(|t| nul::encode(&serde_json::to_value(&t.spec).unwrap_or_default()).into_owned())
+            .collect();
         sqlx::query(
             "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, position, spec) \
              select u.id, $1, u.t, u.k, u.kind, u.p, $7 + u.ord::int - 1, u.s \
@@ -368,5 +390,4 @@ impl Store {
     pub async fn migrate(&self) -> std::result::Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("../migrations").run(&self.pool).await
     }
-
 }

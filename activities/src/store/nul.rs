@@ -80,9 +80,11 @@ fn encode_owned(value: &Value) -> Value {
     match value {
         Value::String(s) if needs_escape(s) => Value::String(encode_str(s)),
         Value::Array(items) => Value::Array(items.iter().map(encode_owned).collect()),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (if needs_escape(k) { encode_str(k) } else { k.clone() }, encode_owned(v))).collect::<Map<_, _>>())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (if needs_escape(k) { encode_str(k) } else { k.clone() }, encode_owned(v)))
+                .collect::<Map<_, _>>(),
+        ),
         other => other.clone(),
     }
 }

@@ -56,7 +56,10 @@ impl Store {
 
     /// One run with its plan and tasks.
     pub async fn get_run(&self, workflow_id: &str) -> Result<RunDetail> {
-        let sql = format!("select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan from activity_runs r where r.workflow_id = $1", Self::RUN_COLUMNS);
+        let sql = format!(
+            "select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan from activity_runs r where r.workflow_id = $1",
+            Self::RUN_COLUMNS
+        );
         let row = sqlx::query(&sql)
             .bind(workflow_id)
             .fetch_optional(&self.pool)
@@ -100,17 +103,19 @@ impl Store {
     /// tasks of groups up to `expand_up_to` tasks (others collapsed, failed tasks listed first),
     /// and jobs reported from outside Temporal (`external-events`).
     pub async fn graph(&self, workflow_id: &str, expand_up_to: i64) -> Result<Value> {
-        let row: Option<(String, Option<Value>)> = sqlx::query_as("select status, plan from activity_runs where workflow_id = $1")
-            .bind(workflow_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(String, Option<Value>)> =
+            sqlx::query_as("select status, plan from activity_runs where workflow_id = $1")
+                .bind(workflow_id)
+                .fetch_optional(&self.pool)
+                .await?;
         let (status, plan) = row.ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
         let plan: Plan = plan.and_then(|p| serde_json::from_value(nul::decode(p)).ok()).unwrap_or_default();
-        let counts: Vec<(String, String, i64)> =
-            sqlx::query_as("select template_id, status, count(*) from task_runs where run_workflow_id = $1 group by 1, 2")
-                .bind(workflow_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "select template_id, status, count(*) from task_runs where run_workflow_id = $1 group by 1, 2",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut groups = Vec::new();
         let mut expanded = Vec::new();
         let mut collapsed = Vec::new();
@@ -122,7 +127,11 @@ impl Store {
                 total += n;
             }
             let is_collapsed = total > expand_up_to;
-            if is_collapsed { collapsed.push(t.id.clone()) } else { expanded.push(t.id.clone()) }
+            if is_collapsed {
+                collapsed.push(t.id.clone())
+            } else {
+                expanded.push(t.id.clone())
+            }
             groups.push(json!({"id": t.id, "depends_on": t.depends_on, "deferred": t.deferred, "total": total,
                                "counts": by_status, "collapsed": is_collapsed}));
         }
@@ -142,7 +151,11 @@ impl Store {
         .into_iter()
         .map(|(v,)| v)
         .collect();
-        let edges: Vec<Value> = plan.templates.iter().flat_map(|t| t.depends_on.iter().map(move |d| json!({"from": d, "to": t.id}))).collect();
+        let edges: Vec<Value> = plan
+            .templates
+            .iter()
+            .flat_map(|t| t.depends_on.iter().map(move |d| json!({"from": d, "to": t.id})))
+            .collect();
         let jobs: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
             "select distinct on (node_id) node_id, type, message, ts from run_events \
              where run_workflow_id = $1 and node_id like 'job:%' and type <> 'NODE_LOG' order by node_id, seq desc",
@@ -161,7 +174,9 @@ impl Store {
                 json!({"id": id, "kind": "external", "status": status, "message": message, "updated_at": ts})
             })
             .collect();
-        Ok(json!({"workflow_id": workflow_id, "status": status, "groups": groups, "nodes": nodes, "edges": edges, "external": external}))
+        Ok(
+            json!({"workflow_id": workflow_id, "status": status, "groups": groups, "nodes": nodes, "edges": edges, "external": external}),
+        )
     }
 
     /// Appends events reported from outside Temporal to a run's log (idempotent by key).
@@ -221,8 +236,14 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let workflow_id: String = r.try_get("workflow_id")?;
-                let trigger = serde_json::from_value(nul::decode(r.try_get("trigger")?)).map_err(|e| StoreError::Corrupt(format!("trigger of run {workflow_id:?}: {e}")))?;
-                Ok(RecordedTrigger { trigger, context: nul::decode(r.try_get("context_snapshot")?), fired_at: r.try_get("fired_at")?, workflow_id })
+                let trigger = serde_json::from_value(nul::decode(r.try_get("trigger")?))
+                    .map_err(|e| StoreError::Corrupt(format!("trigger of run {workflow_id:?}: {e}")))?;
+                Ok(RecordedTrigger {
+                    trigger,
+                    context: nul::decode(r.try_get("context_snapshot")?),
+                    fired_at: r.try_get("fired_at")?,
+                    workflow_id,
+                })
             })
             .collect()
     }

@@ -4,23 +4,32 @@ use super::*;
 
 impl Store {
     /// Appends events (idempotent by key) in `tx`; returns how many were new.
-    pub async fn append_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<usize> {
+    pub async fn append_events(
+        tx: &mut Transaction<'_, Postgres>,
+        run: &str,
+        events: &[NewTraceEvent],
+    ) -> Result<usize> {
         Ok(Self::append_new_events(tx, run, events).await?.len())
     }
 
     /// Appends events (idempotent by key) in `tx`; returns the keys of those that were new.
-    async fn append_new_events(tx: &mut Transaction<'_, Postgres>, run: &str, events: &[NewTraceEvent]) -> Result<std::collections::HashSet<String>> {
+    async fn append_new_events(
+        tx: &mut Transaction<'_, Postgres>,
+        run: &str,
+        events: &[NewTraceEvent],
+    ) -> Result<std::collections::HashSet<String>> {
         let last_seq: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1 for update")
             .bind(run)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("run {run:?}")))?;
         let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
-        let existing: Vec<String> = sqlx::query_scalar("select event_key from run_events where run_workflow_id = $1 and event_key = any($2)")
-            .bind(run)
-            .bind(&keys)
-            .fetch_all(&mut **tx)
-            .await?;
+        let existing: Vec<String> =
+            sqlx::query_scalar("select event_key from run_events where run_workflow_id = $1 and event_key = any($2)")
+                .bind(run)
+                .bind(&keys)
+                .fetch_all(&mut **tx)
+                .await?;
         let mut seen: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
         let fresh: Vec<&NewTraceEvent> = events.iter().filter(|e| seen.insert(e.key.as_str())).collect();
         if fresh.is_empty() {
@@ -30,7 +39,8 @@ impl Store {
         let types: Vec<&str> = fresh.iter().map(|e| e.event_type.as_str()).collect();
         let nodes: Vec<Option<&str>> = fresh.iter().map(|e| e.node_id.as_deref()).collect();
         let levels: Vec<&str> = fresh.iter().map(|e| e.level.as_str()).collect();
-        let messages: Vec<Option<std::borrow::Cow<'_, str>>> = fresh.iter().map(|e| nul::text_opt(e.message.as_deref())).collect();
+        let messages: Vec<Option<std::borrow::Cow<'_, str>>> =
+            fresh.iter().map(|e| nul::text_opt(e.message.as_deref())).collect();
         let payloads: Vec<Value> = fresh.iter().map(|e| nul::encode(&e.payload).into_owned()).collect();
         sqlx::query(
             "insert into run_events (run_workflow_id, seq, event_key, type, node_id, level, message, payload) \
@@ -48,10 +58,15 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         let new_last = last_seq + fresh.len() as i64;
-        sqlx::query("update activity_runs set last_seq = $2 where workflow_id = $1").bind(run).bind(new_last).execute(&mut **tx).await?;
+        sqlx::query("update activity_runs set last_seq = $2 where workflow_id = $1")
+            .bind(run)
+            .bind(new_last)
+            .execute(&mut **tx)
+            .await?;
         // Delivered at commit, to every API process: live streams wake up and read the new rows.
         sqlx::query("select pg_notify($1, $2)").bind(RUN_EVENTS_CHANNEL).bind(run).execute(&mut **tx).await?;
-        let run_level: Vec<&str> = fresh.iter().filter(|e| e.node_id.is_none()).map(|e| e.event_type.as_str()).collect();
+        let run_level: Vec<&str> =
+            fresh.iter().filter(|e| e.node_id.is_none()).map(|e| e.event_type.as_str()).collect();
         if !run_level.is_empty() {
             let change = json!({"workflow_id": run, "seq": new_last, "types": run_level}).to_string();
             sqlx::query("select pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(change).execute(&mut **tx).await?;
@@ -60,7 +75,13 @@ impl Store {
     }
 
     /// Records a run's start (idempotent) with `WORKFLOW_STARTED`.
-    pub async fn start_run(&self, run: &str, temporal_run_id: &str, definition_id: &DefinitionId, trigger: &TriggerInfo) -> Result<()> {
+    pub async fn start_run(
+        &self,
+        run: &str,
+        temporal_run_id: &str,
+        definition_id: &DefinitionId,
+        trigger: &TriggerInfo,
+    ) -> Result<()> {
         let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
@@ -84,7 +105,8 @@ impl Store {
             write_receipt(&mut *tx, definition_id.as_str(), key, run, Some(temporal_run_id), &event_json).await?;
         }
         // The decision log's entry for this trigger (the API may have written it already).
-        super::decisions::insert_decision(&mut *tx, &super::NewDecision::fired(definition_id.as_str(), trigger, run)).await?;
+        super::decisions::insert_decision(&mut *tx, &super::NewDecision::fired(definition_id.as_str(), trigger, run))
+            .await?;
         let started = event(
             "run:started",
             EventType::WorkflowStarted,
@@ -104,7 +126,11 @@ impl Store {
 
     /// Records which definition version the run uses.
     pub async fn set_version_used(&self, run: &str, version: i32) -> Result<()> {
-        sqlx::query("update activity_runs set version_used = $2 where workflow_id = $1").bind(run).bind(version).execute(&self.pool).await?;
+        sqlx::query("update activity_runs set version_used = $2 where workflow_id = $1")
+            .bind(run)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -116,7 +142,11 @@ impl Store {
             .unwrap_or_default();
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1").bind(run).bind(nul::encode(context).as_ref()).execute(&mut *tx).await?;
+        sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1")
+            .bind(run)
+            .bind(nul::encode(context).as_ref())
+            .execute(&mut *tx)
+            .await?;
         let resolved = event(
             "run:context",
             EventType::ContextResolved,
@@ -136,7 +166,11 @@ impl Store {
         let skipped = plan.decisions.iter().filter(|d| d.outcome == Outcome::Skip).count();
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(nul::encode(&plan_json).as_ref()).execute(&mut *tx).await?;
+        sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
+            .bind(run)
+            .bind(nul::encode(&plan_json).as_ref())
+            .execute(&mut *tx)
+            .await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
         if plan.tasks.is_empty() && !plan.templates.iter().any(|t| t.deferred) {
             super::decisions::mark_zero_tasks(&mut tx, run, plan).await?;
@@ -168,23 +202,34 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|(task_id, item_key, spec, params)| {
-                let spec = serde_json::from_value(nul::decode(spec)).map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
-                Ok(PlannedTask { task_id, template_id: template_id.to_owned(), item_key, spec, params: nul::decode(params) })
+                let spec = serde_json::from_value(nul::decode(spec))
+                    .map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
+                Ok(PlannedTask {
+                    task_id,
+                    template_id: template_id.to_owned(),
+                    item_key,
+                    spec,
+                    params: nul::decode(params),
+                })
             })
             .collect()
     }
 
     /// How many tasks a run has planned so far.
     pub async fn count_tasks(&self, run: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("select count(*) from task_runs where run_workflow_id = $1").bind(run).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("select count(*) from task_runs where run_workflow_id = $1")
+            .bind(run)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The context snapshot a run resolved.
     pub async fn context_snapshot(&self, run: &str) -> Result<Value> {
-        let snapshot: Option<Option<Value>> = sqlx::query_scalar("select context_snapshot from activity_runs where workflow_id = $1")
-            .bind(run)
-            .fetch_optional(&self.pool)
-            .await?;
+        let snapshot: Option<Option<Value>> =
+            sqlx::query_scalar("select context_snapshot from activity_runs where workflow_id = $1")
+                .bind(run)
+                .fetch_optional(&self.pool)
+                .await?;
         snapshot.flatten().map(nul::decode).ok_or_else(|| StoreError::NotFound(format!("context of run {run:?}")))
     }
 
@@ -200,7 +245,11 @@ impl Store {
         .await?;
         let mut scope = serde_json::Map::new();
         for template in templates {
-            let outputs: Vec<Value> = rows.iter().filter(|(t, _)| t == template).map(|(_, o)| nul::decode(o.clone().unwrap_or(Value::Null))).collect();
+            let outputs: Vec<Value> = rows
+                .iter()
+                .filter(|(t, _)| t == template)
+                .map(|(_, o)| nul::decode(o.clone().unwrap_or(Value::Null)))
+                .collect();
             let first = outputs.first().cloned().unwrap_or(Value::Null);
             scope.insert(template.clone(), json!({"outputs": outputs, "output": first, "count": outputs.len()}));
         }
@@ -211,13 +260,15 @@ impl Store {
     pub async fn record_template_plan(&self, run: &str, template_id: &str, chunk: &Plan) -> Result<()> {
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
-            .bind(run)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
+        let stored: Option<Value> =
+            sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
         let mut plan: Plan = match stored {
-            Some(v) => serde_json::from_value(nul::decode(v)).map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
+            Some(v) => serde_json::from_value(nul::decode(v))
+                .map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
             None => return Err(StoreError::NotFound(format!("plan of run {run:?}"))),
         };
         let already = plan.decisions.iter().any(|d| d.template_id == template_id && d.outcome != Outcome::Deferred);
@@ -233,7 +284,11 @@ impl Store {
                 t.tasks = chunk.tasks.len();
             }
             let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(nul::encode(&plan_json).as_ref()).execute(&mut *tx).await?;
+            sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
+                .bind(run)
+                .bind(nul::encode(&plan_json).as_ref())
+                .execute(&mut *tx)
+                .await?;
             insert_tasks(&mut tx, run, &chunk.tasks, position).await?;
         }
         let extended = event(
@@ -258,7 +313,10 @@ impl Store {
         // The run row first, then task rows: every writer of a run takes its locks in this
         // order, so concurrent writers (other processes, a retried attempt still running)
         // queue on the run row instead of deadlocking on each other's task rows.
-        sqlx::query("select 1 from activity_runs where workflow_id = $1 for update").bind(run).execute(&mut *tx).await?;
+        sqlx::query("select 1 from activity_runs where workflow_id = $1 for update")
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
         let mut events = Vec::with_capacity(writes.len());
         let mut finished = Vec::new();
         for write in writes {
@@ -269,11 +327,18 @@ impl Store {
             events.push(event);
         }
         let fresh = Self::append_new_events(&mut tx, run, &events).await?;
-        let op = if writes.iter().all(|w| matches!(w, TaskWrite::Started { .. })) { "task_started" } else { "task_finished" };
+        let op = if writes.iter().all(|w| matches!(w, TaskWrite::Started { .. })) {
+            "task_started"
+        } else {
+            "task_finished"
+        };
         commit_write(tx, op, began).await?;
         for (key, kind, definition_id, status) in finished {
             if fresh.contains(&key) {
-                metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), status.as_str()]).inc();
+                metrics()
+                    .tasks_finished
+                    .with_label_values(&[definition_id.as_str(), kind.as_str(), status.as_str()])
+                    .inc();
             }
         }
         Ok(())
@@ -281,7 +346,10 @@ impl Store {
 
     /// Applies one task write in `tx`; answers its event and, for a finished task, its kind
     /// and definition (metric labels).
-    async fn apply_task_write(tx: &mut Transaction<'_, Postgres>, write: &TaskWrite) -> Result<(NewTraceEvent, Option<(String, String)>)> {
+    async fn apply_task_write(
+        tx: &mut Transaction<'_, Postgres>,
+        write: &TaskWrite,
+    ) -> Result<(NewTraceEvent, Option<(String, String)>)> {
         Ok(match write {
             TaskWrite::Started { task_id, temporal_run_id } => {
                 sqlx::query(
@@ -292,7 +360,17 @@ impl Store {
                 .bind(temporal_run_id)
                 .execute(&mut **tx)
                 .await?;
-                (event(format!("task:{task_id}:started"), EventType::NodeStarted, Some(task_id), Level::Info, "task started", json!({})), None)
+                (
+                    event(
+                        format!("task:{task_id}:started"),
+                        EventType::NodeStarted,
+                        Some(task_id),
+                        Level::Info,
+                        "task started",
+                        json!({}),
+                    ),
+                    None,
+                )
             }
             TaskWrite::Finished { task_id, status, output, error } => {
                 let labels: Option<(String, String)> = sqlx::query_as(
@@ -319,7 +397,14 @@ impl Store {
                         format!("task failed: {}", error.as_deref().unwrap_or("unknown error")),
                         json!({"error": error}),
                     ),
-                    _ => event(format!("task:{task_id}:finished"), EventType::NodeCompleted, Some(task_id), Level::Info, "task completed", json!({"output": output})),
+                    _ => event(
+                        format!("task:{task_id}:finished"),
+                        EventType::NodeCompleted,
+                        Some(task_id),
+                        Level::Info,
+                        "task completed",
+                        json!({"output": output}),
+                    ),
                 };
                 (event, labels)
             }
@@ -327,7 +412,14 @@ impl Store {
     }
 
     /// Records a human task (idempotent) with `NODE_WAITING`; returns its short id.
-    pub async fn human_task_created(&self, run: &str, task_id: &str, title: &str, assignee: Option<&str>, form: &Value) -> Result<String> {
+    pub async fn human_task_created(
+        &self,
+        run: &str,
+        task_id: &str,
+        title: &str,
+        assignee: Option<&str>,
+        form: &Value,
+    ) -> Result<String> {
         use sha2::{Digest, Sha256};
         let id = hex::encode(Sha256::digest(task_id.as_bytes()))[..20].to_owned();
         let began = Instant::now();
@@ -358,7 +450,12 @@ impl Store {
     }
 
     /// Human tasks, newest first, optionally only those in `status` or for `assignee`.
-    pub async fn list_human_tasks(&self, status: Option<&str>, assignee: Option<&str>, limit: i64) -> Result<Vec<Value>> {
+    pub async fn list_human_tasks(
+        &self,
+        status: Option<&str>,
+        assignee: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Value>> {
         let rows: Vec<(Value,)> = sqlx::query_as(
             "select to_jsonb(h) from human_tasks h where ($1::text is null or status = $1) and ($2::text is null or assignee = $2) \
              order by created_at desc limit $3",
@@ -418,21 +515,28 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         // A deferred template never planned: its explanation says why instead.
-        let stored: Option<Value> = sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
-            .bind(run)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
+        let stored: Option<Value> =
+            sqlx::query_scalar("select plan from activity_runs where workflow_id = $1 for update")
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
         if let Some(mut plan) = stored.and_then(|v| serde_json::from_value::<Plan>(nul::decode(v)).ok()) {
             let mut changed = false;
-            for d in plan.decisions.iter_mut().filter(|d| d.template_id == template_id && d.outcome == Outcome::Deferred) {
+            for d in
+                plan.decisions.iter_mut().filter(|d| d.template_id == template_id && d.outcome == Outcome::Deferred)
+            {
                 d.outcome = Outcome::Skip;
                 d.reason = reason.to_owned();
                 changed = true;
             }
             if changed {
                 let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                sqlx::query("update activity_runs set plan = $2 where workflow_id = $1").bind(run).bind(nul::encode(&plan_json).as_ref()).execute(&mut *tx).await?;
+                sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
+                    .bind(run)
+                    .bind(nul::encode(&plan_json).as_ref())
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         let skipped = event(
@@ -447,7 +551,10 @@ impl Store {
         commit_write(tx, "tasks_skipped", began).await?;
         // Only rows still pending were updated, so a retried write counts nothing twice.
         for (kind, definition_id) in &skipped_tasks {
-            metrics().tasks_finished.with_label_values(&[definition_id.as_str(), kind.as_str(), Status::Skipped.as_str()]).inc();
+            metrics()
+                .tasks_finished
+                .with_label_values(&[definition_id.as_str(), kind.as_str(), Status::Skipped.as_str()])
+                .inc();
         }
         Ok(())
     }
@@ -468,7 +575,14 @@ impl Store {
         .await?;
         let payload = json!({"outcome": outcome, "error": error});
         let finished = if status == Status::Failed {
-            event("run:finished", EventType::WorkflowFailed, None, Level::Error, format!("run failed: {}", error.unwrap_or("unknown error")), payload)
+            event(
+                "run:finished",
+                EventType::WorkflowFailed,
+                None,
+                Level::Error,
+                format!("run failed: {}", error.unwrap_or("unknown error")),
+                payload,
+            )
         } else {
             let message = format!("run completed: {} task(s)", outcome.tasks_completed);
             event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
@@ -480,5 +594,4 @@ impl Store {
         }
         Ok(())
     }
-
 }

@@ -52,9 +52,16 @@ pub struct DecisionLog {
     pub next_before: Option<i64>,
 }
 
-fn parse_wire<T: serde::de::DeserializeOwned>(field: &str, raw: &Option<String>, allowed: &str) -> Result<Option<T>, ApiError> {
+fn parse_wire<T: serde::de::DeserializeOwned>(
+    field: &str,
+    raw: &Option<String>,
+    allowed: &str,
+) -> Result<Option<T>, ApiError> {
     raw.as_deref()
-        .map(|v| serde_json::from_value(serde_json::Value::String(v.to_owned())).map_err(|_| ApiError::field(field, format!("{v:?} is not one of {allowed}"))))
+        .map(|v| {
+            serde_json::from_value(serde_json::Value::String(v.to_owned()))
+                .map_err(|_| ApiError::field(field, format!("{v:?} is not one of {allowed}")))
+        })
         .transpose()
 }
 
@@ -70,7 +77,11 @@ fn parse_wire<T: serde::de::DeserializeOwned>(field: &str, raw: &Option<String>,
         (status = 404, description = "No such definition"),
         (status = 422, description = "A filter is not one of its values"),
     ))]
-pub async fn list(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<DecisionQuery>) -> Result<Json<DecisionLog>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    Query(q): Query<DecisionQuery>,
+) -> Result<Json<DecisionLog>, ApiError> {
     let id = path_id(&id)?;
     let filter = DecisionFilter {
         outcome: parse_wire("outcome", &q.outcome, "fired, fired_zero_tasks, skipped, deduplicated, filtered, error")?,
@@ -132,12 +143,18 @@ pub struct PreviewAnswer {
         (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
         (status = 422, description = "`count`, `after` or `version` is malformed"),
     ))]
-pub async fn preview(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<PreviewQuery>) -> Result<Json<PreviewAnswer>, ApiError> {
+pub async fn preview(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<PreviewAnswer>, ApiError> {
     let id = path_id(&id)?;
     let count = query_number("count", &q.count, 1..=1000)?.unwrap_or(10);
     let after = match q.after.as_deref() {
         Some(raw) => {
-            let after = DateTime::parse_from_rfc3339(raw).map_err(|e| ApiError::field("after", format!("{raw:?} is not RFC 3339: {e}")))?.with_timezone(&Utc);
+            let after = DateTime::parse_from_rfc3339(raw)
+                .map_err(|e| ApiError::field("after", format!("{raw:?} is not RFC 3339: {e}")))?
+                .with_timezone(&Utc);
             taskfactory_schemas::validate::check_instant(&after).map_err(|m| ApiError::field("after", m))?;
             after
         }
@@ -147,7 +164,10 @@ pub async fn preview(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
     let loaded = state.store.load_for_run(&id, version).await?;
     let trigger = &loaded.definition.trigger;
     if trigger.kind != TriggerKind::Cron {
-        return Err(ApiError::Conflict { code: "not_cron", message: format!("definition {id} has no cron trigger, so no fires to preview") });
+        return Err(ApiError::Conflict {
+            code: "not_cron",
+            message: format!("definition {id} has no cron trigger, so no fires to preview"),
+        });
     }
     let made = preview_fires(trigger, after, count as usize).map_err(|m| ApiError::field("trigger.cron", m))?;
     Ok(Json(PreviewAnswer {

@@ -17,8 +17,8 @@ use taskfactory_schemas::{ActivityDefinition, DefinitionId};
 use utoipa::IntoParams;
 
 use crate::ApiState;
-use crate::schedules;
 use crate::error::ApiError;
+use crate::schedules;
 
 /// The `{id}` of the definition routes.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,7 +74,12 @@ pub struct SaveAnswer {
         (status = 400, description = "The body is not UTF-8, JSON or YAML"),
         (status = 422, description = "The document is invalid: every problem, each with its path"),
     ))]
-pub async fn put(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<SaveAnswer>), ApiError> {
+pub async fn put(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SaveAnswer>), ApiError> {
     let id = path_id(&id)?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let mut document = parse_text(text, body_format(&headers))?;
@@ -94,15 +99,27 @@ pub async fn put(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath
     tracing::info!(definition = %id, version = outcome.version, changed = outcome.changed, "definition saved");
     // The definition is saved; its schedule follows. If Temporal is unreachable now, the
     // answer says so and the reconciler (start-up, `taskfactory schedules reconcile`) repairs it.
-    let (schedule, schedule_error) = match schedules::sync_definition(&state.temporal, &state.task_queue, &definition).await {
-        Ok(action) => (action.as_str().to_owned(), None),
-        Err(e) => {
-            tracing::warn!(definition = %id, error = %e, "schedule sync failed");
-            ("sync_failed".to_owned(), Some(e.to_string()))
-        }
-    };
-    let next_fires = (definition.trigger.kind == TriggerKind::Cron).then(|| next_fires(&definition.trigger, Utc::now(), 10).unwrap_or_default());
-    Ok((status, Json(SaveAnswer { id, version: outcome.version, changed: outcome.changed, schedule, schedule_error, next_fires })))
+    let (schedule, schedule_error) =
+        match schedules::sync_definition(&state.temporal, &state.task_queue, &definition).await {
+            Ok(action) => (action.as_str().to_owned(), None),
+            Err(e) => {
+                tracing::warn!(definition = %id, error = %e, "schedule sync failed");
+                ("sync_failed".to_owned(), Some(e.to_string()))
+            }
+        };
+    let next_fires = (definition.trigger.kind == TriggerKind::Cron)
+        .then(|| next_fires(&definition.trigger, Utc::now(), 10).unwrap_or_default());
+    Ok((
+        status,
+        Json(SaveAnswer {
+            id,
+            version: outcome.version,
+            changed: outcome.changed,
+            schedule,
+            schedule_error,
+            next_fires,
+        }),
+    ))
 }
 
 /// Parses and validates a document, and checks that its `sql` sources name SQL connections
@@ -140,7 +157,11 @@ pub struct ValidAnswer {
         (status = 400, description = "The body is not UTF-8, JSON or YAML"),
         (status = 422, description = "The document is invalid: every problem, each with its path"),
     ))]
-pub async fn validate(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<Json<ValidAnswer>, ApiError> {
+pub async fn validate(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ValidAnswer>, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let definition = checked_definition(&state, parse_text(text, body_format(&headers))?)?;
     let made = preview(&definition.trigger, Utc::now(), 10).map_err(|m| ApiError::field("trigger.cron", m))?;
@@ -169,10 +190,19 @@ pub struct DefinitionAnswer {
         (status = 404, description = "No such definition (or it was deleted)"),
         (status = 422, description = "The id is not a slug"),
     ))]
-pub async fn get(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<Json<DefinitionAnswer>, ApiError> {
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<Json<DefinitionAnswer>, ApiError> {
     let id = path_id(&id)?;
     let record = state.store.get_definition(id.as_str()).await?;
-    Ok(Json(DefinitionAnswer { id, version: record.version, created_at: record.created_at, updated_at: record.updated_at, definition: record.definition }))
+    Ok(Json(DefinitionAnswer {
+        id,
+        version: record.version,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        definition: record.definition,
+    }))
 }
 
 /// The definitions.
@@ -198,11 +228,18 @@ pub const MAX_SEARCH_LEN: usize = 200;
 /// Checks a selector of definitions: each tag valid (errors at `{tags_field}[i]`), the search
 /// text at most [`MAX_SEARCH_LEN`] characters (blank means none). Shared by the list's query
 /// and the fleet operations' bodies.
-pub fn definition_filter(tags_field: &str, tags: Vec<String>, search: Option<String>) -> Result<DefinitionFilter, ApiError> {
+pub fn definition_filter(
+    tags_field: &str,
+    tags: Vec<String>,
+    search: Option<String>,
+) -> Result<DefinitionFilter, ApiError> {
     let mut errors = tag_errors(tags_field, &tags);
     let search = search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_LEN) {
-        errors.push(taskfactory_schemas::FieldError { path: "search".into(), message: format!("at most {MAX_SEARCH_LEN} characters") });
+        errors.push(taskfactory_schemas::FieldError {
+            path: "search".into(),
+            message: format!("at most {MAX_SEARCH_LEN} characters"),
+        });
     }
     if errors.is_empty() { Ok(DefinitionFilter { tags, search }) } else { Err(ApiError::Invalid(errors)) }
 }
@@ -217,7 +254,8 @@ pub fn definition_filter(tags_field: &str, tags: Vec<String>, search: Option<Str
         (status = 422, description = "A tag that is not one (`tag[i]`), or a search text too long"),
     ))]
 pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<DefinitionList>, ApiError> {
-    let tags = q.tag.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let tags =
+        q.tag.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
     let filter = definition_filter("tag", tags, q.search)?;
     Ok(Json(DefinitionList { definitions: state.store.list_definitions(&filter).await? }))
 }
@@ -240,7 +278,10 @@ pub struct VersionList {
         (status = 404, description = "No such definition"),
         (status = 422, description = "The id is not a slug"),
     ))]
-pub async fn versions(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<Json<VersionList>, ApiError> {
+pub async fn versions(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<Json<VersionList>, ApiError> {
     let id = path_id(&id)?;
     Ok(Json(VersionList { versions: state.store.list_versions(id.as_str()).await?, id }))
 }
@@ -271,7 +312,10 @@ pub struct VersionAnswer {
         (status = 404, description = "No such definition or version"),
         (status = 422, description = "The id is not a slug, or the version not a number"),
     ))]
-pub async fn version(State(state): State<ApiState>, Path(VersionPath { id, version }): Path<VersionPath>) -> Result<Json<VersionAnswer>, ApiError> {
+pub async fn version(
+    State(state): State<ApiState>,
+    Path(VersionPath { id, version }): Path<VersionPath>,
+) -> Result<Json<VersionAnswer>, ApiError> {
     let id = path_id(&id)?;
     let number = parse_version("version", &version)?;
     Ok(Json(VersionAnswer { version: state.store.get_version(id.as_str(), number).await?, id }))
@@ -283,7 +327,10 @@ pub(crate) fn from_version(raw: Option<&str>) -> Result<i32, ApiError> {
 }
 
 pub(crate) fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
-    raw.parse::<i32>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
+    raw.parse::<i32>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
 }
 
 /// Query of the diff route.
@@ -318,7 +365,11 @@ pub struct DiffAnswer {
         (status = 404, description = "No such definition or version"),
         (status = 422, description = "`from` is missing, or a version is not a number"),
     ))]
-pub async fn diff(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<DiffQuery>) -> Result<Json<DiffAnswer>, ApiError> {
+pub async fn diff(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    Query(q): Query<DiffQuery>,
+) -> Result<Json<DiffAnswer>, ApiError> {
     let id = path_id(&id)?;
     let from = from_version(q.from.as_deref())?;
     let to = match q.to.as_deref() {

@@ -24,9 +24,9 @@ use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::{FieldError, control_character_errors};
 
 use taskfactory_activities::auth_store::Principal;
+use taskfactory_activities::metrics::metrics;
 use taskfactory_activities::store::NewDecision;
 use taskfactory_schemas::decisions::DecisionOutcome;
-use taskfactory_activities::metrics::metrics;
 
 use super::FREE_FORM_FIELDS;
 use crate::ApiState;
@@ -96,23 +96,37 @@ pub struct IngestAnswer {
 }
 
 fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
-    let at = |path: &str| if path.is_empty() || path == "." { prefix.to_owned() } else if prefix.is_empty() { path.to_owned() } else { format!("{prefix}.{path}") };
+    let at = |path: &str| {
+        if path.is_empty() || path == "." {
+            prefix.to_owned()
+        } else if prefix.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{prefix}.{path}")
+        }
+    };
     // The payload is the sender's JSON and goes to the run as it is (U+0000 included, ADR-020);
     // type, key and source are names and keys.
     if let Some(refused) = control_character_errors(&value, FREE_FORM_FIELDS).into_iter().next() {
         return Err(FieldError { path: at(&refused.path), message: refused.message });
     }
-    let event: TriggerEvent = serde_path_to_error::deserialize(value).map_err(|e| FieldError { path: at(&e.path().to_string()), message: e.into_inner().to_string() })?;
+    let event: TriggerEvent = serde_path_to_error::deserialize(value)
+        .map_err(|e| FieldError { path: at(&e.path().to_string()), message: e.into_inner().to_string() })?;
     if let Some(when) = &event.occurred_at {
-        taskfactory_schemas::validate::check_instant(when).map_err(|message| FieldError { path: at("occurred_at"), message })?;
+        taskfactory_schemas::validate::check_instant(when)
+            .map_err(|message| FieldError { path: at("occurred_at"), message })?;
     }
     if event.event_type.trim().is_empty() {
         return Err(FieldError { path: at("type"), message: "must not be empty".into() });
     }
     if let Some(key) = &event.key
-        && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control)) {
-            return Err(FieldError { path: at("key"), message: format!("must be 1 to {MAX_KEY_LEN} characters without control characters") });
-        }
+        && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control))
+    {
+        return Err(FieldError {
+            path: at("key"),
+            message: format!("must be 1 to {MAX_KEY_LEN} characters without control characters"),
+        });
+    }
     Ok(event)
 }
 
@@ -169,7 +183,9 @@ pub async fn ingest(
             Ok(event) => {
                 metrics().events_received.with_label_values(&["accepted"]).inc();
                 let outcomes = ingest_one(&state, &templates, &event).await?;
-                unavailable |= outcomes.iter().any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
+                unavailable |= outcomes
+                    .iter()
+                    .any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
                 results.push(EventResult::Accepted { index, event_type: event.event_type, outcomes });
             }
         }
@@ -185,7 +201,12 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
     // Disabled definitions start nothing and get no outcome here, but their decision logs say
     // the event came.
     for id in state.store.disabled_event_definitions(&event.event_type).await? {
-        let mut skipped = NewDecision::unkeyed(&id, RunTrigger::Event, DecisionOutcome::Skipped, "the definition is disabled: the event started no run".into());
+        let mut skipped = NewDecision::unkeyed(
+            &id,
+            RunTrigger::Event,
+            DecisionOutcome::Skipped,
+            "the definition is disabled: the event started no run".into(),
+        );
         skipped.entry.reason = Some("disabled".into());
         skipped.entry.detail = json!({"event": recorded_event(event)});
         state.store.record_decision(&skipped).await?;
@@ -201,7 +222,13 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
     Ok(outcomes)
 }
 
-async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<Outcome, ApiError> {
+async fn ingest_for(
+    state: &ApiState,
+    templates: &Templates,
+    event: &TriggerEvent,
+    scope: &Value,
+    loaded: &LoadedDefinition,
+) -> Result<Outcome, ApiError> {
     let definition = &loaded.definition;
     let decide = |outcome, message: String| {
         let mut decision = NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Event, outcome, message);
@@ -211,16 +238,22 @@ async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEven
     let (outcome, decision) = match decide_event(state, templates, event, scope, loaded).await? {
         EventDecision::Filtered { filter, saw } => {
             let shown: Vec<String> = saw.iter().map(|(path, value)| format!("{path} = {value}")).collect();
-            let message = format!("filter false: {filter}{}", if shown.is_empty() { String::new() } else { format!(" (saw {})", shown.join(", ")) });
+            let message = format!(
+                "filter false: {filter}{}",
+                if shown.is_empty() { String::new() } else { format!(" (saw {})", shown.join(", ")) }
+            );
             let mut decision = decide(DecisionOutcome::Filtered, message.clone());
             decision.entry.reason = Some(filter.clone());
             decision.entry.detail["filter"] = json!(filter);
             decision.entry.detail["saw"] = json!(saw);
             (Outcome::new(definition, "filtered", None, Some(message)), decision)
         }
-        EventDecision::Error(message) => (Outcome::new(definition, "error", None, Some(message.clone())), decide(DecisionOutcome::Error, message)),
+        EventDecision::Error(message) => {
+            (Outcome::new(definition, "error", None, Some(message.clone())), decide(DecisionOutcome::Error, message))
+        }
         EventDecision::Duplicate { key, workflow_id } => {
-            let mut decision = decide(DecisionOutcome::Deduplicated, format!("dedupe key {key:?} already started {workflow_id}"));
+            let mut decision =
+                decide(DecisionOutcome::Deduplicated, format!("dedupe key {key:?} already started {workflow_id}"));
             decision.entry.dedupe_key = Some(key);
             decision.entry.workflow_id = Some(workflow_id.clone());
             (Outcome::new(definition, "duplicate", Some(workflow_id), None), decision)
@@ -236,7 +269,12 @@ async fn ingest_for(state: &ApiState, templates: &Templates, event: &TriggerEven
 }
 
 impl Outcome {
-    fn new(definition: &taskfactory_schemas::ActivityDefinition, outcome: &'static str, workflow_id: Option<String>, reason: Option<String>) -> Self {
+    fn new(
+        definition: &taskfactory_schemas::ActivityDefinition,
+        outcome: &'static str,
+        workflow_id: Option<String>,
+        reason: Option<String>,
+    ) -> Self {
         Self { definition_id: definition.id.to_string(), outcome, workflow_id, reason }
     }
 }
@@ -261,20 +299,40 @@ fn recorded_event(event: &TriggerEvent) -> Value {
     }
 }
 
-async fn decide_event(state: &ApiState, templates: &Templates, event: &TriggerEvent, scope: &Value, loaded: &LoadedDefinition) -> Result<EventDecision, ApiError> {
+async fn decide_event(
+    state: &ApiState,
+    templates: &Templates,
+    event: &TriggerEvent,
+    scope: &Value,
+    loaded: &LoadedDefinition,
+) -> Result<EventDecision, ApiError> {
     let definition = &loaded.definition;
     if let Some(filter) = &definition.trigger.filter {
         match templates.eval_condition(filter, scope) {
             Ok(true) => {}
-            Ok(false) => return Ok(EventDecision::Filtered { filter: filter.trim().to_owned(), saw: templates.condition_inputs(filter, scope) }),
+            Ok(false) => {
+                return Ok(EventDecision::Filtered {
+                    filter: filter.trim().to_owned(),
+                    saw: templates.condition_inputs(filter, scope),
+                });
+            }
             Err(e) => return Ok(EventDecision::Error(format!("trigger.filter: {e}"))),
         }
     }
     let key = match &definition.trigger.dedupe_key {
         Some(template) => match templates.render_text(template, scope) {
-            Ok(key) if key.chars().any(char::is_control) => return Ok(EventDecision::Error("trigger.dedupe_key: rendered to a key with a control character".into())),
+            Ok(key) if key.chars().any(char::is_control) => {
+                return Ok(EventDecision::Error(
+                    "trigger.dedupe_key: rendered to a key with a control character".into(),
+                ));
+            }
             Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
-            Ok(key) => return Ok(EventDecision::Error(format!("trigger.dedupe_key: rendered to {} characters (1 to {MAX_KEY_LEN} allowed)", key.len()))),
+            Ok(key) => {
+                return Ok(EventDecision::Error(format!(
+                    "trigger.dedupe_key: rendered to {} characters (1 to {MAX_KEY_LEN} allowed)",
+                    key.len()
+                )));
+            }
             Err(e) => return Ok(EventDecision::Error(format!("trigger.dedupe_key: {e}"))),
         },
         None => event.default_dedupe_key(),
@@ -282,7 +340,13 @@ async fn decide_event(state: &ApiState, templates: &Templates, event: &TriggerEv
     if let Some((workflow_id, _)) = state.store.find_receipt(definition.id.as_str(), &key).await? {
         return Ok(EventDecision::Duplicate { key, workflow_id });
     }
-    let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key.clone()), event: Some(event.clone()), payload: event.payload.clone(), scheduled_for: None };
+    let trigger = TriggerInfo {
+        kind: RunTrigger::Event,
+        key: Some(key.clone()),
+        event: Some(event.clone()),
+        payload: event.payload.clone(),
+        scheduled_for: None,
+    };
     let workflow_id = event_workflow_id(&definition.id, &key);
     if let Err(m) = check_workflow_id_len(&workflow_id) {
         return Ok(EventDecision::Error(format!("the dedupe key {m}")));
@@ -293,7 +357,10 @@ async fn decide_event(state: &ApiState, templates: &Templates, event: &TriggerEv
         Err(other) => return Err(other),
     };
     let event_json = serde_json::to_value(event).map_err(anyhow::Error::from)?;
-    state.store.insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json).await?;
+    state
+        .store
+        .insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json)
+        .await?;
     Ok(if started.started {
         EventDecision::Started { trigger: Box::new(trigger), workflow_id: started.workflow_id }
     } else {
@@ -315,7 +382,13 @@ mod tests {
             any::<i64>().prop_map(Value::from),
             ".{0,12}".prop_map(Value::from),
         ];
-        let key = prop_oneof![Just("type".to_owned()), Just("key".to_owned()), Just("payload".to_owned()), Just("occurred_at".to_owned()), "[a-z]{1,6}"];
+        let key = prop_oneof![
+            Just("type".to_owned()),
+            Just("key".to_owned()),
+            Just("payload".to_owned()),
+            Just("occurred_at".to_owned()),
+            "[a-z]{1,6}"
+        ];
         leaf.prop_recursive(3, 24, 5, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),

@@ -164,13 +164,23 @@ impl FleetOperation {
         }
         let filter = definition_filter("tags", request.tags, request.search)?;
         if filter.is_empty() {
-            return Err(ApiError::field("tags", "name tags or a search text: a fleet operation never selects every definition"));
+            return Err(ApiError::field(
+                "tags",
+                "name tags or a search text: a fleet operation never selects every definition",
+            ));
         }
         let range = match action {
             FleetAction::Backfill => Some(schedules::backfill_range(request.start, request.end)?),
             _ => None,
         };
-        Ok(Self { action, filter, note: request.note, payload: request.payload.unwrap_or(Value::Null), range, dry_run: request.dry_run })
+        Ok(Self {
+            action,
+            filter,
+            note: request.note,
+            payload: request.payload.unwrap_or(Value::Null),
+            range,
+            dry_run: request.dry_run,
+        })
     }
 }
 
@@ -198,7 +208,12 @@ impl FleetResult {
 }
 
 /// Does the operation's work for one definition; errors become its `error` line.
-async fn act(state: &ApiState, operation: &FleetOperation, record: DefinitionRecord, summary: &DefinitionSummary) -> Result<FleetResult, ApiError> {
+async fn act(
+    state: &ApiState,
+    operation: &FleetOperation,
+    record: DefinitionRecord,
+    summary: &DefinitionSummary,
+) -> Result<FleetResult, ApiError> {
     let definition = &record.definition;
     let is_cron = definition.trigger.kind == TriggerKind::Cron;
     Ok(match operation.action {
@@ -216,7 +231,10 @@ async fn act(state: &ApiState, operation: &FleetOperation, record: DefinitionRec
         }
         FleetAction::Trigger => {
             let started = runs::start_manual_run(state, record, None, operation.payload.clone()).await?;
-            FleetResult { workflow_id: Some(started.workflow_id), ..FleetResult::new(summary, FleetOutcome::Triggered, "manual run started") }
+            FleetResult {
+                workflow_id: Some(started.workflow_id),
+                ..FleetResult::new(summary, FleetOutcome::Triggered, "manual run started")
+            }
         }
         FleetAction::Backfill => {
             let range = operation.range.ok_or_else(|| ApiError::field("start", "required (RFC 3339)"))?;
@@ -252,7 +270,11 @@ async fn one(state: &ApiState, operation: &FleetOperation, summary: DefinitionSu
 async fn run(state: &ApiState, action: FleetAction, body: &[u8]) -> Result<Json<FleetAnswer>, ApiError> {
     let operation = FleetOperation::check(action, json_body(body)?)?;
     let matched = state.store.list_definitions(&operation.filter).await?;
-    let results: Vec<FleetResult> = futures_util::stream::iter(matched).map(|summary| one(state, &operation, summary)).buffered(FLEET_CONCURRENCY).collect().await;
+    let results: Vec<FleetResult> = futures_util::stream::iter(matched)
+        .map(|summary| one(state, &operation, summary))
+        .buffered(FLEET_CONCURRENCY)
+        .collect()
+        .await;
     tracing::info!(action = action.as_str(), dry_run = operation.dry_run, matched = results.len(), "fleet operation");
     Ok(Json(FleetAnswer { action, dry_run: operation.dry_run, matched: results.len(), results }))
 }
@@ -345,13 +367,20 @@ mod tests {
 
     #[test]
     fn bad_tags_and_unknown_or_unused_fields_are_named() {
-        assert_eq!(check(FleetAction::Pause, json!({"tags": ["ok", "Not OK", "ok"]})).unwrap_err(), ["tags[1]", "tags[2]"]);
+        assert_eq!(
+            check(FleetAction::Pause, json!({"tags": ["ok", "Not OK", "ok"]})).unwrap_err(),
+            ["tags[1]", "tags[2]"]
+        );
         assert_eq!(check(FleetAction::Pause, json!({"tags": ["a"], "tagz": ["b"]})).unwrap_err(), ["tagz"]);
         assert_eq!(check(FleetAction::Pause, json!({"tags": ["a"], "payload": {}})).unwrap_err(), ["payload"]);
         assert_eq!(check(FleetAction::Trigger, json!({"tags": ["a"], "note": "x"})).unwrap_err(), ["note"]);
-        assert_eq!(check(FleetAction::Resume, json!({"tags": ["a"], "start": "2026-01-01T00:00:00Z"})).unwrap_err(), ["start"]);
+        assert_eq!(
+            check(FleetAction::Resume, json!({"tags": ["a"], "start": "2026-01-01T00:00:00Z"})).unwrap_err(),
+            ["start"]
+        );
         assert_eq!(check(FleetAction::Pause, json!({"search": "x".repeat(201)})).unwrap_err(), ["search"]);
-        let trigger = check(FleetAction::Trigger, json!({"tags": ["a"], "payload": {"n": 1}, "dry_run": true})).unwrap();
+        let trigger =
+            check(FleetAction::Trigger, json!({"tags": ["a"], "payload": {"n": 1}, "dry_run": true})).unwrap();
         assert_eq!(trigger.payload, json!({"n": 1}));
         assert!(trigger.dry_run);
     }
@@ -359,12 +388,22 @@ mod tests {
     #[test]
     fn a_backfill_range_is_checked_up_front() {
         assert_eq!(check(FleetAction::Backfill, json!({"tags": ["a"]})).unwrap_err(), ["start"]);
-        assert_eq!(check(FleetAction::Backfill, json!({"tags": ["a"], "start": "2026-01-02T00:00:00Z"})).unwrap_err(), ["end"]);
+        assert_eq!(
+            check(FleetAction::Backfill, json!({"tags": ["a"], "start": "2026-01-02T00:00:00Z"})).unwrap_err(),
+            ["end"]
+        );
         let reversed = json!({"tags": ["a"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"});
         assert_eq!(check(FleetAction::Backfill, reversed).unwrap_err(), ["end"]);
         assert_eq!(check(FleetAction::Backfill, json!({"tags": ["a"], "start": "yesterday"})).unwrap_err(), ["start"]);
-        let ok = check(FleetAction::Backfill, json!({"tags": ["a"], "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"})).unwrap();
-        assert_eq!(ok.range.map(|(s, e)| (s.to_rfc3339(), e.to_rfc3339())), Some(("2026-01-01T00:00:00+00:00".into(), "2026-01-02T00:00:00+00:00".into())));
+        let ok = check(
+            FleetAction::Backfill,
+            json!({"tags": ["a"], "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.range.map(|(s, e)| (s.to_rfc3339(), e.to_rfc3339())),
+            Some(("2026-01-01T00:00:00+00:00".into(), "2026-01-02T00:00:00+00:00".into()))
+        );
     }
 
     #[test]

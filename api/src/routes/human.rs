@@ -6,10 +6,10 @@ use axum::extract::{Path, Query, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use utoipa::IntoParams;
 use taskfactory_orchestrator::TaskWorkflow;
 use taskfactory_schemas::run::HumanDecision;
 use temporalio_client::WorkflowSignalOptions;
+use utoipa::IntoParams;
 
 use super::json_body;
 use crate::ApiState;
@@ -44,10 +44,15 @@ pub struct HumanTaskList {
     ))]
 pub async fn list(State(state): State<ApiState>, Query(q): Query<InboxQuery>) -> Result<Json<HumanTaskList>, ApiError> {
     if let Some(status) = &q.status
-        && !["waiting", "completed", "rejected", "timed_out"].contains(&status.as_str()) {
-            return Err(ApiError::field("status", format!("{status:?} is not one of waiting, completed, rejected, timed_out")));
-        }
-    let tasks = state.store.list_human_tasks(q.status.as_deref(), q.assignee.as_deref(), q.limit.unwrap_or(100)).await?;
+        && !["waiting", "completed", "rejected", "timed_out"].contains(&status.as_str())
+    {
+        return Err(ApiError::field(
+            "status",
+            format!("{status:?} is not one of waiting, completed, rejected, timed_out"),
+        ));
+    }
+    let tasks =
+        state.store.list_human_tasks(q.status.as_deref(), q.assignee.as_deref(), q.limit.unwrap_or(100)).await?;
     Ok(Json(HumanTaskList { human_tasks: tasks }))
 }
 
@@ -96,9 +101,17 @@ async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Resu
     // Claim the decision first: the workflow finishes right after the signal and would
     // otherwise find the task still waiting.
     if !state.store.decide_human_task(id, new_status, request.by.as_deref(), &response).await? {
-        return Err(ApiError::Conflict { code: "already_decided", message: format!("human task {id} was decided meanwhile") });
+        return Err(ApiError::Conflict {
+            code: "already_decided",
+            message: format!("human task {id} was decided meanwhile"),
+        });
     }
-    let decision = HumanDecision { approved, payload: request.payload.clone(), by: request.by.clone(), reason: request.reason.clone() };
+    let decision = HumanDecision {
+        approved,
+        payload: request.payload.clone(),
+        by: request.by.clone(),
+        reason: request.reason.clone(),
+    };
     let signal = state
         .temporal
         .get_workflow_handle::<TaskWorkflow>(task_id.clone())
@@ -125,7 +138,11 @@ async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Resu
         (status = 422, description = "Unknown field in the body"),
         (status = 503, description = "Temporal is unavailable; the decision can be made again"),
     ))]
-pub async fn complete(State(state): State<ApiState>, Path(HumanTaskPath { id }): Path<HumanTaskPath>, body: Bytes) -> Result<Json<DecisionAnswer>, ApiError> {
+pub async fn complete(
+    State(state): State<ApiState>,
+    Path(HumanTaskPath { id }): Path<HumanTaskPath>,
+    body: Bytes,
+) -> Result<Json<DecisionAnswer>, ApiError> {
     decide(&state, &id, true, &body).await
 }
 
@@ -141,6 +158,10 @@ pub async fn complete(State(state): State<ApiState>, Path(HumanTaskPath { id }):
         (status = 422, description = "Unknown field in the body"),
         (status = 503, description = "Temporal is unavailable; the decision can be made again"),
     ))]
-pub async fn reject(State(state): State<ApiState>, Path(HumanTaskPath { id }): Path<HumanTaskPath>, body: Bytes) -> Result<Json<DecisionAnswer>, ApiError> {
+pub async fn reject(
+    State(state): State<ApiState>,
+    Path(HumanTaskPath { id }): Path<HumanTaskPath>,
+    body: Bytes,
+) -> Result<Json<DecisionAnswer>, ApiError> {
     decide(&state, &id, false, &body).await
 }

@@ -39,7 +39,10 @@ pub fn check_key_request(r: &CreateKey) -> Result<(String, String, Option<chrono
         None => None,
         Some(d) => {
             let d = parse_duration(d).map_err(|m| ApiError::field("expires_in", m))?;
-            Some(chrono::Utc::now() + chrono::Duration::from_std(d).map_err(|_| ApiError::field("expires_in", "too long"))?)
+            Some(
+                chrono::Utc::now()
+                    + chrono::Duration::from_std(d).map_err(|_| ApiError::field("expires_in", "too long"))?,
+            )
         }
     };
     Ok((name, role, expires))
@@ -100,7 +103,10 @@ pub struct KeyPath {
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such key"),
     ))]
-pub async fn revoke(State(state): State<ApiState>, Path(KeyPath { id }): Path<KeyPath>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(state): State<ApiState>,
+    Path(KeyPath { id }): Path<KeyPath>,
+) -> Result<StatusCode, ApiError> {
     state.store.revoke_key(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

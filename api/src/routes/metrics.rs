@@ -23,7 +23,10 @@ pub async fn metrics() -> impl IntoResponse {
 
 /// Serves only `GET /metrics` on `listener` until `shutdown` resolves (the worker's
 /// `--metrics-addr`).
-pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app: Router = Router::new().route("/metrics", get(metrics));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

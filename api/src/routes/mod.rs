@@ -83,7 +83,8 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiEr
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let refused = taskfactory_schemas::validate::control_character_errors(&value, FREE_FORM_FIELDS);
     if !refused.is_empty() {
         return Err(ApiError::Invalid(refused));
@@ -95,13 +96,16 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiEr
 }
 
 /// Parses an optional numeric query parameter within `range`; errors name the parameter.
-pub fn query_number(field: &str, raw: &Option<String>, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+pub fn query_number(
+    field: &str,
+    raw: &Option<String>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, ApiError> {
     raw.as_deref()
         .map(|v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end())))
+            v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end()))
+            })
         })
         .transpose()
 }

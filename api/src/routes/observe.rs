@@ -6,10 +6,10 @@ use axum::extract::{Path, Query, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use utoipa::IntoParams;
 use taskfactory_schemas::events::{NewTraceEvent, canonical_hash};
 use taskfactory_schemas::validate::control_character_errors;
 use taskfactory_schemas::{EventType, FieldError, Level};
+use utoipa::IntoParams;
 
 use super::FREE_FORM_FIELDS;
 use super::runs::RunPath;
@@ -33,7 +33,11 @@ pub struct GraphQuery {
         (status = 200, description = "`{workflow_id, status, groups, nodes, edges, external}`", body = Object),
         (status = 404, description = "No such run in the run log"),
     ))]
-pub async fn graph(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, Query(q): Query<GraphQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn graph(
+    State(state): State<ApiState>,
+    Path(RunPath { workflow_id }): Path<RunPath>,
+    Query(q): Query<GraphQuery>,
+) -> Result<Json<Value>, ApiError> {
     let expand = q.expand_up_to.unwrap_or(200).clamp(0, 5000);
     Ok(Json(state.store.graph(&workflow_id, expand).await?))
 }
@@ -74,7 +78,10 @@ fn to_trace(index: usize, raw: Value) -> Result<NewTraceEvent, FieldError> {
         "job_failed" => (EventType::NodeFailed, Level::Error),
         "job_log" => (EventType::NodeLog, Level::Info),
         other => {
-            return Err(FieldError { path: at("type"), message: format!("{other:?} is not one of job_started, job_finished, job_failed, job_log") });
+            return Err(FieldError {
+                path: at("type"),
+                message: format!("{other:?} is not one of job_started, job_finished, job_failed, job_log"),
+            });
         }
     };
     if event.job_id.trim().is_empty() || event.job_id.len() > 200 {
@@ -122,7 +129,11 @@ pub struct ExternalAnswer {
         (status = 404, description = "No such run in the run log"),
         (status = 422, description = "Some event is invalid (each one listed by index); nothing was written"),
     ))]
-pub async fn external_events(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, body: Bytes) -> Result<Json<ExternalAnswer>, ApiError> {
+pub async fn external_events(
+    State(state): State<ApiState>,
+    Path(RunPath { workflow_id }): Path<RunPath>,
+    body: Bytes,
+) -> Result<Json<ExternalAnswer>, ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let items = match value {
         Value::Array(items) => items,

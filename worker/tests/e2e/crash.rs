@@ -41,7 +41,10 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
     }
     let run = app.wait_for_run_within(&workflow_id, Duration::from_secs(600)).await;
     assert_eq!(run["status"], "completed", "{}", run["error"]);
-    assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone(), run["tasks_failed"].clone()), (json!(1001), json!(1001), json!(0)));
+    assert_eq!(
+        (run["tasks_planned"].clone(), run["tasks_completed"].clone(), run["tasks_failed"].clone()),
+        (json!(1001), json!(1001), json!(0))
+    );
 
     // Exactly one task workflow per task in Temporal; a gapless log, each task started and
     // finished once.
@@ -53,7 +56,10 @@ async fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
     assert!(sent.success());
-    tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("did not stop within 30 s of SIGTERM").unwrap()
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("did not stop within 30 s of SIGTERM")
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +72,8 @@ async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
     app.put_definition(&crate::support::held_definition(&id, &assignee)).await;
     let workflow_id = app.start_run(&id, &json!({})).await;
     app.waiting_human_task(&assignee).await;
-    let mut stream = crate::support::SseClient::open(&format!("{url}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
+    let mut stream =
+        crate::support::SseClient::open(&format!("{url}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     while let Some(event) = stream.next().await {
         if event.event.as_deref() == Some("NODE_WAITING") {
             break;
@@ -88,7 +95,10 @@ async fn sigterm_stops_the_api_with_open_streams_and_drains_the_worker() {
         .unwrap();
     let mut log = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(worker.stderr.take().unwrap()));
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), log.next_line()).await.expect("the worker never said it runs").unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(60), log.next_line())
+            .await
+            .expect("the worker never said it runs")
+            .unwrap();
         if line.expect("the worker exited early").contains("worker running") {
             break;
         }
@@ -114,12 +124,15 @@ async fn sigterm_lets_an_in_flight_http_request_finish() {
     let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<()>();
     let answered = Arc::new(AtomicUsize::new(0));
     let done = answered.clone();
-    let service = axum::Router::new().route("/slow", axum::routing::get(move || async move {
-        let _ = received_tx.send(());
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        done.fetch_add(1, Ordering::SeqCst);
-        axum::Json(json!({"ok": true}))
-    }));
+    let service = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || async move {
+            let _ = received_tx.send(());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            axum::Json(json!({"ok": true}))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, service).await });
@@ -157,7 +170,15 @@ async fn json_logs_carry_the_run_and_workflow_ids() {
     let log_path = crate::support::scratch_root().join(format!("worker-{}.log", unique()));
     std::fs::create_dir_all(log_path.parent().unwrap()).unwrap();
     let mut worker = Command::new(env!("CARGO_BIN_EXE_taskfactory"))
-        .args(["--log-format", "json", "worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
+        .args([
+            "--log-format",
+            "json",
+            "worker",
+            "--temporal-address",
+            &servers().temporal_address,
+            "--task-queue",
+            app.task_queue(),
+        ])
         .args(["--database-url", app.database_url()])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
@@ -169,7 +190,8 @@ async fn json_logs_carry_the_run_and_workflow_ids() {
     assert!(terminate(&mut worker).await.success());
 
     let text = std::fs::read_to_string(&log_path).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}"))).collect();
     let of_run: Vec<&Value> = lines.iter().filter(|l| l["span"]["run"] == workflow_id.as_str()).collect();
     let messages: Vec<&str> = of_run.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
     for expected in ["run started", "run planned", "run finished"] {

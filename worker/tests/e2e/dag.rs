@@ -8,7 +8,12 @@ use crate::support::{TestApp, unique};
 use crate::tasks::spawn_greeter_worker;
 
 fn task<'a>(run: &'a Value, template: &str) -> &'a Value {
-    run["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == template).unwrap_or_else(|| panic!("no {template} task in {run}"))
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["template_id"] == template)
+        .unwrap_or_else(|| panic!("no {template} task in {run}"))
 }
 
 fn time(task: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
@@ -47,14 +52,24 @@ async fn a_diamond_runs_its_branches_in_parallel_and_passes_outputs() {
     assert_eq!(task(&run, "right")["params"], json!({"ms": 1500, "value": 3}));
     assert_eq!(task(&run, "join")["params"], json!({"sum": 6}));
     assert_eq!(task(&run, "join")["output"], json!({"sum": 6}), "a noop's output is its params");
-    let keys: Vec<&str> =
-        run["tasks"].as_array().unwrap().iter().filter(|t| t["template_id"] == "each").map(|t| t["item_key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["template_id"] == "each")
+        .map(|t| t["item_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["a", "b", "c"]);
 
     // The branches ran at the same time; join started after both.
     let (left, right, join) = (task(&run, "left"), task(&run, "right"), task(&run, "join"));
-    assert!(time(left, "started_at") < time(right, "finished_at") && time(right, "started_at") < time(left, "finished_at"), "{left} {right}");
-    assert!(time(join, "started_at") >= time(left, "finished_at") && time(join, "started_at") >= time(right, "finished_at"));
+    assert!(
+        time(left, "started_at") < time(right, "finished_at") && time(right, "started_at") < time(left, "finished_at"),
+        "{left} {right}"
+    );
+    assert!(
+        time(join, "started_at") >= time(left, "finished_at") && time(join, "started_at") >= time(right, "finished_at")
+    );
 
     // The plan explains the deferred templates, now planned.
     let decisions = run["plan"]["decisions"].as_array().unwrap();
@@ -90,7 +105,11 @@ async fn fail_fast_stops_starting_work_and_continue_does_not() {
     let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "failed");
     // Every greeting ran but one; the dependent template was skipped.
-    assert_eq!((run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()), (json!(5), json!(1), json!(1)), "{run}");
+    assert_eq!(
+        (run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()),
+        (json!(5), json!(1), json!(1)),
+        "{run}"
+    );
     // max_parallel = 1: no two tasks overlapped.
     let mut spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = run["tasks"]
         .as_array()

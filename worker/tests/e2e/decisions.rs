@@ -56,19 +56,27 @@ async fn every_event_gets_one_recorded_outcome() {
     let empty_run = empty["results"][0]["outcomes"][0]["workflow_id"].as_str().unwrap().to_owned();
     app.wait_for_run(&empty_run).await;
 
-    let decisions = decisions_when(&app, &id, Duration::from_secs(30), |d| !with(d, "fired_zero_tasks").is_empty()).await;
+    let decisions =
+        decisions_when(&app, &id, Duration::from_secs(30), |d| !with(d, "fired_zero_tasks").is_empty()).await;
     assert_eq!(decisions.len(), 4, "one decision per delivery: {decisions:#?}");
     assert!(decisions.iter().all(|d| d["source"] == "event" && d["definition_id"] == id.as_str()));
     let fired = with(&decisions, "fired");
     assert_eq!((fired.len(), fired[0]["workflow_id"].as_str()), (1, Some(fired_run.as_str())));
     let duplicate = with(&decisions, "deduplicated");
     assert_eq!(duplicate.len(), 1);
-    assert_eq!((duplicate[0]["dedupe_key"].as_str(), duplicate[0]["workflow_id"].as_str()), (Some("k1"), Some(fired_run.as_str())));
+    assert_eq!(
+        (duplicate[0]["dedupe_key"].as_str(), duplicate[0]["workflow_id"].as_str()),
+        (Some("k1"), Some(fired_run.as_str()))
+    );
     let filtered = with(&decisions, "filtered");
     assert_eq!(filtered.len(), 1);
     assert_eq!(filtered[0]["reason"], "event.payload.branch == 'main'");
     assert_eq!(filtered[0]["detail"]["saw"], json!({"event.payload.branch": "dev"}), "the value the filter saw");
-    assert!(filtered[0]["message"].as_str().unwrap().contains("event.payload.branch = \"dev\""), "{}", filtered[0]["message"]);
+    assert!(
+        filtered[0]["message"].as_str().unwrap().contains("event.payload.branch = \"dev\""),
+        "{}",
+        filtered[0]["message"]
+    );
     let zero = with(&decisions, "fired_zero_tasks");
     assert_eq!(zero[0]["workflow_id"].as_str(), Some(empty_run.as_str()));
     assert!(zero[0]["reason"].as_str().unwrap().contains("empty"), "{}", zero[0]["reason"]);
@@ -80,7 +88,9 @@ async fn every_event_gets_one_recorded_outcome() {
     let (status, bad) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/decisions?outcome=maybe"), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad["error"]["details"][0]["path"], "outcome");
-    let series = |outcome: &str| format!("taskfactory_trigger_decisions_total{{definition_id=\"{id}\",outcome=\"{outcome}\",source=\"event\"}}");
+    let series = |outcome: &str| {
+        format!("taskfactory_trigger_decisions_total{{definition_id=\"{id}\",outcome=\"{outcome}\",source=\"event\"}}")
+    };
     assert_eq!(metric(&app, &series("filtered")).await, 1.0);
     assert_eq!(metric(&app, &series("deduplicated")).await, 1.0);
 
@@ -91,7 +101,10 @@ async fn every_event_gets_one_recorded_outcome() {
     let (_, answer) = app.call(Method::POST, "/api/v1/events", Some(&send("k4", "main", json!(["c.rs"])))).await;
     assert_eq!(answer["results"][0]["outcomes"], json!([]), "{answer}");
     let decisions = decisions_when(&app, &id, Duration::from_secs(10), |d| d.len() == 5).await;
-    assert_eq!((decisions[0]["outcome"].as_str(), decisions[0]["reason"].as_str()), (Some("skipped"), Some("disabled")));
+    assert_eq!(
+        (decisions[0]["outcome"].as_str(), decisions[0]["reason"].as_str()),
+        (Some("skipped"), Some("disabled"))
+    );
     assert_eq!(decisions[0]["detail"]["event"]["key"], "k4");
 }
 
@@ -118,10 +131,13 @@ async fn schedule_slots_are_fired_skipped_for_overlap_or_skipped_while_paused() 
     assert!(fired[0]["slot"].is_string());
 
     // Paused: the next minute's slot is skipped, and says so once it has settled.
-    let (status, _) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/pause"), Some(&json!({"note": "test"}))).await;
+    let (status, _) = app
+        .call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/pause"), Some(&json!({"note": "test"})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let paused_from = chrono::Utc::now();
-    let decisions = decisions_when(&app, &id, Duration::from_secs(120), |d| d.iter().any(|d| d["reason"] == "paused")).await;
+    let decisions =
+        decisions_when(&app, &id, Duration::from_secs(120), |d| d.iter().any(|d| d["reason"] == "paused")).await;
     let paused = decisions.iter().find(|d| d["reason"] == "paused").unwrap();
     assert_eq!((paused["outcome"].as_str(), paused["source"].as_str()), (Some("skipped"), Some("schedule")));
     let slot: chrono::DateTime<chrono::Utc> = paused["slot"].as_str().unwrap().parse().unwrap();
@@ -143,7 +159,9 @@ async fn the_preview_warns_about_dst_changes_and_agrees_with_temporal() {
         "tasks": [{"id": "t", "kind": "noop"}]
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let (status, spring) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/preview?count=4&after=2027-03-26T00:00:00Z"), None).await;
+    let (status, spring) = app
+        .call(Method::GET, &format!("/api/v1/definitions/{id}/preview?count=4&after=2027-03-26T00:00:00Z"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{spring}");
     let utc: Vec<&str> = spring["fires"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
     assert_eq!(utc, ["2027-03-26T01:30:00Z", "2027-03-27T01:30:00Z", "2027-03-29T00:30:00Z", "2027-03-30T00:30:00Z"]);
@@ -153,10 +171,13 @@ async fn the_preview_warns_about_dst_changes_and_agrees_with_temporal() {
     assert_eq!(spring["warnings"][0]["local_time"], "2027-03-28T02:30:00");
     // Temporal, starting at the same instant, skips the same night.
     let (_, described) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/schedule"), None).await;
-    let temporal: Vec<&str> = described["next_fire_times"].as_array().unwrap().iter().take(4).map(|t| t.as_str().unwrap()).collect();
+    let temporal: Vec<&str> =
+        described["next_fire_times"].as_array().unwrap().iter().take(4).map(|t| t.as_str().unwrap()).collect();
     assert_eq!(temporal, utc);
 
-    let (_, autumn) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/preview?count=3&after=2027-10-30T12:00:00%2B02:00"), None).await;
+    let (_, autumn) = app
+        .call(Method::GET, &format!("/api/v1/definitions/{id}/preview?count=3&after=2027-10-30T12:00:00%2B02:00"), None)
+        .await;
     assert_eq!(autumn["warnings"][0]["kind"], "repeated_local_time", "{autumn}");
     assert_eq!(autumn["warnings"][0]["fires_at"], "2027-10-31T01:30:00Z");
     assert_eq!(autumn["fires"][0]["utc"], "2027-10-31T01:30:00Z");
@@ -165,9 +186,15 @@ async fn the_preview_warns_about_dst_changes_and_agrees_with_temporal() {
     let (_, validated) = app.call(Method::POST, "/api/v1/validate", Some(&definition)).await;
     assert_eq!(validated["dst_warnings"][0]["local_time"], "2027-03-28T02:30:00", "{validated}");
     let (status, bad) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/preview?count=0"), None).await;
-    assert_eq!((status, bad["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("count")));
+    assert_eq!(
+        (status, bad["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("count"))
+    );
     let (status, bad) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/preview?after=tuesday"), None).await;
-    assert_eq!((status, bad["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("after")));
+    assert_eq!(
+        (status, bad["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("after"))
+    );
 }
 
 fn invoices(version_note: &str, threshold: i64, with_summary: bool) -> Vec<Value> {
@@ -176,7 +203,9 @@ fn invoices(version_note: &str, threshold: i64, with_summary: bool) -> Vec<Value
         "when": format!("item.amount > {threshold}"), "params": {"amount": "{{ item.amount }}", "note": version_note}
     })];
     if with_summary {
-        tasks.push(json!({"id": "summary", "kind": "noop", "params": {"count": "{{ context.billing.invoices | length }}"}}));
+        tasks.push(
+            json!({"id": "summary", "kind": "noop", "params": {"count": "{{ context.billing.invoices | length }}"}}),
+        );
     }
     tasks
 }
@@ -191,7 +220,9 @@ async fn a_behavioural_diff_replays_recorded_triggers_without_starting_anything(
         "tasks": invoices("first reminder", 100, false)
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let small = app.start_run(&id, &json!({"payload": {"invoices": [{"id": "a", "amount": 50}, {"id": "b", "amount": 150}]}})).await;
+    let small = app
+        .start_run(&id, &json!({"payload": {"invoices": [{"id": "a", "amount": 50}, {"id": "b", "amount": 150}]}}))
+        .await;
     app.wait_for_run(&small).await;
     let big = app.start_run(&id, &json!({"payload": {"invoices": [{"id": "c", "amount": 500}]}})).await;
     app.wait_for_run(&big).await;
@@ -202,11 +233,19 @@ async fn a_behavioural_diff_replays_recorded_triggers_without_starting_anything(
     assert_eq!(saved["version"], 2);
     let (_, runs_before) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}"), None).await;
 
-    let (status, diff) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?from=1&to=2&last=5"), None).await;
+    let (status, diff) =
+        app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?from=1&to=2&last=5"), None).await;
     assert_eq!(status, StatusCode::OK, "{diff}");
-    assert_eq!(diff["summary"], json!({"replayed": 2, "differing": 2, "fire_changes": 0, "tasks_added": 3, "tasks_removed": 0, "tasks_changed": 2}), "{diff:#}");
-    let by_run = |wf: &str| diff["triggers"].as_array().unwrap().iter().find(|t| t["workflow_id"] == wf).cloned().unwrap();
-    let task_ids = |t: &Value, field: &str| -> Vec<String> { t[field].as_array().unwrap().iter().map(|x| x["task_id"].as_str().unwrap().to_owned()).collect() };
+    assert_eq!(
+        diff["summary"],
+        json!({"replayed": 2, "differing": 2, "fire_changes": 0, "tasks_added": 3, "tasks_removed": 0, "tasks_changed": 2}),
+        "{diff:#}"
+    );
+    let by_run =
+        |wf: &str| diff["triggers"].as_array().unwrap().iter().find(|t| t["workflow_id"] == wf).cloned().unwrap();
+    let task_ids = |t: &Value, field: &str| -> Vec<String> {
+        t[field].as_array().unwrap().iter().map(|x| x["task_id"].as_str().unwrap().to_owned()).collect()
+    };
     let replay = by_run(&small);
     assert_eq!((replay["from"]["tasks"].as_i64(), replay["to"]["tasks"].as_i64()), (Some(1), Some(3)));
     assert_eq!(task_ids(&replay, "added"), [format!("{small}/remind/a"), format!("{small}/summary/_")]);
@@ -233,18 +272,26 @@ async fn a_behavioural_diff_replays_recorded_triggers_without_starting_anything(
 async fn a_reused_manual_key_is_recorded_as_deduplicated() {
     let app = TestApp::spawn("decisions-manual").await;
     let id = format!("manual-{}", unique());
-    let definition = json!({"id": id, "name": "Manual", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+    let definition =
+        json!({"id": id, "name": "Manual", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let first = app.start_run(&id, &json!({"key": "once"})).await;
     let (status, again) = app.trigger(&id, &json!({"key": "once"})).await;
     assert_eq!((status, again["started"].as_bool()), (StatusCode::OK, Some(false)), "{again}");
     app.wait_for_run(&first).await;
     let decisions = decisions_when(&app, &id, Duration::from_secs(10), |d| d.len() == 2).await;
-    assert_eq!((decisions[0]["outcome"].as_str(), decisions[0]["workflow_id"].as_str()), (Some("deduplicated"), Some(first.as_str())));
+    assert_eq!(
+        (decisions[0]["outcome"].as_str(), decisions[0]["workflow_id"].as_str()),
+        (Some("deduplicated"), Some(first.as_str()))
+    );
     assert_eq!((decisions[1]["outcome"].as_str(), decisions[1]["source"].as_str()), (Some("fired"), Some("manual")));
     // A key that would make the workflow id longer than Temporal allows on SQL visibility.
     let (status, body) = app.trigger(&id, &json!({"key": "/".repeat(200)})).await;
-    assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("key")), "{body}");
+    assert_eq!(
+        (status, body["error"]["details"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("key")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +317,11 @@ async fn old_decisions_are_pruned_and_recent_ones_kept() {
     // Two rows per statement: the batches loop until the backlog is gone.
     let pruned = app.store.prune_decisions(chrono::Utc::now() - chrono::Duration::days(30), 2).await.unwrap();
     assert_eq!(pruned, 5);
-    let left = app.store.list_decisions(&id, &taskfactory_activities::store::DecisionFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let left = app
+        .store
+        .list_decisions(&id, &taskfactory_activities::store::DecisionFilter { limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     let messages: Vec<&str> = left.iter().map(|d| d.entry.message.as_str()).collect();
     assert_eq!(messages, ["recent"]);
 }
@@ -294,14 +345,20 @@ async fn a_behavioural_diff_shows_filtered_events_a_wider_filter_would_fire_on()
 
     definition["trigger"]["filter"] = json!("event.payload.branch in ['main', 'dev']");
     assert_eq!(app.put_definition(&definition).await.1["version"], 2);
-    let (status, diff) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?from=1&to=2"), None).await;
+    let (status, diff) =
+        app.call(Method::GET, &format!("/api/v1/definitions/{id}/diff/behaviour?from=1&to=2"), None).await;
     assert_eq!(status, StatusCode::OK, "{diff}");
-    assert_eq!(diff["summary"], json!({"replayed": 2, "differing": 1, "fire_changes": 1, "tasks_added": 2, "tasks_removed": 0, "tasks_changed": 0}), "{diff:#}");
+    assert_eq!(
+        diff["summary"],
+        json!({"replayed": 2, "differing": 1, "fire_changes": 1, "tasks_added": 2, "tasks_removed": 0, "tasks_changed": 0}),
+        "{diff:#}"
+    );
     let filtered = diff["triggers"].as_array().unwrap().iter().find(|t| t["recorded"] == "filtered_event").unwrap();
     assert_eq!(filtered["workflow_id"], format!("tf:{id}:event:d1"));
     assert_eq!((filtered["from"]["fires"].as_bool(), filtered["to"]["fires"].as_bool()), (Some(false), Some(true)));
     assert_eq!(filtered["from"]["not_fired_because"], "filter false: event.payload.branch == 'main'");
-    let added: Vec<&str> = filtered["added"].as_array().unwrap().iter().map(|t| t["item_key"].as_str().unwrap()).collect();
+    let added: Vec<&str> =
+        filtered["added"].as_array().unwrap().iter().map(|t| t["item_key"].as_str().unwrap()).collect();
     assert_eq!(added, ["a.rs", "b.rs"]);
     let run = diff["triggers"].as_array().unwrap().iter().find(|t| t["recorded"] == "run").unwrap();
     assert_eq!((run["unchanged"].as_i64(), run["added"].as_array().map(Vec::len)), (Some(2), Some(0)));

@@ -57,13 +57,15 @@ async fn validation_errors_name_the_field_and_write_nothing() {
     assert!(details(&body)[0].starts_with("tasks[0].kind: unknown variant `teleport`"), "{body}");
 
     // The id in the body must match the URL.
-    let mismatched = json!({"id": "other", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]});
+    let mismatched =
+        json!({"id": "other", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]});
     let (status, body) = app.call(Method::PUT, &format!("/api/v1/definitions/{id}"), Some(&mismatched)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(details(&body)[0].starts_with("id: "), "{body}");
 
     // Bad trigger bodies are named too.
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/runs"), Some(&json!({"kye": "x"}))).await;
+    let (status, body) =
+        app.call(Method::POST, &format!("/api/v1/definitions/{id}/runs"), Some(&json!({"kye": "x"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("unknown field `kye`"), "{body}");
     let (status, body) = app.call(Method::GET, "/api/v1/definitions/Not_A_Slug", None).await;
@@ -74,9 +76,13 @@ async fn validation_errors_name_the_field_and_write_nothing() {
 async fn every_change_is_a_new_immutable_version() {
     let app = TestApp::spawn("versions").await;
     let id = format!("ver-{}", unique());
-    let mut doc = json!({"id": id, "name": "V1", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]});
+    let mut doc =
+        json!({"id": id, "name": "V1", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]});
     let (status, body) = app.put_definition(&doc).await;
-    assert_eq!((status, body["version"].clone(), body["changed"].clone()), (StatusCode::CREATED, json!(1), json!(true)));
+    assert_eq!(
+        (status, body["version"].clone(), body["changed"].clone()),
+        (StatusCode::CREATED, json!(1), json!(true))
+    );
     let (status, body) = app.put_definition(&doc).await;
     assert_eq!((status, body["version"].clone(), body["changed"].clone()), (StatusCode::OK, json!(1), json!(false)));
     doc["name"] = json!("V2");
@@ -84,7 +90,8 @@ async fn every_change_is_a_new_immutable_version() {
     assert_eq!(body["version"], 2);
 
     let (_, versions) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/versions"), None).await;
-    let names: Vec<&str> = versions["versions"].as_array().unwrap().iter().map(|v| v["document"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        versions["versions"].as_array().unwrap().iter().map(|v| v["document"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["V2", "V1"]);
     let (_, current) = app.call(Method::GET, &format!("/api/v1/definitions/{id}"), None).await;
     assert_eq!(current["version"], 2);

@@ -29,10 +29,13 @@ fn redirect(to: String) -> impl IntoResponse {
 async fn spawn_private_service() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
-    let app = axum::Router::new().route("/latest/meta-data/", get(move || async move {
-        counted.fetch_add(1, Ordering::SeqCst);
-        Json(json!({"secret": "instance credentials"}))
-    }));
+    let app = axum::Router::new().route(
+        "/latest/meta-data/",
+        get(move || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Json(json!({"secret": "instance credentials"}))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.expect("binding 127.0.0.2 (loopback)");
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -48,19 +51,32 @@ async fn spawn_public_service(private: String, echo: String) -> String {
     let app = axum::Router::new()
         .route("/to-private", get(move || async move { redirect(format!("{private}/latest/meta-data/")) }))
         .route("/to-metadata", get(|| async { redirect("http://169.254.169.254/latest/meta-data/".to_owned()) }))
-        .route("/hop/{n}", get(move |Path(n): Path<usize>| async move {
-            if n == 0 { Json(json!({"arrived": true})).into_response() } else { redirect(format!("{hops}/hop/{}", n - 1)).into_response() }
-        }))
-        .route("/elsewhere", get(move || async move { (AxumStatus::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{echo}/echo"))]) }));
+        .route(
+            "/hop/{n}",
+            get(move |Path(n): Path<usize>| async move {
+                if n == 0 {
+                    Json(json!({"arrived": true})).into_response()
+                } else {
+                    redirect(format!("{hops}/hop/{}", n - 1)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/elsewhere",
+            get(move || async move { (AxumStatus::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{echo}/echo"))]) }),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
 }
 
 /// Another origin (127.0.0.1, another port): answers the `authorization` header it was sent.
 async fn spawn_echo_service() -> String {
-    let app = axum::Router::new().route("/echo", get(|headers: HeaderMap| async move {
-        Json(json!({"authorization": headers.get("authorization").and_then(|v| v.to_str().ok())}))
-    }));
+    let app = axum::Router::new().route(
+        "/echo",
+        get(|headers: HeaderMap| async move {
+            Json(json!({"authorization": headers.get("authorization").and_then(|v| v.to_str().ok())}))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -91,7 +107,13 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
                 "context": [{"name": "doc", "kind": "http", "url": format!("{public}{path}")}],
                 "tasks": [{"id": "t", "kind": "noop"}]});
             assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-            let response = app.http.post(format!("{strict}/api/v1/definitions/{id}/dry-run")).json(&json!({})).send().await.unwrap();
+            let response = app
+                .http
+                .post(format!("{strict}/api/v1/definitions/{id}/dry-run"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
             (response.status(), response.json::<Value>().await.unwrap())
         }
     };
@@ -105,7 +127,9 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
     assert!(message.contains("redirect 1") && message.contains("refusing to call 127.0.0.2"), "{message}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the private service was never called");
     // The private service itself is refused directly as well.
-    let direct = egress::send(&egress::http_client(), &strict_egress(), outgoing(&format!("{private}/latest/meta-data/"), None)).await;
+    let direct =
+        egress::send(&egress::http_client(), &strict_egress(), outgoing(&format!("{private}/latest/meta-data/"), None))
+            .await;
     assert!(matches!(direct, Err(egress::EgressError::Refused(_))), "{direct:?}");
 
     // An IP-literal target needs no DNS, and is checked all the same.
@@ -131,18 +155,35 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
         body: None,
         timeout_secs: 5,
     };
-    let refused = taskfactory_activities::http_task::send(&egress::http_client(), &strict_egress(), &secrets, &task(format!("{public}/to-private"), &[])).await;
+    let refused = taskfactory_activities::http_task::send(
+        &egress::http_client(),
+        &strict_egress(),
+        &secrets,
+        &task(format!("{public}/to-private"), &[]),
+    )
+    .await;
     let (message, permanent) = failure(refused.expect_err("a redirect to a private address fails the task"));
     assert!(message.contains("refusing to call 127.0.0.2") && permanent, "{message}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
-    let chain = taskfactory_activities::http_task::send(&egress::http_client(), &strict_egress(), &secrets, &task(format!("{public}/hop/{}", MAX_REDIRECTS + 1), &[])).await;
+    let chain = taskfactory_activities::http_task::send(
+        &egress::http_client(),
+        &strict_egress(),
+        &secrets,
+        &task(format!("{public}/hop/{}", MAX_REDIRECTS + 1), &[]),
+    )
+    .await;
     let (message, permanent) = failure(chain.expect_err("too many redirects"));
     assert!(message.contains("more than") && permanent, "{message}");
 
     // Credentials stay with the origin they were meant for.
-    let moved = taskfactory_activities::http_task::send(&egress::http_client(), &strict_egress(), &secrets, &task(format!("{public}/elsewhere"), &[("authorization", "Bearer t0ken")]))
-        .await
-        .expect("a redirect to another public origin is followed");
+    let moved = taskfactory_activities::http_task::send(
+        &egress::http_client(),
+        &strict_egress(),
+        &secrets,
+        &task(format!("{public}/elsewhere"), &[("authorization", "Bearer t0ken")]),
+    )
+    .await
+    .expect("a redirect to another public origin is followed");
     assert_eq!(moved["body"], json!({"authorization": null}), "{moved}");
 }
 
@@ -155,5 +196,11 @@ fn failure(e: ActivityError) -> (String, bool) {
 }
 
 fn outgoing(url: &str, body: Option<Value>) -> egress::Outgoing {
-    egress::Outgoing { method: reqwest::Method::GET, url: url.parse().unwrap(), headers: Default::default(), body, timeout: std::time::Duration::from_secs(5) }
+    egress::Outgoing {
+        method: reqwest::Method::GET,
+        url: url.parse().unwrap(),
+        headers: Default::default(),
+        body,
+        timeout: std::time::Duration::from_secs(5),
+    }
 }

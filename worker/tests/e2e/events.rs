@@ -64,7 +64,8 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     let run = app.wait_for_run(&expected_id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["trigger_kind"], "event");
-    let files: Vec<&str> = run["tasks"].as_array().unwrap().iter().map(|t| t["params"]["file"].as_str().unwrap()).collect();
+    let files: Vec<&str> =
+        run["tasks"].as_array().unwrap().iter().map(|t| t["params"]["file"].as_str().unwrap()).collect();
     assert_eq!(files, ["a.rs", "src/b.rs"]);
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run' AND TfTrigger = 'event'"), 1).await;
 
@@ -79,7 +80,10 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     filtered["payload"]["branch"] = json!("dev");
     let (_, body) = app.call(Method::POST, "/api/v1/events", Some(&filtered)).await;
     assert_eq!(body["results"][0]["outcomes"][0]["outcome"], "filtered", "{body}");
-    assert_eq!(body["results"][0]["outcomes"][0]["reason"], "filter false: event.payload.branch == 'main' (saw event.payload.branch = \"dev\")");
+    assert_eq!(
+        body["results"][0]["outcomes"][0]["reason"],
+        "filter false: event.payload.branch == 'main' (saw event.payload.branch = \"dev\")"
+    );
     app.wait_for_run(&format!("tf:{id}:event:def456")).await;
     let (_, list) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}"), None).await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 2, "{list}");
@@ -133,7 +137,8 @@ async fn a_bad_event_in_a_batch_is_reported_without_losing_the_others() {
     assert_eq!(body["results"][4]["outcomes"], json!([]));
 
     // A single malformed event is a 422 naming the field; so is an all-bad batch.
-    let (status, body) = app.call(Method::POST, "/api/v1/events", Some(&json!({"type": event_type, "payload": {}, "extra": 1}))).await;
+    let (status, body) =
+        app.call(Method::POST, "/api/v1/events", Some(&json!({"type": event_type, "payload": {}, "extra": 1}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("unknown field `extra`"), "{body}");
     let (status, body) = app.call(Method::POST, "/api/v1/events", Some(&json!({"type": 7}))).await;

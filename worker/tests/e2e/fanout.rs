@@ -39,7 +39,8 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
     assert_eq!(run["tasks_spawned"], 25);
     assert_eq!(run["tasks_completed"], 25);
     assert_eq!(run["tasks_failed"], 0);
-    let task_ids: BTreeSet<String> = run["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let task_ids: BTreeSet<String> =
+        run["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
     let expected: BTreeSet<String> = (0..25).map(|i| format!("{workflow_id}/work/item-{i}")).collect();
     assert_eq!(task_ids, expected);
     let params: Vec<&Value> = run["tasks"].as_array().unwrap().iter().map(|t| &t["params"]["n"]).collect();
@@ -75,7 +76,11 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
 
     // Temporal's own visibility finds the run and its 25 tasks by definition.
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run'"), 1).await;
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task' AND ExecutionStatus = 'Completed'"), 25).await;
+    app.wait_for_visibility(
+        &format!("TfDefinitionId = '{id}' AND TfKind = 'task' AND ExecutionStatus = 'Completed'"),
+        25,
+    )
+    .await;
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'batch'"), 1).await;
     // The run, its one batch (25 tasks fit in one) and the 25 tasks.
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfTrigger = 'manual' AND TfVersion = 1"), 27).await;
@@ -93,7 +98,10 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
             .build(),
     )
     .unwrap();
-    replayer.replay_workflow(temporalio_client::WorkflowHistory::from_json(&history).unwrap()).await.expect("live history replays");
+    replayer
+        .replay_workflow(temporalio_client::WorkflowHistory::from_json(&history).unwrap())
+        .await
+        .expect("live history replays");
 
     // A noop task (protocol 2): its memo, and one write: one marker in its history.
     let task_id = expected.iter().next().unwrap().clone();

@@ -28,7 +28,9 @@ async fn startup_text(stdout: tokio::process::ChildStdout) -> Vec<String> {
         }
         panic!("taskfactory dev exited during start-up; it printed:\n{}", text.join("\n"));
     };
-    tokio::time::timeout(Duration::from_secs(240), read).await.expect("taskfactory dev did not finish starting within 240 s");
+    tokio::time::timeout(Duration::from_secs(240), read)
+        .await
+        .expect("taskfactory dev did not finish starting within 240 s");
     // Keep draining, or a full pipe would stall dev.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     text
@@ -70,11 +72,18 @@ async fn dev_under_a_private_directory_runs_the_example_with_the_commands_it_pri
 
     // Root runs Postgres as `postgres`, who cannot enter
     // `private`; the cluster must then live where that user can reach it, and dev says where.
-    let as_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let as_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     let relocated = relocated_dir(&std::fs::canonicalize(&data_dir).unwrap().join("postgres"));
     if as_root {
         assert!(output.contains(&format!("its files are in {}", relocated.display())), "{output}");
-        assert!(output.contains(&format!("the postgres user cannot enter {}", std::fs::canonicalize(&private).unwrap().display())), "{output}");
+        assert!(
+            output.contains(&format!(
+                "the postgres user cannot enter {}",
+                std::fs::canonicalize(&private).unwrap().display()
+            )),
+            "{output}"
+        );
         assert!(relocated.join("pgdata/PG_VERSION").is_file());
     } else {
         assert!(data_dir.join("postgres/pgdata/PG_VERSION").is_file(), "{output}");
@@ -121,7 +130,8 @@ async fn dev_under_a_private_directory_runs_the_example_with_the_commands_it_pri
     // Ctrl-C's twin stops everything cleanly.
     let pid = dev.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait()).await.expect("dev did not stop within 60 s").unwrap();
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), dev.wait()).await.expect("dev did not stop within 60 s").unwrap();
     assert!(status.success(), "dev exited with {status}");
     let _ = std::fs::remove_dir_all(&relocated);
     let _ = std::fs::remove_dir_all(&private);
@@ -140,7 +150,8 @@ async fn servers_whose_port_was_taken_start_again_on_new_ones() {
 
     let (_held, taken) = squatter();
     postgres.port = taken;
-    let cluster = tokio::task::block_in_place(|| devstack::PostgresCluster::spawn_on_free_port(&mut postgres)).expect("postgres on a new port");
+    let cluster = tokio::task::block_in_place(|| devstack::PostgresCluster::spawn_on_free_port(&mut postgres))
+        .expect("postgres on a new port");
     assert_ne!(cluster.port, taken);
     assert_eq!(postgres.port, cluster.port, "the config keeps the port that worked, for restarts");
     let pool = sqlx::PgPool::connect(&cluster.url("postgres")).await.expect("the cluster answers");
@@ -149,10 +160,14 @@ async fn servers_whose_port_was_taken_start_again_on_new_ones() {
 
     let (_held_metrics, taken_metrics) = squatter();
     temporal.metrics_port = taken_metrics;
-    let server = tokio::task::block_in_place(|| devstack::TemporalDevServer::spawn_retrying(&mut temporal, devstack::TemporalConfig::repick_ports))
-        .expect("the dev server on new ports");
+    let server = tokio::task::block_in_place(|| {
+        devstack::TemporalDevServer::spawn_retrying(&mut temporal, devstack::TemporalConfig::repick_ports)
+    })
+    .expect("the dev server on new ports");
     assert_ne!(temporal.metrics_port, taken_metrics);
-    taskfactory::temporal::wait_ready(&server.address, "default", Duration::from_secs(60)).await.expect("the dev server answers");
+    taskfactory::temporal::wait_ready(&server.address, "default", Duration::from_secs(60))
+        .await
+        .expect("the dev server answers");
     drop((server, cluster));
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -52,14 +52,20 @@ async fn listed(app: &TestApp, query: &str) -> Vec<String> {
 }
 
 fn error_paths(body: &Value) -> Vec<String> {
-    body["error"]["details"].as_array().unwrap_or_else(|| panic!("no details: {body}")).iter().map(|d| d["path"].as_str().unwrap().to_owned()).collect()
+    body["error"]["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details: {body}"))
+        .iter()
+        .map(|d| d["path"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_operations_act_on_exactly_the_matching_definitions() {
     let app = TestApp::spawn("fleet").await;
     let p = format!("fl-{}", unique());
-    let (a, b, c, d, e, m) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"), format!("{p}-d"), format!("{p}-e"), format!("{p}-m"));
+    let (a, b, c, d, e, m) =
+        (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"), format!("{p}-d"), format!("{p}-e"), format!("{p}-m"));
     let mut disabled = yearly(&d, "Disabled D", &["nightly"]);
     disabled["enabled"] = json!(false);
     let documents = [
@@ -79,7 +85,8 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
 
     // The list carries the tags and filters by them (all must match) and by search.
     let (_, all) = app.call(Method::GET, "/api/v1/definitions", None).await;
-    let tags_of_a = all["definitions"].as_array().unwrap().iter().find(|x| x["id"] == a.as_str()).unwrap()["tags"].clone();
+    let tags_of_a =
+        all["definitions"].as_array().unwrap().iter().find(|x| x["id"] == a.as_str()).unwrap()["tags"].clone();
     assert_eq!(tags_of_a, json!(["nightly", "billing"]));
     assert_eq!(listed(&app, "?tag=nightly").await, [a.as_str(), &b, &d, &e, &m]);
     assert_eq!(listed(&app, "?tag=billing,nightly").await, [a.as_str()]);
@@ -121,11 +128,18 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
     assert_eq!(schedule_state(&app, &a).await, (true, "fleet maintenance".to_owned()));
     assert_eq!(schedule_state(&app, &b).await, (true, "fleet maintenance".to_owned()));
     assert!(!schedule_state(&app, &c).await.0, "the untagged schedule is left alone");
-    assert_eq!(schedule_state(&app, &d).await, (true, DISABLED_NOTE.to_owned()), "the disabled definition's own pause stays");
+    assert_eq!(
+        schedule_state(&app, &d).await,
+        (true, DISABLED_NOTE.to_owned()),
+        "the disabled definition's own pause stays"
+    );
 
     // Resume by search: only the definition whose name matches.
     let (_, resumed) = fleet(&app, "resume", json!({"search": "reports b", "note": "b first"})).await;
-    assert_eq!(outcomes(&resumed).into_iter().map(|(id, (o, _))| (id, o)).collect::<Vec<_>>(), [(b.clone(), "resumed".to_owned())]);
+    assert_eq!(
+        outcomes(&resumed).into_iter().map(|(id, (o, _))| (id, o)).collect::<Vec<_>>(),
+        [(b.clone(), "resumed".to_owned())]
+    );
     assert_eq!(schedule_state(&app, &b).await, (false, "b first".to_owned()));
     assert!(schedule_state(&app, &a).await.0);
 
@@ -145,7 +159,10 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
         assert_eq!(results[id].0, "triggered", "{id}: {triggered}");
     }
     assert_eq!(results[&d].0, "skipped");
-    let workflow_of = |id: &str| triggered["results"].as_array().unwrap().iter().find(|r| r["definition_id"] == id).unwrap()["workflow_id"].clone();
+    let workflow_of = |id: &str| {
+        triggered["results"].as_array().unwrap().iter().find(|r| r["definition_id"] == id).unwrap()["workflow_id"]
+            .clone()
+    };
     assert_eq!(workflow_of(&a), Value::Null, "a schedule run's id is Temporal's to choose");
     for id in [&a, &b] {
         let runs = app.completed_runs(&format!("definition_id={id}&trigger=schedule"), 1).await;
@@ -155,7 +172,11 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
         let workflow_id = workflow_of(id).as_str().unwrap().to_owned();
         assert!(workflow_id.starts_with(&format!("tf:{id}:manual:")), "{workflow_id}");
         let run = app.wait_for_run(&workflow_id).await;
-        assert_eq!((run["status"].as_str(), run["trigger_kind"].as_str()), (Some("completed"), Some("manual")), "{run}");
+        assert_eq!(
+            (run["status"].as_str(), run["trigger_kind"].as_str()),
+            (Some("completed"), Some("manual")),
+            "{run}"
+        );
         assert_eq!(run["trigger"]["payload"], json!({"from": "fleet"}), "{run}");
     }
     assert_eq!(app.completed_runs(&format!("definition_id={m}&trigger=manual"), 1).await[0]["tasks_completed"], 1);
@@ -168,10 +189,16 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
     assert_eq!(results[&a], ("backfilled".to_owned(), format!("tf:{a}: 2 slot(s)")));
     assert_eq!(results[&b].0, "backfilled");
     assert_eq!(results[&m], ("skipped".to_owned(), "no schedule: kind manual".to_owned()));
-    let slots = backfilled["results"].as_array().unwrap().iter().find(|r| r["definition_id"] == a.as_str()).unwrap()["slots"].clone();
+    let slots =
+        backfilled["results"].as_array().unwrap().iter().find(|r| r["definition_id"] == a.as_str()).unwrap()["slots"]
+            .clone();
     assert_eq!(slots, json!(["2025-01-01T03:00:00Z", "2026-01-01T03:00:00Z"]));
     for id in [&a, &b] {
-        assert_eq!(app.completed_runs(&format!("definition_id={id}&trigger=schedule"), 3).await.len(), 3, "one triggered and two backfilled runs of {id}");
+        assert_eq!(
+            app.completed_runs(&format!("definition_id={id}&trigger=schedule"), 3).await.len(),
+            3,
+            "one triggered and two backfilled runs of {id}"
+        );
     }
     let (_, untagged_runs) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={c}"), None).await;
     assert_eq!(untagged_runs["runs"], json!([]), "the untagged definition never ran");
@@ -195,8 +222,15 @@ async fn fleet_operations_act_on_exactly_the_matching_definitions() {
         .expect("running taskfactory fleet");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), [a.as_str(), "matched", "would", "pause"], "{stdout}");
-    assert!(stdout.contains("fleet pause (dry run, nothing changed): 1 definition(s) matched: 1 would pause"), "{stdout}");
+    assert_eq!(
+        stdout.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [a.as_str(), "matched", "would", "pause"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fleet pause (dry run, nothing changed): 1 definition(s) matched: 1 would pause"),
+        "{stdout}"
+    );
     assert!(!schedule_state(&app, &a).await.0);
 }
 
@@ -247,5 +281,9 @@ async fn fleet_selectors_and_tags_are_checked_before_anything_happens() {
         .await
         .expect("running taskfactory fleet");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("tags: name tags or a search text"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("tags: name tags or a search text"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -2,8 +2,8 @@
 //! every child. With `UPDATE_HISTORIES=1` the test saves their histories for the replay tests
 //! in `orchestrator/tests/histories/`.
 
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use taskfactory_orchestrator::floor::{FloorInput, FloorWorkflow};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 
 use crate::support::{TestApp, unique};
 
@@ -13,7 +13,11 @@ async fn the_floor_runs_one_activity_per_child() {
     let id = format!("floor-{}", unique());
     let handle = app
         .client
-        .start_workflow(FloorWorkflow::run, FloorInput { id_prefix: id.clone(), children: 3 }, WorkflowStartOptions::new(app.task_queue(), id.clone()).build())
+        .start_workflow(
+            FloorWorkflow::run,
+            FloorInput { id_prefix: id.clone(), children: 3 },
+            WorkflowStartOptions::new(app.task_queue(), id.clone()).build(),
+        )
         .await
         .unwrap();
     let completed = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();

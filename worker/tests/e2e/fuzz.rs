@@ -47,12 +47,87 @@ impl Rng {
 /// Pieces random strings are made of: control characters, U+0000 and the store's escape,
 /// template syntax, SQL, paths, dates (the extremes too), durations, cron, big numbers.
 const PIECES: &[&str] = &[
-    "", "a", "x", "\u{0}", "\u{1}", "\u{7}", "\u{1b}[31m", "\u{7f}", "\u{85}", "\u{2400}", "\u{2400}0", "\t", "\n", "\r\n", " ", "é", "😀", "\u{202e}",
-    "\u{feff}", "{{", "}}", "{{ item.x }}", "{{ trigger.payload.a }}", "{{ secret.API_TOKEN }}", "{{ context.items | length }}", "{% for x in y %}", "{#",
-    "'", "\"", "\\", "%00", "%", "%zz", "../", "/", "tf:", ":", "#", "?", "&", "=", "+", "select 1", "; drop table api_keys", "$1", "null", "true", "-1", "0",
-    "1e308", "9223372036854775807", "0 9 * * MON-FRI", "* * * * *", "@daily", "61 25 * * *", "Europe/Berlin", "Mars/Olympus", "30s", "0s", "99999999h", "1h30m",
-    "2026-12-01T00:00:00Z", "2026-12-01T00:00:00+14:00", "+262142-12-31T23:59:59Z", "-262143-01-01T00:00:00Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
-    "noop", "http", "workflow", "human", "activity", "sql", "static", "trigger", "cron", "event", "manual", "http://127.0.0.1:1/", "fz.event", "fz-a",
+    "",
+    "a",
+    "x",
+    "\u{0}",
+    "\u{1}",
+    "\u{7}",
+    "\u{1b}[31m",
+    "\u{7f}",
+    "\u{85}",
+    "\u{2400}",
+    "\u{2400}0",
+    "\t",
+    "\n",
+    "\r\n",
+    " ",
+    "é",
+    "😀",
+    "\u{202e}",
+    "\u{feff}",
+    "{{",
+    "}}",
+    "{{ item.x }}",
+    "{{ trigger.payload.a }}",
+    "{{ secret.API_TOKEN }}",
+    "{{ context.items | length }}",
+    "{% for x in y %}",
+    "{#",
+    "'",
+    "\"",
+    "\\",
+    "%00",
+    "%",
+    "%zz",
+    "../",
+    "/",
+    "tf:",
+    ":",
+    "#",
+    "?",
+    "&",
+    "=",
+    "+",
+    "select 1",
+    "; drop table api_keys",
+    "$1",
+    "null",
+    "true",
+    "-1",
+    "0",
+    "1e308",
+    "9223372036854775807",
+    "0 9 * * MON-FRI",
+    "* * * * *",
+    "@daily",
+    "61 25 * * *",
+    "Europe/Berlin",
+    "Mars/Olympus",
+    "30s",
+    "0s",
+    "99999999h",
+    "1h30m",
+    "2026-12-01T00:00:00Z",
+    "2026-12-01T00:00:00+14:00",
+    "+262142-12-31T23:59:59Z",
+    "-262143-01-01T00:00:00Z",
+    "0000-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "noop",
+    "http",
+    "workflow",
+    "human",
+    "activity",
+    "sql",
+    "static",
+    "trigger",
+    "cron",
+    "event",
+    "manual",
+    "http://127.0.0.1:1/",
+    "fz.event",
+    "fz-a",
 ];
 
 fn random_string(rng: &mut Rng) -> String {
@@ -74,7 +149,22 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
     match rng.below(if depth > 3 { 8 } else { 11 }) {
         0 => Value::Null,
         1 => json!(rng.chance(50)),
-        2 => json!(*rng.pick(&[0i64, -1, 1, 2, 63, 64, 255, 256, 1000, 1001, 50_001, i64::MAX, i64::MIN, i32::MAX as i64 + 1])),
+        2 => json!(*rng.pick(&[
+            0i64,
+            -1,
+            1,
+            2,
+            63,
+            64,
+            255,
+            256,
+            1000,
+            1001,
+            50_001,
+            i64::MAX,
+            i64::MIN,
+            i32::MAX as i64 + 1
+        ])),
         3 => json!(*rng.pick(&[0.5f64, -0.0, 1e300, -1e300, 3.25])),
         4..=7 => Value::String(random_string(rng)),
         8 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
@@ -158,7 +248,15 @@ fn raw_bytes(seed: &Value, rng: &mut Rng) -> Vec<u8> {
 
 /// Every byte but unreserved ones percent-encoded, so any string makes a valid URL part.
 fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 const IDS: &[&str] = &["fz-a", "fz-b", "fz-c", "fz-cron", "fz-event", "fz-sql"];
@@ -197,23 +295,52 @@ struct Request {
 
 fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Request {
     let json_body = |v: &Value| Some(serde_json::to_vec(v).unwrap());
-    let some_id = |rng: &mut Rng| if rng.chance(85) { rng.pick::<&str>(IDS).to_string() } else { encode(&random_string(rng)) };
-    let some_run = |rng: &mut Rng| if !runs.is_empty() && rng.chance(70) { encode(rng.pick::<String>(runs)) } else { encode(&random_string(rng)) };
-    let query_value = |rng: &mut Rng, pool: &[&str]| if rng.chance(50) { rng.pick::<&str>(pool).to_string() } else { encode(&random_string(rng)) };
+    let some_id =
+        |rng: &mut Rng| if rng.chance(85) { rng.pick::<&str>(IDS).to_string() } else { encode(&random_string(rng)) };
+    let some_run = |rng: &mut Rng| {
+        if !runs.is_empty() && rng.chance(70) { encode(rng.pick::<String>(runs)) } else { encode(&random_string(rng)) }
+    };
+    let query_value = |rng: &mut Rng, pool: &[&str]| {
+        if rng.chance(50) { rng.pick::<&str>(pool).to_string() } else { encode(&random_string(rng)) }
+    };
     match rng.below(12) {
         0 | 1 => {
             let doc = mutated(rng.pick(definitions), rng);
             let id = doc.get("id").and_then(Value::as_str).map(encode).unwrap_or_else(|| some_id(rng));
             if rng.chance(15) {
                 let yaml = serde_yaml_ng::to_string(&doc).unwrap_or_default();
-                Request { what: "put definition (yaml)", method: Method::PUT, path: format!("/api/v1/definitions/{id}"), body: Some(yaml.into_bytes()), content_type: "application/yaml" }
+                Request {
+                    what: "put definition (yaml)",
+                    method: Method::PUT,
+                    path: format!("/api/v1/definitions/{id}"),
+                    body: Some(yaml.into_bytes()),
+                    content_type: "application/yaml",
+                }
             } else if rng.chance(10) {
-                Request { what: "put definition (raw)", method: Method::PUT, path: format!("/api/v1/definitions/{id}"), body: Some(raw_bytes(&doc, rng)), content_type: "application/json" }
+                Request {
+                    what: "put definition (raw)",
+                    method: Method::PUT,
+                    path: format!("/api/v1/definitions/{id}"),
+                    body: Some(raw_bytes(&doc, rng)),
+                    content_type: "application/json",
+                }
             } else {
-                Request { what: "put definition", method: Method::PUT, path: format!("/api/v1/definitions/{id}"), body: json_body(&doc), content_type: "application/json" }
+                Request {
+                    what: "put definition",
+                    method: Method::PUT,
+                    path: format!("/api/v1/definitions/{id}"),
+                    body: json_body(&doc),
+                    content_type: "application/json",
+                }
             }
         }
-        2 => Request { what: "validate", method: Method::POST, path: "/api/v1/validate".into(), body: json_body(&mutated(rng.pick(definitions), rng)), content_type: "application/json" },
+        2 => Request {
+            what: "validate",
+            method: Method::POST,
+            path: "/api/v1/validate".into(),
+            body: json_body(&mutated(rng.pick(definitions), rng)),
+            content_type: "application/json",
+        },
         3 | 4 => {
             let seed = json!({"event": seed_event(), "payload": {"a": "x"}, "context": {"items": [{"x": 3, "s": "c"}]}, "version": 1, "run_workflow_id": "tf:fz-a:dry-run"});
             let mut body = seed.clone();
@@ -225,7 +352,13 @@ fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Reques
             {
                 o.retain(|k, _| k != "context" && k != "version");
             }
-            Request { what: "dry-run", method: Method::POST, path: format!("/api/v1/definitions/{}/dry-run", some_id(rng)), body: json_body(&body), content_type: "application/json" }
+            Request {
+                what: "dry-run",
+                method: Method::POST,
+                path: format!("/api/v1/definitions/{}/dry-run", some_id(rng)),
+                body: json_body(&body),
+                content_type: "application/json",
+            }
         }
         5 | 6 => {
             // Keys from a small pool: most events are duplicates, so few runs start.
@@ -233,11 +366,27 @@ fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Reques
             if let Some(o) = event.as_object_mut().filter(|o| o.get("key").is_some_and(Value::is_string)) {
                 o.insert("key".into(), json!(format!("k{}", rng.below(8))));
             }
-            let body = if rng.chance(30) { Value::Array((0..=rng.below(3)).map(|_| mutated(&seed_event(), rng)).collect()) } else { event };
-            if rng.chance(25) {
-                Request { what: "events (raw)", method: Method::POST, path: "/api/v1/events".into(), body: Some(raw_bytes(&body, rng)), content_type: "application/json" }
+            let body = if rng.chance(30) {
+                Value::Array((0..=rng.below(3)).map(|_| mutated(&seed_event(), rng)).collect())
             } else {
-                Request { what: "events", method: Method::POST, path: "/api/v1/events".into(), body: json_body(&body), content_type: "application/json" }
+                event
+            };
+            if rng.chance(25) {
+                Request {
+                    what: "events (raw)",
+                    method: Method::POST,
+                    path: "/api/v1/events".into(),
+                    body: Some(raw_bytes(&body, rng)),
+                    content_type: "application/json",
+                }
+            } else {
+                Request {
+                    what: "events",
+                    method: Method::POST,
+                    path: "/api/v1/events".into(),
+                    body: json_body(&body),
+                    content_type: "application/json",
+                }
             }
         }
         7 | 8 => {
@@ -246,7 +395,15 @@ fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Reques
                 ("definition_id", IDS),
                 ("status", &["running", "completed", "failed", "queued"][..]),
                 ("trigger", &["schedule", "event", "manual"][..]),
-                ("since", &["2026-01-01T00:00:00Z", "2026-12-01T00:00:00%2B01:00", "-262143-01-01T00:00:00Z", "%2B262142-12-31T23:59:59Z"][..]),
+                (
+                    "since",
+                    &[
+                        "2026-01-01T00:00:00Z",
+                        "2026-12-01T00:00:00%2B01:00",
+                        "-262143-01-01T00:00:00Z",
+                        "%2B262142-12-31T23:59:59Z",
+                    ][..],
+                ),
                 ("until", &["2030-01-01T00:00:00Z", "0000-01-01T00:00:00Z", "%2B262142-12-31T23:59:59Z"][..]),
                 ("limit", &["1", "500", "0", "-5", "abc", "99999999999999999999"][..]),
                 ("cursor", &["zz", "00", "7c"][..]),
@@ -255,17 +412,54 @@ fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Reques
                     params.push(format!("{name}={}", query_value(rng, pool)));
                 }
             }
-            Request { what: "list runs", method: Method::GET, path: format!("/api/v1/runs?{}", params.join("&")), body: None, content_type: "application/json" }
+            Request {
+                what: "list runs",
+                method: Method::GET,
+                path: format!("/api/v1/runs?{}", params.join("&")),
+                body: None,
+                content_type: "application/json",
+            }
         }
         9 => {
             let run = some_run(rng);
-            let dates = ["2026-12-01T00:00:00Z", "-262143-01-01T00:00:00Z", "%2B262142-12-31T23:59:59Z", "9999-12-31T23:59:59Z"];
+            let dates = [
+                "2026-12-01T00:00:00Z",
+                "-262143-01-01T00:00:00Z",
+                "%2B262142-12-31T23:59:59Z",
+                "9999-12-31T23:59:59Z",
+            ];
             let (what, path) = match rng.below(5) {
-                3 => ("decisions", format!("/api/v1/definitions/{}/decisions?outcome={}&limit={}", some_id(rng), query_value(rng, &["fired", "filtered", "nope"]), query_value(rng, &["1", "500", "0"]))),
-                4 => ("preview", format!("/api/v1/definitions/{}/preview?count={}&after={}", some_id(rng), query_value(rng, &["1", "1000", "0"]), query_value(rng, &dates))),
+                3 => (
+                    "decisions",
+                    format!(
+                        "/api/v1/definitions/{}/decisions?outcome={}&limit={}",
+                        some_id(rng),
+                        query_value(rng, &["fired", "filtered", "nope"]),
+                        query_value(rng, &["1", "500", "0"])
+                    ),
+                ),
+                4 => (
+                    "preview",
+                    format!(
+                        "/api/v1/definitions/{}/preview?count={}&after={}",
+                        some_id(rng),
+                        query_value(rng, &["1", "1000", "0"]),
+                        query_value(rng, &dates)
+                    ),
+                ),
                 0 => ("get run", format!("/api/v1/runs/{run}")),
-                1 => ("run events", format!("/api/v1/runs/{run}/events?after={}&limit={}", query_value(rng, &["0", "5", "-1"]), query_value(rng, &["1", "1000", "0"]))),
-                _ => ("run graph", format!("/api/v1/runs/{run}/graph?expand_up_to={}", query_value(rng, &["0", "200", "-3", "x"]))),
+                1 => (
+                    "run events",
+                    format!(
+                        "/api/v1/runs/{run}/events?after={}&limit={}",
+                        query_value(rng, &["0", "5", "-1"]),
+                        query_value(rng, &["1", "1000", "0"])
+                    ),
+                ),
+                _ => (
+                    "run graph",
+                    format!("/api/v1/runs/{run}/graph?expand_up_to={}", query_value(rng, &["0", "200", "-3", "x"])),
+                ),
             };
             Request { what, method: Method::GET, path, body: None, content_type: "application/json" }
         }
@@ -274,7 +468,10 @@ fn next_request(rng: &mut Rng, definitions: &[Value], runs: &[String]) -> Reques
             Request {
                 what: "backfill",
                 method: Method::POST,
-                path: format!("/api/v1/definitions/{}/schedule/backfill", if rng.chance(70) { "fz-cron".to_owned() } else { some_id(rng) }),
+                path: format!(
+                    "/api/v1/definitions/{}/schedule/backfill",
+                    if rng.chance(70) { "fz-cron".to_owned() } else { some_id(rng) }
+                ),
                 body: json_body(&mutated(&seed, rng)),
                 content_type: "application/json",
             }
@@ -318,19 +515,27 @@ async fn mutated_requests_never_get_a_5xx_and_every_4xx_has_the_envelope() {
         runs.push(app.start_run("fz-a", &json!({"key": format!("{key}-{}", unique())})).await);
     }
     let (_, answer) = app.call(Method::POST, "/api/v1/events", Some(&seed_event())).await;
-    runs.extend(answer["results"][0]["outcomes"].as_array().into_iter().flatten().filter_map(|o| o["workflow_id"].as_str().map(str::to_owned)));
+    runs.extend(
+        answer["results"][0]["outcomes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["workflow_id"].as_str().map(str::to_owned)),
+    );
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let loops: Vec<_> = (0..LOOPS)
         .map(|n| {
-            let (tally, client, api, key, definitions, runs) = (tally.clone(), client.clone(), api.clone(), app.api_key.clone(), definitions.clone(), runs.clone());
+            let (tally, client, api, key, definitions, runs) =
+                (tally.clone(), client.clone(), api.clone(), app.api_key.clone(), definitions.clone(), runs.clone());
             tokio::spawn(async move {
                 let mut rng = Rng(seed ^ (n.wrapping_mul(0x2545_f491_4f6c_dd1d)));
                 while tokio::time::Instant::now() < deadline {
                     let request = next_request(&mut rng, &definitions, &runs);
-                    let mut builder = client.request(request.method.clone(), format!("{api}{}", request.path)).bearer_auth(&key);
+                    let mut builder =
+                        client.request(request.method.clone(), format!("{api}{}", request.path)).bearer_auth(&key);
                     if let Some(body) = request.body.clone() {
                         builder = builder.header("content-type", request.content_type).body(body);
                     }
@@ -344,26 +549,39 @@ async fn mutated_requests_never_get_a_5xx_and_every_4xx_has_the_envelope() {
                                 r
                             }
                             Err(e) => {
-                                counts.failures.push(format!("{} {} {}: no answer: {e}", request.what, request.method, request.path));
+                                counts.failures.push(format!(
+                                    "{} {} {}: no answer: {e}",
+                                    request.what, request.method, request.path
+                                ));
                                 continue;
                             }
                         }
                     };
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    let body = String::from_utf8_lossy(request.body.as_deref().unwrap_or_default()).chars().take(300).collect::<String>();
+                    let body = String::from_utf8_lossy(request.body.as_deref().unwrap_or_default())
+                        .chars()
+                        .take(300)
+                        .collect::<String>();
                     let problem = if status.is_server_error() {
                         Some(format!("{status}"))
                     } else if status.is_client_error() {
                         let envelope: Option<Value> = serde_json::from_str(&text).ok();
-                        let ok = envelope.as_ref().is_some_and(|v| v["error"]["code"].is_string() && v["error"]["message"].is_string() && v["error"]["details"].is_array());
+                        let ok = envelope.as_ref().is_some_and(|v| {
+                            v["error"]["code"].is_string()
+                                && v["error"]["message"].is_string()
+                                && v["error"]["details"].is_array()
+                        });
                         (!ok).then(|| format!("{status} without the envelope"))
                     } else {
                         None
                     };
                     if let Some(problem) = problem {
                         let reply: String = text.chars().take(300).collect();
-                        tally.lock().unwrap().failures.push(format!("{} {} {}: {problem}: {reply}\n    body: {body:?}", request.what, request.method, request.path));
+                        tally.lock().unwrap().failures.push(format!(
+                            "{} {} {}: {problem}: {reply}\n    body: {body:?}",
+                            request.what, request.method, request.path
+                        ));
                     }
                 }
             })

@@ -24,21 +24,30 @@ async fn spawn_test_service() -> (String, Arc<Calls>) {
     let calls = Arc::new(Calls::default());
     let (ok, flaky, bad) = (calls.clone(), calls.clone(), calls.clone());
     let app = axum::Router::new()
-        .route("/ok", get(move || async move {
-            ok.ok.fetch_add(1, Ordering::SeqCst);
-            Json(json!({"hello": "world"}))
-        }))
-        .route("/flaky", post(move |Json(body): Json<Value>| async move {
-            if flaky.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
-                return (AxumStatus::INTERNAL_SERVER_ERROR, Json(json!({"error": "try again"})));
-            }
-            (AxumStatus::OK, Json(json!({"echo": body})))
-        }))
+        .route(
+            "/ok",
+            get(move || async move {
+                ok.ok.fetch_add(1, Ordering::SeqCst);
+                Json(json!({"hello": "world"}))
+            }),
+        )
+        .route(
+            "/flaky",
+            post(move |Json(body): Json<Value>| async move {
+                if flaky.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return (AxumStatus::INTERNAL_SERVER_ERROR, Json(json!({"error": "try again"})));
+                }
+                (AxumStatus::OK, Json(json!({"echo": body})))
+            }),
+        )
         .route("/data", get(|| async { Json(json!({"data": {"items": [{"id": "x"}, {"id": "y"}]}})) }))
-        .route("/bad", get(move || async move {
-            bad.bad.fetch_add(1, Ordering::SeqCst);
-            (AxumStatus::NOT_FOUND, "no such thing")
-        }));
+        .route(
+            "/bad",
+            get(move || async move {
+                bad.bad.fetch_add(1, Ordering::SeqCst);
+                (AxumStatus::NOT_FOUND, "no such thing")
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -97,9 +106,16 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     assert_eq!(task["title"], "Approve 3 invoices");
     assert_eq!(task["form"], json!({"invoices": [1, 2, 3]}));
     let human_id = task["id"].as_str().unwrap();
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/complete"), Some(&json!({"payload": {"ok": true}, "by": "ann"}))).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/human-tasks/{human_id}/complete"),
+            Some(&json!({"payload": {"ok": true}, "by": "ann"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({}))).await;
+    let (status, body) =
+        app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "a decided task cannot be decided again: {body}");
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -112,7 +128,13 @@ async fn human_tasks_wait_for_a_person_or_the_timeout() {
     let (_, started) = app.trigger(&id, &json!({})).await;
     let task = app.waiting_human_task(&assignee).await;
     let human_id = task["id"].as_str().unwrap();
-    let (status, _) = app.call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/reject"), Some(&json!({"by": "bob", "reason": "too many"}))).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/human-tasks/{human_id}/reject"),
+            Some(&json!({"by": "bob", "reason": "too many"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let run = app.wait_for_run(started["workflow_id"].as_str().unwrap()).await;
     assert_eq!(run["status"], "failed");
@@ -136,11 +158,13 @@ async fn http_context_selects_with_a_json_pointer() {
     let app = TestApp::spawn("httpctx").await;
     let (base, _) = spawn_test_service().await;
     let id = format!("httpctx-{}", unique());
-    let definition = |select: &str| json!({
-        "id": id, "name": "HTTP context", "trigger": {"kind": "manual"},
-        "context": [{"name": "items", "kind": "http", "url": format!("{base}/data"), "select": select}],
-        "tasks": [{"id": "each", "kind": "noop", "for_each": "items", "key": "{{ item.id }}"}]
-    });
+    let definition = |select: &str| {
+        json!({
+            "id": id, "name": "HTTP context", "trigger": {"kind": "manual"},
+            "context": [{"name": "items", "kind": "http", "url": format!("{base}/data"), "select": select}],
+            "tasks": [{"id": "each", "kind": "noop", "for_each": "items", "key": "{{ item.id }}"}]
+        })
+    };
     assert_eq!(app.put_definition(&definition("/data/items")).await.0, StatusCode::CREATED);
     let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -172,7 +196,8 @@ async fn private_targets_are_refused_unless_allowed() {
         "context": [{"name": "meta", "kind": "http", "url": format!("{base}/data")}],
         "tasks": [{"id": "t", "kind": "noop"}]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    let response = app.http.post(format!("{strict}/api/v1/definitions/{id}/dry-run")).json(&json!({})).send().await.unwrap();
+    let response =
+        app.http.post(format!("{strict}/api/v1/definitions/{id}/dry-run")).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["details"][0]["path"], "context[0].url");

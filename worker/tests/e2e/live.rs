@@ -43,7 +43,8 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
 
     // API B, a fresh process-equivalent with its own listener: resume after the last id seen.
     let (api_b, _stop_b) = app.spawn_api().await;
-    let mut stream = SseClient::open(&format!("{api_b}/api/v1/runs/{workflow_id}/stream"), &app.api_key, Some(&last_id)).await;
+    let mut stream =
+        SseClient::open(&format!("{api_b}/api/v1/runs/{workflow_id}/stream"), &app.api_key, Some(&last_id)).await;
     let (complete_path, empty) = (format!("/api/v1/human-tasks/{human_id}/complete"), json!({}));
     let complete = app.call(Method::POST, &complete_path, Some(&empty));
     let (rest, (status, _)) = tokio::join!(read_until(&mut stream, "WORKFLOW_COMPLETED"), complete);
@@ -71,7 +72,8 @@ async fn two_api_processes_serve_the_same_stream() {
     let mut runs = SseClient::open(&format!("{one}/api/v1/stream"), &app.api_key, None).await;
     // Trigger through process one with a known key, stream it from both.
     let workflow_id = format!("tf:{id}:manual:k");
-    let response = app.http.post(format!("{one}/api/v1/definitions/{id}/runs")).json(&json!({"key": "k"})).send().await.unwrap();
+    let response =
+        app.http.post(format!("{one}/api/v1/definitions/{id}/runs")).json(&json!({"key": "k"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     // The run row appears once the worker records the start; the streams begin then.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -81,7 +83,8 @@ async fn two_api_processes_serve_the_same_stream() {
     }
     let mut a = SseClient::open(&format!("{one}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     let mut b = SseClient::open(&format!("{two}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
-    let (from_one, from_two) = tokio::join!(read_until(&mut a, "WORKFLOW_COMPLETED"), read_until(&mut b, "WORKFLOW_COMPLETED"));
+    let (from_one, from_two) =
+        tokio::join!(read_until(&mut a, "WORKFLOW_COMPLETED"), read_until(&mut b, "WORKFLOW_COMPLETED"));
     let ids = |events: &[SseEvent]| events.iter().map(|e| e.id.clone().unwrap()).collect::<Vec<_>>();
     assert_eq!(ids(&from_one), ids(&from_two));
     assert_eq!(from_one.len(), 4 + 2 * 20);
@@ -117,18 +120,33 @@ async fn runs_filter_and_page_and_the_graph_shows_tasks_and_external_jobs() {
     }
 
     // Cursor pages of 2: three runs, each once, newest first.
-    let (_, page1) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&limit=2&trigger=manual"), None).await;
+    let (_, page1) =
+        app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&limit=2&trigger=manual"), None).await;
     let next = page1["next"].as_str().expect("a next cursor").to_owned();
-    let (_, page2) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&limit=2&cursor={next}"), None).await;
-    let listed: Vec<&str> = page1["runs"].as_array().unwrap().iter().chain(page2["runs"].as_array().unwrap()).map(|r| r["workflow_id"].as_str().unwrap()).collect();
-    assert_eq!(listed.iter().collect::<BTreeSet<_>>(), ids.iter().map(String::as_str).collect::<BTreeSet<_>>().iter().collect());
+    let (_, page2) =
+        app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&limit=2&cursor={next}"), None).await;
+    let listed: Vec<&str> = page1["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["runs"].as_array().unwrap())
+        .map(|r| r["workflow_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed.iter().collect::<BTreeSet<_>>(),
+        ids.iter().map(String::as_str).collect::<BTreeSet<_>>().iter().collect()
+    );
     assert_eq!(listed.len(), 3);
     let (_, none) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&trigger=schedule"), None).await;
     assert_eq!(none["runs"], json!([]));
-    let (_, future) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&since=2999-01-01T00:00:00Z"), None).await;
+    let (_, future) =
+        app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&since=2999-01-01T00:00:00Z"), None).await;
     assert_eq!(future["runs"], json!([]));
     let (status, body) = app.call(Method::GET, "/api/v1/runs?cursor=zz", None).await;
-    assert_eq!((status, body["error"]["details"][0]["path"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("cursor")));
+    assert_eq!(
+        (status, body["error"]["details"][0]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("cursor"))
+    );
 
     // A queue worker outside Temporal reports its jobs into the run.
     let run = &ids[0];
@@ -143,7 +161,13 @@ async fn runs_filter_and_page_and_the_graph_shows_tasks_and_external_jobs() {
     assert_eq!(body["new"], 4);
     let (_, again) = app.call(Method::POST, &format!("/api/v1/runs/{run}/external-events"), Some(&jobs)).await;
     assert_eq!(again["new"], 0, "a retried report adds nothing");
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/runs/{run}/external-events"), Some(&json!([{"type": "job_exploded", "job_id": "x"}]))).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/runs/{run}/external-events"),
+            Some(&json!([{"type": "job_exploded", "job_id": "x"}])),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["path"], "[0].type");
 
@@ -151,8 +175,15 @@ async fn runs_filter_and_page_and_the_graph_shows_tasks_and_external_jobs() {
     assert_eq!(graph["edges"], json!([{"from": "fan", "to": "after"}]));
     assert_eq!(graph["groups"][0]["counts"], json!({"completed": 3}));
     assert_eq!(graph["nodes"].as_array().unwrap().len(), 4);
-    assert!(graph["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "completed" && n["started_at"].is_string()));
-    let external: Vec<(&str, &str)> = graph["external"].as_array().unwrap().iter().map(|j| (j["id"].as_str().unwrap(), j["status"].as_str().unwrap())).collect();
+    assert!(
+        graph["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "completed" && n["started_at"].is_string())
+    );
+    let external: Vec<(&str, &str)> = graph["external"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(external, [("job:resize-1", "completed"), ("job:resize-2", "failed")]);
     let (_, collapsed) = app.call(Method::GET, &format!("/api/v1/runs/{run}/graph?expand_up_to=2"), None).await;
     assert_eq!(collapsed["groups"][0]["collapsed"], true);

@@ -28,7 +28,10 @@ impl Scrape {
             let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a value: {line:?}"));
             let (name, labels) = match series.split_once('{') {
                 None => (series.to_owned(), BTreeMap::new()),
-                Some((name, rest)) => (name.to_owned(), parse_labels(rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line:?}")))),
+                Some((name, rest)) => (
+                    name.to_owned(),
+                    parse_labels(rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line:?}"))),
+                ),
             };
             samples.push((name, labels, value));
         }
@@ -46,7 +49,9 @@ impl Scrape {
 
     /// Whether any sample's name starts with `prefix` and its labels include `labels`.
     fn has(&self, prefix: &str, labels: &[(&str, &str)]) -> bool {
-        self.0.iter().any(|(n, l, _)| n.starts_with(prefix) && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        self.0.iter().any(|(n, l, _)| {
+            n.starts_with(prefix) && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
     }
 }
 
@@ -81,7 +86,8 @@ fn parse_labels(raw: &str) -> BTreeMap<String, String> {
 async fn scrape(base: &str) -> Scrape {
     let response = reqwest::get(format!("{base}/metrics")).await.expect("GET /metrics");
     assert_eq!(response.status(), StatusCode::OK, "/metrics needs no key");
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     Scrape::parse(&response.text().await.unwrap())
 }
@@ -167,7 +173,9 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
     assert_eq!(after.sum("taskfactory_runs_started_total", &[("definition_id", m), ("trigger", "manual")]), 1.0);
     assert_eq!(after.sum("taskfactory_runs_finished_total", &[("definition_id", m), ("status", "failed")]), 1.0);
     assert_eq!(after.sum("taskfactory_runs_finished_total", &[("definition_id", m)]), 1.0, "finished once");
-    let tasks = |kind: &str, status: &str| after.sum("taskfactory_tasks_finished_total", &[("definition_id", m), ("kind", kind), ("status", status)]);
+    let tasks = |kind: &str, status: &str| {
+        after.sum("taskfactory_tasks_finished_total", &[("definition_id", m), ("kind", kind), ("status", status)])
+    };
     assert_eq!((tasks("noop", "completed"), tasks("http", "failed"), tasks("noop", "skipped")), (2.0, 1.0, 1.0));
 
     let e = on_event.as_str();
@@ -190,7 +198,8 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
     // The in-process worker's SDK metrics are in the same registry (as in `taskfactory dev`).
     let queue = app.task_queue();
     assert!(
-        after.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")]) >= 3.0,
+        after.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")])
+            >= 3.0,
         "SDK metrics of this test's worker"
     );
     assert!(after.has("temporal_activity_execution_latency_seconds", &[("task_queue", queue)]));
@@ -223,14 +232,31 @@ async fn a_worker_process_serves_sdk_and_task_metrics_on_its_metrics_addr() {
     let queue = app.task_queue();
     let scrape = scrape_until(&base, "the run's tasks and the SDK's workflow completions", |s| {
         s.sum("taskfactory_runs_finished_total", &[("definition_id", &id)]) == 1.0
-            && s.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "RunActivityWorkflow")]) == 1.0
+            && s.sum(
+                "temporal_workflow_completed_total",
+                &[("task_queue", queue), ("workflow_type", "RunActivityWorkflow")],
+            ) == 1.0
     })
     .await;
-    assert_eq!(scrape.sum("taskfactory_tasks_finished_total", &[("definition_id", &id), ("kind", "noop"), ("status", "completed")]), 3.0);
+    assert_eq!(
+        scrape.sum(
+            "taskfactory_tasks_finished_total",
+            &[("definition_id", &id), ("kind", "noop"), ("status", "completed")]
+        ),
+        3.0
+    );
     assert_eq!(scrape.sum("taskfactory_runs_started_total", &[("definition_id", &id), ("trigger", "manual")]), 1.0);
-    assert_eq!(scrape.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")]), 3.0);
+    assert_eq!(
+        scrape.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")]),
+        3.0
+    );
     assert!(scrape.sum("temporal_worker_start_total", &[("task_queue", queue)]) >= 1.0, "SDK worker metrics");
-    assert!(scrape.has("temporal_workflow_task_execution_latency_seconds", &[("task_queue", queue), ("namespace", "default")]));
+    assert!(
+        scrape.has(
+            "temporal_workflow_task_execution_latency_seconds",
+            &[("task_queue", queue), ("namespace", "default")]
+        )
+    );
     // Only the worker's side: event ingress is the API's.
     assert!(!scrape.has("taskfactory_events_received_total", &[]));
     // One observation per transaction: concurrent task writes of a run may share one (TaskLog).

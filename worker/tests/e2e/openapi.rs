@@ -9,7 +9,8 @@ use crate::support::{TestApp, unique};
 /// The `required` property names of the schema of `method path`'s `status` answer.
 fn required_fields(document: &Value, method: &str, path: &str, status: &str) -> Vec<String> {
     let schema = &document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
-    let target = schema["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} {status} has no schema reference: {schema}"));
+    let target =
+        schema["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} {status} has no schema reference: {schema}"));
     let schema = document.pointer(target.trim_start_matches('#')).unwrap_or_else(|| panic!("{target} resolves"));
     schema["required"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect()
 }
@@ -32,7 +33,13 @@ async fn the_openapi_document_is_served_openly_and_matches_real_answers() {
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{}", document["openapi"]);
     let paths = document["paths"].as_object().unwrap();
-    for path in ["/healthz", "/api/v1/definitions/{id}", "/api/v1/events", "/api/v1/runs/{workflow_id}/stream", "/api/v1/openapi.json"] {
+    for path in [
+        "/healthz",
+        "/api/v1/definitions/{id}",
+        "/api/v1/events",
+        "/api/v1/runs/{workflow_id}/stream",
+        "/api/v1/openapi.json",
+    ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
     let methods: Vec<&String> = paths["/api/v1/definitions/{id}"].as_object().unwrap().keys().collect();
@@ -42,7 +49,8 @@ async fn the_openapi_document_is_served_openly_and_matches_real_answers() {
 
     // Real answers carry what their schemas require: a save, a read, a trigger, an error.
     let id = format!("openapi-{}", unique());
-    let definition = json!({"id": id, "name": "OpenAPI", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+    let definition =
+        json!({"id": id, "name": "OpenAPI", "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
     let (status, saved) = app.put_definition(&definition).await;
     assert_eq!(status, StatusCode::CREATED, "{saved}");
     assert_has_fields(&saved, &required_fields(&document, "put", "/api/v1/definitions/{id}", "201"), "PUT definition");

@@ -31,13 +31,21 @@ async fn a_dry_run_explains_the_plan_and_equals_the_real_one() {
     let run_workflow_id = format!("tf:{id}:event:o-1");
 
     let (status, dry) = app
-        .call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({"event": event, "run_workflow_id": run_workflow_id})))
+        .call(
+            Method::POST,
+            &format!("/api/v1/definitions/{id}/dry-run"),
+            Some(&json!({"event": event, "run_workflow_id": run_workflow_id})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!(dry["filter"]["holds"], true);
     assert_eq!(dry["summary"], json!({"spawn": 2, "skip": 1, "deferred": 0}));
     let decisions = dry["plan"]["decisions"].as_array().unwrap();
-    assert!(decisions.iter().any(|d| d["item_key"] == "muc" && d["outcome"] == "skip" && d["reason"] == "condition false: item.open"));
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["item_key"] == "muc" && d["outcome"] == "skip" && d["reason"] == "condition false: item.open")
+    );
     assert_eq!(dry["plan"]["tasks"][0]["params"], json!({"order": "o-1", "warehouse": "ber"}));
     let (_, runs) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}"), None).await;
     assert_eq!(runs["runs"], json!([]), "a dry-run starts nothing");
@@ -56,7 +64,8 @@ async fn a_dry_run_explains_the_plan_and_equals_the_real_one() {
     assert_eq!(dry["plan"]["tasks"][0]["item_key"], "ham");
 
     // Bad input names the field.
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({"evnt": {}}))).await;
+    let (status, body) =
+        app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({"evnt": {}}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let broken = json!({"context": {"warehouses": {"not": "a list"}}});
     let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&broken)).await;

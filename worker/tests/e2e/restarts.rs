@@ -29,8 +29,10 @@ struct OwnServers {
 impl OwnServers {
     fn start(name: &str, temporal_db_file: bool) -> Self {
         let root = scratch_root().join(format!("own-{name}-{}", unique()));
-        let (mut temporal_config, mut postgres_config) = server_configs(&root, temporal_db_file).expect("server settings");
-        let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports).expect("starting a Temporal dev server");
+        let (mut temporal_config, mut postgres_config) =
+            server_configs(&root, temporal_db_file).expect("server settings");
+        let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports)
+            .expect("starting a Temporal dev server");
         let postgres = PostgresCluster::spawn_on_free_port(&mut postgres_config).expect("starting Postgres");
         let servers = Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port };
         Self { servers, temporal: Some(temporal), postgres: Some(postgres), temporal_config, postgres_config, root }
@@ -55,7 +57,8 @@ impl OwnServers {
         tokio::task::block_in_place(|| {
             self.temporal.take().expect("running").stop();
             std::thread::sleep(outage);
-            self.temporal = Some(TemporalDevServer::spawn(&self.temporal_config).expect("restarting the Temporal dev server"));
+            self.temporal =
+                Some(TemporalDevServer::spawn(&self.temporal_config).expect("restarting the Temporal dev server"));
         });
     }
 }
@@ -91,7 +94,8 @@ async fn a_postgres_restart_mid_run_loses_no_event() {
     assert_eq!(app.put_definition(&wide_definition(&id, 300)).await.0, StatusCode::CREATED);
     let workflow_id = app.start_run(&id, &json!({})).await;
     // A live stream open across the restart: it must deliver every event, in order, once.
-    let mut stream = SseClient::open(&format!("{}/api/v1/runs/{workflow_id}/stream", app.api_url), &app.api_key, None).await;
+    let mut stream =
+        SseClient::open(&format!("{}/api/v1/runs/{workflow_id}/stream", app.api_url), &app.api_key, None).await;
     let reader = tokio::spawn(async move {
         let mut seqs = Vec::new();
         while let Some(event) = stream.next().await {
@@ -111,7 +115,11 @@ async fn a_postgres_restart_mid_run_loses_no_event() {
     let events = app.assert_log_gapless_each_task_once(&workflow_id, 301).await;
     app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 301).await;
     let streamed = reader.await.unwrap();
-    assert_eq!(streamed, (1..=events.len() as i64).collect::<Vec<_>>(), "the stream delivered every event once, in order");
+    assert_eq!(
+        streamed,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "the stream delivered every event once, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +161,8 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
     // Take the server down just before a minute's slot and bring it back 15 s after it: the
     // slot is later than the 10 s catch-up window when the scheduler sees it.
     let now = chrono::Utc::now();
-    let next_minute = chrono::DurationRound::duration_trunc(now, chrono::Duration::minutes(1)).unwrap() + chrono::Duration::minutes(1);
+    let next_minute = chrono::DurationRound::duration_trunc(now, chrono::Duration::minutes(1)).unwrap()
+        + chrono::Duration::minutes(1);
     let down_at = next_minute - chrono::Duration::seconds(3);
     if down_at > chrono::Utc::now() {
         tokio::time::sleep((down_at - chrono::Utc::now()).to_std().unwrap_or_default()).await;
@@ -167,10 +176,15 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
     let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     loop {
         let (status, log) = app.call(reqwest::Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
-        let found = log["decisions"].as_array().into_iter().flatten().find(|d| d["slot"] == slot_text.as_str()).cloned();
+        let found =
+            log["decisions"].as_array().into_iter().flatten().find(|d| d["slot"] == slot_text.as_str()).cloned();
         if let Some(decision) = found {
             assert_ne!(decision["outcome"], "fired", "the slot fired although Temporal was down: {log:#}");
-            assert_eq!((decision["outcome"].as_str(), decision["reason"].as_str()), (Some("skipped"), Some("catchup_window")), "{log:#}");
+            assert_eq!(
+                (decision["outcome"].as_str(), decision["reason"].as_str()),
+                (Some("skipped"), Some("catchup_window")),
+                "{log:#}"
+            );
             assert!(log["schedule"]["missed_catchup_window"].as_i64() >= Some(1), "{log:#}");
             break;
         }

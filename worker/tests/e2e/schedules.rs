@@ -37,7 +37,10 @@ async fn a_cron_definition_owns_its_schedule() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["schedule"], "created");
     assert_eq!(body["next_fires"].as_array().unwrap().len(), 10);
-    assert_eq!(temporal_schedule(&app, &id).await, Some(json!({"paused": false, "note": "", "timezone": "Europe/Berlin"})));
+    assert_eq!(
+        temporal_schedule(&app, &id).await,
+        Some(json!({"paused": false, "note": "", "timezone": "Europe/Berlin"}))
+    );
 
     // Trigger now: a scheduled run with its slot recorded.
     let (status, _) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/trigger"), None).await;
@@ -54,7 +57,9 @@ async fn a_cron_definition_owns_its_schedule() {
     assert_eq!(described["next_fire_times"].as_array().unwrap().len(), 10);
 
     // Pause and unpause with a note reach Temporal.
-    let (status, _) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/pause"), Some(&json!({"note": "maintenance"}))).await;
+    let (status, _) = app
+        .call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/pause"), Some(&json!({"note": "maintenance"})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(temporal_schedule(&app, &id).await.unwrap()["note"], "maintenance");
     assert_eq!(temporal_schedule(&app, &id).await.unwrap()["paused"], true);
@@ -69,7 +74,10 @@ async fn a_cron_definition_owns_its_schedule() {
     // Disabling pauses, enabling unpauses, deleting deletes.
     edited["enabled"] = json!(false);
     app.put_definition(&edited).await;
-    assert_eq!(temporal_schedule(&app, &id).await.unwrap(), json!({"paused": true, "note": DISABLED_NOTE, "timezone": "Europe/Berlin"}));
+    assert_eq!(
+        temporal_schedule(&app, &id).await.unwrap(),
+        json!({"paused": true, "note": DISABLED_NOTE, "timezone": "Europe/Berlin"})
+    );
     edited["enabled"] = json!(true);
     app.put_definition(&edited).await;
     assert_eq!(temporal_schedule(&app, &id).await.unwrap()["paused"], false);
@@ -82,7 +90,8 @@ async fn a_cron_definition_owns_its_schedule() {
     bad["trigger"]["timezone"] = json!("Europe/Atlantis");
     let (status, body) = app.put_definition(&bad).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let paths: Vec<&str> = body["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        body["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["trigger.cron[0]", "trigger.timezone"]);
     assert_eq!(temporal_schedule(&app, &id).await, None);
 }
@@ -95,7 +104,8 @@ async fn a_backfill_of_three_slots_starts_three_runs() {
     definition["trigger"]["timezone"] = json!("UTC");
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let range = json!({"start": "2026-01-05T10:00:00Z", "end": "2026-01-05T12:00:00Z"});
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/backfill"), Some(&range)).await;
+    let (status, body) =
+        app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/backfill"), Some(&range)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["slots"], json!(["2026-01-05T10:00:00Z", "2026-01-05T11:00:00Z", "2026-01-05T12:00:00Z"]));
 
@@ -104,7 +114,8 @@ async fn a_backfill_of_three_slots_starts_three_runs() {
     let mut slots = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
     for run in &runs {
-        let (_, detail) = app.call(Method::GET, &format!("/api/v1/runs/{}", run["workflow_id"].as_str().unwrap()), None).await;
+        let (_, detail) =
+            app.call(Method::GET, &format!("/api/v1/runs/{}", run["workflow_id"].as_str().unwrap()), None).await;
         slots.push(detail["scheduled_for"].as_str().unwrap().to_owned());
         ids.insert(run["workflow_id"].as_str().unwrap().to_owned());
     }
@@ -112,7 +123,13 @@ async fn a_backfill_of_three_slots_starts_three_runs() {
     assert_eq!(slots, ["2026-01-05T10:00:00Z", "2026-01-05T11:00:00Z", "2026-01-05T12:00:00Z"]);
     assert_eq!(ids.len(), 3, "each slot has its own workflow id");
 
-    let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/schedule/backfill"), Some(&json!({"start": "2026-01-05T10:00:00Z"}))).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/definitions/{id}/schedule/backfill"),
+            Some(&json!({"start": "2026-01-05T10:00:00Z"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["path"], "end");
 }
@@ -187,8 +204,10 @@ async fn the_local_preview_matches_temporal_across_a_dst_change() {
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let (_, described) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/schedule"), None).await;
-    let temporal: Vec<String> = described["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
-    let local: Vec<String> = described["local_preview"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap().to_owned()).collect();
+    let temporal: Vec<String> =
+        described["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
+    let local: Vec<String> =
+        described["local_preview"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap().to_owned()).collect();
     assert_eq!(temporal.len(), 10, "{described}");
     assert_eq!(local, temporal);
     // The change is in the window: 08:00 UTC before the last Sunday of March, 07:00 after.
@@ -204,14 +223,20 @@ async fn the_local_preview_matches_temporal_across_a_dst_change() {
     });
     assert_eq!(app.put_definition(&fall).await.0, StatusCode::CREATED);
     let (_, described) = app.call(Method::GET, &format!("/api/v1/definitions/{fall_id}/schedule"), None).await;
-    let temporal_fall: Vec<&str> = described["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    let local_fall: Vec<&str> = described["local_preview"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
+    let temporal_fall: Vec<&str> =
+        described["next_fire_times"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let local_fall: Vec<&str> =
+        described["local_preview"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
     assert_eq!(local_fall, temporal_fall);
-    assert_eq!(&temporal_fall[..4], ["2027-10-29T00:30:00Z", "2027-10-30T00:30:00Z", "2027-10-31T01:30:00Z", "2027-11-01T01:30:00Z"]);
+    assert_eq!(
+        &temporal_fall[..4],
+        ["2027-10-29T00:30:00Z", "2027-10-30T00:30:00Z", "2027-10-31T01:30:00Z", "2027-11-01T01:30:00Z"]
+    );
 
     // The same preview is available before saving.
     let (status, body) = app.call(Method::POST, "/api/v1/validate", Some(&definition)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let validated: Vec<&str> = body["next_fires"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
+    let validated: Vec<&str> =
+        body["next_fires"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
     assert_eq!(validated, local);
 }

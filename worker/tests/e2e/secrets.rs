@@ -27,10 +27,16 @@ async fn spawn_echo_service() -> (String, Seen) {
         json!({"auth": auth, "t": t, "items": [{"id": "a"}]})
     };
     let app = axum::Router::new()
-        .route("/echo", get(move |headers: HeaderMap, Query(q): Query<_>| async move { Json(record(&echo, &headers, &q)) }))
-        .route("/fail", get(move |headers: HeaderMap, Query(q): Query<_>| async move {
-            (AxumStatus::INTERNAL_SERVER_ERROR, record(&fail, &headers, &q).to_string())
-        }));
+        .route(
+            "/echo",
+            get(move |headers: HeaderMap, Query(q): Query<_>| async move { Json(record(&echo, &headers, &q)) }),
+        )
+        .route(
+            "/fail",
+            get(move |headers: HeaderMap, Query(q): Query<_>| async move {
+                (AxumStatus::INTERNAL_SERVER_ERROR, record(&fail, &headers, &q).to_string())
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -105,18 +111,26 @@ async fn secrets_reach_the_request_and_are_redacted_everywhere_else() {
     assert!(error.contains("secret NOT_SET is not set"), "{error}");
 
     // Nowhere in the run log, the plan, the audit log or any table is the value.
-    let tables: Vec<String> = sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'").fetch_all(app.store.pool()).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
     assert!(tables.len() >= 5, "{tables:?}");
     for table in &tables {
-        let hits: i64 = sqlx::query_scalar(&format!("select count(*) from {table} t where t::text like '%' || $1 || '%'"))
-            .bind(TEST_SECRET)
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+        let hits: i64 =
+            sqlx::query_scalar(&format!("select count(*) from {table} t where t::text like '%' || $1 || '%'"))
+                .bind(TEST_SECRET)
+                .fetch_one(app.store.pool())
+                .await
+                .unwrap();
         assert_eq!(hits, 0, "table {table} holds the secret");
     }
     // Nor the API's answers, nor any Temporal history of the run or its tasks.
-    for path in [format!("/api/v1/runs/{workflow_id}"), format!("/api/v1/runs/{workflow_id}/events"), format!("/api/v1/runs/{workflow_id}/graph")] {
+    for path in [
+        format!("/api/v1/runs/{workflow_id}"),
+        format!("/api/v1/runs/{workflow_id}/events"),
+        format!("/api/v1/runs/{workflow_id}/graph"),
+    ] {
         let (status, body) = app.call(Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK);
         assert!(!body.to_string().contains(TEST_SECRET), "{path}");
@@ -154,6 +168,9 @@ async fn secrets_are_refused_where_they_would_be_stored() {
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body.to_string().contains("tasks[0].headers.x") && body.to_string().contains("transformed by a filter"), "{body}");
+    assert!(
+        body.to_string().contains("tasks[0].headers.x") && body.to_string().contains("transformed by a filter"),
+        "{body}"
+    );
     assert!(!body.to_string().contains(TEST_SECRET));
 }

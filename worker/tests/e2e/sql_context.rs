@@ -33,7 +33,8 @@ async fn sql_sources_cannot_read_the_store_or_the_servers_files() {
         assert!(error.contains("context[0].query") && error.contains(denied), "{query}: {error}");
         assert_eq!(run["context_snapshot"], Value::Null, "nothing was resolved");
         // A dry-run is refused the same way, with the source's path.
-        let (status, body) = app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({}))).await;
+        let (status, body) =
+            app.call(Method::POST, &format!("/api/v1/definitions/{id}/dry-run"), Some(&json!({}))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["details"][0]["path"], "context[0].query");
     }
@@ -73,7 +74,13 @@ async fn a_sql_source_needs_a_configured_connection() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["details"][0]["path"], "context[0].connection");
     assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("\"warehouse\""), "{body}");
-    let response = app.http.post(format!("{bare}/api/v1/validate")).json(&sql_definition(&id, "select 1 as one", None)).send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{bare}/api/v1/validate"))
+        .json(&sql_definition(&id, "select 1 as one", None))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The suite's API has the default connection and `reporting`, not `warehouse`.
     assert_eq!(app.put_definition(&sql_definition(&id, "select 1 as one", None)).await.0, StatusCode::CREATED);
@@ -84,7 +91,7 @@ async fn a_sql_source_needs_a_configured_connection() {
 /// `taskfactory api` with `args`; returns its exit status and stderr if it stops within
 /// 60 s, `None` if it is still serving (`/healthz` answers).
 async fn api_start(app: &TestApp, args: &[&str]) -> Option<(std::process::ExitStatus, String)> {
-    let port = taskfactory::devstack::free_port().unwrap();
+    let port = taskfactory::devstack::server_port().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
         .args(["--database-url", app.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
@@ -122,10 +129,14 @@ async fn privileged_sql_connections_are_refused_at_start_up_unless_allowed() {
     let superuser = app.database_url().to_owned();
 
     // The store's own user (a superuser here) as the context database.
-    let (status, stderr) = api_start(&app, &["--context-database-url", &superuser]).await.expect("the API must refuse to start");
+    let (status, stderr) =
+        api_start(&app, &["--context-database-url", &superuser]).await.expect("the API must refuse to start");
     assert!(!status.success());
     let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
-    assert!(line.contains("\"default\"") && line.contains("superuser") && line.contains("--allow-privileged-sql default"), "{stderr}");
+    assert!(
+        line.contains("\"default\"") && line.contains("superuser") && line.contains("--allow-privileged-sql default"),
+        "{stderr}"
+    );
 
     // A role that is no superuser but can read taskfactory's tables (an owner would too).
     let reader = format!("reader_{}", unique());
@@ -133,29 +144,50 @@ async fn privileged_sql_connections_are_refused_at_start_up_unless_allowed() {
         sqlx::query(&statement).execute(app.store.pool()).await.unwrap();
     }
     let reader_url = as_user(&superuser, &reader);
-    let (status, stderr) = api_start(&app, &["--sql-connection", &format!("crm={reader_url}")]).await.expect("the API must refuse to start");
+    let (status, stderr) = api_start(&app, &["--sql-connection", &format!("crm={reader_url}")])
+        .await
+        .expect("the API must refuse to start");
     assert!(!status.success());
-    assert!(stderr.contains("\"crm\"") && stderr.contains("taskfactory's own tables") && stderr.contains("public.api_keys"), "{stderr}");
+    assert!(
+        stderr.contains("\"crm\"") && stderr.contains("taskfactory's own tables") && stderr.contains("public.api_keys"),
+        "{stderr}"
+    );
     // A role that reads nothing itself but may become one that does (`set_config('role', ...)`).
     let member = format!("member_{}", unique());
     for statement in [format!("create role {member} login noinherit"), format!("grant {reader} to {member}")] {
         sqlx::query(&statement).execute(app.store.pool()).await.unwrap();
     }
-    let (_, stderr) = api_start(&app, &["--sql-connection", &format!("crm={}", as_user(&superuser, &member))]).await.expect("the API must refuse to start");
-    assert!(stderr.contains(&format!("through its membership in \"{reader}\"")) && stderr.contains("public.api_keys"), "{stderr}");
+    let (_, stderr) = api_start(&app, &["--sql-connection", &format!("crm={}", as_user(&superuser, &member))])
+        .await
+        .expect("the API must refuse to start");
+    assert!(
+        stderr.contains(&format!("through its membership in \"{reader}\"")) && stderr.contains("public.api_keys"),
+        "{stderr}"
+    );
     // The worker checks the same way.
     let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
         .args(["--database-url", app.database_url(), "--sql-connection", &format!("crm={reader_url}")])
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker must refuse to start").unwrap();
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker must refuse to start").unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("taskfactory's own tables"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("taskfactory's own tables"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // Allowed by name, both start; an unknown name in the allow list is a typo, refused.
-    assert!(api_start(&app, &["--context-database-url", &superuser, "--allow-privileged-sql", "default"]).await.is_none());
-    assert!(api_start(&app, &["--sql-connection", &format!("crm={reader_url}"), "--allow-privileged-sql", "crm"]).await.is_none());
+    assert!(
+        api_start(&app, &["--context-database-url", &superuser, "--allow-privileged-sql", "default"]).await.is_none()
+    );
+    assert!(
+        api_start(&app, &["--sql-connection", &format!("crm={reader_url}"), "--allow-privileged-sql", "crm"])
+            .await
+            .is_none()
+    );
     let (_, stderr) = api_start(&app, &["--allow-privileged-sql", "crn"]).await.expect("refused");
     assert!(stderr.contains("--allow-privileged-sql crn: no SQL connection has that name"), "{stderr}");
     // The harness's least-privilege role passes the check.
@@ -168,14 +200,20 @@ async fn sensitive_context_is_shown_to_admins_only() {
     let app = TestApp::spawn("sensitive").await;
     let marker = format!("salary-{}", unique());
     sqlx::query("create table demo.payroll (name text, salary text)").execute(app.store.pool()).await.unwrap();
-    sqlx::query("insert into demo.payroll values ('ada', $1), ('bob', $1)").bind(&marker).execute(app.store.pool()).await.unwrap();
+    sqlx::query("insert into demo.payroll values ('ada', $1), ('bob', $1)")
+        .bind(&marker)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
     let id = format!("sens-{}", unique());
-    let definition = |count_only: bool| json!({"id": id, "name": "Sensitive", "trigger": {"kind": "manual"},
+    let definition = |count_only: bool| {
+        json!({"id": id, "name": "Sensitive", "trigger": {"kind": "manual"},
         "context": [
             {"name": "payroll", "kind": "sql", "query": "select name, salary from payroll order by name", "sensitive": true},
             {"name": "regions", "kind": "static", "value": ["eu"]}
         ],
-        "tasks": [{"id": "report", "kind": "noop", "params": {"people": if count_only { "{{ context.payroll | length }}" } else { "{{ context.payroll | length }} people" }}}]});
+        "tasks": [{"id": "report", "kind": "noop", "params": {"people": if count_only { "{{ context.payroll | length }}" } else { "{{ context.payroll | length }} people" }}}]})
+    };
     assert_eq!(app.put_definition(&definition(true)).await.0, StatusCode::CREATED);
     let workflow_id = app.start_run(&id, &json!({})).await;
     let run = app.wait_for_run(&workflow_id).await;
@@ -207,7 +245,8 @@ async fn sensitive_context_is_shown_to_admins_only() {
     }
     // A dry-run resolves for real: the operator sees the placeholder, an admin the rows.
     let dry = |key: &str| {
-        let (client, url) = (crate::support::authed_client(key), format!("{}/api/v1/definitions/{id}/dry-run", app.api_url));
+        let (client, url) =
+            (crate::support::authed_client(key), format!("{}/api/v1/definitions/{id}/dry-run", app.api_url));
         async move { client.post(url).json(&json!({})).send().await.unwrap().json::<Value>().await.unwrap() }
     };
     assert_eq!(dry(&operator).await["context"]["payroll"], "⟦sensitive⟧");

@@ -34,16 +34,20 @@ fn sweep_stale_dirs(root: &std::path::Path) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(pid) = name.strip_prefix("taskfactory-e2e-").and_then(|p| p.parse::<u32>().ok())
-            && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+            && !PathBuf::from(format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
 /// How the suite runs a Temporal dev server and a Postgres cluster whose files live in `root`;
 /// with `temporal_db_file` the dev server keeps its state in a SQLite file (it survives a
 /// restart), else in memory.
-pub fn server_configs(root: &std::path::Path, temporal_db_file: bool) -> anyhow::Result<(TemporalConfig, PostgresConfig)> {
+pub fn server_configs(
+    root: &std::path::Path,
+    temporal_db_file: bool,
+) -> anyhow::Result<(TemporalConfig, PostgresConfig)> {
     std::fs::create_dir_all(root)?;
     // Every port explicit and drawn outside the kernel's ephemeral range, where the dev
     // server's own random picks and port-0 listeners never land (see devstack::ports).
@@ -73,7 +77,10 @@ pub fn scratch_root() -> PathBuf {
 fn start_servers() -> anyhow::Result<(TemporalDevServer, PostgresCluster)> {
     sweep_stale_dirs(&std::env::temp_dir());
     let (mut temporal, mut postgres) = server_configs(&scratch_root(), false)?;
-    Ok((TemporalDevServer::spawn_retrying(&mut temporal, TemporalConfig::repick_ports)?, PostgresCluster::spawn_on_free_port(&mut postgres)?))
+    Ok((
+        TemporalDevServer::spawn_retrying(&mut temporal, TemporalConfig::repick_ports)?,
+        PostgresCluster::spawn_on_free_port(&mut postgres)?,
+    ))
 }
 
 /// The shared servers, started on first use by a thread that lives as long as the process
@@ -85,7 +92,8 @@ pub fn servers() -> &'static Servers {
             .name("e2e-servers".into())
             .spawn(move || match start_servers() {
                 Ok((temporal, postgres)) => {
-                    let _ = tx.send(Ok(Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port }));
+                    let _ = tx
+                        .send(Ok(Servers { temporal_address: temporal.address.clone(), postgres_port: postgres.port }));
                     let _keep = (temporal, postgres);
                     loop {
                         std::thread::park();
@@ -114,7 +122,8 @@ pub fn test_context(context_db: &PgConnectOptions) -> ContextClients {
     let mut clients = ContextClients::default()
         .with_connection(SqlConnection::new(DEFAULT_CONNECTION, pool(), false))
         .with_connection(SqlConnection::new("reporting", pool(), false));
-    clients.secrets = SecretStore::new(std::collections::HashMap::from([("API_TOKEN".to_owned(), TEST_SECRET.to_owned())]), None);
+    clients.secrets =
+        SecretStore::new(std::collections::HashMap::from([("API_TOKEN".to_owned(), TEST_SECRET.to_owned())]), None);
     // The suite's HTTP services listen on loopback.
     clients.egress.allow_private = true;
     clients
@@ -191,7 +200,8 @@ impl SseClient {
                 }
                 continue; // a keep-alive comment
             }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.expect("no stream event within 60 s");
+            let chunk =
+                tokio::time::timeout_at(deadline, self.response.chunk()).await.expect("no stream event within 60 s");
             match chunk.expect("reading the stream") {
                 Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
                 None => return None,
@@ -246,43 +256,53 @@ impl TestApp {
         if std::ptr::eq(servers, self::servers()) {
             SEARCH_ATTRIBUTES
                 .get_or_init(|| async {
-                    let added = taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
-                    assert_eq!(added.len(), taskfactory_orchestrator::search::ALL.len(), "a fresh server has none of them");
+                    let added = taskfactory::temporal::register_search_attributes(&client, "default")
+                        .await
+                        .expect("registering search attributes");
+                    assert_eq!(
+                        added.len(),
+                        taskfactory_orchestrator::search::ALL.len(),
+                        "a fresh server has none of them"
+                    );
                     let again = taskfactory::temporal::register_search_attributes(&client, "default").await.unwrap();
                     assert!(again.is_empty(), "registration is idempotent");
                 })
                 .await;
         } else {
-            taskfactory::temporal::register_search_attributes(&client, "default").await.expect("registering search attributes");
+            taskfactory::temporal::register_search_attributes(&client, "default")
+                .await
+                .expect("registering search attributes");
         }
         let task_queue = format!("tq-{name}-{}", unique());
 
         // The worker's future is not Send: it gets a thread and a runtime of its own.
         let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (address, queue, worker_store, worker_context) = (servers.temporal_address.clone(), task_queue.clone(), store.clone(), context_db.clone());
+        let (address, queue, worker_store, worker_context) =
+            (servers.temporal_address.clone(), task_queue.clone(), store.clone(), context_db.clone());
         if with_worker {
-        std::thread::Builder::new()
-            .name(format!("worker-{name}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
-                runtime.block_on(async move {
-                    let client = taskfactory::temporal::connect(&address, "default").await.expect("worker client");
-                    let setup = WorkerSetup {
-                        client,
-                        task_queue: queue,
-                        context: test_context(&worker_context),
-                        store: worker_store,
-                        activity_config: ActivityConfig::default(),
-                        tuning: Default::default(),
-                    };
-                    taskfactory::worker::run(setup, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("worker failed");
-                });
-            })
-            .expect("spawning the worker thread");
+            std::thread::Builder::new()
+                .name(format!("worker-{name}"))
+                .spawn(move || {
+                    let runtime =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
+                    runtime.block_on(async move {
+                        let client = taskfactory::temporal::connect(&address, "default").await.expect("worker client");
+                        let setup = WorkerSetup {
+                            client,
+                            task_queue: queue,
+                            context: test_context(&worker_context),
+                            store: worker_store,
+                            activity_config: ActivityConfig::default(),
+                            tuning: Default::default(),
+                        };
+                        taskfactory::worker::run(setup, async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .expect("worker failed");
+                    });
+                })
+                .expect("spawning the worker thread");
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -325,12 +345,17 @@ impl TestApp {
     pub async fn completed_runs(&self, filter: &str, count: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let (_, list) = self.call(reqwest::Method::GET, &format!("/api/v1/runs?status=completed&{filter}"), None).await;
+            let (_, list) =
+                self.call(reqwest::Method::GET, &format!("/api/v1/runs?status=completed&{filter}"), None).await;
             let runs = list["runs"].as_array().cloned().unwrap_or_default();
             if runs.len() >= count {
                 return runs;
             }
-            assert!(tokio::time::Instant::now() < deadline, "only {} of {count} runs ({filter}) completed in 60 s", runs.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {count} runs ({filter}) completed in 60 s",
+                runs.len()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -356,11 +381,19 @@ impl TestApp {
     }
 
     /// [`Self::spawn_api`] with its state adjusted by `adjust`.
-    pub async fn spawn_api_with(&self, adjust: impl FnOnce(ApiState) -> ApiState) -> (String, tokio::sync::oneshot::Sender<()>) {
+    pub async fn spawn_api_with(
+        &self,
+        adjust: impl FnOnce(ApiState) -> ApiState,
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = adjust(ApiState::new(self.store.clone(), self.client.clone(), self.task_queue.clone(), test_context(&self.context_db)));
+        let state = adjust(ApiState::new(
+            self.store.clone(),
+            self.client.clone(),
+            self.task_queue.clone(),
+            test_context(&self.context_db),
+        ));
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = stopped.await;
         }));
@@ -452,7 +485,12 @@ impl TestApp {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut last = 0;
         while tokio::time::Instant::now() < deadline {
-            last = self.client.count_workflows(query, WorkflowCountOptions::default()).await.expect("count_workflows").count();
+            last = self
+                .client
+                .count_workflows(query, WorkflowCountOptions::default())
+                .await
+                .expect("count_workflows")
+                .count();
             if last == expected {
                 return;
             }
@@ -489,7 +527,9 @@ impl TestApp {
     pub async fn waiting_human_task(&self, assignee: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let (_, inbox) = self.call(reqwest::Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None).await;
+            let (_, inbox) = self
+                .call(reqwest::Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None)
+                .await;
             if let Some(task) = inbox["human_tasks"].as_array().and_then(|t| t.first()) {
                 return task.clone();
             }

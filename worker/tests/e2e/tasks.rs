@@ -53,10 +53,12 @@ async fn workflow_tasks_run_on_another_workers_task_queue() {
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["tasks_completed"], 3);
-    let outputs: Vec<&Value> = run["tasks"].as_array().unwrap().iter().filter(|t| t["template_id"] == "greet").map(|t| &t["output"]).collect();
+    let outputs: Vec<&Value> =
+        run["tasks"].as_array().unwrap().iter().filter(|t| t["template_id"] == "greet").map(|t| &t["output"]).collect();
     assert_eq!(outputs, [&json!({"greeting": "Hello, Ada!"}), &json!({"greeting": "Hello, Grace!"})]);
     // The user's workflow really ran, as a child of the task, on the other queue.
-    let work = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(format!("{workflow_id}/greet/Ada/work"));
+    let work =
+        app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(format!("{workflow_id}/greet/Ada/work"));
     let description = work.describe(Default::default()).await.expect("the DemoGreeter workflow exists");
     assert_eq!(description.task_queue(), queue);
     assert_eq!(description.workflow_type(), "DemoGreeter");
@@ -74,7 +76,10 @@ async fn a_failed_task_fails_the_run_and_skips_its_dependents() {
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error"], "1 of 2 tasks failed");
-    assert_eq!((run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()), (json!(1), json!(1), json!(1)));
+    assert_eq!(
+        (run["tasks_completed"].clone(), run["tasks_failed"].clone(), run["tasks_skipped"].clone()),
+        (json!(1), json!(1), json!(1))
+    );
     let failed = run["tasks"].as_array().unwrap().iter().find(|t| t["status"] == "failed").unwrap();
     assert!(failed["error"].as_str().unwrap().contains("cannot greet \"fail\""), "{failed}");
     let skipped = run["tasks"].as_array().unwrap().iter().find(|t| t["status"] == "skipped").unwrap();
@@ -84,7 +89,8 @@ async fn a_failed_task_fails_the_run_and_skips_its_dependents() {
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"NODE_FAILED") && types.contains(&"NODE_SKIPPED"), "{types:?}");
     assert_eq!(types.last(), Some(&"WORKFLOW_FAILED"));
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run' AND ExecutionStatus = 'Failed'"), 1).await;
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'run' AND ExecutionStatus = 'Failed'"), 1)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,8 +98,14 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     let app = TestApp::spawn("sqlctx").await;
     let pool = app.store.pool();
     // The schema the test's context role reads.
-    sqlx::query("create table demo.invoices (id text primary key, customer text not null, amount int not null)").execute(pool).await.unwrap();
-    sqlx::query("insert into demo.invoices values ('i1', 'acme', 500), ('i2', 'globex', 250), ('i3', 'initech', 5)").execute(pool).await.unwrap();
+    sqlx::query("create table demo.invoices (id text primary key, customer text not null, amount int not null)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into demo.invoices values ('i1', 'acme', 500), ('i2', 'globex', 250), ('i3', 'initech', 5)")
+        .execute(pool)
+        .await
+        .unwrap();
     let id = format!("sql-{}", unique());
     let definition = json!({
         "id": id,
@@ -130,7 +142,10 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
 
     // Context queries run read-only: a write is refused, even where the role may write.
     sqlx::query("create sequence demo.counter").execute(pool).await.unwrap();
-    sqlx::query(&format!("grant usage, update on sequence demo.counter to \"{}\"", app.context_role())).execute(pool).await.unwrap();
+    sqlx::query(&format!("grant usage, update on sequence demo.counter to \"{}\"", app.context_role()))
+        .execute(pool)
+        .await
+        .unwrap();
     let writer = json!({
         "id": format!("writer-{}", unique()), "name": "Writer", "trigger": {"kind": "manual"},
         "context": [{"name": "n", "kind": "sql", "query": "select nextval('counter') as n"}],
@@ -165,7 +180,8 @@ async fn tasks_run_on_a_separate_worker_process() {
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
     assert_eq!(run["status"], "completed", "{run}");
-    let output = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap()["output"].clone();
+    let output =
+        |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap()["output"].clone();
     assert_eq!(output("greet"), json!({"greeting": "Hello, Ada!"}));
     assert_eq!(output("shout"), json!({"shouted": "HI"}));
 }

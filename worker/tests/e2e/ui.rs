@@ -123,7 +123,9 @@ async fn a_definition_page_lists_its_trigger_decisions() {
     });
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     for branch in ["main", "dev"] {
-        let (status, _) = app.call(Method::POST, "/api/v1/events", Some(&json!({"type": event_type, "payload": {"branch": branch}}))).await;
+        let (status, _) = app
+            .call(Method::POST, "/api/v1/events", Some(&json!({"type": event_type, "payload": {"branch": branch}})))
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
     let mut browser = Browser::start("decisions", &app, &id);
@@ -138,10 +140,12 @@ async fn a_definition_page_lists_its_trigger_decisions() {
 async fn the_definitions_list_shows_tags_and_filters_by_them() {
     let app = TestApp::spawn("uitags").await;
     let p = format!("uitags-{}", unique());
-    let definition = |suffix: &str, name: &str, tags: &[&str]| {
-        json!({"id": format!("{p}-{suffix}"), "name": name, "tags": tags, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]})
-    };
-    for d in [definition("a", "Invoices", &["billing", "nightly"]), definition("b", "Reports", &["nightly"]), definition("c", "Untagged", &[])] {
+    let definition = |suffix: &str, name: &str, tags: &[&str]| json!({"id": format!("{p}-{suffix}"), "name": name, "tags": tags, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
+    for d in [
+        definition("a", "Invoices", &["billing", "nightly"]),
+        definition("b", "Reports", &["nightly"]),
+        definition("c", "Untagged", &[]),
+    ] {
         assert_eq!(app.put_definition(&d).await.0, StatusCode::CREATED);
     }
     let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));

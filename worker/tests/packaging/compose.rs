@@ -101,17 +101,29 @@ fn compose_has_every_service_and_every_reference_resolves() {
     let compose = compose();
     let services = services(&compose);
     let names: BTreeSet<String> = services.keys().map(str_of).collect();
-    for expected in ["postgresql", "temporal", "temporal-ui", "taskfactory-migrate", "taskfactory-setup", "taskfactory-worker", "taskfactory-api"] {
+    for expected in [
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "taskfactory-migrate",
+        "taskfactory-setup",
+        "taskfactory-worker",
+        "taskfactory-api",
+    ] {
         assert!(names.contains(expected), "service {expected} missing; have {names:?}");
     }
-    let named_volumes: BTreeSet<String> = compose["volumes"].as_mapping().into_iter().flatten().map(|(k, _)| str_of(k)).collect();
+    let named_volumes: BTreeSet<String> =
+        compose["volumes"].as_mapping().into_iter().flatten().map(|(k, _)| str_of(k)).collect();
     for (name, service) in services {
         let name = str_of(name);
         for (dependency, condition) in depends_on(service) {
             assert!(names.contains(&dependency), "{name} depends on {dependency}, which is not a service");
             match condition.as_str() {
                 "service_started" => {}
-                "service_healthy" => assert!(!services[dependency.as_str()]["healthcheck"].is_null(), "{name} waits for {dependency} to be healthy, which has no healthcheck"),
+                "service_healthy" => assert!(
+                    !services[dependency.as_str()]["healthcheck"].is_null(),
+                    "{name} waits for {dependency} to be healthy, which has no healthcheck"
+                ),
                 "service_completed_successfully" => assert!(
                     services[dependency.as_str()]["restart"].is_null(),
                     "{name} waits for {dependency} to finish, which is restarted"
@@ -128,7 +140,10 @@ fn compose_has_every_service_and_every_reference_resolves() {
             }
         }
         if let Some(context) = service["build"].as_str() {
-            assert!(repo().join(context).join("Dockerfile").exists(), "{name} builds {context}, which has no Dockerfile");
+            assert!(
+                repo().join(context).join("Dockerfile").exists(),
+                "{name} builds {context}, which has no Dockerfile"
+            );
         }
     }
 }
@@ -149,7 +164,9 @@ fn temporal_runs_on_postgres_with_the_repository_dynamic_config() {
     let local = volumes(temporal)
         .into_iter()
         .filter(|(source, _)| is_bind_mount(source))
-        .find_map(|(source, target)| path.strip_prefix(&format!("{}/", target.trim_end_matches('/'))).map(|rest| repo().join(source).join(rest)))
+        .find_map(|(source, target)| {
+            path.strip_prefix(&format!("{}/", target.trim_end_matches('/'))).map(|rest| repo().join(source).join(rest))
+        })
         .unwrap_or_else(|| panic!("{path} is not inside a mounted directory of the repository"));
     let text = std::fs::read_to_string(&local).unwrap_or_else(|e| panic!("{}: {e}", local.display()));
     let config: Value = serde_yaml_ng::from_str(&text).expect("the dynamic config is YAML");
@@ -190,28 +207,44 @@ fn the_dockerfile_builds_in_stages_and_runs_taskfactory_as_a_non_root_user() {
             }
         }
     }
-    let stages: Vec<usize> = instructions.iter().enumerate().filter(|(_, (op, _))| op == "FROM").map(|(i, _)| i).collect();
+    let stages: Vec<usize> =
+        instructions.iter().enumerate().filter(|(_, (op, _))| op == "FROM").map(|(i, _)| i).collect();
     assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
     let build_stage = instructions[stages[0]].1.split_whitespace().last().unwrap().to_owned();
     let build = &instructions[stages[0]..stages[stages.len() - 1]];
     let runtime = &instructions[stages[stages.len() - 1]..];
     assert!(build.iter().any(|(op, a)| op == "RUN" && a.contains("protobuf-compiler")), "the build installs protoc");
-    assert!(build.iter().any(|(op, a)| op == "RUN" && a.contains("cargo build --release --locked")), "a locked release build");
+    assert!(
+        build.iter().any(|(op, a)| op == "RUN" && a.contains("cargo build --release --locked")),
+        "a locked release build"
+    );
 
-    let user = runtime.iter().rev().find(|(op, _)| op == "USER").map(|(_, a)| a.clone()).expect("the final stage sets USER");
+    let user =
+        runtime.iter().rev().find(|(op, _)| op == "USER").map(|(_, a)| a.clone()).expect("the final stage sets USER");
     let name = user.split(':').next().unwrap();
     assert!(name != "root" && name != "0", "the image runs as root ({user})");
-    let entrypoint = runtime.iter().rev().find(|(op, _)| op == "ENTRYPOINT").map(|(_, a)| a.clone()).expect("an ENTRYPOINT");
+    let entrypoint =
+        runtime.iter().rev().find(|(op, _)| op == "ENTRYPOINT").map(|(_, a)| a.clone()).expect("an ENTRYPOINT");
     let entrypoint: Vec<String> = serde_json::from_str(&entrypoint).expect("ENTRYPOINT in exec form");
-    let binary = if entrypoint[0].starts_with('/') { entrypoint[0].clone() } else { format!("/usr/local/bin/{}", entrypoint[0]) };
+    let binary = if entrypoint[0].starts_with('/') {
+        entrypoint[0].clone()
+    } else {
+        format!("/usr/local/bin/{}", entrypoint[0])
+    };
     assert!(binary.ends_with("/taskfactory"), "the entrypoint is the taskfactory binary: {entrypoint:?}");
     assert!(
-        runtime.iter().any(|(op, a)| op == "COPY" && a.starts_with(&format!("--from={build_stage} ")) && a.ends_with(&binary)),
+        runtime
+            .iter()
+            .any(|(op, a)| op == "COPY" && a.starts_with(&format!("--from={build_stage} ")) && a.ends_with(&binary)),
         "the final stage copies {binary} from the {build_stage} stage"
     );
 
     // What compose publishes from the image is exposed by it.
-    let exposed: BTreeSet<u16> = runtime.iter().filter(|(op, _)| op == "EXPOSE").flat_map(|(_, a)| a.split_whitespace().map(|p| p.parse::<u16>().unwrap())).collect();
+    let exposed: BTreeSet<u16> = runtime
+        .iter()
+        .filter(|(op, _)| op == "EXPOSE")
+        .flat_map(|(_, a)| a.split_whitespace().map(|p| p.parse::<u16>().unwrap()))
+        .collect();
     let compose = compose();
     for (name, _) in taskfactory_services(&compose) {
         let ports = published_ports(&services(&compose)[name.as_str()]);
@@ -240,7 +273,10 @@ fn compose_sets_the_environment_the_binary_reads() {
         let env = environment(service);
         let (reads, required) = env_of_subcommand(subcommand);
         for key in env.keys() {
-            assert!(reads.contains(key) || key.starts_with("TF_SECRET_") || key == "RUST_LOG", "{name} sets {key}, which `taskfactory {subcommand}` does not read ({reads:?})");
+            assert!(
+                reads.contains(key) || key.starts_with("TF_SECRET_") || key == "RUST_LOG",
+                "{name} sets {key}, which `taskfactory {subcommand}` does not read ({reads:?})"
+            );
         }
         for key in &required {
             assert!(env.contains_key(key), "{name} runs `taskfactory {subcommand}` without {key}");
@@ -251,18 +287,29 @@ fn compose_sets_the_environment_the_binary_reads() {
             let address = env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| panic!("{name} needs TEMPORAL_ADDRESS"));
             let host = address.split(':').next().unwrap();
             assert!(services.contains_key(host), "{name}: TEMPORAL_ADDRESS {address} is not a compose service");
-            assert!(depends_on(service).iter().any(|(d, _)| d == host || services[d.as_str()]["depends_on"][host].is_mapping()), "{name} does not wait for {host}");
+            assert!(
+                depends_on(service)
+                    .iter()
+                    .any(|(d, _)| d == host || services[d.as_str()]["depends_on"][host].is_mapping()),
+                "{name} does not wait for {host}"
+            );
         }
         if let Some(url) = env.get("DATABASE_URL") {
             let rest = url.strip_prefix("postgres://").unwrap_or_else(|| panic!("{name}: DATABASE_URL {url}"));
             let (authority, database) = rest.split_once('/').unwrap();
             let host = authority.rsplit('@').next().unwrap().split(':').next().unwrap();
             assert!(services.contains_key(host), "{name}: DATABASE_URL host {host} is not a compose service");
-            assert!(init_sql.contains(&format!("create database {database}")), "{name} uses database {database}, which compose-init-db.sql does not create");
+            assert!(
+                init_sql.contains(&format!("create database {database}")),
+                "{name} uses database {database}, which compose-init-db.sql does not create"
+            );
         }
         for listen in ["TASKFACTORY_API_ADDR", "TASKFACTORY_METRICS_ADDR"] {
             if let Some(addr) = env.get(listen) {
-                assert!(addr.starts_with("0.0.0.0:"), "{name}: {listen} {addr} is not reachable from outside the container");
+                assert!(
+                    addr.starts_with("0.0.0.0:"),
+                    "{name}: {listen} {addr} is not reachable from outside the container"
+                );
                 assert!(published_ports(service).contains(&port_of(addr)), "{name}: {listen} port is not published");
             }
         }
@@ -277,7 +324,10 @@ fn compose_sets_the_environment_the_binary_reads() {
     for (role, service) in [("worker", subcommands["worker"]), ("api", subcommands["api"])] {
         let deps = depends_on(&services[service]);
         for first in [subcommands["migrate"], subcommands["setup"]] {
-            assert!(deps.contains(&(first.to_owned(), "service_completed_successfully".to_owned())), "the {role} does not wait for {first} to finish");
+            assert!(
+                deps.contains(&(first.to_owned(), "service_completed_successfully".to_owned())),
+                "the {role} does not wait for {first} to finish"
+            );
         }
     }
     for shared in ["TEMPORAL_NAMESPACE", "TASKFACTORY_TASK_QUEUE", "TASKFACTORY_CONTEXT_DATABASE_URL"] {
@@ -286,6 +336,13 @@ fn compose_sets_the_environment_the_binary_reads() {
     // `sql` sources run as a role of their own that the init SQL creates, not as the store's user.
     let context = worker.get("TASKFACTORY_CONTEXT_DATABASE_URL").expect("the worker has a context database");
     let user = context.strip_prefix("postgres://").and_then(|r| r.split([':', '@']).next()).unwrap();
-    assert_ne!(Some(user), worker["DATABASE_URL"].strip_prefix("postgres://").and_then(|r| r.split([':', '@']).next()), "the context database uses the store's user");
-    assert!(init_sql.contains(&format!("create role {user} login")), "compose-init-db.sql does not create the context role {user}");
+    assert_ne!(
+        Some(user),
+        worker["DATABASE_URL"].strip_prefix("postgres://").and_then(|r| r.split([':', '@']).next()),
+        "the context database uses the store's user"
+    );
+    assert!(
+        init_sql.contains(&format!("create role {user} login")),
+        "compose-init-db.sql does not create the context role {user}"
+    );
 }

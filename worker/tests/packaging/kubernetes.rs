@@ -46,7 +46,10 @@ fn of_kind<'a>(resources: &'a [(String, Value)], kind: &str) -> Vec<&'a Value> {
 }
 
 fn named<'a>(resources: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
-    of_kind(resources, kind).into_iter().find(|r| r["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name} in {DIR}"))
+    of_kind(resources, kind)
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {DIR}"))
 }
 
 /// The validator: `KUBERNETES_VALIDATE` (the test bootstrap installs it into its virtualenv
@@ -91,19 +94,27 @@ fn every_manifest_passes_kubernetes_validate_strict() {
 fn the_kustomization_lists_every_manifest_but_the_example_secret() {
     let kustomization: Value = serde_yaml_ng::from_str(&read(&format!("{DIR}/kustomization.yaml"))).unwrap();
     let listed: BTreeSet<String> = kustomization["resources"].as_sequence().unwrap().iter().map(str_of).collect();
-    let files: BTreeSet<String> =
-        manifest_files().iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).filter(|f| f != "secret.example.yaml").collect();
+    let files: BTreeSet<String> = manifest_files()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|f| f != "secret.example.yaml")
+        .collect();
     assert_eq!(listed, files);
 }
 
 /// Every pod template: (owner name, pod spec).
 fn pod_specs(resources: &[(String, Value)]) -> Vec<(String, &Value)> {
-    ["Deployment", "Job"].iter().flat_map(|kind| of_kind(resources, kind)).map(|r| (str_of(&r["metadata"]["name"]), &r["spec"]["template"]["spec"])).collect()
+    ["Deployment", "Job"]
+        .iter()
+        .flat_map(|kind| of_kind(resources, kind))
+        .map(|r| (str_of(&r["metadata"]["name"]), &r["spec"]["template"]["spec"]))
+        .collect()
 }
 
 /// A container's environment: its own `env` and the keys of the ConfigMaps it loads.
 fn container_env(resources: &[(String, Value)], container: &Value) -> (BTreeMap<String, Value>, BTreeSet<String>) {
-    let own: BTreeMap<String, Value> = container["env"].as_sequence().into_iter().flatten().map(|e| (str_of(&e["name"]), e.clone())).collect();
+    let own: BTreeMap<String, Value> =
+        container["env"].as_sequence().into_iter().flatten().map(|e| (str_of(&e["name"]), e.clone())).collect();
     let mut from_config = BTreeSet::new();
     for source in container["envFrom"].as_sequence().into_iter().flatten() {
         let name = str_of(&source["configMapRef"]["name"]);
@@ -127,10 +138,16 @@ fn containers_run_real_subcommands_with_environment_they_read() {
             let (reads, required) = env_of_subcommand(&subcommand);
             let (own, from_config) = container_env(&resources, container);
             for key in own.keys() {
-                assert!(reads.contains(key), "{owner} sets {key}, which `taskfactory {subcommand}` does not read ({reads:?})");
+                assert!(
+                    reads.contains(key),
+                    "{owner} sets {key}, which `taskfactory {subcommand}` does not read ({reads:?})"
+                );
             }
             for key in &required {
-                assert!(own.contains_key(key) || from_config.contains(key), "{owner} runs `taskfactory {subcommand}` without {key}");
+                assert!(
+                    own.contains_key(key) || from_config.contains(key),
+                    "{owner} runs `taskfactory {subcommand}` without {key}"
+                );
             }
             config_keys.extend(from_config.iter().cloned());
             config_keys_read.extend(from_config.intersection(&reads).cloned());
@@ -138,32 +155,53 @@ fn containers_run_real_subcommands_with_environment_they_read() {
             for value in own.values() {
                 let reference = &value["valueFrom"]["secretKeyRef"];
                 if reference.is_mapping() {
-                    let secret = secrets.iter().find(|s| s["metadata"]["name"] == reference["name"]).unwrap_or_else(|| panic!("{owner}: no Secret {:?}", reference["name"]));
-                    assert!(!secret["stringData"][str_of(&reference["key"]).as_str()].is_null(), "{owner}: Secret has no key {:?}", reference["key"]);
+                    let secret = secrets
+                        .iter()
+                        .find(|s| s["metadata"]["name"] == reference["name"])
+                        .unwrap_or_else(|| panic!("{owner}: no Secret {:?}", reference["name"]));
+                    assert!(
+                        !secret["stringData"][str_of(&reference["key"]).as_str()].is_null(),
+                        "{owner}: Secret has no key {:?}",
+                        reference["key"]
+                    );
                 }
             }
         }
     }
     assert_eq!(config_keys_read, config_keys, "every ConfigMap key is read by a process that loads it");
     assert!(config_keys.contains("TEMPORAL_ADDRESS"), "the loopback default reaches nothing in a pod");
-    let expected: BTreeMap<String, String> =
-        [("migrate", "taskfactory-migrate"), ("setup", "taskfactory-setup"), ("worker", "taskfactory-worker"), ("api", "taskfactory-api")]
-            .iter()
-            .map(|(s, o)| (s.to_string(), o.to_string()))
-            .collect();
+    let expected: BTreeMap<String, String> = [
+        ("migrate", "taskfactory-migrate"),
+        ("setup", "taskfactory-setup"),
+        ("worker", "taskfactory-worker"),
+        ("api", "taskfactory-api"),
+    ]
+    .iter()
+    .map(|(s, o)| (s.to_string(), o.to_string()))
+    .collect();
     assert_eq!(subcommands, expected);
     assert_eq!(of_kind(&resources, "Job").len(), 2, "migrate and setup are Jobs");
 }
 
 /// The `value` of an explicit env var of a container.
 fn env_value(container: &Value, name: &str) -> String {
-    let entry = container["env"].as_sequence().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+    let entry = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}"));
     str_of(&entry["value"])
 }
 
 /// The container port called `name`.
 fn container_port(container: &Value, name: &str) -> u16 {
-    let port = container["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no port {name}"));
+    let port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name}"));
     port["containerPort"].as_u64().unwrap() as u16
 }
 

@@ -60,4 +60,3 @@ pub fn env_of_subcommand(subcommand: &str) -> (BTreeSet<String>, BTreeSet<String
 pub fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("no port in {addr:?}"))
 }
-
