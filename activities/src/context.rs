@@ -3,7 +3,8 @@
 //! - `static`: the literal value;
 //! - `trigger`: the trigger's payload;
 //! - `sql`: the query's rows as a list of objects, run in a read-only transaction with a
-//!   statement timeout, on the context database or a named connection. Parameters are rendered
+//!   statement timeout, on a named connection (the context database is the one named
+//!   `default`), never the store's own pool; see [`crate::sql_access`]. Parameters are rendered
 //!   from templates and *bound* (as text), never spliced into the SQL; the extended protocol
 //!   also refuses multi-statement strings.
 //! - `http`: a JSON document (GET, or POST with a templated body), optionally narrowed by a
@@ -16,11 +17,14 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
-use crate::egress::Egress;
+use crate::egress::{self, Egress, EgressError, Outgoing};
 use crate::secrets::{Revealed, SecretStore};
+use crate::sql_access::{AccessError, DEFAULT_CONNECTION, SqlConnection};
+use taskfactory_schemas::ActivityDefinition;
 use taskfactory_schemas::definition::{ContextKind, ContextSource};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
 use taskfactory_schemas::template::Templates;
+use taskfactory_schemas::validate::FieldError;
 
 /// Limits applied while resolving.
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +44,10 @@ impl Default for ContextLimits {
 /// What context sources read from.
 #[derive(Clone, Debug)]
 pub struct ContextClients {
-    /// The context database (`sql` sources without `connection`).
-    pub sql: PgPool,
-    /// Named databases (`connection: NAME`).
-    pub connections: HashMap<String, PgPool>,
-    /// For `http` sources.
+    /// The databases `sql` sources may query, by name; a source without `connection` uses
+    /// [`DEFAULT_CONNECTION`]. Never the store's own pool ([`crate::sql_access`]).
+    pub connections: HashMap<String, SqlConnection>,
+    /// For `http` sources (follows no redirects: [`egress::send`] does, hop by hop).
     pub http: reqwest::Client,
     /// Where `http` sources may connect.
     pub egress: Egress,
@@ -52,17 +55,85 @@ pub struct ContextClients {
     pub secrets: SecretStore,
 }
 
-impl ContextClients {
-    /// Only the default database, no named connections, public HTTP targets only.
-    pub fn new(sql: PgPool) -> Self {
+impl Default for ContextClients {
+    /// No SQL connections, public HTTP targets only, no secrets.
+    fn default() -> Self {
         Self {
-            sql,
             connections: HashMap::new(),
-            http: reqwest::Client::new(),
+            http: egress::http_client(),
             egress: Egress::default(),
             secrets: SecretStore::default(),
         }
     }
+}
+
+impl ContextClients {
+    /// Adds (or replaces) a named SQL connection.
+    pub fn with_connection(mut self, connection: SqlConnection) -> Self {
+        self.connections.insert(connection.name.clone(), connection);
+        self
+    }
+
+    /// The connection a `sql` source at `path` queries, or why there is none.
+    pub fn connection_for(&self, source: &ContextSource, path: &str) -> Result<&SqlConnection, FieldError> {
+        let name = source.connection.as_deref().unwrap_or(DEFAULT_CONNECTION);
+        self.connections.get(name).ok_or_else(|| FieldError {
+            path: format!("{path}.connection"),
+            message: self.missing(source.connection.as_deref()),
+        })
+    }
+
+    fn missing(&self, named: Option<&str>) -> String {
+        let mut names: Vec<&str> = self.connections.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let known = if names.is_empty() {
+            "none is configured".to_owned()
+        } else {
+            format!("configured: {}", names.join(", "))
+        };
+        match named {
+            Some(name) => format!("no SQL connection named {name:?} ({known}; --sql-connection {name}=URL adds it)"),
+            None => format!(
+                "required: no default SQL connection is configured ({known}); name one, or configure the context database (TASKFACTORY_CONTEXT_DATABASE_URL)"
+            ),
+        }
+    }
+
+    /// The `sql` sources of `definition` that name no configured connection; checked when a
+    /// definition is saved or validated.
+    pub fn check_connections(&self, definition: &ActivityDefinition) -> Vec<FieldError> {
+        definition
+            .context
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind == ContextKind::Sql)
+            .filter_map(|(i, s)| self.connection_for(s, &format!("context[{i}]")).err())
+            .collect()
+    }
+}
+
+/// Checks every SQL connection's role at start-up (at most
+/// [`crate::sql_access::STARTUP_CHECK_TIMEOUT`] each). A privileged role is an error; a
+/// database that cannot be reached now is logged and checked again before its first query.
+pub async fn verify_connections(clients: &ContextClients) -> Result<(), AccessError> {
+    let mut names: Vec<&String> = clients.connections.keys().collect();
+    names.sort();
+    for name in names {
+        let connection = &clients.connections[name];
+        match tokio::time::timeout(crate::sql_access::STARTUP_CHECK_TIMEOUT, connection.verify()).await {
+            Ok(Ok(())) => {
+                tracing::info!(connection = %name, allowed_privileged = connection.allow_privileged, "SQL context connection checked")
+            }
+            Ok(Err(AccessError::Privileged(message))) => return Err(AccessError::Privileged(message)),
+            Ok(Err(e)) => {
+                tracing::warn!(connection = %name, error = %e, "SQL context connection not reachable; it is checked before its first query")
+            }
+            Err(_) => {
+                tracing::warn!(connection = %name, "SQL context connection did not answer in time; it is checked before its first query")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why resolution failed; `permanent` errors are not retried.
@@ -109,17 +180,28 @@ pub async fn resolve(
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
             ContextKind::Trigger => trigger.payload.clone(),
             ContextKind::Sql => {
-                let pool = match &source.connection {
-                    None => &clients.sql,
-                    Some(name) => clients.connections.get(name).ok_or_else(|| ContextError {
-                        path: format!("{path}.connection"),
-                        message: format!("no connection named {name:?} is configured (--sql-connection {name}=URL)"),
-                        permanent: true,
-                    })?,
-                };
-                resolve_sql(pool, &clients.secrets, &mut revealed, source, &templates, &scope, &path, limits)
-                    .await
-                    .map_err(|e| redact(&revealed, e))?
+                let connection = clients.connection_for(source, &path).map_err(|e| ContextError {
+                    path: e.path,
+                    message: e.message,
+                    permanent: true,
+                })?;
+                connection.verify().await.map_err(|e| ContextError {
+                    path: format!("{path}.connection"),
+                    permanent: matches!(e, AccessError::Privileged(_)),
+                    message: e.to_string(),
+                })?;
+                resolve_sql(
+                    &connection.pool,
+                    &clients.secrets,
+                    &mut revealed,
+                    source,
+                    &templates,
+                    &scope,
+                    &path,
+                    limits,
+                )
+                .await
+                .map_err(|e| redact(&revealed, e))?
             }
             ContextKind::Http => resolve_http(clients, &mut revealed, source, &templates, &scope, &path, limits)
                 .await
@@ -211,24 +293,31 @@ async fn resolve_http(
         templates.render_text(source.url.as_deref().unwrap_or_default(), scope).map_err(|m| fail(".url", m, true))?;
     let url = revealed.reveal(&clients.secrets, &url).map_err(|m| fail(".url", m, true))?;
     let url = reqwest::Url::parse(&url).map_err(|e| fail(".url", format!("{url:?} is not a URL: {e}"), true))?;
-    let http = crate::egress::client_for(&clients.http, &url, clients.egress, limits.sql_statement_timeout)
-        .await
-        .map_err(|m| fail(".url", m, true))?;
     let post = source.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("POST"));
-    let mut request = if post { http.post(url.clone()) } else { http.get(url.clone()) };
-    request = request.timeout(limits.sql_statement_timeout).header("accept", "application/json");
+    let mut headers = Vec::with_capacity(source.headers.len());
     for (name, value) in &source.headers {
         let rendered = templates.render_text(value, scope).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         let rendered =
             revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
-        request = request.header(name, rendered);
+        headers.push((name, rendered));
     }
-    if let Some(body) = &source.body {
-        let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
-        request =
-            request.json(&revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?);
+    let mut headers = crate::http_task::header_map(headers).map_err(|m| fail(".headers", m, true))?;
+    if !headers.contains_key(reqwest::header::ACCEPT) {
+        headers.insert(reqwest::header::ACCEPT, reqwest::header::HeaderValue::from_static("application/json"));
     }
-    let response = request.send().await.map_err(|e| fail("", format!("GET {url} failed: {e}"), false))?;
+    let body = match &source.body {
+        Some(body) => {
+            let rendered = templates.render_value(body, scope).map_err(|m| fail(".body", m, true))?;
+            Some(revealed.reveal_value(&clients.secrets, &rendered).map_err(|m| fail(".body", m, true))?)
+        }
+        None => None,
+    };
+    let method = if post { reqwest::Method::POST } else { reqwest::Method::GET };
+    let request = Outgoing { method, url: url.clone(), headers, body, timeout: limits.sql_statement_timeout };
+    let response = egress::send(&clients.http, &clients.egress, request).await.map_err(|e| match e {
+        EgressError::Refused(m) => fail(".url", m, true),
+        EgressError::Transport(m) => fail("", m, false),
+    })?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| fail("", format!("reading {url} failed: {e}"), false))?;
     if !status.is_success() {

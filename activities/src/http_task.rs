@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use taskfactory_schemas::run::HttpRequestInput;
 use temporalio_sdk::activities::ActivityError;
 
-use crate::egress::Egress;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::egress::{self, Egress, EgressError, Outgoing};
 use crate::secrets::{Revealed, SecretStore};
 use crate::worker_activities::permanent;
 
@@ -47,7 +49,7 @@ enum Failure {
 /// body are revealed for the request only; the output and errors come back redacted.
 pub async fn send(
     shared: &reqwest::Client,
-    egress: Egress,
+    egress: &Egress,
     secrets: &SecretStore,
     input: &HttpRequestInput,
 ) -> Result<Value, ActivityError> {
@@ -59,9 +61,21 @@ pub async fn send(
     }
 }
 
+/// Request headers from names and (revealed) values; a malformed one is a permanent error.
+pub fn header_map<'a>(headers: impl IntoIterator<Item = (&'a String, String)>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("header {name}: the value is not a valid header value"))?;
+        map.append(header, value);
+    }
+    Ok(map)
+}
+
 async fn exchange(
     shared: &reqwest::Client,
-    egress: Egress,
+    egress: &Egress,
     secrets: &SecretStore,
     revealed: &mut Revealed,
     input: &HttpRequestInput,
@@ -72,16 +86,18 @@ async fn exchange(
     let url =
         reqwest::Url::parse(&raw_url).map_err(|e| Failure::Permanent(format!("invalid url {:?}: {e}", input.url)))?;
     let timeout = Duration::from_secs(input.timeout_secs.max(1));
-    let client = crate::egress::client_for(shared, &url, egress, timeout).await.map_err(Failure::Permanent)?;
-    let mut request = client.request(method, url).timeout(timeout);
+    let mut headers = Vec::with_capacity(input.headers.len());
     for (name, value) in &input.headers {
-        request = request.header(name, revealed.reveal(secrets, value).map_err(Failure::Permanent)?);
+        headers.push((name, revealed.reveal(secrets, value).map_err(Failure::Permanent)?));
     }
-    if let Some(body) = &input.body {
-        request = request.json(&revealed.reveal_value(secrets, body).map_err(Failure::Permanent)?);
-    }
-    let response =
-        request.send().await.map_err(|e| Failure::Retryable(format!("request to {} failed: {e}", input.url)))?;
+    let headers = header_map(headers).map_err(Failure::Permanent)?;
+    let body =
+        input.body.as_ref().map(|b| revealed.reveal_value(secrets, b)).transpose().map_err(Failure::Permanent)?;
+    let request = Outgoing { method, url, headers, body, timeout };
+    let response = egress::send(shared, egress, request).await.map_err(|e| match e {
+        EgressError::Refused(m) => Failure::Permanent(m),
+        EgressError::Transport(m) => Failure::Retryable(m),
+    })?;
     let status = response.status();
     let bytes = response
         .bytes()

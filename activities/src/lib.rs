@@ -5,6 +5,7 @@
 //! - [`context`]: resolving context sources (`static`, `trigger`, `sql`, `http`).
 //! - [`egress`]: the SSRF guard of `http` tasks and context sources.
 //! - [`secrets`]: secret values, revealed only inside the request that uses them.
+//! - [`sql_access`]: the databases `sql` context sources query, and the check of their roles.
 //! - [`http_task`]: the request of an `http` task and how its answer is classified.
 //! - [`metrics`]: the Prometheus registry both processes record into (and the SDK's meter).
 //! - [`worker_activities`]: the activity implementations the workflows call.
@@ -15,6 +16,7 @@ pub mod egress;
 pub mod http_task;
 pub mod metrics;
 pub mod secrets;
+pub mod sql_access;
 pub mod store;
 pub mod worker_activities;
 

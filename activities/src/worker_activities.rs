@@ -59,7 +59,7 @@ impl TfActivityImpls {
     /// runtime: it starts the task writer).
     pub fn new(store: Store, context: ContextClients, config: ActivityConfig) -> Self {
         let task_log = TaskLog::start(store.clone());
-        Self { store, task_log, context, config, http: reqwest::Client::new() }
+        Self { store, task_log, context, config, http: crate::egress::http_client() }
     }
 }
 
@@ -92,7 +92,7 @@ pub fn permanent(message: impl Into<String>) -> ActivityError {
 
 fn store_error(e: StoreError) -> ActivityError {
     match e {
-        StoreError::NotFound(_) | StoreError::Corrupt(_) => permanent(e.to_string()),
+        StoreError::NotFound(_) | StoreError::Corrupt(_) | StoreError::Unstorable(_) => permanent(e.to_string()),
         StoreError::Db(db) => ActivityError::from(anyhow::Error::new(db)),
         StoreError::Unavailable(message) => ActivityError::from(anyhow::anyhow!(message)),
     }
@@ -234,7 +234,7 @@ impl TfActivityImpls {
         ctx: ActivityContext,
         input: HttpRequestInput,
     ) -> Result<Value, ActivityError> {
-        let answer = crate::http_task::send(&self.http, self.context.egress, &self.context.secrets, &input).await;
+        let answer = crate::http_task::send(&self.http, &self.context.egress, &self.context.secrets, &input).await;
         if let Err(e) = &answer {
             // Secrets are redacted from these errors by `send`.
             tracing::warn!(error = ?e, "http request failed");

@@ -48,6 +48,16 @@ impl Role {
     }
 }
 
+/// The caller's role, as the guard authenticated it (`None` on open routes).
+pub fn role_of(principal: Option<&Principal>) -> Option<Role> {
+    principal.map(|p| Role::parse(&p.role).unwrap_or(Role::Viewer))
+}
+
+/// Whether the caller may see the values of `sensitive` context sources (admin keys only).
+pub fn sees_sensitive(principal: Option<&Principal>) -> bool {
+    role_of(principal) == Some(Role::Admin)
+}
+
 /// The role a call needs; `None` for open routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/" | "/api/v1/ui-config")

@@ -66,8 +66,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid`, `bad_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `rate_limited`, `unavailable`, `internal`, or a conflict's own code
-    /// (`already_decided`, `definition_disabled`, `not_cron`).
+    /// `not_found`, `method_not_allowed`, `payload_too_large`, `timeout`, `rate_limited`,
+    /// `unavailable`, `internal`, or a conflict's own code (`already_decided`,
+    /// `definition_disabled`, `not_cron`).
     pub code: String,
     /// For people.
     pub message: String,
@@ -92,6 +93,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::NotFound(what),
+            // The boundary checks name the field first; this catches what they do not know.
+            StoreError::Unstorable(why) => {
+                Self::field("", format!("the request holds a character that cannot be stored (such as U+0000): {why}"))
+            }
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }

@@ -2,6 +2,7 @@
 //! controls), the run log read API with live streams, and the web UI.
 //!
 //! - [`auth`]: API keys, roles and the audit log, as one middleware.
+//! - [`boundary`]: URLs with control characters refused; every error answer in the envelope.
 //! - [`error`]: the one error type every handler returns, rendered as
 //!   `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
 //! - [`routes`]: one module per resource.
@@ -28,6 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
+pub mod boundary;
 pub mod decisions;
 pub mod error;
 pub mod live;
@@ -97,9 +99,12 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub fn app(state: ApiState) -> Router {
     routes::router()
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::middleware::from_fn(boundary::refuse_control_characters))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        // Outside the body limit and the timeout, so their answers get the envelope too.
+        .layer(axum::middleware::from_fn(boundary::error_envelope))
         .layer(TraceLayer::new_for_http())
 }
 

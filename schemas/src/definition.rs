@@ -205,7 +205,15 @@ pub struct ContextSource {
     /// static: the literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// sql, http: the resolved value is shown to `admin` keys only (in the run's
+    /// `context_snapshot` and in dry-run answers); other keys see [`SENSITIVE_PLACEHOLDER`].
+    /// What templates copy out of it into params, keys or titles is shown like any param.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
+
+/// What non-admin keys see instead of a `sensitive` source's value.
+pub const SENSITIVE_PLACEHOLDER: &str = "⟦sensitive⟧";
 
 /// Kinds of task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -305,6 +313,17 @@ pub struct TaskTemplate {
 }
 
 impl ActivityDefinition {
+    /// Replaces the values of `sensitive` sources in a resolved context (an object by source
+    /// name) with [`SENSITIVE_PLACEHOLDER`].
+    pub fn redact_sensitive(&self, context: &mut Value) {
+        let Some(values) = context.as_object_mut() else { return };
+        for source in self.context.iter().filter(|s| s.sensitive) {
+            if let Some(value) = values.get_mut(&source.name) {
+                *value = Value::String(SENSITIVE_PLACEHOLDER.to_owned());
+            }
+        }
+    }
+
     /// The template with this id.
     pub fn template(&self, id: &str) -> Option<&TaskTemplate> {
         self.tasks.iter().find(|t| t.id == id)

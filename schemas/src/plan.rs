@@ -341,6 +341,10 @@ fn plan_template(
         if item_key.is_empty() {
             return Err(err("key", item_index, "rendered to an empty key".into()));
         }
+        // The key is part of a workflow id and a text column: no NUL or other control characters.
+        if let Some(bad) = item_key.chars().find(|c| c.is_control()) {
+            return Err(err("key", item_index, format!("rendered to a key with the control character {bad:?}")));
+        }
         if let Some(previous) = seen_keys.insert(item_key.clone(), item_index) {
             let first = previous.map_or_else(String::new, |p| format!(" (first seen at item {p})"));
             return Err(err(

@@ -76,13 +76,89 @@ pub fn parse_text(text: &str, format: Format) -> Result<Value, ValidationErrors>
     }
 }
 
+/// Whether a string field may not hold `c`: control characters other than tab, line feed and
+/// carriage return. Postgres cannot store U+0000 at all, and none of them belongs in a name,
+/// a key or a template.
+pub fn is_refused_char(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Checks that an instant lies in the years 1 to 9999: what RFC 3339 can write, and inside
+/// what Postgres and Temporal store (the parser accepts far more).
+pub fn check_instant(at: &chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&at.year()) {
+        Ok(())
+    } else {
+        Err(format!("{} is outside the years 1 to 9999", at.to_rfc3339()))
+    }
+}
+
+/// Most problems [`control_character_errors`] reports.
+const MAX_CONTROL_ERRORS: usize = 50;
+
+/// Every string and object key in `value` that holds a refused control character
+/// ([`is_refused_char`]), with its path (`tasks[0].params.greeting`, `[2].key`); the subtrees
+/// under object keys named in `free_form` (payloads) are not looked at.
+pub fn control_character_errors(value: &Value, free_form: &[&str]) -> Vec<FieldError> {
+    fn describe(c: char) -> String {
+        format!(
+            "the control character U+{:04X}: control characters other than tab and line breaks are not allowed",
+            u32::from(c)
+        )
+    }
+    fn walk(value: &Value, path: &str, free_form: &[&str], errors: &mut Vec<FieldError>) {
+        if errors.len() >= MAX_CONTROL_ERRORS {
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                if let Some(c) = s.chars().find(|c| is_refused_char(*c)) {
+                    errors.push(FieldError { path: path.to_owned(), message: format!("has {}", describe(c)) });
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), free_form, errors);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if let Some(c) = key.chars().find(|c| is_refused_char(*c)) {
+                        let shown = key.escape_debug().to_string();
+                        errors.push(FieldError {
+                            path: path.to_owned(),
+                            message: format!("the key \"{shown}\" has {}", describe(c)),
+                        });
+                        continue;
+                    }
+                    if free_form.contains(&key.as_str()) {
+                        continue;
+                    }
+                    let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    walk(item, &child, free_form, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut errors = Vec::new();
+    walk(value, "", free_form, &mut errors);
+    errors
+}
+
 /// Parses a definition from a JSON value and validates it.
 pub fn parse_definition(value: Value) -> Result<ActivityDefinition, ValidationErrors> {
+    // Structure errors first (an unknown field is named as such); then control characters.
+    let refused = control_character_errors(&value, &[]);
     let definition: ActivityDefinition = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ValidationErrors::single(path, e.into_inner().to_string())
     })?;
+    if !refused.is_empty() {
+        return Err(ValidationErrors { errors: refused });
+    }
     validate(&definition)?;
     Ok(definition)
 }
@@ -212,6 +288,11 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
                 errs.check(format!("trigger.{field}"), parse_duration(v).map(|_| ()));
             }
         }
+        for (field, at) in [("start_at", &t.start_at), ("end_at", &t.end_at)] {
+            if let Some(at) = at {
+                errs.check(format!("trigger.{field}"), check_instant(at));
+            }
+        }
         if let (Some(start), Some(end)) = (t.start_at, t.end_at)
             && end <= start
         {
@@ -335,6 +416,11 @@ fn validate_context(sources: &[ContextSource], templates: &Templates, errs: &mut
         }
         if s.kind != ContextKind::Sql {
             not_for_kind(errs, &path, "connection", s.connection.is_some(), kind);
+        }
+        // A static value is in the document itself, a trigger payload in the run's trigger:
+        // hiding them from the snapshot would protect nothing.
+        if s.sensitive && matches!(s.kind, ContextKind::Static | ContextKind::Trigger) {
+            errs.push(format!("{path}.sensitive"), format!("not allowed for kind {kind:?}: its value is readable elsewhere (the definition, the run's trigger); use it on sql and http sources"));
         }
     }
     seen
@@ -647,6 +733,31 @@ mod tests {
         let def = parse_definition(base()).unwrap();
         assert!(def.tags.is_empty());
         assert!(serde_json::to_value(&def).unwrap().get("tags").is_none());
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_their_path() {
+        let mut v = base();
+        v["name"] = json!("Chase\u{0}invoices");
+        v["tasks"][0]["params"] = json!({"invoice": "a\u{1b}[31m", "note": "tabs\tand\nlines are fine"});
+        v["description"] = json!("line one\r\nline two");
+        let errs = parse_definition(v).unwrap_err().errors;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["name", "tasks[0].params.invoice"], "{errs:?}");
+        assert!(errs[0].message.contains("U+0000"), "{errs:?}");
+
+        let mut v = base();
+        v["tasks"][0]["labels"] = json!({"te\u{0}am": "ops"});
+        let errs = errors(v);
+        assert!(
+            errs[0].starts_with("tasks[0].labels: the key \"te\\0am\" has the control character U+0000"),
+            "{errs:?}"
+        );
+
+        let payload = json!({"type": "x", "key": "k\u{7}", "payload": {"text": "a\u{0}b"}});
+        let errs = control_character_errors(&payload, &["payload"]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "key");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
+use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_text};
@@ -408,7 +409,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let client = crate::temporal::connect(&temporal.temporal_address, &temporal.namespace).await?;
             let store = Store::connect(&database.database_url, 20).await.context("connecting to DATABASE_URL")?;
-            let context = context_clients(&database, &store)?;
+            let context = context_clients(&database).await?;
             let mut activity_config = ActivityConfig::default();
             activity_config.context_limits.max_bytes = database.max_context_bytes;
             activity_config.group_task_writes = !tuning.no_group_commit;
@@ -438,7 +439,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", api.api_addr))?;
             tracing::info!(addr = %api.api_addr, "API listening");
-            let context = context_clients(&database, &store)?;
+            let context = context_clients(&database).await?;
             let state = ApiState::new(store, client, temporal.task_queue, context)
                 .with_temporal_ui(api.temporal_ui_url.clone());
             reconcile_at_startup(&state).await;
@@ -689,21 +690,36 @@ async fn fleet(client: &ApiClient, command: &FleetCommand) -> anyhow::Result<()>
     }
 }
 
-/// What context sources read from: the context database (the run log's unless configured)
-/// and the named connections. Pools connect lazily: a database that is down fails the runs
-/// that need it, not the start-up.
-pub fn context_clients(database: &DatabaseArgs, store: &Store) -> anyhow::Result<ContextClients> {
+/// What context sources read from: the named SQL connections (the context database is the
+/// one named `default`; never the run log's own pool), each role checked now, and the HTTP
+/// rule and secrets. Pools connect lazily: a database that is down fails the runs that need
+/// it, not the start-up (its role is then checked before its first query); a privileged
+/// role fails the start-up.
+pub async fn context_clients(database: &DatabaseArgs) -> anyhow::Result<ContextClients> {
     let lazy = |url: &str| sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_lazy(url);
-    let sql = match &database.context_database_url {
-        Some(url) => lazy(url).context("TASKFACTORY_CONTEXT_DATABASE_URL")?,
-        None => store.pool().clone(),
-    };
-    let mut clients = ContextClients::new(sql);
+    let mut named: Vec<(&str, &str, &str)> =
+        database.sql_connections.iter().map(|(n, u)| (n.as_str(), u.as_str(), "--sql-connection")).collect();
+    if let Some(url) = &database.context_database_url {
+        named.push((DEFAULT_CONNECTION, url, "TASKFACTORY_CONTEXT_DATABASE_URL"));
+    }
+    let mut clients = ContextClients::default();
+    for (name, url, origin) in named {
+        if clients.connections.contains_key(name) {
+            bail!(
+                "the SQL connection {name:?} is configured twice ({origin}): give each --sql-connection its own name"
+            );
+        }
+        let allow = database.allow_privileged_sql.iter().any(|a| a == name);
+        let pool = lazy(url).with_context(|| format!("{origin} {name}"))?;
+        clients = clients.with_connection(SqlConnection::new(name, pool, allow));
+    }
+    if let Some(unknown) = database.allow_privileged_sql.iter().find(|a| !clients.connections.contains_key(a.as_str()))
+    {
+        bail!("--allow-privileged-sql {unknown}: no SQL connection has that name (--sql-connection {unknown}=URL)");
+    }
+    taskfactory_activities::context::verify_connections(&clients).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     clients.egress.allow_private = database.allow_private_targets;
     clients.secrets = SecretStore::new(SecretStore::values_from_env(std::env::vars()), database.secrets_dir.clone());
-    for (name, url) in &database.sql_connections {
-        clients.connections.insert(name.clone(), lazy(url).with_context(|| format!("--sql-connection {name}"))?);
-    }
     Ok(clients)
 }
 

@@ -23,13 +23,24 @@ pub struct DatabaseArgs {
     /// Postgres URL of the run log and definition store.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// Postgres URL `sql` context sources query (default: the run log's database).
+    /// Postgres URL `sql` context sources without `connection` query: the SQL connection
+    /// named `default`. Connect as a read-only role (never the run log's owner): without it,
+    /// such sources are refused when a definition is saved.
     #[arg(long, env = "TASKFACTORY_CONTEXT_DATABASE_URL")]
     pub context_database_url: Option<String>,
     /// A named database for `sql` sources with `connection: NAME`, as `NAME=URL` (repeat the
-    /// flag, or separate with commas in the variable).
+    /// flag, or separate with commas in the variable). Its role is checked at start-up.
     #[arg(long = "sql-connection", env = "TASKFACTORY_SQL_CONNECTIONS", value_delimiter = ',', value_parser = parse_connection)]
     pub sql_connections: Vec<(String, String)>,
+    /// Let the SQL connection NAME use a privileged role (a superuser, or one that can read
+    /// taskfactory's own tables or the server's files): refused at start-up otherwise.
+    #[arg(
+        long = "allow-privileged-sql",
+        env = "TASKFACTORY_ALLOW_PRIVILEGED_SQL",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allow_privileged_sql: Vec<String>,
     /// Largest resolved context of a run, in bytes (it is stored with the run and passes
     /// through workflow history).
     #[arg(long, env = "TASKFACTORY_MAX_CONTEXT_BYTES", default_value_t = 1024 * 1024)]

@@ -180,7 +180,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let listener =
         tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
-    let mut context = ContextClients::new(store.pool().clone());
+    // `sql` sources run as a read-only role of their own, never as the store's user.
+    let mut context = ContextClients::default();
+    if let Some(connection) = crate::context_role::dev_connection(store.pool(), &database_url).await {
+        context = context.with_connection(connection);
+    }
     // On a developer's machine the services tasks call are usually local.
     context.egress.allow_private = true;
     // Secrets: TF_SECRET_<NAME> variables and the files of <data dir>/secrets.

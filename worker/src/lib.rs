@@ -7,6 +7,8 @@
 //! - [`temporal`]: connecting to Temporal and registering search attributes.
 //! - [`worker`]: building and running the Temporal worker.
 //! - [`dev`]: `taskfactory dev`, the whole system in one process tree.
+//! - [`context_role`]: the least-privilege database role `sql` context sources run as in
+//!   `taskfactory dev` and the test suite.
 //! - [`demo`]: `taskfactory demo-worker`, another team's worker to point tasks at.
 //! - [`client`]: the HTTP client behind the client commands (`apply`, `trigger`, `runs`, ...).
 //! - [`bench`]: `taskfactory bench`, throughput and latency figures against servers it starts.
@@ -16,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod context_role;
 pub mod demo;
 pub mod dev;
 pub mod devstack;

@@ -85,12 +85,12 @@ pub(crate) async fn insert_decision<'e>(db: impl sqlx::PgExecutor<'e>, d: &NewDe
     .bind(&e.definition_id)
     .bind(e.source.as_str())
     .bind(e.outcome.as_str())
-    .bind(&e.reason)
-    .bind(&e.message)
+    .bind(nul::text_opt(e.reason.as_deref()))
+    .bind(nul::text(&e.message))
     .bind(e.slot)
     .bind(&e.workflow_id)
-    .bind(&e.dedupe_key)
-    .bind(&e.detail)
+    .bind(nul::text_opt(e.dedupe_key.as_deref()))
+    .bind(nul::encode(&e.detail).as_ref())
     .bind(&d.key)
     .execute(db)
     .await?;
@@ -125,15 +125,18 @@ pub(crate) async fn mark_zero_tasks(tx: &mut Transaction<'_, Postgres>, run: &st
          where workflow_id = $1 and decision_key = 'run:' || $1 and outcome = 'fired' returning definition_id, source",
     )
     .bind(run)
-    .bind(&reason)
-    .bind(&message)
-    .bind(json!(
-        plan.decisions
-            .iter()
-            .take(20)
-            .map(|d| json!({"template_id": d.template_id, "item_key": d.item_key, "reason": d.reason}))
-            .collect::<Vec<_>>()
-    ))
+    .bind(nul::text(&reason))
+    .bind(nul::text(&message))
+    .bind(
+        nul::encode(&json!(
+            plan.decisions
+                .iter()
+                .take(20)
+                .map(|d| json!({"template_id": d.template_id, "item_key": d.item_key, "reason": d.reason}))
+                .collect::<Vec<_>>()
+        ))
+        .into_owned(),
+    )
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((definition, source)) = updated {
@@ -176,7 +179,7 @@ impl Store {
                     slot: r.try_get("slot")?,
                     workflow_id: r.try_get("workflow_id")?,
                     dedupe_key: r.try_get("dedupe_key")?,
-                    detail: r.try_get("detail")?,
+                    detail: nul::decode(r.try_get("detail")?),
                 };
                 Ok(TriggerDecision { id: r.try_get("id")?, entry, recorded_at: r.try_get("recorded_at")? })
             })
@@ -203,14 +206,15 @@ impl Store {
 
     /// The events a definition's filter turned away, newest first: `(when, event)`.
     pub async fn filtered_events(&self, definition_id: &str, limit: i64) -> Result<Vec<(DateTime<Utc>, Value)>> {
-        Ok(sqlx::query_as(
+        let rows: Vec<(DateTime<Utc>, Value)> = sqlx::query_as(
             "select recorded_at, detail -> 'event' from trigger_decisions where definition_id = $1 and outcome = 'filtered' \
              and detail ? 'event' order by id desc limit $2",
         )
         .bind(definition_id)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(|(at, event)| (at, nul::decode(event))).collect())
     }
 
     /// How many decisions of each outcome a definition has.

@@ -9,10 +9,12 @@
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks, human tasks);
 //! - [`reads`]: runs, events and graphs for the read API;
-//! - [`task_log`]: group commit of the task writes concurrent activities make.
+//! - [`task_log`]: group commit of the task writes concurrent activities make;
+//! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
 mod decisions;
 mod definitions;
+pub mod nul;
 mod reads;
 mod task_log;
 mod writes;
@@ -51,10 +53,27 @@ pub enum StoreError {
     Corrupt(String),
     /// Postgres failed.
     #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// Postgres cannot store a value given (a character outside its encoding, such as U+0000
+    /// in a text parameter): the input is at fault, and trying again cannot help.
+    #[error("a value cannot be stored: {0}")]
+    Unstorable(String),
     /// This process cannot write right now (e.g. it is shutting down); retrying may help.
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // 22021 character_not_in_repertoire (U+0000 in text), 22P05 untranslatable_character
+        // (U+0000 in jsonb): raised for the value, never for the database's state.
+        match e.as_database_error().and_then(|d| d.code()) {
+            Some(code) if code == "22021" || code == "22P05" => {
+                Self::Unstorable(e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default())
+            }
+            _ => Self::Db(e),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -176,7 +195,8 @@ pub struct RunDetail {
     pub trigger: Value,
     /// The slot of a scheduled run.
     pub scheduled_for: Option<DateTime<Utc>>,
-    /// The resolved context.
+    /// The resolved context, by source name; the values of `sensitive` sources are shown to
+    /// admin keys only (others read `⟦sensitive⟧`).
     pub context_snapshot: Option<Value>,
     /// The plan with its explanation (why each task was or was not created).
     pub plan: Option<Value>,
@@ -278,7 +298,7 @@ async fn write_receipt<'e>(
     .bind(dedupe_key)
     .bind(workflow_id)
     .bind(run_id)
-    .bind(event)
+    .bind(nul::encode(event).as_ref())
     .execute(db)
     .await?;
     Ok(())
@@ -305,8 +325,11 @@ async fn insert_tasks(
                     .unwrap_or_default()
             })
             .collect();
-        let params: Vec<Value> = chunk.iter().map(|t| t.params.clone()).collect();
-        let specs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(&t.spec).unwrap_or_default()).collect();
+        let params: Vec<Value> = chunk.iter().map(|t| nul::encode(&t.params).into_owned()).collect();
+        let specs: Vec<Value> = chunk
+            .iter()
+            .map(|t| nul::encode(&serde_json::to_value(&t.spec).unwrap_or_default()).into_owned())
+            .collect();
         sqlx::query(
             "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, position, spec) \
              select u.id, $1, u.t, u.k, u.kind, u.p, $7 + u.ord::int - 1, u.s \

@@ -81,8 +81,8 @@ impl Store {
                 kind: r.try_get("kind")?,
                 status: r.try_get("status")?,
                 attempt: r.try_get("attempt")?,
-                params: r.try_get("params")?,
-                output: r.try_get("output")?,
+                params: nul::decode(r.try_get("params")?),
+                output: nul::decode_opt(r.try_get("output")?),
                 error: r.try_get("error")?,
                 started_at: r.try_get("started_at")?,
                 finished_at: r.try_get("finished_at")?,
@@ -91,10 +91,10 @@ impl Store {
         .collect::<Result<Vec<_>>>()?;
         Ok(RunDetail {
             summary: Self::run_summary(&row)?,
-            trigger: row.try_get("trigger")?,
+            trigger: nul::decode(row.try_get("trigger")?),
             scheduled_for: row.try_get("scheduled_for")?,
-            context_snapshot: row.try_get("context_snapshot")?,
-            plan: row.try_get("plan")?,
+            context_snapshot: nul::decode_opt(row.try_get("context_snapshot")?),
+            plan: nul::decode_opt(row.try_get("plan")?),
             tasks,
         })
     }
@@ -109,7 +109,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         let (status, plan) = row.ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
-        let plan: Plan = plan.and_then(|p| serde_json::from_value(p).ok()).unwrap_or_default();
+        let plan: Plan = plan.and_then(|p| serde_json::from_value(nul::decode(p)).ok()).unwrap_or_default();
         let counts: Vec<(String, String, i64)> = sqlx::query_as(
             "select template_id, status, count(*) from task_runs where run_workflow_id = $1 group by 1, 2",
         )
@@ -216,7 +216,7 @@ impl Store {
                     node_id: r.try_get("node_id")?,
                     level: parse_wire(r.try_get::<&str, _>("level")?)?,
                     message: r.try_get("message")?,
-                    payload: r.try_get("payload")?,
+                    payload: nul::decode(r.try_get("payload")?),
                 })
             })
             .collect()
@@ -236,11 +236,11 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let workflow_id: String = r.try_get("workflow_id")?;
-                let trigger = serde_json::from_value(r.try_get("trigger")?)
+                let trigger = serde_json::from_value(nul::decode(r.try_get("trigger")?))
                     .map_err(|e| StoreError::Corrupt(format!("trigger of run {workflow_id:?}: {e}")))?;
                 Ok(RecordedTrigger {
                     trigger,
-                    context: r.try_get("context_snapshot")?,
+                    context: nul::decode(r.try_get("context_snapshot")?),
                     fired_at: r.try_get("fired_at")?,
                     workflow_id,
                 })

@@ -39,8 +39,9 @@ impl Store {
         let types: Vec<&str> = fresh.iter().map(|e| e.event_type.as_str()).collect();
         let nodes: Vec<Option<&str>> = fresh.iter().map(|e| e.node_id.as_deref()).collect();
         let levels: Vec<&str> = fresh.iter().map(|e| e.level.as_str()).collect();
-        let messages: Vec<Option<&str>> = fresh.iter().map(|e| e.message.as_deref()).collect();
-        let payloads: Vec<Value> = fresh.iter().map(|e| e.payload.clone()).collect();
+        let messages: Vec<Option<std::borrow::Cow<'_, str>>> =
+            fresh.iter().map(|e| nul::text_opt(e.message.as_deref())).collect();
+        let payloads: Vec<Value> = fresh.iter().map(|e| nul::encode(&e.payload).into_owned()).collect();
         sqlx::query(
             "insert into run_events (run_workflow_id, seq, event_key, type, node_id, level, message, payload) \
              select $1, $2 + u.ord, u.k, u.t, u.n, u.l, u.m, u.p \
@@ -92,7 +93,7 @@ impl Store {
         .bind(temporal_run_id)
         .bind(definition_id.as_str())
         .bind(trigger.kind.as_str())
-        .bind(&trigger_json)
+        .bind(nul::encode(&trigger_json).as_ref())
         .bind(trigger.scheduled_for)
         .execute(&mut *tx)
         .await?
@@ -143,7 +144,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set context_snapshot = $2 where workflow_id = $1")
             .bind(run)
-            .bind(context)
+            .bind(nul::encode(context).as_ref())
             .execute(&mut *tx)
             .await?;
         let resolved = event(
@@ -167,7 +168,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
             .bind(run)
-            .bind(&plan_json)
+            .bind(nul::encode(&plan_json).as_ref())
             .execute(&mut *tx)
             .await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
@@ -201,9 +202,15 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|(task_id, item_key, spec, params)| {
-                let spec =
-                    serde_json::from_value(spec).map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
-                Ok(PlannedTask { task_id, template_id: template_id.to_owned(), item_key, spec, params })
+                let spec = serde_json::from_value(nul::decode(spec))
+                    .map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
+                Ok(PlannedTask {
+                    task_id,
+                    template_id: template_id.to_owned(),
+                    item_key,
+                    spec,
+                    params: nul::decode(params),
+                })
             })
             .collect()
     }
@@ -223,7 +230,7 @@ impl Store {
                 .bind(run)
                 .fetch_optional(&self.pool)
                 .await?;
-        snapshot.flatten().ok_or_else(|| StoreError::NotFound(format!("context of run {run:?}")))
+        snapshot.flatten().map(nul::decode).ok_or_else(|| StoreError::NotFound(format!("context of run {run:?}")))
     }
 
     /// The `tasks` template variable for a deferred template: for each dependency, its tasks'
@@ -238,8 +245,11 @@ impl Store {
         .await?;
         let mut scope = serde_json::Map::new();
         for template in templates {
-            let outputs: Vec<Value> =
-                rows.iter().filter(|(t, _)| t == template).map(|(_, o)| o.clone().unwrap_or(Value::Null)).collect();
+            let outputs: Vec<Value> = rows
+                .iter()
+                .filter(|(t, _)| t == template)
+                .map(|(_, o)| nul::decode(o.clone().unwrap_or(Value::Null)))
+                .collect();
             let first = outputs.first().cloned().unwrap_or(Value::Null);
             scope.insert(template.clone(), json!({"outputs": outputs, "output": first, "count": outputs.len()}));
         }
@@ -257,7 +267,8 @@ impl Store {
                 .await?
                 .flatten();
         let mut plan: Plan = match stored {
-            Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
+            Some(v) => serde_json::from_value(nul::decode(v))
+                .map_err(|e| StoreError::Corrupt(format!("plan of {run:?}: {e}")))?,
             None => return Err(StoreError::NotFound(format!("plan of run {run:?}"))),
         };
         let already = plan.decisions.iter().any(|d| d.template_id == template_id && d.outcome != Outcome::Deferred);
@@ -275,7 +286,7 @@ impl Store {
             let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
                 .bind(run)
-                .bind(&plan_json)
+                .bind(nul::encode(&plan_json).as_ref())
                 .execute(&mut *tx)
                 .await?;
             insert_tasks(&mut tx, run, &chunk.tasks, position).await?;
@@ -368,8 +379,8 @@ impl Store {
                 )
                 .bind(task_id)
                 .bind(status.as_str())
-                .bind(output)
-                .bind(error)
+                .bind(nul::encode(output).as_ref())
+                .bind(nul::text_opt(error.as_deref()))
                 .fetch_optional(&mut **tx)
                 .await?;
                 // A human task that ends while still waiting ran out of time.
@@ -420,9 +431,9 @@ impl Store {
         .bind(&id)
         .bind(task_id)
         .bind(run)
-        .bind(title)
-        .bind(assignee)
-        .bind(form)
+        .bind(nul::text(title))
+        .bind(nul::text_opt(assignee))
+        .bind(nul::encode(form).as_ref())
         .execute(&mut *tx)
         .await?;
         let waiting = event(
@@ -454,7 +465,7 @@ impl Store {
         .bind(limit.clamp(1, 500))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(v,)| v).collect())
+        Ok(rows.into_iter().map(|(v,)| nul::decode(v)).collect())
     }
 
     /// The task workflow id and status of a human task.
@@ -473,8 +484,8 @@ impl Store {
         )
         .bind(id)
         .bind(status)
-        .bind(by)
-        .bind(response)
+        .bind(nul::text_opt(by))
+        .bind(nul::encode(response).as_ref())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -500,7 +511,7 @@ impl Store {
         )
         .bind(run)
         .bind(template_id)
-        .bind(reason)
+        .bind(nul::text(reason))
         .fetch_all(&mut *tx)
         .await?;
         // A deferred template never planned: its explanation says why instead.
@@ -510,7 +521,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .flatten();
-        if let Some(mut plan) = stored.and_then(|v| serde_json::from_value::<Plan>(v).ok()) {
+        if let Some(mut plan) = stored.and_then(|v| serde_json::from_value::<Plan>(nul::decode(v)).ok()) {
             let mut changed = false;
             for d in
                 plan.decisions.iter_mut().filter(|d| d.template_id == template_id && d.outcome == Outcome::Deferred)
@@ -523,7 +534,7 @@ impl Store {
                 let plan_json = serde_json::to_value(&plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 sqlx::query("update activity_runs set plan = $2 where workflow_id = $1")
                     .bind(run)
-                    .bind(&plan_json)
+                    .bind(nul::encode(&plan_json).as_ref())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -559,7 +570,7 @@ impl Store {
         .bind(run)
         .bind(status.as_str())
         .bind(i32::try_from(outcome.tasks_spawned).unwrap_or(i32::MAX))
-        .bind(error)
+        .bind(nul::text_opt(error))
         .fetch_optional(&mut *tx)
         .await?;
         let payload = json!({"outcome": outcome, "error": error});

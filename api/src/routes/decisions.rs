@@ -151,9 +151,13 @@ pub async fn preview(
     let id = path_id(&id)?;
     let count = query_number("count", &q.count, 1..=1000)?.unwrap_or(10);
     let after = match q.after.as_deref() {
-        Some(raw) => DateTime::parse_from_rfc3339(raw)
-            .map_err(|e| ApiError::field("after", format!("{raw:?} is not RFC 3339: {e}")))?
-            .with_timezone(&Utc),
+        Some(raw) => {
+            let after = DateTime::parse_from_rfc3339(raw)
+                .map_err(|e| ApiError::field("after", format!("{raw:?} is not RFC 3339: {e}")))?
+                .with_timezone(&Utc);
+            taskfactory_schemas::validate::check_instant(&after).map_err(|m| ApiError::field("after", m))?;
+            after
+        }
         None => Utc::now(),
     };
     let version = q.version.as_deref().map(|raw| parse_version("version", raw)).transpose()?;

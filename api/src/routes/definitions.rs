@@ -93,7 +93,7 @@ pub async fn put(
         Some(Value::String(body_id)) if body_id == id.as_str() => {}
         Some(other) => return Err(ApiError::field("id", format!("{other} does not match the id in the URL ({id})"))),
     }
-    let definition = parse_definition(document)?;
+    let definition = checked_definition(&state, document)?;
     let outcome = state.store.put_definition(&definition).await?;
     let status = if outcome.changed && outcome.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
     tracing::info!(definition = %id, version = outcome.version, changed = outcome.changed, "definition saved");
@@ -120,6 +120,14 @@ pub async fn put(
             next_fires,
         }),
     ))
+}
+
+/// Parses and validates a document, and checks that its `sql` sources name SQL connections
+/// this process has (a source without `connection` needs the default one).
+fn checked_definition(state: &ApiState, document: Value) -> Result<ActivityDefinition, ApiError> {
+    let definition = parse_definition(document)?;
+    let missing = state.context.check_connections(&definition);
+    if missing.is_empty() { Ok(definition) } else { Err(ApiError::Invalid(missing)) }
 }
 
 /// A valid document.
@@ -149,9 +157,13 @@ pub struct ValidAnswer {
         (status = 400, description = "The body is not UTF-8, JSON or YAML"),
         (status = 422, description = "The document is invalid: every problem, each with its path"),
     ))]
-pub async fn validate(headers: HeaderMap, body: Bytes) -> Result<Json<ValidAnswer>, ApiError> {
+pub async fn validate(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ValidAnswer>, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let definition = parse_definition(parse_text(text, body_format(&headers))?)?;
+    let definition = checked_definition(&state, parse_text(text, body_format(&headers))?)?;
     let made = preview(&definition.trigger, Utc::now(), 10).map_err(|m| ApiError::field("trigger.cron", m))?;
     Ok(Json(ValidAnswer { valid: true, id: definition.id, next_fires: made.fires, dst_warnings: made.warnings }))
 }

@@ -21,13 +21,14 @@ use taskfactory_schemas::TriggerEvent;
 use taskfactory_schemas::ids::{check_workflow_id_len, event_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, RunTrigger, TriggerInfo};
 use taskfactory_schemas::template::Templates;
-use taskfactory_schemas::validate::FieldError;
+use taskfactory_schemas::validate::{FieldError, control_character_errors};
 
 use taskfactory_activities::auth_store::Principal;
 use taskfactory_activities::metrics::metrics;
 use taskfactory_activities::store::NewDecision;
 use taskfactory_schemas::decisions::DecisionOutcome;
 
+use super::FREE_FORM_FIELDS;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::starter::start_run;
@@ -104,8 +105,17 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
             format!("{prefix}.{path}")
         }
     };
+    // The payload is the sender's JSON and goes to the run as it is (U+0000 included, ADR-020);
+    // type, key and source are names and keys.
+    if let Some(refused) = control_character_errors(&value, FREE_FORM_FIELDS).into_iter().next() {
+        return Err(FieldError { path: at(&refused.path), message: refused.message });
+    }
     let event: TriggerEvent = serde_path_to_error::deserialize(value)
         .map_err(|e| FieldError { path: at(&e.path().to_string()), message: e.into_inner().to_string() })?;
+    if let Some(when) = &event.occurred_at {
+        taskfactory_schemas::validate::check_instant(when)
+            .map_err(|message| FieldError { path: at("occurred_at"), message })?;
+    }
     if event.event_type.trim().is_empty() {
         return Err(FieldError { path: at("type"), message: "must not be empty".into() });
     }
@@ -311,6 +321,11 @@ async fn decide_event(
     }
     let key = match &definition.trigger.dedupe_key {
         Some(template) => match templates.render_text(template, scope) {
+            Ok(key) if key.chars().any(char::is_control) => {
+                return Ok(EventDecision::Error(
+                    "trigger.dedupe_key: rendered to a key with a control character".into(),
+                ));
+            }
             Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
             Ok(key) => {
                 return Ok(EventDecision::Error(format!(

@@ -71,20 +71,26 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/stream", get(stream::runs_stream))
 }
 
-/// Parses a JSON body into `T`; an empty body is `T::default()`. Errors name the field.
+/// Fields of request bodies that hold the caller's own JSON, passed on as it is: any string
+/// may be in them (U+0000 included, see ADR-020). Everywhere else, strings are names, keys,
+/// notes and reasons, and control characters other than tab and line breaks are refused.
+pub const FREE_FORM_FIELDS: &[&str] = &["payload", "context"];
+
+/// Parses a JSON body into `T`; an empty body is `T::default()`. Errors name the field; a
+/// string outside [`FREE_FORM_FIELDS`] with a control character is refused at its path.
 pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let refused = taskfactory_schemas::validate::control_character_errors(&value, FREE_FORM_FIELDS);
+    if !refused.is_empty() {
+        return Err(ApiError::Invalid(refused));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("invalid JSON: {inner}"))
-        } else {
-            ApiError::field(if path == "." { String::new() } else { path }, inner.to_string())
-        }
+        ApiError::field(if path == "." { String::new() } else { path }, e.into_inner().to_string())
     })
 }
 
@@ -128,5 +134,6 @@ mod tests {
         assert_eq!(paths(r#"{"noet": "x"}"#), ["noet"]);
         assert_eq!(paths(r#"{"note": 3}"#), ["note"]);
         assert!(matches!(json_body::<Body>(b"{"), Err(ApiError::BadRequest(_))));
+        assert_eq!(paths(r#"{"note": "a\u0000b"}"#), ["note"]);
     }
 }

@@ -7,9 +7,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskfactory_schemas::events::{NewTraceEvent, canonical_hash};
+use taskfactory_schemas::validate::control_character_errors;
 use taskfactory_schemas::{EventType, FieldError, Level};
 use utoipa::IntoParams;
 
+use super::FREE_FORM_FIELDS;
 use super::runs::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
@@ -62,6 +64,9 @@ pub struct ExternalEvent {
 
 fn to_trace(index: usize, raw: Value) -> Result<NewTraceEvent, FieldError> {
     let at = |field: &str| if field.is_empty() { format!("[{index}]") } else { format!("[{index}].{field}") };
+    if let Some(refused) = control_character_errors(&raw, FREE_FORM_FIELDS).into_iter().next() {
+        return Err(FieldError { path: at(&refused.path), message: refused.message });
+    }
     let hash = canonical_hash(&raw);
     let event: ExternalEvent = serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();

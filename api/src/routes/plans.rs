@@ -8,10 +8,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use taskfactory_activities::auth_store::Principal;
 use taskfactory_activities::context;
 use taskfactory_schemas::behaviour::{Recorded, TriggerReplay, output_dependencies, replay_both};
 use taskfactory_schemas::ids::event_workflow_id;
@@ -25,6 +26,7 @@ use utoipa::IntoParams;
 use super::definitions::{IdPath, from_version, parse_version, path_id};
 use super::{json_body, query_number};
 use crate::ApiState;
+use crate::auth::sees_sensitive;
 use crate::error::ApiError;
 
 /// Body of a dry-run (all optional).
@@ -79,7 +81,7 @@ pub struct DryRunAnswer {
     pub trigger: TriggerInfo,
     /// With a sample event and a `trigger.filter`: whether it holds; `null` otherwise.
     pub filter: Option<FilterCheck>,
-    /// The resolved context, by source name.
+    /// The resolved context, by source name (`sensitive` sources' values for admin keys only).
     pub context: Value,
     /// Counts of the plan's decisions.
     pub summary: DryRunSummary,
@@ -102,6 +104,7 @@ pub struct DryRunAnswer {
     ))]
 pub async fn dry_run(
     State(state): State<ApiState>,
+    principal: Option<Extension<Principal>>,
     Path(IdPath { id }): Path<IdPath>,
     body: Bytes,
 ) -> Result<Json<DryRunAnswer>, ApiError> {
@@ -148,15 +151,11 @@ pub async fn dry_run(
     let count = |outcome| made.decisions.iter().filter(|d| d.outcome == outcome).count();
     let summary =
         DryRunSummary { spawn: count(Outcome::Spawn), skip: count(Outcome::Skip), deferred: count(Outcome::Deferred) };
-    Ok(Json(DryRunAnswer {
-        definition_id: id,
-        version: loaded.version,
-        trigger,
-        filter,
-        context: resolved,
-        summary,
-        plan: made,
-    }))
+    let mut context = resolved;
+    if !sees_sensitive(principal.as_deref()) {
+        definition.redact_sensitive(&mut context);
+    }
+    Ok(Json(DryRunAnswer { definition_id: id, version: loaded.version, trigger, filter, context, summary, plan: made }))
 }
 
 /// Query of the behavioural diff.

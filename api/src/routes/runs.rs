@@ -2,21 +2,26 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use taskfactory_activities::StoreError;
+use taskfactory_activities::auth_store::Principal;
 use taskfactory_activities::store::{DefinitionRecord, NewDecision, RunDetail, RunFilter, RunSummary};
-use taskfactory_schemas::TraceEvent;
 use taskfactory_schemas::decisions::DecisionOutcome;
+use taskfactory_schemas::definition::SENSITIVE_PLACEHOLDER;
 use taskfactory_schemas::ids::{check_workflow_id_len, manual_workflow_id};
 use taskfactory_schemas::run::{LoadedDefinition, TriggerInfo};
+use taskfactory_schemas::validate::check_instant;
+use taskfactory_schemas::{DefinitionId, TraceEvent};
 use utoipa::IntoParams;
 
 use super::definitions::{IdPath, path_id};
 use super::json_body;
 use crate::ApiState;
+use crate::auth::sees_sensitive;
 use crate::error::ApiError;
 use crate::starter::{Started, start_run};
 
@@ -161,10 +166,14 @@ fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), A
 }
 
 fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    value
+    let parsed: Option<chrono::DateTime<chrono::Utc>> = value
         .as_deref()
         .map(|v| v.parse().map_err(|_| ApiError::field(field, format!("{v:?} is not an RFC 3339 time"))))
-        .transpose()
+        .transpose()?;
+    if let Some(at) = &parsed {
+        check_instant(at).map_err(|m| ApiError::field(field, m))?;
+    }
+    Ok(parsed)
 }
 
 /// A page of runs.
@@ -223,9 +232,33 @@ pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> 
     ))]
 pub async fn get(
     State(state): State<ApiState>,
+    principal: Option<Extension<Principal>>,
     Path(RunPath { workflow_id }): Path<RunPath>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    Ok(Json(state.store.get_run(&workflow_id).await?))
+    let mut run = state.store.get_run(&workflow_id).await?;
+    if !sees_sensitive(principal.as_deref()) {
+        redact_snapshot(&state, &mut run).await?;
+    }
+    Ok(Json(run))
+}
+
+/// Hides the values of the run's `sensitive` context sources (its version's definition says
+/// which). When the version cannot be read, the whole snapshot is hidden: fail closed.
+async fn redact_snapshot(state: &ApiState, run: &mut RunDetail) -> Result<(), ApiError> {
+    let Some(snapshot) = run.context_snapshot.as_mut() else { return Ok(()) };
+    let loaded = match (DefinitionId::parse(&run.summary.definition_id), run.summary.version_used) {
+        (Ok(id), Some(version)) => match state.store.load_for_run(&id, Some(version)).await {
+            Ok(loaded) => Some(loaded),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
+    };
+    match loaded {
+        Some(loaded) => loaded.definition.redact_sensitive(snapshot),
+        None => *snapshot = Value::String(SENSITIVE_PLACEHOLDER.to_owned()),
+    }
+    Ok(())
 }
 
 /// Query of `GET /api/v1/runs/{workflow_id}/events`.

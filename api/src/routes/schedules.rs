@@ -14,6 +14,7 @@ use taskfactory_schemas::ActivityDefinition;
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::ids::schedule_id;
 use taskfactory_schemas::preview::{Fire, next_fires};
+use taskfactory_schemas::validate::check_instant;
 use temporalio_client::schedules::{
     BackfillScheduleOptions, PauseScheduleOptions, ScheduleBackfill, ScheduleError, ScheduleOverlapPolicy,
     TriggerScheduleOptions, UnpauseScheduleOptions,
@@ -337,6 +338,8 @@ pub type BackfillRange = (DateTime<Utc>, DateTime<Utc>);
 pub fn backfill_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<BackfillRange, ApiError> {
     let start = start.ok_or_else(|| ApiError::field("start", "required (RFC 3339)"))?;
     let end = end.ok_or_else(|| ApiError::field("end", "required (RFC 3339)"))?;
+    check_instant(&start).map_err(|m| ApiError::field("start", m))?;
+    check_instant(&end).map_err(|m| ApiError::field("end", m))?;
     if end <= start {
         return Err(ApiError::field("end", "must be after start"));
     }

@@ -324,13 +324,8 @@ impl Bench {
     async fn serve_api(store: &Store, client: &Client, task_queue: &str) -> anyhow::Result<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let state = ApiState::new(
-            store.clone(),
-            client.clone(),
-            task_queue.to_owned(),
-            ContextClients::new(store.pool().clone()),
-        )
-        .with_event_rate(1e9, 1e9);
+        let state = ApiState::new(store.clone(), client.clone(), task_queue.to_owned(), ContextClients::default())
+            .with_event_rate(1e9, 1e9);
         tokio::spawn(taskfactory_api::serve(listener, state, std::future::pending()));
         Ok(url)
     }

@@ -5,15 +5,18 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod bad_input;
 mod crash;
 mod dag;
 mod decisions;
 mod definitions;
+mod egress;
 mod events;
 mod fanout;
 mod first_contact;
 mod fleet;
 mod floor;
+mod fuzz;
 mod kinds;
 mod live;
 mod metrics;
@@ -22,6 +25,7 @@ mod plans;
 mod restarts;
 mod schedules;
 mod secrets;
+mod sql_context;
 mod support;
 mod tasks;
 mod ui;

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::worker::WorkerSetup;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
+use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
 use taskfactory_activities::{ActivityConfig, Store};
 use taskfactory_api::ApiState;
 use taskfactory_orchestrator::RunActivityWorkflow;
@@ -112,16 +114,31 @@ pub fn servers() -> &'static Servers {
 /// The value of the secret `API_TOKEN` every test's worker and API know.
 pub const TEST_SECRET: &str = "e2e-S3CR3T-value-7Qx9";
 
-/// Context clients of a test: its own database, also as the named connection `reporting`,
-/// and the secret `API_TOKEN`.
-pub fn test_context(store: &Store) -> ContextClients {
-    let mut clients = ContextClients::new(store.pool().clone());
+/// Context clients of a test: its own database as the test's least-privilege role (see
+/// [`TestApp::context_role`]), as the default SQL connection and as the named connection
+/// `reporting`, and the secret `API_TOKEN`.
+pub fn test_context(context_db: &PgConnectOptions) -> ContextClients {
+    let pool = || sqlx::postgres::PgPoolOptions::new().max_connections(5).connect_lazy_with(context_db.clone());
+    let mut clients = ContextClients::default()
+        .with_connection(SqlConnection::new(DEFAULT_CONNECTION, pool(), false))
+        .with_connection(SqlConnection::new("reporting", pool(), false));
     clients.secrets =
         SecretStore::new(std::collections::HashMap::from([("API_TOKEN".to_owned(), TEST_SECRET.to_owned())]), None);
     // The suite's HTTP services listen on loopback.
     clients.egress.allow_private = true;
-    clients.connections.insert("reporting".to_owned(), store.pool().clone());
     clients
+}
+
+/// The schema a test's context role reads (tables the test creates there are readable).
+pub const CONTEXT_SCHEMA: &str = taskfactory::context_role::DEMO_SCHEMA;
+
+/// A least-privilege role of the test's own for its `sql` sources: it reads the schema
+/// [`CONTEXT_SCHEMA`] of the test's database and nothing else. Its name and how to connect.
+async fn context_role_for(store: &Store, database_url: &str) -> (String, PgConnectOptions) {
+    let role = taskfactory::context_role::ContextRole::new(format!("ctx_{}", unique()), CONTEXT_SCHEMA);
+    taskfactory::context_role::ensure(store.pool(), &role).await.expect("creating the test's context role");
+    let options = role.connect_options(&database_url.parse().expect("the test database URL"));
+    (role.role, options)
 }
 
 /// A client that sends `key` with every request.
@@ -204,6 +221,9 @@ pub struct TestApp {
     pub api_key: String,
     task_queue: String,
     database_url: String,
+    /// The role the test's `sql` sources run as, and how to connect as it.
+    context_role: String,
+    context_db: PgConnectOptions,
     stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -229,6 +249,7 @@ impl TestApp {
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
         let (_, api_key) = store.create_key("e2e", "admin", None).await.expect("creating the test's admin key");
+        let (context_role, context_db) = context_role_for(&store, &database_url).await;
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
             .expect("Temporal dev server not ready");
@@ -256,7 +277,8 @@ impl TestApp {
 
         // The worker's future is not Send: it gets a thread and a runtime of its own.
         let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (address, queue, worker_store) = (servers.temporal_address.clone(), task_queue.clone(), store.clone());
+        let (address, queue, worker_store, worker_context) =
+            (servers.temporal_address.clone(), task_queue.clone(), store.clone(), context_db.clone());
         if with_worker {
             std::thread::Builder::new()
                 .name(format!("worker-{name}"))
@@ -268,7 +290,7 @@ impl TestApp {
                         let setup = WorkerSetup {
                             client,
                             task_queue: queue,
-                            context: test_context(&worker_store),
+                            context: test_context(&worker_context),
                             store: worker_store,
                             activity_config: ActivityConfig::default(),
                             tuning: Default::default(),
@@ -286,7 +308,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState::new(store.clone(), client.clone(), task_queue.clone(), test_context(&store));
+        let state = ApiState::new(store.clone(), client.clone(), task_queue.clone(), test_context(&context_db));
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = api_stopped.await;
         }));
@@ -296,6 +318,8 @@ impl TestApp {
             api_url,
             task_queue,
             database_url,
+            context_role,
+            context_db,
             http: authed_client(&api_key),
             api_key,
             stop_worker: Some(stop_worker),
@@ -368,7 +392,7 @@ impl TestApp {
             self.store.clone(),
             self.client.clone(),
             self.task_queue.clone(),
-            test_context(&self.store),
+            test_context(&self.context_db),
         ));
         tokio::spawn(taskfactory_api::serve(listener, state, async {
             let _ = stopped.await;
@@ -379,6 +403,12 @@ impl TestApp {
     /// The database URL of this test.
     pub fn database_url(&self) -> &str {
         &self.database_url
+    }
+
+    /// The database role this test's `sql` context sources run as (it reads the schema
+    /// [`CONTEXT_SCHEMA`]: `grant` it more in a test to try what a role may do).
+    pub fn context_role(&self) -> &str {
+        &self.context_role
     }
 
     /// The task queue of this test's worker (and of the schedules its API creates).

@@ -97,11 +97,12 @@ async fn a_failed_task_fails_the_run_and_skips_its_dependents() {
 async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     let app = TestApp::spawn("sqlctx").await;
     let pool = app.store.pool();
-    sqlx::query("create table invoices (id text primary key, customer text not null, amount int not null)")
+    // The schema the test's context role reads.
+    sqlx::query("create table demo.invoices (id text primary key, customer text not null, amount int not null)")
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("insert into invoices values ('i1', 'acme', 500), ('i2', 'globex', 250), ('i3', 'initech', 5)")
+    sqlx::query("insert into demo.invoices values ('i1', 'acme', 500), ('i2', 'globex', 250), ('i3', 'initech', 5)")
         .execute(pool)
         .await
         .unwrap();
@@ -136,11 +137,15 @@ async fn sql_context_binds_parameters_and_conditions_explain_skips() {
     assert_eq!(run["status"], "failed");
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("context[0].query") && error.contains("invalid input syntax for type integer"), "{error}");
-    let still_there: i64 = sqlx::query_scalar("select count(*) from invoices").fetch_one(pool).await.unwrap();
+    let still_there: i64 = sqlx::query_scalar("select count(*) from demo.invoices").fetch_one(pool).await.unwrap();
     assert_eq!(still_there, 3);
 
-    // Context queries run read-only: a write is refused.
-    sqlx::query("create sequence counter").execute(pool).await.unwrap();
+    // Context queries run read-only: a write is refused, even where the role may write.
+    sqlx::query("create sequence demo.counter").execute(pool).await.unwrap();
+    sqlx::query(&format!("grant usage, update on sequence demo.counter to \"{}\"", app.context_role()))
+        .execute(pool)
+        .await
+        .unwrap();
     let writer = json!({
         "id": format!("writer-{}", unique()), "name": "Writer", "trigger": {"kind": "manual"},
         "context": [{"name": "n", "kind": "sql", "query": "select nextval('counter') as n"}],

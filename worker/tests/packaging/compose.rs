@@ -330,7 +330,19 @@ fn compose_sets_the_environment_the_binary_reads() {
             );
         }
     }
-    for shared in ["TEMPORAL_NAMESPACE", "TASKFACTORY_TASK_QUEUE"] {
+    for shared in ["TEMPORAL_NAMESPACE", "TASKFACTORY_TASK_QUEUE", "TASKFACTORY_CONTEXT_DATABASE_URL"] {
         assert_eq!(worker.get(shared), api.get(shared), "worker and API disagree on {shared}");
     }
+    // `sql` sources run as a role of their own that the init SQL creates, not as the store's user.
+    let context = worker.get("TASKFACTORY_CONTEXT_DATABASE_URL").expect("the worker has a context database");
+    let user = context.strip_prefix("postgres://").and_then(|r| r.split([':', '@']).next()).unwrap();
+    assert_ne!(
+        Some(user),
+        worker["DATABASE_URL"].strip_prefix("postgres://").and_then(|r| r.split([':', '@']).next()),
+        "the context database uses the store's user"
+    );
+    assert!(
+        init_sql.contains(&format!("create role {user} login")),
+        "compose-init-db.sql does not create the context role {user}"
+    );
 }
