@@ -1,6 +1,7 @@
 //! The HTTP API: admin CRUD for definitions, triggers (manual runs, event ingress, schedule
 //! controls), the run log read API with live streams, and the web UI.
 //!
+//! - [`answers`]: the answer types clients decode (re-exported from the routes).
 //! - [`auth`]: API keys, roles and the audit log, as one middleware.
 //! - [`boundary`]: URLs with control characters refused; every error answer in the envelope.
 //! - [`error`]: the one error type every handler returns, rendered as
@@ -11,31 +12,33 @@
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
-//! - [`decisions`]: the schedule observer that writes schedule slots into the trigger
-//!   decision log, and the pruning of old decisions.
+//! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
+//!   and prunes old decisions.
 //!
-//! [`app`] builds the router with its layers; [`serve`] runs it on a listener until
-//! `shutdown` (the e2e suite serves it on port 0).
+//! [`app`] builds the router with its layers; [`run`] serves it on a listener, with the
+//! process's background work, until the state's shutdown token is cancelled.
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::Router;
 use taskfactory_activities::Store;
 use temporalio_client::Client;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod answers;
 pub mod auth;
 pub mod boundary;
-pub mod decisions;
 pub mod error;
 pub mod live;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod schedule_observer;
 pub mod schedules;
 pub mod starter;
 
@@ -56,27 +59,35 @@ pub struct ApiState {
     pub temporal_ui_url: Option<String>,
     /// Events per second per key accepted by `POST /api/v1/events`.
     pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
-    /// Turns true when the server shuts down: open streams end so draining can finish.
-    pub closing: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Cancelled when the process shuts down: background loops stop and open streams end, so
+    /// draining can finish.
+    pub shutdown: CancellationToken,
 }
 
 impl ApiState {
-    /// The state, with its notification listener started on the current runtime.
+    /// The state, with a shutdown token of its own (see [`Self::with_shutdown`]); nothing runs
+    /// until [`run`].
     pub fn new(
         store: Store,
         temporal: Client,
         task_queue: String,
         context: taskfactory_activities::context::ContextClients,
     ) -> Self {
-        let live = live::LiveHub::start(store.pool().clone());
         let event_limiter =
             std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
-        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter, closing: None }
+        let (live, shutdown) = (live::LiveHub::new(), CancellationToken::new());
+        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter, shutdown }
     }
 
     /// Limits event ingress to `per_second` events per key, `burst` at once.
     pub fn with_event_rate(mut self, per_second: f64, burst: f64) -> Self {
         self.event_limiter = std::sync::Arc::new(ratelimit::RateLimiter::new(per_second, burst));
+        self
+    }
+
+    /// Stops with `shutdown` (the process's token).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
         self
     }
 
@@ -108,18 +119,39 @@ pub fn app(state: ApiState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests
-/// (open event streams are ended, so they cannot hold the shutdown forever).
-pub async fn serve(
-    listener: TcpListener,
-    mut state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (closing, closed) = tokio::sync::watch::channel(false);
-    state.closing = Some(closed);
-    let signal = async move {
-        shutdown.await;
-        let _ = closing.send(true);
+/// What an API process does besides answering requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Background {
+    /// How often the schedule observer looks at every cron definition's schedule (`None`: it
+    /// does not run; decision logs are still observed when they are read).
+    pub observe_every: Option<Duration>,
+    /// How long trigger decisions are kept (`None`: forever).
+    pub decision_retention: Option<Duration>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        let retention = taskfactory_schemas::duration::parse_duration(schedule_observer::DEFAULT_RETENTION).ok();
+        Self { observe_every: Some(schedule_observer::OBSERVE_EVERY), decision_retention: retention }
+    }
+}
+
+/// Serves the API on `listener`, with its background work (the live streams' listener, the
+/// schedule observer), until `state.shutdown` is cancelled; then ends open streams, stops the
+/// background loops and finishes in-flight requests.
+pub async fn run(listener: TcpListener, state: ApiState, background: Background) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let live = state.live.clone();
+    let listening = live.listen(state.store.pool().clone(), shutdown.clone());
+    let observing = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move {
+            if let Some(every) = background.observe_every {
+                schedule_observer::run(state, every, background.decision_retention, shutdown).await;
+            }
+        }
     };
-    axum::serve(listener, app(state)).with_graceful_shutdown(signal).await
+    let serving = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).into_future();
+    let (served, (), ()) = tokio::join!(serving, listening, observing);
+    served
 }

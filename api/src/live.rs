@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// One notification.
 #[derive(Clone, Debug)]
@@ -29,24 +30,39 @@ pub struct LiveHub {
 }
 
 impl LiveHub {
-    /// Starts listening on `pool`'s database (reconnecting after errors) on the current runtime.
-    pub fn start(pool: PgPool) -> Self {
+    /// A hub with no listener yet: [`Self::listen`] feeds it.
+    pub fn new() -> Self {
         let (tx, _) = broadcast::channel(4096);
-        let sender = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = listen(&pool, &sender).await {
-                    tracing::warn!(error = %e, "listening for run log notifications failed; retrying");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
         Self { tx }
+    }
+
+    /// Listens on `pool`'s database, reconnecting after errors, until `shutdown` is cancelled.
+    pub async fn listen(&self, pool: PgPool, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                result = listen(&pool, &self.tx) => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "listening for run log notifications failed; retrying");
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 
     /// A receiver of every notification from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Note>> {
         self.tx.subscribe()
+    }
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskfactory_activities::Store;
 use taskfactory_activities::metrics::metrics;
@@ -61,7 +61,7 @@ pub struct ScheduleSyncError {
 }
 
 /// What a sync did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {
     /// A schedule was created.
@@ -284,7 +284,7 @@ async fn delete_by_schedule_id(client: &Client, id: &str) -> Result<bool, Schedu
 }
 
 /// One repair the reconciler made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Repair {
     /// The schedule.
     pub schedule_id: String,

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::definition::{ContextKind, TriggerKind};
@@ -23,7 +23,7 @@ use crate::run::{LoadedDefinition, RunTrigger, TriggerInfo};
 use crate::template::Templates;
 
 /// What one version does with a recorded trigger.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VersionReplay {
     /// The version.
     pub version: i32,
@@ -38,7 +38,7 @@ pub struct VersionReplay {
 }
 
 /// A task in a behavioural diff.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskRef {
     /// `{run}/{template}/{item}`.
     pub task_id: String,
@@ -51,7 +51,7 @@ pub struct TaskRef {
 }
 
 /// A task both versions plan, differently.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskChange {
     /// `{run}/{template}/{item}`.
     pub task_id: String,
@@ -60,7 +60,7 @@ pub struct TaskChange {
 }
 
 /// One recorded trigger replayed through both versions.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TriggerReplay {
     /// `run` (a recorded run with its context snapshot) or `filtered_event` (an event the
     /// filter turned away, from the decision log).

@@ -9,12 +9,12 @@ use chrono::offset::LocalResult;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::definition::{Trigger, TriggerKind};
 
 /// One upcoming fire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Fire {
     /// The instant, in UTC.
     pub utc: DateTime<Utc>,
@@ -23,7 +23,7 @@ pub struct Fire {
 }
 
 /// What a daylight-saving change does to a cron slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DstWarningKind {
     /// The local time does not exist that day (clocks go forward): no fire.
@@ -33,7 +33,7 @@ pub enum DstWarningKind {
 }
 
 /// A cron slot that a daylight-saving change moves or removes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DstWarning {
     /// Nonexistent or repeated.
     pub kind: DstWarningKind,

@@ -1,10 +1,14 @@
-//! The HTTP client behind `apply`, `trigger` and `runs`.
+//! The HTTP client behind the client commands: requests with the API key, answers decoded
+//! into the API's own response types, errors rendered from the API's error envelope.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use taskfactory_api::answers::SaveAnswer;
 
 /// A client of a running taskfactory API.
 #[derive(Clone, Debug)]
@@ -41,7 +45,7 @@ impl ApiClient {
         Self::new(&args.api_url, args.api_key.as_deref())
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+    async fn send<T: DeserializeOwned>(&self, what: &str, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let request = match &self.key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -54,48 +58,36 @@ impl ApiClient {
         })?;
         let status = response.status();
         let text = response.text().await?;
-        let body =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status == StatusCode::UNAUTHORIZED && self.key.is_none() {
             bail!("the API needs a key: pass --api-key or set TASKFACTORY_API_KEY (`taskfactory dev` prints one)");
         }
         if !status.is_success() {
+            let body =
+                if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
             bail!("{}", describe_error(status, &body));
         }
-        Ok((status, body))
+        // The API's own answer types: a field it renamed fails here, loudly, instead of
+        // printing blanks.
+        let text = if text.is_empty() { "null" } else { text.as_str() };
+        serde_json::from_str(text).with_context(|| format!("the API's answer to {what} is not what this CLI expects"))
     }
 
-    /// `GET path`.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.send(self.http.get(format!("{}{path}", self.base))).await?.1)
+    /// `GET path`, decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(&format!("GET {path}"), self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    /// `POST path` with a JSON body, the answer decoded as `T`.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
+        self.send(&format!("POST {path}"), self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
     /// `PUT` of a definition file (JSON or YAML by extension).
-    pub async fn put_definition(&self, id: &str, text: String, yaml: bool) -> anyhow::Result<Value> {
+    pub async fn put_definition(&self, id: &str, text: String, yaml: bool) -> anyhow::Result<SaveAnswer> {
         let content_type = if yaml { "application/yaml" } else { "application/json" };
-        let request = self
-            .http
-            .put(format!("{}/api/v1/definitions/{id}", self.base))
-            .header("content-type", content_type)
-            .body(text);
-        Ok(self.send(request).await?.1)
-    }
-
-    /// `POST /api/v1/definitions/{id}/runs`.
-    pub async fn trigger(&self, id: &str, body: &Value) -> anyhow::Result<Value> {
-        Ok(self.send(self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.base)).json(body)).await?.1)
-    }
-}
-
-impl ApiClient {
-    /// `POST path` with a JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        Ok(self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?.1)
-    }
-
-    /// `POST /api/v1/events`.
-    pub async fn send_events(&self, body: &Value) -> anyhow::Result<Value> {
-        Ok(self.send(self.http.post(format!("{}/api/v1/events", self.base)).json(body)).await?.1)
+        let path = format!("/api/v1/definitions/{id}");
+        let request = self.http.put(format!("{}{path}", self.base)).header("content-type", content_type).body(text);
+        self.send(&format!("PUT {path}"), request).await
     }
 }
 

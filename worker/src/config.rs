@@ -74,7 +74,7 @@ pub struct ApiArgs {
     #[arg(long, env = "TEMPORAL_UI_URL")]
     pub temporal_ui_url: Option<String>,
     /// How long trigger decisions are kept (e.g. `30d`, `12h`; `0s` keeps them forever).
-    #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::decisions::DEFAULT_RETENTION, value_parser = parse_retention)]
+    #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::schedule_observer::DEFAULT_RETENTION, value_parser = parse_retention)]
     pub decision_retention: std::time::Duration,
 }
 

@@ -9,15 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use taskfactory_activities::Store;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
-use taskfactory_activities::{ActivityConfig, Store};
-use taskfactory_api::ApiState;
 use taskfactory_schemas::validate::{Format, parse_definition_text};
-use tokio::sync::watch;
 
 use crate::client::{definition_files, is_yaml};
 use crate::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
+use crate::startup::{ApiConfig, ApiProcess, WorkerConfig, WorkerProcess, shutdown_on_signals};
 
 /// Flags of `taskfactory dev`.
 #[derive(Debug, clap::Args)]
@@ -117,7 +116,7 @@ fn try_commands(admin_key: &str, api_addr: std::net::SocketAddr, example: &str) 
 /// Runs the dev stack until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Installed first: Ctrl-C while the servers start still stops everything cleanly.
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = shutdown_on_signals();
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
@@ -174,12 +173,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let client = crate::temporal::wait_ready(&temporal_server.address, "default", Duration::from_secs(60)).await?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let listener =
-        tokio::net::TcpListener::bind(args.api_addr).await.with_context(|| format!("binding {}", args.api_addr))?;
     // `sql` sources run as a read-only role of their own, never as the store's user.
     let mut context = ContextClients::default();
     if let Some(connection) = crate::context_role::dev_connection(store.pool(), &database_url).await {
@@ -190,20 +183,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Secrets: TF_SECRET_<NAME> variables and the files of <data dir>/secrets.
     context.secrets =
         SecretStore::new(SecretStore::values_from_env(std::env::vars()), Some(args.data_dir.join("secrets")));
-    let state = ApiState::new(store.clone(), client.clone(), args.task_queue.clone(), context.clone())
-        .with_temporal_ui(temporal_server.ui_url.clone());
-    let api = tokio::spawn(taskfactory_api::serve(listener, state.clone(), stopped(stop_rx.clone())));
 
+    // Applied before the API is built, whose start-up reconcile then creates their schedules.
     let applied = if args.no_examples || !args.examples.exists() {
         Vec::new()
     } else {
         println!("applying definitions from {} ...", args.examples.display());
         apply_examples(&store, &args.examples).await?
     };
-    crate::cli::reconcile_at_startup(&state).await;
-    let retention = taskfactory_schemas::duration::parse_duration(taskfactory_api::decisions::DEFAULT_RETENTION).ok();
-    let _observer =
-        taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
+    let mut api_config =
+        ApiConfig::new(client.clone(), store.clone(), args.task_queue.clone(), context.clone(), args.api_addr);
+    api_config.temporal_ui_url = temporal_server.ui_url.clone();
+    let api = ApiProcess::build(api_config, shutdown.clone()).await?;
+    let worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
+    let worker = WorkerProcess::build(worker_config, None).await?;
     let (_, admin_key) =
         store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
     let example =
@@ -231,27 +224,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("Ctrl-C stops everything.");
 
-    let setup = crate::worker::WorkerSetup {
-        client,
-        task_queue: args.task_queue.clone(),
-        store: store.clone(),
-        context,
-        activity_config: ActivityConfig::default(),
-        tuning: Default::default(),
-    };
-    let worker = crate::worker::run(setup, stopped(stop_rx));
-    tokio::pin!(worker);
+    let api = tokio::spawn(api.run());
+    let running = worker.run(shutdown.clone());
+    tokio::pin!(running);
     let result = tokio::select! {
-        result = &mut worker => result,
-        () = shutdown => {
+        result = &mut running => result,
+        () = shutdown.cancelled() => {
             println!("stopping ...");
-            let _ = stop_tx.send(true);
-            worker.await
+            running.await
         }
     };
-    let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = api.await {
-        tracing::warn!(error = %e, "API stopped with an error");
+    // The worker may also have ended on its own (an error): the API stops with it.
+    shutdown.cancel();
+    match api.await {
+        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "API stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "API task failed"),
+        Ok(Ok(())) => {}
     }
     drop(postgres);
     drop(temporal_server);

@@ -1,6 +1,8 @@
 //! The `taskfactory` binary's library: everything `main` dispatches to.
 //!
-//! - [`cli`]: the command line (clap) and the dispatch of each subcommand.
+//! - [`cli`]: the command line: its schema ([`cli::args`]), the dispatch, one module per group
+//!   of client commands.
+//! - [`startup`]: the composition root: building and running the API and worker processes.
 //! - [`config`]: typed settings shared by the commands.
 //! - [`devstack`]: starting and stopping a Temporal dev server and a private Postgres cluster
 //!   on ports nothing else can take (used by `dev`, `bench` and the test harness).
@@ -22,6 +24,7 @@ pub mod context_role;
 pub mod demo;
 pub mod dev;
 pub mod devstack;
+pub mod startup;
 pub mod telemetry;
 pub mod temporal;
 pub mod worker;

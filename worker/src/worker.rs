@@ -12,7 +12,7 @@ use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// What the worker needs.
-pub struct WorkerSetup {
+pub struct WorkerConfig {
     /// Temporal client (namespace-bound).
     pub client: Client,
     /// Task queue to poll.
@@ -51,7 +51,7 @@ impl Default for WorkerTuning {
 }
 
 /// Builds the worker with every workflow and activity registered.
-pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
+pub fn build(runtime: &Runtime, setup: WorkerConfig) -> anyhow::Result<Worker> {
     let activities = TfActivityImpls::new(setup.store, setup.context, setup.activity_config);
     let tuning = setup.tuning;
     let options = WorkerOptions::new(setup.task_queue)
@@ -71,7 +71,7 @@ pub fn build(runtime: &Runtime, setup: WorkerSetup) -> anyhow::Result<Worker> {
 ///
 /// The worker's future is not `Send`: call this on the task that owns it (`block_on`,
 /// `select!`), not through `tokio::spawn`.
-pub async fn run(setup: WorkerSetup, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(setup: WorkerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // The SDK's worker metrics go to the process-wide registry behind `/metrics`.
     let telemetry = TelemetryOptions::builder().metrics(taskfactory_activities::metrics::temporal_meter()).build();
     let options = RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(anyhow::Error::msg)?;

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -153,7 +153,7 @@ pub struct PutOutcome {
 }
 
 /// A run as listed.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RunSummary {
     /// The run's workflow id.
     pub workflow_id: String,

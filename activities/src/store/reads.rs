@@ -54,6 +54,27 @@ impl Store {
         rows.iter().map(Self::run_summary).collect()
     }
 
+    /// When the run's first task started and its last task finished (`None` before either).
+    pub async fn task_time_span(
+        &self,
+        workflow_id: &str,
+    ) -> Result<(Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>)> {
+        let span = sqlx::query_as("select min(started_at), max(finished_at) from task_runs where run_workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(span)
+    }
+
+    /// How many event receipts (distinct dedupe keys accepted) a definition has.
+    pub async fn count_receipts(&self, definition_id: &str) -> Result<i64> {
+        let count = sqlx::query_scalar("select count(*) from event_receipts where definition_id = $1")
+            .bind(definition_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
     /// One run with its plan and tasks.
     pub async fn get_run(&self, workflow_id: &str) -> Result<RunDetail> {
         let sql = format!(

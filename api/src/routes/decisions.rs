@@ -18,8 +18,8 @@ use utoipa::IntoParams;
 use super::definitions::{IdPath, parse_version, path_id};
 use super::query_number;
 use crate::ApiState;
-use crate::decisions::{ScheduleCounters, observe_schedule};
 use crate::error::ApiError;
+use crate::schedule_observer::{ScheduleCounters, observe_schedule};
 
 /// Query of the decision log.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,7 +36,7 @@ pub struct DecisionQuery {
 }
 
 /// A definition's decision log.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DecisionLog {
     /// The definition.
     pub definition_id: DefinitionId,
@@ -117,7 +117,7 @@ pub struct PreviewQuery {
 }
 
 /// The next fires of a cron definition.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PreviewAnswer {
     /// The definition.
     pub definition_id: DefinitionId,

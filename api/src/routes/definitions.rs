@@ -39,7 +39,7 @@ fn body_format(headers: &HeaderMap) -> Format {
 }
 
 /// What a save did.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SaveAnswer {
     /// The definition.
     pub id: DefinitionId,
@@ -344,7 +344,7 @@ pub struct DiffQuery {
 }
 
 /// What changed between two versions.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DiffAnswer {
     /// The definition.
     pub id: DefinitionId,

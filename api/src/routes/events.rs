@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskfactory_schemas::TriggerEvent;
 use taskfactory_schemas::ids::{check_workflow_id_len, event_workflow_id};
@@ -39,13 +39,13 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_KEY_LEN: usize = 200;
 
 /// What happened for one (event, definition) pair.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "EventOutcome")]
 pub struct Outcome {
     /// The matching definition.
     pub definition_id: String,
     /// `started`, `duplicate`, `filtered` or `error`.
-    pub outcome: &'static str,
+    pub outcome: String,
     /// The run's workflow id (started or existing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_id: Option<String>,
@@ -66,7 +66,7 @@ pub enum EventsBody {
 }
 
 /// What became of one event of the request.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum EventResult {
     /// The event is malformed (the others of a batch are still taken).
@@ -89,7 +89,7 @@ pub enum EventResult {
 }
 
 /// The answer of `POST /api/v1/events`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct IngestAnswer {
     /// One per event, in request order.
     pub results: Vec<EventResult>,
@@ -216,7 +216,7 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
     let mut outcomes = Vec::with_capacity(definitions.len());
     for loaded in definitions {
         let outcome = ingest_for(state, templates, event, &scope, &loaded).await?;
-        metrics().event_outcomes.with_label_values(&[outcome.definition_id.as_str(), outcome.outcome]).inc();
+        metrics().event_outcomes.with_label_values(&[outcome.definition_id.as_str(), outcome.outcome.as_str()]).inc();
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -275,7 +275,7 @@ impl Outcome {
         workflow_id: Option<String>,
         reason: Option<String>,
     ) -> Self {
-        Self { definition_id: definition.id.to_string(), outcome, workflow_id, reason }
+        Self { definition_id: definition.id.to_string(), outcome: outcome.to_owned(), workflow_id, reason }
     }
 }
 

@@ -54,7 +54,7 @@ pub struct FleetRequest {
 }
 
 /// What a fleet operation does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FleetAction {
     /// Pause the schedules of cron definitions.
@@ -80,7 +80,7 @@ impl FleetAction {
 }
 
 /// What happened to one definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FleetOutcome {
     /// Its schedule was paused.
@@ -100,7 +100,7 @@ pub enum FleetOutcome {
 }
 
 /// One definition's line of the answer.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FleetResult {
     /// The definition.
     pub definition_id: String,
@@ -120,7 +120,7 @@ pub struct FleetResult {
 }
 
 /// The answer of a fleet operation.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FleetAnswer {
     /// `pause`, `resume`, `trigger` or `backfill`.
     pub action: FleetAction,

@@ -51,7 +51,7 @@ pub struct DryRunRequest {
 }
 
 /// Whether the trigger's filter holds for the sample event.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FilterCheck {
     /// The definition's `trigger.filter`.
     pub expression: String,
@@ -60,7 +60,7 @@ pub struct FilterCheck {
 }
 
 /// How many tasks the plan spawns, skips and defers.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DryRunSummary {
     /// Tasks that would start.
     pub spawn: usize,
@@ -71,7 +71,7 @@ pub struct DryRunSummary {
 }
 
 /// What a run would do.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DryRunAnswer {
     /// The definition.
     pub definition_id: DefinitionId,
@@ -172,7 +172,7 @@ pub struct BehaviourQuery {
 }
 
 /// Totals of a behavioural diff.
-#[derive(Debug, Default, Serialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BehaviourSummary {
     /// Recorded triggers replayed.
     pub replayed: usize,
@@ -189,7 +189,7 @@ pub struct BehaviourSummary {
 }
 
 /// What two versions would have done with the recorded triggers.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BehaviourDiffAnswer {
     /// The definition.
     pub definition_id: DefinitionId,

@@ -59,7 +59,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// A manual trigger's run.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TriggerAnswer {
     /// The run's workflow id (`tf:{id}:manual:{key}`).
     pub workflow_id: String,
@@ -177,7 +177,7 @@ fn instant(field: &str, value: &Option<String>) -> Result<Option<chrono::DateTim
 }
 
 /// A page of runs.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RunList {
     /// Newest first.
     pub runs: Vec<RunSummary>,
@@ -272,7 +272,7 @@ pub struct EventsQuery {
 }
 
 /// A page of a run's trace events.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct EventPage {
     /// In seq order.
     pub events: Vec<TraceEvent>,

@@ -376,7 +376,7 @@ pub async fn backfill_schedule(
 }
 
 /// What the reconciler repaired.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ReconcileAnswer {
     /// One per schedule created, updated or deleted; empty when nothing drifted.
     pub repairs: Vec<Repair>,

@@ -20,6 +20,7 @@ use taskfactory_activities::Store;
 use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
 use taskfactory_schemas::{EventType, TraceEvent};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::runs::RunPath;
@@ -39,7 +40,7 @@ pub struct StreamQuery {
 }
 
 struct Cursor {
-    closing: Option<tokio::sync::watch::Receiver<bool>>,
+    shutdown: CancellationToken,
     store: Store,
     run: String,
     after: i64,
@@ -89,17 +90,9 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
                 }
             }
         };
-        let closing = async {
-            match cursor.closing.as_mut() {
-                Some(rx) => {
-                    let _ = rx.wait_for(|closing| *closing).await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             _ = tokio::time::timeout(REREAD, wait) => {}
-            () = closing => return None,
+            () = cursor.shutdown.cancelled() => return None,
         }
     }
 }
@@ -143,7 +136,7 @@ pub async fn run_stream(
         }
     }
     let cursor = Cursor {
-        closing: state.closing.clone(),
+        shutdown: state.shutdown.clone(),
         store: state.store.clone(),
         run: workflow_id,
         after: last_event_id.or(q.after).unwrap_or(0).max(0),
@@ -164,23 +157,15 @@ pub async fn run_stream(
     responses((status = 200, description = "An event stream of `run` events", body = String, content_type = "text/event-stream")))]
 pub async fn runs_stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let notes = state.live.subscribe();
-    let events = stream::unfold((notes, state.closing.clone()), |(mut notes, mut closing)| async move {
+    let events = stream::unfold((notes, state.shutdown.clone()), |(mut notes, shutdown)| async move {
         loop {
-            let closed = async {
-                match closing.as_mut() {
-                    Some(rx) => {
-                        let _ = rx.wait_for(|c| *c).await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
             let received = tokio::select! {
                 received = notes.recv() => received,
-                () = closed => return None,
+                () = shutdown.cancelled() => return None,
             };
             match received {
                 Ok(note) if note.channel == RUNS_CHANNEL => {
-                    return Some((Ok(Event::default().event("run").data(note.payload.clone())), (notes, closing)));
+                    return Some((Ok(Event::default().event("run").data(note.payload.clone())), (notes, shutdown)));
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -23,17 +23,23 @@ use serde_json::{Value, json};
 use taskfactory_activities::Store;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::store::RunFilter;
-use taskfactory_api::ApiState;
+use taskfactory_api::Background;
 use taskfactory_orchestrator::RunActivityWorkflow;
 use taskfactory_schemas::events::{EventType, Level, NewTraceEvent};
 use taskfactory_schemas::ids::DefinitionId;
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use temporalio_client::{Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowStartOptions};
 use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
+use crate::startup::{ApiConfig, ApiProcess, EventRate};
 
+mod fanout;
 pub mod floor;
+mod ingress;
+mod runlog;
+mod schedule;
 
 use floor::{FloorChildWorkflow, FloorInput, FloorWorkflow};
 
@@ -103,7 +109,15 @@ struct Bench {
     temporal_address: String,
     api: String,
     http: reqwest::Client,
+    /// Stops the in-process APIs (before the servers they talk to).
+    shutdown: CancellationToken,
     _servers: (TemporalDevServer, PostgresCluster),
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 /// Runs the benchmark and prints the report.
@@ -309,7 +323,8 @@ impl Bench {
         let http = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(256).build()?;
         // The API runs in this process; its runs start on `bench`, its event runs on
         // `bench-ingress` (no worker polls that queue: ingress is measured alone).
-        let api = Self::serve_api(&store, &client, "bench").await?;
+        let shutdown = CancellationToken::new();
+        let api = Self::serve_api(&store, &client, "bench", &shutdown).await?;
         Ok(Self {
             client,
             store,
@@ -317,16 +332,28 @@ impl Bench {
             temporal_address: temporal.address.clone(),
             api,
             http,
+            shutdown,
             _servers: (temporal, postgres),
         })
     }
 
-    async fn serve_api(store: &Store, client: &Client, task_queue: &str) -> anyhow::Result<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let state = ApiState::new(store.clone(), client.clone(), task_queue.to_owned(), ContextClients::default())
-            .with_event_rate(1e9, 1e9);
-        tokio::spawn(taskfactory_api::serve(listener, state, std::future::pending()));
+    /// An API in this process (event ingress unthrottled, no schedule observer), until the
+    /// bench ends.
+    async fn serve_api(
+        store: &Store,
+        client: &Client,
+        task_queue: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<String> {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut config =
+            ApiConfig::new(client.clone(), store.clone(), task_queue.to_owned(), ContextClients::default(), listen);
+        config.background = Background { observe_every: None, decision_retention: None };
+        config.reconcile_at_startup = false;
+        config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });
+        let api = ApiProcess::build(config, shutdown.clone()).await?;
+        let url = api.url()?;
+        tokio::spawn(api.run());
         Ok(url)
     }
 
@@ -337,384 +364,5 @@ impl Bench {
             bail!("saving {id}: {} {}", response.status(), response.text().await.unwrap_or_default());
         }
         Ok(())
-    }
-
-    // ---- fan-out and the floor ------------------------------------------------------------
-
-    async fn fanout(&self, sizes: &[u64], repeat: usize, skip_floor: bool, top_level: bool) -> anyhow::Result<Value> {
-        let mut rows = Vec::new();
-        for &n in sizes {
-            let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
-            let (mut tf, mut floor, mut top) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 1..=rounds {
-                eprintln!("fan-out of {n} ({round}/{rounds}): the floor (bare child workflows), then taskfactory ...");
-                if !skip_floor {
-                    floor.push(self.floor_run(n).await?);
-                }
-                tf.push(self.taskfactory_run(n).await?);
-                if top_level {
-                    top.push(self.top_level_run(n).await?);
-                }
-            }
-            let (tf_wall, floor_wall) = (median(tf.iter().map(|r| r.0)), median(floor.iter().map(|r| r.0)));
-            let (tf_rss, floor_rss) = (max(tf.iter().map(|r| r.1)), max(floor.iter().map(|r| r.1)));
-            let ratio = round2(tf_wall / floor_wall);
-            eprintln!(
-                "  {n:>6} tasks: taskfactory {tf_wall:>7.2} s ({:>6.1} tasks/s, worker peak {tf_rss:>6.1} MiB) | floor {floor_wall:>7.2} s ({floor_rss:>6.1} MiB) | ratio {ratio} (medians of {rounds})",
-                n as f64 / tf_wall
-            );
-            let walls = |runs: &[(f64, f64)]| runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>();
-            let mut row = json!({
-                "tasks": n,
-                "runs": rounds,
-                "taskfactory": {"wall_s": round2(tf_wall), "tasks_per_s": round2(n as f64 / tf_wall), "peak_worker_rss_mib": tf_rss, "wall_s_each": walls(&tf)},
-                "floor": {"wall_s": round2(floor_wall), "tasks_per_s": round2(n as f64 / floor_wall), "peak_worker_rss_mib": floor_rss, "wall_s_each": walls(&floor)},
-                "ratio_taskfactory_to_floor": ratio,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}", if top_level { " --top-level" } else { "" }),
-            });
-            if top_level {
-                let top_wall = median(top.iter().map(|r| r.0));
-                eprintln!(
-                    "         the floor's leaves as top-level workflows: {top_wall:>7.2} s, ratio to the floor {}",
-                    round2(top_wall / floor_wall)
-                );
-                row["top_level_leaves"] = json!({"wall_s": round2(top_wall), "tasks_per_s": round2(n as f64 / top_wall), "wall_s_each": walls(&top), "ratio_to_floor": round2(top_wall / floor_wall)});
-            }
-            rows.push(row);
-        }
-        Ok(Value::Array(rows))
-    }
-
-    /// Wall seconds and the worker's peak RSS of a run of `n` noop tasks.
-    async fn taskfactory_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
-        let id = format!("bench-fanout-{n}-{}", uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"));
-        let items: Vec<u64> = (0..n).collect();
-        let definition = json!({"id": id, "name": format!("Fan-out of {n}"), "trigger": {"kind": "manual"},
-            "context": [{"name": "items", "kind": "static", "value": items}],
-            "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}"}]});
-        self.put(&self.api, &definition).await?;
-        let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
-        let started = Instant::now();
-        let response =
-            self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
-        let answer: Value = response.json().await?;
-        let workflow_id =
-            answer["workflow_id"].as_str().with_context(|| format!("triggering {id}: {answer}"))?.to_owned();
-        let handle = self.client.get_workflow_handle::<RunActivityWorkflow>(workflow_id.clone());
-        handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("run {workflow_id}"))?;
-        let wall = started.elapsed().as_secs_f64();
-        let rss = worker.peak_rss_mib();
-        worker.stop().await;
-        let run = self.store.get_run(&workflow_id).await?;
-        if run.summary.tasks_completed != n as i64 {
-            bail!("run {workflow_id} completed {} of {n} tasks", run.summary.tasks_completed);
-        }
-        // Where the time went, from the run log's own timestamps.
-        let (first, last): (Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
-            sqlx::query_as("select min(started_at), max(finished_at) from task_runs where run_workflow_id = $1")
-                .bind(&workflow_id)
-                .fetch_one(self.store.pool())
-                .await?;
-        if let (Some(first), Some(last), Some(end)) = (first, last, run.summary.finished_at) {
-            let ms = |d: chrono::TimeDelta| d.num_milliseconds();
-            eprintln!(
-                "  phases: trigger → first task {} ms, first task → last task done {} ms, last task → run recorded done {} ms",
-                ms(first - run.summary.fired_at),
-                ms(last - first),
-                ms(end - last)
-            );
-        }
-        Ok((wall, rss))
-    }
-
-    /// Wall seconds and the worker's peak RSS of the floor for `n` children.
-    async fn floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
-        let task_queue = format!("bench-floor-{n}");
-        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
-        let id = format!("bench-floor-{n}-{}", uuid::Uuid::new_v4().simple());
-        let started = Instant::now();
-        let handle = self
-            .client
-            .start_workflow(
-                FloorWorkflow::run,
-                FloorInput { id_prefix: id.clone(), children: n },
-                WorkflowStartOptions::new(task_queue, id.clone()).build(),
-            )
-            .await?;
-        let done =
-            handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("floor {id}"))?;
-        let wall = started.elapsed().as_secs_f64();
-        let rss = worker.peak_rss_mib();
-        worker.stop().await;
-        if done != n {
-            bail!("the floor completed {done} of {n} children");
-        }
-        Ok((wall, rss))
-    }
-
-    /// Wall seconds of the floor's `n` leaf workflows started by the client, with no parent:
-    /// all started (100 at a time), then all awaited.
-    async fn top_level_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
-        use futures::StreamExt;
-        let task_queue = format!("bench-top-{n}");
-        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
-        let prefix = format!("bench-top-{n}-{}", uuid::Uuid::new_v4().simple());
-        let started = Instant::now();
-        let handles: Vec<_> = futures::stream::iter(0..n)
-            .map(|i| {
-                let options = WorkflowStartOptions::new(task_queue.clone(), format!("{prefix}/{i}")).build();
-                self.client.start_workflow(FloorChildWorkflow::run, i, options)
-            })
-            .buffer_unordered(100)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        let done = futures::stream::iter(handles)
-            .map(|h| async move { h.get_result(WorkflowGetResultOptions::default()).await })
-            .buffer_unordered(200)
-            .filter(|r| std::future::ready(r.is_ok()))
-            .count()
-            .await;
-        let wall = started.elapsed().as_secs_f64();
-        let rss = worker.peak_rss_mib();
-        worker.stop().await;
-        if done as u64 != n {
-            bail!("{done} of {n} top-level leaves completed");
-        }
-        Ok((wall, rss))
-    }
-
-    // ---- event ingress -----------------------------------------------------------------------
-
-    async fn ingress(&self, events: usize, concurrency: usize) -> anyhow::Result<Value> {
-        let api = Self::serve_api(&self.store, &self.client, "bench-ingress").await?;
-        let id = "bench-ingress";
-        let definition = json!({"id": id, "name": "Ingress", "trigger": {"kind": "event", "event_type": "bench.pushed"},
-            "tasks": [{"id": "t", "kind": "noop"}]});
-        self.put(&api, &definition).await?;
-        let distinct = events.div_ceil(2);
-        eprintln!("ingress: {events} events, {distinct} distinct keys, {concurrency} concurrent clients ...");
-        let next = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let clients = (0..concurrency).map(|_| {
-            let (next, http, api) = (next.clone(), self.http.clone(), api.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut started_runs = 0usize;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        return Ok::<_, anyhow::Error>((samples, started_runs));
-                    }
-                    // Every key twice: event i and event i + distinct share key i.
-                    let key = format!("push-{}", i % distinct);
-                    let at = Instant::now();
-                    let response = http
-                        .post(format!("{api}/api/v1/events"))
-                        .json(&json!({"type": "bench.pushed", "key": key, "payload": {"n": i}}))
-                        .send()
-                        .await?;
-                    let status = response.status();
-                    let body = response.text().await?;
-                    samples.push(at.elapsed());
-                    if !status.is_success() {
-                        bail!("event {i}: {status} {body}");
-                    }
-                    started_runs += body.matches("\"outcome\":\"started\"").count();
-                }
-            })
-        });
-        let mut samples = Vec::with_capacity(events);
-        let mut started_runs = 0;
-        for client in futures::future::join_all(clients).await {
-            let (s, n) = client??;
-            samples.extend(s);
-            started_runs += n;
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let query = format!("TfDefinitionId = '{id}' AND TfKind = 'run'");
-        let visible = self.wait_for_count(&query, distinct).await?;
-        let receipts: i64 = sqlx::query_scalar("select count(*) from event_receipts where definition_id = $1")
-            .bind(id)
-            .fetch_one(self.store.pool())
-            .await?;
-        let report = json!({
-            "events": events, "distinct_keys": distinct, "concurrency": concurrency,
-            "events_per_s": round2(events as f64 / wall), "latency": latency(samples),
-            "runs_started_per_answers": started_runs, "run_workflows_in_temporal": visible, "receipts": receipts,
-            "runs_equal_distinct_keys": started_runs == distinct && visible == distinct && receipts == distinct as i64,
-            "command": format!("taskfactory bench --only ingress --events {events} --concurrency {concurrency}"),
-        });
-        eprintln!(
-            "  {:.0} events/s, p50 {} ms, p99 {} ms; runs started {started_runs} (Temporal counts {visible}) for {distinct} keys",
-            report["events_per_s"].as_f64().unwrap_or(0.0),
-            report["latency"]["p50_ms"],
-            report["latency"]["p99_ms"]
-        );
-        Ok(report)
-    }
-
-    /// Waits (at most 60 s) for visibility to count `expected`; answers the last count.
-    async fn wait_for_count(&self, query: &str, expected: usize) -> anyhow::Result<usize> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let count = self.client.count_workflows(query, WorkflowCountOptions::default()).await?.count();
-            if count >= expected || Instant::now() > deadline {
-                return Ok(count);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    // ---- run log writes and reads ------------------------------------------------------------
-
-    /// A run row to append events to.
-    async fn bare_run(&self, name: &str) -> anyhow::Result<String> {
-        let definition =
-            json!({"id": name, "name": name, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
-        self.put(&self.api, &definition).await?;
-        let workflow_id = format!("tf:{name}:manual:{}", uuid::Uuid::new_v4().simple());
-        let trigger =
-            TriggerInfo { kind: RunTrigger::Manual, key: None, event: None, payload: Value::Null, scheduled_for: None };
-        let definition_id = DefinitionId::parse(name).map_err(anyhow::Error::msg)?;
-        self.store.start_run(&workflow_id, "bench", &definition_id, &trigger).await?;
-        Ok(workflow_id)
-    }
-
-    async fn append(&self, run: &str, from: usize, count: usize) -> anyhow::Result<()> {
-        let events: Vec<NewTraceEvent> = (from..from + count)
-            .map(|i| NewTraceEvent {
-                key: format!("bench:{i}"),
-                event_type: EventType::NodeLog,
-                node_id: Some(format!("job:{}", i % 100)),
-                level: Level::Info,
-                message: Some(format!("progress {i}")),
-                payload: json!({"i": i}),
-            })
-            .collect();
-        let written = self.store.append_external(run, &events).await?;
-        if written != count {
-            bail!("appended {written} of {count} events");
-        }
-        Ok(())
-    }
-
-    async fn trace_writes(&self, total: usize) -> anyhow::Result<Value> {
-        let mut rows = Vec::new();
-        for batch in [1usize, 100] {
-            eprintln!("trace writes: {total} events in batches of {batch} ...");
-            let run = self.bare_run(&format!("bench-trace-{batch}")).await?;
-            let started = Instant::now();
-            let mut written = 0;
-            while written < total {
-                let count = batch.min(total - written);
-                self.append(&run, written, count).await?;
-                written += count;
-            }
-            let wall = started.elapsed().as_secs_f64();
-            eprintln!("  batch {batch:>3}: {:.0} events/s", total as f64 / wall);
-            rows.push(json!({"batch": batch, "events": total, "events_per_s": round2(total as f64 / wall),
-                "command": format!("taskfactory bench --only trace --trace-events {total}")}));
-        }
-        Ok(Value::Array(rows))
-    }
-
-    async fn read_api(&self, events: usize) -> anyhow::Result<Value> {
-        eprintln!("read API: filling a run with {events} events ...");
-        let run = self.bare_run("bench-read").await?;
-        let mut written = 0;
-        while written < events {
-            let count = 1_000.min(events - written);
-            self.append(&run, written, count).await?;
-            written += count;
-        }
-        let requests = 200usize;
-        let mut detail = Vec::with_capacity(requests);
-        let mut pages = Vec::with_capacity(requests);
-        for i in 0..requests {
-            let at = Instant::now();
-            let response = self.http.get(format!("{}/api/v1/runs/{run}", self.api)).send().await?;
-            if !response.status().is_success() {
-                bail!("run detail: {}", response.status());
-            }
-            response.bytes().await?;
-            detail.push(at.elapsed());
-            // Pages spread evenly over the whole log.
-            let after = (i * events) / requests;
-            let at = Instant::now();
-            let response =
-                self.http.get(format!("{}/api/v1/runs/{run}/events?after={after}&limit=100", self.api)).send().await?;
-            if !response.status().is_success() {
-                bail!("events page: {}", response.status());
-            }
-            let page: Value = response.json().await?;
-            pages.push(at.elapsed());
-            if page["events"].as_array().map_or(0, Vec::len) == 0 {
-                bail!("an empty events page after {after}");
-            }
-        }
-        let report = json!({"run_events": events, "requests": requests, "run_detail": latency(detail), "events_page_100": latency(pages),
-            "command": format!("taskfactory bench --only read --read-events {events}")});
-        eprintln!(
-            "  run detail p50 {} ms p99 {} ms; events page p50 {} ms p99 {} ms",
-            report["run_detail"]["p50_ms"],
-            report["run_detail"]["p99_ms"],
-            report["events_page_100"]["p50_ms"],
-            report["events_page_100"]["p99_ms"]
-        );
-        Ok(report)
-    }
-
-    // ---- schedules ---------------------------------------------------------------------------
-
-    async fn schedule_latency(&self, definitions: usize, minutes: u32) -> anyhow::Result<Value> {
-        eprintln!("schedule latency: {definitions} definitions firing every minute, {minutes} minute(s) ...");
-        let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
-        let ids: Vec<String> = (0..definitions).map(|i| format!("bench-cron-{i}")).collect();
-        for id in &ids {
-            let definition = json!({"id": id, "name": id, "trigger": {"kind": "cron", "cron": ["* * * * *"]}, "tasks": [{"id": "t", "kind": "noop"}]});
-            self.put(&self.api, &definition).await?;
-        }
-        let wanted = definitions * minutes as usize;
-        let deadline = Instant::now() + Duration::from_secs(60 * (u64::from(minutes) + 2));
-        let mut samples = Vec::new();
-        while samples.len() < wanted {
-            if Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            samples = self.schedule_samples(&ids).await?;
-        }
-        worker.stop().await;
-        for id in &ids {
-            let _ = self.http.delete(format!("{}/api/v1/definitions/{id}", self.api)).send().await;
-        }
-        if samples.len() < wanted {
-            bail!("only {} of {wanted} scheduled runs started a task in time", samples.len());
-        }
-        let report = json!({"definitions": definitions, "minutes": minutes, "slot_to_first_task_started": latency(samples),
-            "command": format!("taskfactory bench --only schedule --schedules {definitions} --schedule-minutes {minutes}")});
-        eprintln!(
-            "  slot → first task started: p50 {} ms, p99 {} ms",
-            report["slot_to_first_task_started"]["p50_ms"], report["slot_to_first_task_started"]["p99_ms"]
-        );
-        Ok(report)
-    }
-
-    /// Slot → first task started, for every scheduled run of `ids` whose task has started.
-    async fn schedule_samples(&self, ids: &[String]) -> anyhow::Result<Vec<Duration>> {
-        let mut samples = Vec::new();
-        for id in ids {
-            let filter = RunFilter { definition_id: Some(id.clone()), limit: 100, ..RunFilter::default() };
-            for run in self.store.list_runs(&filter).await? {
-                let detail = self.store.get_run(&run.workflow_id).await?;
-                let first = detail.tasks.iter().filter_map(|t| t.started_at).min();
-                if let (Some(slot), Some(first)) = (detail.scheduled_for, first) {
-                    samples.push((first - slot).to_std().unwrap_or_default());
-                }
-            }
-        }
-        Ok(samples)
     }
 }

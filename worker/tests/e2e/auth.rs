@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, authed_client, unique};
+use taskfactory::startup::EventRate;
 
 async fn call(
     client: &reqwest::Client,
@@ -104,7 +105,12 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_ingress_is_rate_limited_per_key_and_bodies_are_capped() {
     let app = TestApp::spawn("limits").await;
-    let (api, _stop) = app.spawn_api_with(|state| state.with_event_rate(0.01, 5.0)).await;
+    let (api, _stop) = app
+        .spawn_api_with(|mut config| {
+            config.event_rate = Some(EventRate { per_second: 0.01, burst: 5.0 });
+            config
+        })
+        .await;
     let events: Vec<Value> = (0..5).map(|i| json!({"type": "nobody.listens", "key": format!("k{i}")})).collect();
     let (status, body, _) = call(&app.http, Method::POST, format!("{api}/api/v1/events"), Some(&json!(events))).await;
     assert_eq!(status, StatusCode::OK, "{body}");

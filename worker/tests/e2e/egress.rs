@@ -94,9 +94,9 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
     let echo = spawn_echo_service().await;
     let public = spawn_public_service(private.clone(), echo).await;
     let (strict, _stop) = app
-        .spawn_api_with(|mut state| {
-            state.context.egress = strict_egress();
-            state
+        .spawn_api_with(|mut config| {
+            config.context.egress = strict_egress();
+            config
         })
         .await;
     let dry_run = |path: &str| {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use taskfactory_activities::egress::Egress;
 
 use crate::support::{TestApp, unique};
+use taskfactory::startup::EventRate;
 
 /// The seed when `TASKFACTORY_FUZZ_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x7a5c_f00d_2026_1201;
@@ -499,9 +500,10 @@ async fn mutated_requests_never_get_a_5xx_and_every_4xx_has_the_envelope() {
     // Public HTTP targets only (no network here: refused or unresolvable, never a hang), and
     // no event rate limit, so the fuzz reaches the handlers.
     let (api, _stop) = app
-        .spawn_api_with(|mut state| {
-            state.context.egress = Egress::default();
-            state.with_event_rate(1e9, 1e9)
+        .spawn_api_with(|mut config| {
+            config.context.egress = Egress::default();
+            config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });
+            config
         })
         .await;
     let definitions = seed_definitions();

@@ -186,9 +186,9 @@ async fn private_targets_are_refused_unless_allowed() {
     let (base, _) = spawn_test_service().await;
     // An API whose context clients keep the default rule: public targets only.
     let (strict, _stop) = app
-        .spawn_api_with(|mut state| {
-            state.context.egress.allow_private = false;
-            state
+        .spawn_api_with(|mut config| {
+            config.context.egress.allow_private = false;
+            config
         })
         .await;
     let id = format!("ssrf-{}", unique());

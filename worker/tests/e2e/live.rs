@@ -35,7 +35,7 @@ async fn a_stream_resumes_with_last_event_id_across_an_api_restart() {
     let first = read_until(&mut stream, "NODE_WAITING").await;
     let last_id = first.last().unwrap().id.clone().unwrap();
     drop(stream);
-    let _ = stop_a.send(());
+    drop(stop_a);
 
     // The run goes on while nobody listens.
     let human = app.waiting_human_task(&assignee).await;

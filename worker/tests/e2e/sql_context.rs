@@ -52,9 +52,9 @@ async fn a_sql_source_needs_a_configured_connection() {
     let app = TestApp::spawn("sqlconn").await;
     // An API process with no SQL connection at all.
     let (bare, _stop) = app
-        .spawn_api_with(|mut state| {
-            state.context.connections.clear();
-            state
+        .spawn_api_with(|mut config| {
+            config.context.connections.clear();
+            config
         })
         .await;
     let id = format!("conn-{}", unique());

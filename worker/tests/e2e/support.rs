@@ -10,14 +10,15 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
-use taskfactory::worker::WorkerSetup;
+use taskfactory::startup::{ApiConfig, ApiProcess, WorkerConfig, WorkerProcess};
+use taskfactory_activities::Store;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
-use taskfactory_activities::{ActivityConfig, Store};
-use taskfactory_api::ApiState;
+use taskfactory_api::Background;
 use taskfactory_orchestrator::RunActivityWorkflow;
 use temporalio_client::{Client, WorkflowCountOptions, WorkflowGetResultOptions};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Addresses of the shared servers.
 pub struct Servers {
@@ -141,6 +142,17 @@ async fn context_role_for(store: &Store, database_url: &str) -> (String, PgConne
     (role.role, options)
 }
 
+/// A test's API: like production's, but on port 0, without the schedule observer (decision
+/// logs are observed when read) and without the start-up reconcile.
+fn test_api_config(client: &Client, store: &Store, task_queue: &str, context_db: &PgConnectOptions) -> ApiConfig {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config =
+        ApiConfig::new(client.clone(), store.clone(), task_queue.to_owned(), test_context(context_db), listen);
+    config.background = Background { observe_every: None, decision_retention: None };
+    config.reconcile_at_startup = false;
+    config
+}
+
 /// A client that sends `key` with every request.
 pub fn authed_client(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -224,8 +236,8 @@ pub struct TestApp {
     /// The role the test's `sql` sources run as, and how to connect as it.
     context_role: String,
     context_db: PgConnectOptions,
-    stop_worker: Option<tokio::sync::oneshot::Sender<()>>,
-    stop_api: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops this test's worker and API (cancelled on drop).
+    shutdown: CancellationToken,
 }
 
 impl TestApp {
@@ -276,9 +288,9 @@ impl TestApp {
         let task_queue = format!("tq-{name}-{}", unique());
 
         // The worker's future is not Send: it gets a thread and a runtime of its own.
-        let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (address, queue, worker_store, worker_context) =
-            (servers.temporal_address.clone(), task_queue.clone(), store.clone(), context_db.clone());
+        let shutdown = CancellationToken::new();
+        let (address, queue, worker_store, worker_context, stop) =
+            (servers.temporal_address.clone(), task_queue.clone(), store.clone(), context_db.clone(), shutdown.clone());
         if with_worker {
             std::thread::Builder::new()
                 .name(format!("worker-{name}"))
@@ -287,31 +299,18 @@ impl TestApp {
                         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
                     runtime.block_on(async move {
                         let client = taskfactory::temporal::connect(&address, "default").await.expect("worker client");
-                        let setup = WorkerSetup {
-                            client,
-                            task_queue: queue,
-                            context: test_context(&worker_context),
-                            store: worker_store,
-                            activity_config: ActivityConfig::default(),
-                            tuning: Default::default(),
-                        };
-                        taskfactory::worker::run(setup, async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                        .expect("worker failed");
+                        let config = WorkerConfig::new(client, queue, worker_store, test_context(&worker_context));
+                        let worker = WorkerProcess::build(config, None).await.expect("building the worker");
+                        worker.run(stop).await.expect("worker failed");
                     });
                 })
                 .expect("spawning the worker thread");
         }
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState::new(store.clone(), client.clone(), task_queue.clone(), test_context(&context_db));
-        tokio::spawn(taskfactory_api::serve(listener, state, async {
-            let _ = api_stopped.await;
-        }));
+        let config = test_api_config(&client, &store, &task_queue, &context_db);
+        let api = ApiProcess::build(config, shutdown.clone()).await.expect("building the API");
+        let api_url = api.url().unwrap();
+        tokio::spawn(api.run());
         Self {
             store,
             client,
@@ -322,8 +321,7 @@ impl TestApp {
             context_db,
             http: authed_client(&api_key),
             api_key,
-            stop_worker: Some(stop_worker),
-            stop_api: Some(stop_api),
+            shutdown,
         }
     }
 
@@ -374,30 +372,20 @@ impl TestApp {
         events
     }
 
-    /// Another API process-equivalent on the same database and task queue (its own listener),
-    /// on a new port; it stops when the returned sender is dropped or fired.
-    pub async fn spawn_api(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
-        self.spawn_api_with(|state| state).await
+    /// Another API process on the same database and task queue (its own listener), on a new
+    /// port; it stops when the returned guard is dropped.
+    pub async fn spawn_api(&self) -> (String, DropGuard) {
+        self.spawn_api_with(|config| config).await
     }
 
-    /// [`Self::spawn_api`] with its state adjusted by `adjust`.
-    pub async fn spawn_api_with(
-        &self,
-        adjust: impl FnOnce(ApiState) -> ApiState,
-    ) -> (String, tokio::sync::oneshot::Sender<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = adjust(ApiState::new(
-            self.store.clone(),
-            self.client.clone(),
-            self.task_queue.clone(),
-            test_context(&self.context_db),
-        ));
-        tokio::spawn(taskfactory_api::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        (url, stop)
+    /// [`Self::spawn_api`] with its settings adjusted by `adjust`.
+    pub async fn spawn_api_with(&self, adjust: impl FnOnce(ApiConfig) -> ApiConfig) -> (String, DropGuard) {
+        let config = adjust(test_api_config(&self.client, &self.store, &self.task_queue, &self.context_db));
+        let shutdown = CancellationToken::new();
+        let api = ApiProcess::build(config, shutdown.clone()).await.expect("building the API");
+        let url = api.url().unwrap();
+        tokio::spawn(api.run());
+        (url, shutdown.drop_guard())
     }
 
     /// The database URL of this test.
@@ -553,12 +541,7 @@ pub fn held_definition(id: &str, assignee: &str) -> Value {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop_worker.take() {
-            let _ = stop.send(());
-        }
-        if let Some(stop) = self.stop_api.take() {
-            let _ = stop.send(());
-        }
+        self.shutdown.cancel();
     }
 }
 

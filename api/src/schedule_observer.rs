@@ -12,6 +12,7 @@
 //! mistaken for a skip. An advisory lock per definition serialises observers of several API
 //! processes, and every slot is counted once in `taskfactory_schedule_slots_{expected,fired}_total`.
 
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use taskfactory_schemas::ids::schedule_id;
 use taskfactory_schemas::preview::preview;
 use taskfactory_schemas::run::{RunTrigger, TriggerInfo};
 use temporalio_client::Client;
+use tokio_util::sync::CancellationToken;
 
 use crate::ApiState;
 use crate::schedules::{DISABLED_NOTE, describe_raw};
@@ -42,7 +44,7 @@ pub const DEFAULT_RETENTION: &str = "30d";
 const MAX_SLOTS: usize = 1000;
 
 /// What Temporal said about a schedule at the last observation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScheduleCounters {
     /// Whether the schedule is paused.
     pub paused: bool,
@@ -233,32 +235,39 @@ pub async fn observe_schedule(
 }
 
 /// Observes every cron definition's schedule every `every`, and deletes decisions older than
-/// `retention` (if set), until the process ends.
-pub fn spawn_observer(state: ApiState, every: Duration, retention: Option<Duration>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Some(keep) = retention.and_then(|r| chrono::Duration::from_std(r).ok()) {
-                match state.store.prune_decisions(Utc::now() - keep, 10_000).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "old trigger decisions deleted"),
-                    Err(e) => tracing::warn!(error = %e, "deleting old trigger decisions failed"),
-                }
-            }
-            let definitions = match state.store.current_definitions().await {
-                Ok(definitions) => definitions,
-                Err(e) => {
-                    tracing::warn!(error = %e, "schedule observer: cannot list definitions");
-                    continue;
-                }
-            };
-            for definition in definitions.iter().filter(|d| d.trigger.kind == TriggerKind::Cron) {
-                if let Err(e) = observe_schedule(&state.temporal, &state.store, definition, Utc::now()).await {
-                    tracing::warn!(definition = %definition.id, error = %format!("{e:#}"), "schedule observer failed");
-                }
-            }
+/// `retention` (if set), until `shutdown` is cancelled.
+pub async fn run(state: ApiState, every: Duration, retention: Option<Duration>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
         }
-    })
+        // One pass is not interrupted halfway: it is short, and each slot is settled once.
+        observe_all(&state, retention).await;
+    }
+}
+
+/// One pass of the observer: prune, then observe every cron definition's schedule.
+async fn observe_all(state: &ApiState, retention: Option<Duration>) {
+    if let Some(keep) = retention.and_then(|r| chrono::Duration::from_std(r).ok()) {
+        match state.store.prune_decisions(Utc::now() - keep, 10_000).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old trigger decisions deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting old trigger decisions failed"),
+        }
+    }
+    let definitions = match state.store.current_definitions().await {
+        Ok(definitions) => definitions,
+        Err(e) => {
+            tracing::warn!(error = %e, "schedule observer: cannot list definitions");
+            return;
+        }
+    };
+    for definition in definitions.iter().filter(|d| d.trigger.kind == TriggerKind::Cron) {
+        if let Err(e) = observe_schedule(&state.temporal, &state.store, definition, Utc::now()).await {
+            tracing::warn!(definition = %definition.id, error = %format!("{e:#}"), "schedule observer failed");
+        }
+    }
 }

@@ -1,0 +1,34 @@
+//! `taskfactory keys create|list|revoke`: talks to the database directly, so the first admin
+//! key can be made before any key exists.
+
+use anyhow::Context;
+use taskfactory_activities::Store;
+
+use super::args::KeysCommand;
+use crate::config::DatabaseArgs;
+
+/// Runs a `keys` subcommand.
+pub async fn run(command: KeysCommand, database: &DatabaseArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
+    match command {
+        KeysCommand::Create { name, role, expires_in } => {
+            let request = taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
+            let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request)
+                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+            let (info, key) = store.create_key(&name, &role, expires).await?;
+            println!("{key}");
+            eprintln!("created key {} ({}, {}); it is shown only now", info.id, info.name, info.role);
+        }
+        KeysCommand::List => {
+            for k in store.list_keys().await? {
+                let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:<14} {:<9} {:<8} {}", k.id, k.role, state, k.name);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            store.revoke_key(&id).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
