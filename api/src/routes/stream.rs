@@ -22,7 +22,7 @@ use taskfactory_schemas::{EventType, TraceEvent};
 use tokio::sync::broadcast;
 use utoipa::IntoParams;
 
-use super::runs::RunPath;
+use super::extract::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::live::Note;
