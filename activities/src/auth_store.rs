@@ -1,15 +1,83 @@
 //! API keys and the audit log.
 //!
 //! A key reads `tfk_<id>_<secret>`; only the SHA-256 of the secret is stored, so a database
-//! dump does not reveal usable keys, and the secret is shown once, at creation.
+//! dump does not reveal usable keys, and the secret is shown once, at creation. A key has a
+//! [`Role`]; the API's guard compares it with the role each route needs.
+
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::store::{Store, StoreError};
+
+/// Roles, weakest first: `viewer` reads; `operator` also triggers, pauses, backfills, sends
+/// events and decides human tasks; `admin` also manages definitions and keys. Stored, shown
+/// and accepted by their lowercase names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Operates runs.
+    Operator,
+    /// Manages definitions and keys.
+    Admin,
+}
+
+impl Role {
+    /// The stored (and documented) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored role name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that widths (`{:<9}`) apply.
+        f.pad(self.as_str())
+    }
+}
+
+/// A name that is not one of the [`Role`]s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a role; the roles are viewer, operator and admin")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(raw: &str) -> Result<Self, UnknownRole> {
+        Self::parse(raw).ok_or_else(|| UnknownRole(raw.to_owned()))
+    }
+}
+
+// How `ApiKey` rows decode; the `api_keys.role` column is checked against the same names.
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+
+    fn try_from(raw: String) -> Result<Self, UnknownRole> {
+        raw.parse()
+    }
+}
 
 /// A key as listed (never its secret).
 #[derive(Clone, Debug, Serialize, JsonSchema, sqlx::FromRow)]
@@ -19,7 +87,9 @@ pub struct ApiKey {
     /// What it is for.
     pub name: String,
     /// `viewer`, `operator` or `admin`.
-    pub role: String,
+    #[schemars(with = "String")]
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry, if any.
@@ -38,7 +108,7 @@ pub struct Principal {
     /// Key name.
     pub name: String,
     /// Role.
-    pub role: String,
+    pub role: Role,
 }
 
 /// One audited call.
@@ -74,7 +144,7 @@ impl Store {
     pub async fn create_key(
         &self,
         name: &str,
-        role: &str,
+        role: Role,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(ApiKey, String), StoreError> {
         let id = random_hex(6);
@@ -83,7 +153,7 @@ impl Store {
             sqlx::query_as("insert into api_keys (id, name, role, secret_hash, expires_at) values ($1, $2, $3, $4, $5) returning created_at")
                 .bind(&id)
                 .bind(name)
-                .bind(role)
+                .bind(role.as_str())
                 .bind(hash(&secret))
                 .bind(expires_at)
                 .fetch_one(self.pool())
@@ -91,7 +161,7 @@ impl Store {
         let key = ApiKey {
             id: id.clone(),
             name: name.to_owned(),
-            role: role.to_owned(),
+            role,
             created_at: row.0,
             expires_at,
             revoked_at: None,
@@ -113,7 +183,11 @@ impl Store {
         .bind(hash(secret))
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|(name, role)| Principal { key_id: id.to_owned(), name, role }))
+        row.map(|(name, role)| {
+            let role = role.parse().map_err(|e: UnknownRole| StoreError::Corrupt(format!("key {id:?}: {e}")))?;
+            Ok(Principal { key_id: id.to_owned(), name, role })
+        })
+        .transpose()
     }
 
     /// Every key, newest first.
@@ -160,5 +234,26 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_by_their_lowercase_names() {
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+            assert_eq!(serde_json::from_value::<Role>(role.as_str().into()).unwrap(), role);
+        }
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert_eq!(format!("[{:<9}]", Role::Admin), "[admin    ]");
+        assert_eq!(
+            "root".parse::<Role>().unwrap_err().to_string(),
+            r#""root" is not a role; the roles are viewer, operator and admin"#
+        );
+        assert!(Role::try_from("Admin".to_owned()).is_err());
     }
 }

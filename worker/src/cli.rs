@@ -258,7 +258,7 @@ pub enum KeysCommand {
         name: String,
         /// `viewer`, `operator` or `admin`.
         #[arg(long)]
-        role: String,
+        role: taskfactory_activities::auth_store::Role,
         /// Lifetime, e.g. `30d` (default: no expiry).
         #[arg(long)]
         expires_in: Option<String>,
@@ -535,11 +535,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
             match command {
                 KeysCommand::Create { name, role, expires_in } => {
-                    let request =
-                        taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
+                    let request = taskfactory_api::routes::keys::CreateKey {
+                        name: Some(name),
+                        role: Some(role.to_string()),
+                        expires_in,
+                    };
                     let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request)
                         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    let (info, key) = store.create_key(&name, &role, expires).await?;
+                    let (info, key) = store.create_key(&name, role, expires).await?;
                     println!("{key}");
                     eprintln!("created key {} ({}, {}); it is shown only now", info.id, info.name, info.role);
                 }

@@ -204,8 +204,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let retention = taskfactory_schemas::duration::parse_duration(taskfactory_api::decisions::DEFAULT_RETENTION).ok();
     let _observer =
         taskfactory_api::decisions::spawn_observer(state.clone(), taskfactory_api::decisions::OBSERVE_EVERY, retention);
-    let (_, admin_key) =
-        store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
+    let (_, admin_key) = store
+        .create_key("taskfactory dev", taskfactory_activities::auth_store::Role::Admin, None)
+        .await
+        .context("creating the dev admin key")?;
     let example =
         applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();

@@ -29,12 +29,11 @@ pub struct CreateKey {
 }
 
 /// Validates a key request; returns (name, role, expiry).
-pub fn check_key_request(r: &CreateKey) -> Result<(String, String, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
+pub fn check_key_request(r: &CreateKey) -> Result<(String, Role, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
     let name = r.name.clone().filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::field("name", "required"))?;
-    let role = r.role.clone().ok_or_else(|| ApiError::field("role", "required: viewer, operator or admin"))?;
-    if Role::parse(&role).is_none() {
-        return Err(ApiError::field("role", format!("{role:?} is not viewer, operator or admin")));
-    }
+    let raw = r.role.as_deref().ok_or_else(|| ApiError::field("role", "required: viewer, operator or admin"))?;
+    let role =
+        Role::parse(raw).ok_or_else(|| ApiError::field("role", format!("{raw:?} is not viewer, operator or admin")))?;
     let expires = match &r.expires_in {
         None => None,
         Some(d) => {
@@ -69,7 +68,7 @@ pub struct CreatedKey {
 pub async fn create(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let request: CreateKey = json_body(&body)?;
     let (name, role, expires) = check_key_request(&request)?;
-    let (info, key) = state.store.create_key(&name, &role, expires).await?;
+    let (info, key) = state.store.create_key(&name, role, expires).await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, info })))
 }
 

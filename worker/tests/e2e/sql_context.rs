@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use taskfactory_activities::auth_store::Role;
 
 use crate::support::{TestApp, servers, unique};
 
@@ -222,8 +223,8 @@ async fn sensitive_context_is_shown_to_admins_only() {
     // A second version, so the behavioural diff has something to compare.
     app.put_definition(&definition(false)).await;
 
-    let (_, viewer) = app.store.create_key("viewer", "viewer", None).await.unwrap();
-    let (_, operator) = app.store.create_key("operator", "operator", None).await.unwrap();
+    let (_, viewer) = app.store.create_key("viewer", Role::Viewer, None).await.unwrap();
+    let (_, operator) = app.store.create_key("operator", Role::Operator, None).await.unwrap();
     let get = |key: &str, path: String| {
         let (client, url) = (crate::support::authed_client(key), format!("{}{path}", app.api_url));
         async move { client.get(url).send().await.unwrap().text().await.unwrap() }

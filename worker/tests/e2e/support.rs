@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::worker::WorkerSetup;
+use taskfactory_activities::auth_store::Role;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
@@ -248,7 +249,7 @@ impl TestApp {
         let database_url = format!("postgres://postgres@127.0.0.1:{}/{db}", servers.postgres_port);
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
-        let (_, api_key) = store.create_key("e2e", "admin", None).await.expect("creating the test's admin key");
+        let (_, api_key) = store.create_key("e2e", Role::Admin, None).await.expect("creating the test's admin key");
         let (context_role, context_db) = context_role_for(&store, &database_url).await;
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
