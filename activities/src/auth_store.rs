@@ -1,15 +1,125 @@
 //! API keys and the audit log.
 //!
 //! A key reads `tfk_<id>_<secret>`; only the SHA-256 of the secret is stored, so a database
-//! dump does not reveal usable keys, and the secret is shown once, at creation.
+//! dump does not reveal usable keys, and the secret is shown once, at creation. A key has a
+//! [`Role`]; the API's guard compares it with the role each route needs.
+
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::store::{Store, StoreError};
+
+/// Roles, weakest first: `viewer` reads; `operator` also triggers, pauses, backfills, sends
+/// events and decides human tasks; `admin` also manages definitions and keys. Stored, shown
+/// and accepted by their lowercase names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Operates runs.
+    Operator,
+    /// Manages definitions and keys.
+    Admin,
+}
+
+/// A key to create, checked: who it is for, its role, and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// What it is for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What is wrong with a key request: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct KeyRequestError {
+    /// `name`, `role` or `expires_in`.
+    pub field: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+impl NewKey {
+    /// Checks a key request as the API and the CLI receive it: a non-blank name, one of the
+    /// roles, and a lifetime such as `30d` (optional).
+    pub fn check(name: Option<&str>, role: Option<&str>, expires_in: Option<&str>) -> Result<Self, KeyRequestError> {
+        let error = |field, message: String| KeyRequestError { field, message };
+        let name = name.filter(|n| !n.trim().is_empty()).ok_or_else(|| error("name", "required".to_owned()))?;
+        let raw = role.ok_or_else(|| error("role", "required: viewer, operator or admin".to_owned()))?;
+        let role =
+            Role::parse(raw).ok_or_else(|| error("role", format!("{raw:?} is not viewer, operator or admin")))?;
+        let expires_at = match expires_in {
+            None => None,
+            Some(d) => {
+                let d = taskfactory_schemas::duration::parse_duration(d).map_err(|m| error("expires_in", m))?;
+                let d = chrono::Duration::from_std(d).map_err(|_| error("expires_in", "too long".to_owned()))?;
+                Some(Utc::now().checked_add_signed(d).ok_or_else(|| error("expires_in", "too long".to_owned()))?)
+            }
+        };
+        Ok(Self { name: name.to_owned(), role, expires_at })
+    }
+}
+
+impl Role {
+    /// The stored (and documented) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored role name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that widths (`{:<9}`) apply.
+        f.pad(self.as_str())
+    }
+}
+
+/// A name that is not one of the [`Role`]s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a role; the roles are viewer, operator and admin")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(raw: &str) -> Result<Self, UnknownRole> {
+        Self::parse(raw).ok_or_else(|| UnknownRole(raw.to_owned()))
+    }
+}
+
+// How `ApiKey` rows decode; the `api_keys.role` column is checked against the same names.
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+
+    fn try_from(raw: String) -> Result<Self, UnknownRole> {
+        raw.parse()
+    }
+}
 
 /// A key as listed (never its secret).
 #[derive(Clone, Debug, Serialize, JsonSchema, sqlx::FromRow)]
@@ -19,7 +129,9 @@ pub struct ApiKey {
     /// What it is for.
     pub name: String,
     /// `viewer`, `operator` or `admin`.
-    pub role: String,
+    #[schemars(with = "String")]
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry, if any.
@@ -38,7 +150,7 @@ pub struct Principal {
     /// Key name.
     pub name: String,
     /// Role.
-    pub role: String,
+    pub role: Role,
 }
 
 /// One audited call.
@@ -74,7 +186,7 @@ impl Store {
     pub async fn create_key(
         &self,
         name: &str,
-        role: &str,
+        role: Role,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(ApiKey, String), StoreError> {
         let id = random_hex(6);
@@ -83,7 +195,7 @@ impl Store {
             sqlx::query_as("insert into api_keys (id, name, role, secret_hash, expires_at) values ($1, $2, $3, $4, $5) returning created_at")
                 .bind(&id)
                 .bind(name)
-                .bind(role)
+                .bind(role.as_str())
                 .bind(hash(&secret))
                 .bind(expires_at)
                 .fetch_one(self.pool())
@@ -91,7 +203,7 @@ impl Store {
         let key = ApiKey {
             id: id.clone(),
             name: name.to_owned(),
-            role: role.to_owned(),
+            role,
             created_at: row.0,
             expires_at,
             revoked_at: None,
@@ -113,7 +225,11 @@ impl Store {
         .bind(hash(secret))
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|(name, role)| Principal { key_id: id.to_owned(), name, role }))
+        row.map(|(name, role)| {
+            let role = role.parse().map_err(|e: UnknownRole| StoreError::Corrupt(format!("key {id:?}: {e}")))?;
+            Ok(Principal { key_id: id.to_owned(), name, role })
+        })
+        .transpose()
     }
 
     /// Every key, newest first.
@@ -160,5 +276,40 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_by_their_lowercase_names() {
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+            assert_eq!(serde_json::from_value::<Role>(role.as_str().into()).unwrap(), role);
+        }
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert_eq!(format!("[{:<9}]", Role::Admin), "[admin    ]");
+        assert_eq!(
+            "root".parse::<Role>().unwrap_err().to_string(),
+            r#""root" is not a role; the roles are viewer, operator and admin"#
+        );
+        assert!(Role::try_from("Admin".to_owned()).is_err());
+    }
+
+    #[test]
+    fn key_requests_are_checked_field_by_field() {
+        let ok = NewKey::check(Some("ci"), Some("operator"), Some("30d")).unwrap();
+        assert_eq!((ok.name.as_str(), ok.role), ("ci", Role::Operator));
+        assert!(ok.expires_at.is_some_and(|at| at > Utc::now() + chrono::Duration::days(29)));
+        assert_eq!(NewKey::check(Some("ci"), Some("admin"), None).unwrap().expires_at, None);
+        let field = |name, role, expires| NewKey::check(name, role, expires).unwrap_err().field;
+        assert_eq!(field(None, Some("admin"), None), "name");
+        assert_eq!(field(Some("  "), Some("admin"), None), "name");
+        assert_eq!(field(Some("ci"), None, None), "role");
+        assert_eq!(field(Some("ci"), Some("root"), None), "role");
+        assert_eq!(field(Some("ci"), Some("admin"), Some("soon")), "expires_in");
     }
 }

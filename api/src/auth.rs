@@ -11,46 +11,17 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+// `Role` lives with the keys in the store, which the CLI uses too; re-exported here, where the
+// routes' needs are decided.
+pub use taskfactory_activities::auth_store::Role;
 use taskfactory_activities::auth_store::{AuditEntry, Principal};
 
 use crate::ApiState;
 use crate::error::ApiError;
 
-/// Roles, weakest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads.
-    Viewer,
-    /// Operates runs.
-    Operator,
-    /// Manages definitions and keys.
-    Admin,
-}
-
-impl Role {
-    /// The stored (and documented) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// Parses a stored role name.
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "viewer" => Some(Self::Viewer),
-            "operator" => Some(Self::Operator),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
-
 /// The caller's role, as the guard authenticated it (`None` on open routes).
 pub fn role_of(principal: Option<&Principal>) -> Option<Role> {
-    principal.map(|p| Role::parse(&p.role).unwrap_or(Role::Viewer))
+    principal.map(|p| p.role)
 }
 
 /// Whether the caller may see the values of `sensitive` context sources (admin keys only).
@@ -105,9 +76,8 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
                 Err(e) => ApiError::Unavailable(format!("postgres: {e}")).into_response(),
                 Ok(None) => ApiError::Unauthorized("the API key is unknown, revoked or expired".into()).into_response(),
                 Ok(Some(p)) => {
-                    let role = Role::parse(&p.role).unwrap_or(Role::Viewer);
                     principal = Some(p.clone());
-                    if role < needed {
+                    if p.role < needed {
                         ApiError::Forbidden(
                             format!("{method} {path} needs the {needed:?} role; key {:?} is {}", p.name, p.role)
                                 .to_lowercase(),

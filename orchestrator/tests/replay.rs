@@ -38,8 +38,19 @@ async fn saved_histories_replay_without_nondeterminism() {
     files.sort();
     assert!(!files.is_empty(), "no histories in {}", dir.display());
     let replayer = replayer();
-    for file in files {
-        let history = WorkflowHistory::from_json(&std::fs::read(&file).unwrap()).unwrap();
-        replayer.replay_workflow(history).await.unwrap_or_else(|e| panic!("{} does not replay: {e}", file.display()));
+    // Every history is tried, so that one run names every file a change breaks.
+    let mut failures = Vec::new();
+    for file in &files {
+        if let Err(e) = replay(&replayer, file).await {
+            failures.push(format!("{} does not replay: {e}", file.display()));
+        }
     }
+    assert!(failures.is_empty(), "{} of {} histories fail:\n{}", failures.len(), files.len(), failures.join("\n"));
+}
+
+/// Reads, parses and replays one saved history; the error says which step failed.
+async fn replay(replayer: &WorkflowReplayer, file: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("reading: {e}"))?;
+    let history = WorkflowHistory::from_json(&bytes).map_err(|e| format!("parsing: {e}"))?;
+    replayer.replay_workflow(history).await.map_err(|e| e.to_string())
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use taskfactory_activities::Store;
+use taskfactory_activities::auth_store::Role;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
 use taskfactory_schemas::validate::{Format, parse_definition_text};
@@ -198,7 +199,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
     let worker = WorkerProcess::build(worker_config, None).await?;
     let (_, admin_key) =
-        store.create_key("taskfactory dev", "admin", None).await.context("creating the dev admin key")?;
+        store.create_key("taskfactory dev", Role::Admin, None).await.context("creating the dev admin key")?;
     let example =
         applied.iter().find(|id| id.as_str() == "hello-fanout").or(applied.first()).map_or("<id>", String::as_str);
     println!();

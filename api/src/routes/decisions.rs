@@ -15,8 +15,7 @@ use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::preview::{DstWarning, Fire, preview as preview_fires};
 use utoipa::IntoParams;
 
-use super::definitions::{IdPath, parse_version, path_id};
-use super::query_number;
+use super::extract::{IdPath, parse_version, path_id, query_number};
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::schedule_observer::{ScheduleCounters, observe_schedule};

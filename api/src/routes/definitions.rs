@@ -8,30 +8,18 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskfactory_activities::store::{DefinitionFilter, DefinitionSummary, VersionRecord};
+use taskfactory_activities::store::{DefinitionSummary, VersionRecord};
 use taskfactory_schemas::definition::TriggerKind;
 use taskfactory_schemas::diff::Change;
 use taskfactory_schemas::preview::{DstWarning, Fire, next_fires, preview};
-use taskfactory_schemas::validate::{Format, parse_definition, parse_text, tag_errors};
+use taskfactory_schemas::validate::{Format, parse_definition, parse_text};
 use taskfactory_schemas::{ActivityDefinition, DefinitionId};
 use utoipa::IntoParams;
 
+use super::extract::{IdPath, definition_filter, from_version, parse_version, path_id};
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::schedules;
-
-/// The `{id}` of the definition routes.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct IdPath {
-    /// The definition's id, a slug of `[a-z0-9-]`.
-    pub id: String,
-}
-
-/// Checks the `{id}` of a URL.
-pub fn path_id(raw: &str) -> Result<DefinitionId, ApiError> {
-    DefinitionId::parse(raw).map_err(|m| ApiError::field("id", format!("{raw:?} is not a valid definition id: {m}")))
-}
 
 fn body_format(headers: &HeaderMap) -> Format {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -222,28 +210,6 @@ pub struct ListQuery {
     pub search: Option<String>,
 }
 
-/// Longest `search` text accepted.
-pub const MAX_SEARCH_LEN: usize = 200;
-
-/// Checks a selector of definitions: each tag valid (errors at `{tags_field}[i]`), the search
-/// text at most [`MAX_SEARCH_LEN`] characters (blank means none). Shared by the list's query
-/// and the fleet operations' bodies.
-pub fn definition_filter(
-    tags_field: &str,
-    tags: Vec<String>,
-    search: Option<String>,
-) -> Result<DefinitionFilter, ApiError> {
-    let mut errors = tag_errors(tags_field, &tags);
-    let search = search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_LEN) {
-        errors.push(taskfactory_schemas::FieldError {
-            path: "search".into(),
-            message: format!("at most {MAX_SEARCH_LEN} characters"),
-        });
-    }
-    if errors.is_empty() { Ok(DefinitionFilter { tags, search }) } else { Err(ApiError::Invalid(errors)) }
-}
-
 /// List the definitions
 ///
 /// `?tag=a,b` keeps those carrying every tag named; `?search=text` those whose id or name
@@ -319,18 +285,6 @@ pub async fn version(
     let id = path_id(&id)?;
     let number = parse_version("version", &version)?;
     Ok(Json(VersionAnswer { version: state.store.get_version(id.as_str(), number).await?, id }))
-}
-
-/// The required `from` version of the diff routes.
-pub(crate) fn from_version(raw: Option<&str>) -> Result<i32, ApiError> {
-    parse_version("from", raw.ok_or_else(|| ApiError::field("from", "required"))?)
-}
-
-pub(crate) fn parse_version(field: &str, raw: &str) -> Result<i32, ApiError> {
-    raw.parse::<i32>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::field(field, format!("{raw:?} is not a version number (1, 2, ...)")))
 }
 
 /// Query of the diff route.

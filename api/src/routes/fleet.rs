@@ -17,7 +17,7 @@ use serde_json::Value;
 use taskfactory_activities::store::{DefinitionFilter, DefinitionRecord, DefinitionSummary};
 use taskfactory_schemas::definition::TriggerKind;
 
-use super::definitions::definition_filter;
+use super::extract::definition_filter;
 use super::schedules::{self, BackfillRange};
 use super::{json_body, runs};
 use crate::ApiState;

@@ -7,13 +7,11 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use taskfactory_activities::auth_store::ApiKey;
-use taskfactory_schemas::duration::parse_duration;
+use taskfactory_activities::auth_store::{ApiKey, NewKey};
 use utoipa::IntoParams;
 
 use super::json_body;
 use crate::ApiState;
-use crate::auth::Role;
 use crate::error::ApiError;
 
 /// Body of a key creation.
@@ -26,26 +24,6 @@ pub struct CreateKey {
     pub role: Option<String>,
     /// Lifetime, e.g. `30d` (default: no expiry).
     pub expires_in: Option<String>,
-}
-
-/// Validates a key request; returns (name, role, expiry).
-pub fn check_key_request(r: &CreateKey) -> Result<(String, String, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
-    let name = r.name.clone().filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::field("name", "required"))?;
-    let role = r.role.clone().ok_or_else(|| ApiError::field("role", "required: viewer, operator or admin"))?;
-    if Role::parse(&role).is_none() {
-        return Err(ApiError::field("role", format!("{role:?} is not viewer, operator or admin")));
-    }
-    let expires = match &r.expires_in {
-        None => None,
-        Some(d) => {
-            let d = parse_duration(d).map_err(|m| ApiError::field("expires_in", m))?;
-            Some(
-                chrono::Utc::now()
-                    + chrono::Duration::from_std(d).map_err(|_| ApiError::field("expires_in", "too long"))?,
-            )
-        }
-    };
-    Ok((name, role, expires))
 }
 
 /// A new key.
@@ -68,8 +46,9 @@ pub struct CreatedKey {
     ))]
 pub async fn create(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let request: CreateKey = json_body(&body)?;
-    let (name, role, expires) = check_key_request(&request)?;
-    let (info, key) = state.store.create_key(&name, &role, expires).await?;
+    let new = NewKey::check(request.name.as_deref(), request.role.as_deref(), request.expires_in.as_deref())
+        .map_err(|e| ApiError::field(e.field, e.message))?;
+    let (info, key) = state.store.create_key(&new.name, new.role, new.expires_at).await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, info })))
 }
 

@@ -1,4 +1,5 @@
-//! Routes, one module per resource.
+//! Routes, one module per resource; [`extract`] checks the path and query parameters several
+//! of them share, and [`json_body`] parses every JSON body.
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -11,6 +12,7 @@ pub mod decisions;
 pub mod definitions;
 pub mod docs;
 pub mod events;
+pub mod extract;
 pub mod fleet;
 pub mod health;
 pub mod human;
@@ -92,21 +94,6 @@ pub fn json_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiEr
         let path = e.path().to_string();
         ApiError::field(if path == "." { String::new() } else { path }, e.into_inner().to_string())
     })
-}
-
-/// Parses an optional numeric query parameter within `range`; errors name the parameter.
-pub fn query_number(
-    field: &str,
-    raw: &Option<String>,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<Option<i64>, ApiError> {
-    raw.as_deref()
-        .map(|v| {
-            v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-                ApiError::field(field, format!("{v:?} is not a number from {} to {}", range.start(), range.end()))
-            })
-        })
-        .transpose()
 }
 
 #[cfg(test)]

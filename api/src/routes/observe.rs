@@ -12,7 +12,7 @@ use taskfactory_schemas::{EventType, FieldError, Level};
 use utoipa::IntoParams;
 
 use super::FREE_FORM_FIELDS;
-use super::runs::RunPath;
+use super::extract::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
 

@@ -23,8 +23,8 @@ use taskfactory_schemas::{DefinitionId, TriggerEvent};
 
 use utoipa::IntoParams;
 
-use super::definitions::{IdPath, from_version, parse_version, path_id};
-use super::{json_body, query_number};
+use super::extract::{IdPath, from_version, parse_version, path_id, query_number};
+use super::json_body;
 use crate::ApiState;
 use crate::auth::sees_sensitive;
 use crate::error::ApiError;

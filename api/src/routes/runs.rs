@@ -18,20 +18,12 @@ use taskfactory_schemas::validate::check_instant;
 use taskfactory_schemas::{DefinitionId, TraceEvent};
 use utoipa::IntoParams;
 
-use super::definitions::{IdPath, path_id};
+use super::extract::{IdPath, RunPath, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::auth::sees_sensitive;
 use crate::error::ApiError;
 use crate::starter::{Started, start_run};
-
-/// The `{workflow_id}` of the run routes.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct RunPath {
-    /// The run's workflow id, e.g. `tf:hello:manual:<uuid>` (URL-encoded).
-    pub workflow_id: String,
-}
 
 /// Body of `POST /api/v1/definitions/{id}/runs` (all optional).
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -21,7 +21,7 @@ use temporalio_client::schedules::{
 };
 use temporalio_client::tonic::Code;
 
-use super::definitions::{IdPath, path_id};
+use super::extract::{IdPath, path_id};
 use super::json_body;
 use crate::ApiState;
 use crate::error::ApiError;

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
-use super::runs::RunPath;
+use super::extract::RunPath;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::live::Note;

@@ -317,7 +317,7 @@ impl Bench {
         let client = crate::temporal::wait_ready(&temporal.address, "default", Duration::from_secs(60)).await?;
         crate::temporal::register_search_attributes(&client, "default").await?;
 
-        let (_, key) = store.create_key("bench", "admin", None).await?;
+        let (_, key) = store.create_key("bench", taskfactory_activities::auth_store::Role::Admin, None).await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
         let http = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(256).build()?;

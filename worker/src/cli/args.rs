@@ -252,7 +252,7 @@ pub enum KeysCommand {
         name: String,
         /// `viewer`, `operator` or `admin`.
         #[arg(long)]
-        role: String,
+        role: taskfactory_activities::auth_store::Role,
         /// Lifetime, e.g. `30d` (default: no expiry).
         #[arg(long)]
         expires_in: Option<String>,

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use taskfactory_activities::Store;
+use taskfactory_activities::auth_store::NewKey;
 
 use super::args::KeysCommand;
 use crate::config::DatabaseArgs;
@@ -12,10 +13,8 @@ pub async fn run(command: KeysCommand, database: &DatabaseArgs) -> anyhow::Resul
     let store = Store::connect(&database.database_url, 2).await.context("connecting to DATABASE_URL")?;
     match command {
         KeysCommand::Create { name, role, expires_in } => {
-            let request = taskfactory_api::routes::keys::CreateKey { name: Some(name), role: Some(role), expires_in };
-            let (name, role, expires) = taskfactory_api::routes::keys::check_key_request(&request)
-                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
-            let (info, key) = store.create_key(&name, &role, expires).await?;
+            let new = NewKey::check(Some(&name), Some(role.as_str()), expires_in.as_deref())?;
+            let (info, key) = store.create_key(&new.name, new.role, new.expires_at).await?;
             println!("{key}");
             eprintln!("created key {} ({}, {}); it is shown only now", info.id, info.name, info.role);
         }

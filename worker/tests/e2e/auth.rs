@@ -2,6 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use taskfactory_activities::auth_store::Role;
 
 use crate::support::{TestApp, authed_client, unique};
 use taskfactory::startup::EventRate;
@@ -82,7 +83,7 @@ async fn every_route_needs_a_key_with_the_right_role_and_changes_are_audited() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(call(&viewer, Method::GET, put.clone(), None).await.0, StatusCode::UNAUTHORIZED);
     let (_, expired) =
-        app.store.create_key("old", "admin", Some(chrono::Utc::now() - chrono::Duration::hours(1))).await.unwrap();
+        app.store.create_key("old", Role::Admin, Some(chrono::Utc::now() - chrono::Duration::hours(1))).await.unwrap();
     assert_eq!(call(&authed_client(&expired), Method::GET, put.clone(), None).await.0, StatusCode::UNAUTHORIZED);
 
     // The audit log has who, what, the answer and the request id of both PUTs.
@@ -119,7 +120,7 @@ async fn event_ingress_is_rate_limited_per_key_and_bodies_are_capped() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().get("retry-after").is_some());
     // Another key has a bucket of its own.
-    let (_, other) = app.store.create_key("other", "operator", None).await.unwrap();
+    let (_, other) = app.store.create_key("other", Role::Operator, None).await.unwrap();
     let (status, _, _) = call(
         &authed_client(&other),
         Method::POST,

@@ -6,22 +6,18 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, unique};
+use crate::support::{TestApp, eventually, unique};
 
 /// The decision log once `done` holds for it (deadline `limit`).
 async fn decisions_when(app: &TestApp, id: &str, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    eventually(limit, "the decision log to get there", || async {
         let (status, log) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/decisions?limit=500"), None).await;
         assert_eq!(status, StatusCode::OK, "{log}");
         assert!(log["observer_error"].is_null(), "{log}");
         let decisions = log["decisions"].as_array().cloned().unwrap_or_default();
-        if done(&decisions) {
-            return decisions;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the decision log never got there: {log:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if done(&decisions) { Ok(decisions) } else { Err(format!("{log:#}")) }
+    })
+    .await
 }
 
 fn with<'a>(decisions: &'a [Value], outcome: &str) -> Vec<&'a Value> {

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::{authed_client, scratch_root, unique};
+use crate::support::{authed_client, eventually, scratch_root, unique};
 use taskfactory::devstack::{self, postgres::relocated_dir};
 
 /// The lines `taskfactory dev` printed up to "Ctrl-C stops everything." (deadline 240 s: a
@@ -113,19 +113,18 @@ async fn dev_under_a_private_directory_runs_the_example_with_the_commands_it_pri
     // The run completes on dev's worker.
     let key = commands.iter().find_map(|c| c.strip_prefix("export TASKFACTORY_API_KEY=")).expect("the key is printed");
     let http = authed_client(key);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(Duration::from_secs(120), "hello-fanout to complete", || async {
         let response = http.get(format!("http://127.0.0.1:{api_port}/api/v1/runs/{workflow_id}")).send().await.unwrap();
         // 404 until the run's first activity has recorded it.
         assert!([StatusCode::OK, StatusCode::NOT_FOUND].contains(&response.status()), "{}", response.status());
         let run: serde_json::Value = response.json().await.unwrap();
         if run["status"] == "completed" {
-            break;
+            return Ok(());
         }
         assert!(!["failed", "cancelled", "terminated"].contains(&run["status"].as_str().unwrap_or("")), "{run}");
-        assert!(tokio::time::Instant::now() < deadline, "hello-fanout did not complete within 120 s: {run}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(run)
+    })
+    .await;
 
     // Ctrl-C's twin stops everything cleanly.
     let pid = dev.id().unwrap().to_string();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{SseClient, SseEvent, TestApp, held_definition, unique};
+use crate::support::{SseClient, SseEvent, TestApp, eventually, held_definition, unique};
 
 async fn read_until(stream: &mut SseClient, event_type: &str) -> Vec<SseEvent> {
     let mut seen = Vec::new();
@@ -76,11 +76,13 @@ async fn two_api_processes_serve_the_same_stream() {
         app.http.post(format!("{one}/api/v1/definitions/{id}/runs")).json(&json!({"key": "k"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     // The run row appears once the worker records the start; the streams begin then.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.http.get(format!("{two}/api/v1/runs/{workflow_id}")).send().await.unwrap().status() != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "the run row on process two", || async {
+        match app.http.get(format!("{two}/api/v1/runs/{workflow_id}")).send().await.unwrap().status() {
+            StatusCode::OK => Ok(()),
+            status => Err(format!("GET answered {status}")),
+        }
+    })
+    .await;
     let mut a = SseClient::open(&format!("{one}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     let mut b = SseClient::open(&format!("{two}/api/v1/runs/{workflow_id}/stream"), &app.api_key, None).await;
     let (from_one, from_two) =

@@ -14,7 +14,7 @@ use serde_json::json;
 use taskfactory_schemas::validate::parse_definition;
 use tokio::process::Command;
 
-use crate::support::{TestApp, servers, unique};
+use crate::support::{TestApp, eventually, servers, unique};
 
 /// One scrape: every sample as (metric name, labels, value).
 struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
@@ -94,19 +94,16 @@ async fn scrape(base: &str) -> Scrape {
 
 /// Scrapes `base` until `ready` holds (deadline 60 s); returns that scrape.
 async fn scrape_until(base: &str, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{base}/metrics")).await
-            && response.status() == StatusCode::OK
-        {
-            let scrape = Scrape::parse(&response.text().await.unwrap());
-            if ready(&scrape) {
-                return scrape;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{base}/metrics never showed {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(60), format!("{base}/metrics to show {what}"), || async {
+        let response = match reqwest::get(format!("{base}/metrics")).await {
+            Ok(response) if response.status() == StatusCode::OK => response,
+            Ok(response) => return Err(format!("status {}", response.status())),
+            Err(e) => return Err(e.to_string()),
+        };
+        let scrape = Scrape::parse(&response.text().await.unwrap());
+        if ready(&scrape) { Ok(scrape) } else { Err(format!("{} samples, not showing {what}", scrape.0.len())) }
+    })
+    .await
 }
 
 /// A closed local port: requests to it are refused at once.

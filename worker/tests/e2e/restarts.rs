@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskfactory::devstack::{PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 
-use crate::support::{Servers, SseClient, TestApp, scratch_root, server_configs, unique};
+use crate::support::{Servers, SseClient, TestApp, eventually, scratch_root, server_configs, unique};
 
 /// How long a stopped server stays down: long enough that workers, pools and clients see
 /// connections refused and must retry.
@@ -172,25 +172,23 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
     own.restart_temporal_after(back_after);
 
     // Generous: after the restart the API's connection to Temporal must come back first.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    loop {
-        let (status, log) = app.call(reqwest::Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
+    eventually(Duration::from_secs(150), format!("a decision for the slot {slot_text}"), || async {
+        // While the API reconnects to Temporal the observer may fail (any status): keep asking.
+        let (_, log) = app.call(reqwest::Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
         let found =
             log["decisions"].as_array().into_iter().flatten().find(|d| d["slot"] == slot_text.as_str()).cloned();
-        if let Some(decision) = found {
-            assert_ne!(decision["outcome"], "fired", "the slot fired although Temporal was down: {log:#}");
-            assert_eq!(
-                (decision["outcome"].as_str(), decision["reason"].as_str()),
-                (Some("skipped"), Some("catchup_window")),
-                "{log:#}"
-            );
-            assert!(log["schedule"]["missed_catchup_window"].as_i64() >= Some(1), "{log:#}");
-            break;
-        }
-        // While the API reconnects to Temporal the observer may fail: keep asking.
-        let _ = status;
-        assert!(tokio::time::Instant::now() < deadline, "no decision for the slot {slot_text}: {log:#}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let Some(decision) = found else {
+            return Err(format!("no decision for the slot {slot_text}: {log:#}"));
+        };
+        assert_ne!(decision["outcome"], "fired", "the slot fired although Temporal was down: {log:#}");
+        assert_eq!(
+            (decision["outcome"].as_str(), decision["reason"].as_str()),
+            (Some("skipped"), Some("catchup_window")),
+            "{log:#}"
+        );
+        assert!(log["schedule"]["missed_catchup_window"].as_i64() >= Some(1), "{log:#}");
+        Ok(())
+    })
+    .await;
 }

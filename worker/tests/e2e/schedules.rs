@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use taskfactory_api::schedules::{DISABLED_NOTE, SyncAction, sync_definition};
 use taskfactory_schemas::validate::parse_definition;
 
-use crate::support::{TestApp, unique};
+use crate::support::{TestApp, eventually, unique};
 
 fn cron_definition(id: &str, cron: &str) -> Value {
     json!({
@@ -156,19 +156,16 @@ async fn the_reconciler_repairs_missing_stale_and_orphaned_schedules() {
     assert_eq!(sync_definition(&app.client, &task_queue, &orphan).await.unwrap(), SyncAction::Created);
     // Listing schedules goes through visibility, which is eventually consistent.
     let orphan_id = format!("tf:{}", orphan.id);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), "the orphan schedule to become visible", || async {
         let mut listed = app.client.list_schedules(Default::default());
-        let mut seen = false;
+        let (mut seen, mut count) = (false, 0);
         while let Some(entry) = futures::StreamExt::next(&mut listed).await {
             seen |= entry.unwrap().schedule_id() == orphan_id;
+            count += 1;
         }
-        if seen {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the orphan schedule never became visible");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if seen { Ok(()) } else { Err(format!("{count} schedules listed, not {orphan_id}")) }
+    })
+    .await;
 
     let (status, body) = app.call(Method::POST, "/api/v1/schedules/reconcile", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use taskfactory_activities::auth_store::Role;
 
-use crate::support::{TestApp, servers, unique};
+use crate::support::{TestApp, eventually, servers, unique};
 
 fn sql_definition(id: &str, query: &str, connection: Option<&str>) -> Value {
     let mut source = json!({"name": "rows", "kind": "sql", "query": query});
@@ -92,7 +93,7 @@ async fn a_sql_source_needs_a_configured_connection() {
 /// 60 s, `None` if it is still serving (`/healthz` answers).
 async fn api_start(app: &TestApp, args: &[&str]) -> Option<(std::process::ExitStatus, String)> {
     let port = taskfactory::devstack::server_port().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["api", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
         .args(["--database-url", app.database_url(), "--api-addr", &format!("127.0.0.1:{port}")])
         .args(args)
@@ -101,19 +102,24 @@ async fn api_start(app: &TestApp, args: &[&str]) -> Option<(std::process::ExitSt
         .kill_on_drop(true)
         .spawn()
         .expect("starting taskfactory api");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).await.unwrap();
-            return Some((status, stderr));
+    // The probe needs the child mutably (`try_wait`) on every ask; it never holds it across an await.
+    let child = std::cell::RefCell::new(child);
+    let stopped = eventually(Duration::from_secs(60), "taskfactory api to serve or stop", || async {
+        let stopped = child.borrow_mut().try_wait().unwrap();
+        if stopped.is_some() {
+            return Ok(stopped);
         }
         if reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
-            return None;
+            return Ok(None);
         }
-        assert!(tokio::time::Instant::now() < deadline, "taskfactory api neither served nor stopped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err("taskfactory api neither served nor stopped")
+    })
+    .await;
+    let status = stopped?;
+    let mut stderr = String::new();
+    let mut child = child.into_inner();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).await.unwrap();
+    Some((status, stderr))
 }
 
 /// `url` with another user.
@@ -222,8 +228,8 @@ async fn sensitive_context_is_shown_to_admins_only() {
     // A second version, so the behavioural diff has something to compare.
     app.put_definition(&definition(false)).await;
 
-    let (_, viewer) = app.store.create_key("viewer", "viewer", None).await.unwrap();
-    let (_, operator) = app.store.create_key("operator", "operator", None).await.unwrap();
+    let (_, viewer) = app.store.create_key("viewer", Role::Viewer, None).await.unwrap();
+    let (_, operator) = app.store.create_key("operator", Role::Operator, None).await.unwrap();
     let get = |key: &str, path: String| {
         let (client, url) = (crate::support::authed_client(key), format!("{}{path}", app.api_url));
         async move { client.get(url).send().await.unwrap().text().await.unwrap() }

@@ -12,6 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use taskfactory::devstack::{self, PostgresCluster, PostgresConfig, TemporalConfig, TemporalDevServer};
 use taskfactory::startup::{ApiConfig, ApiProcess, WorkerConfig, WorkerProcess};
 use taskfactory_activities::Store;
+use taskfactory_activities::auth_store::Role;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::secrets::SecretStore;
 use taskfactory_activities::sql_access::{DEFAULT_CONNECTION, SqlConnection};
@@ -260,7 +261,7 @@ impl TestApp {
         let database_url = format!("postgres://postgres@127.0.0.1:{}/{db}", servers.postgres_port);
         let store = Store::connect(&database_url, 10).await.expect("connecting to the test database");
         store.migrate().await.expect("migrating");
-        let (_, api_key) = store.create_key("e2e", "admin", None).await.expect("creating the test's admin key");
+        let (_, api_key) = store.create_key("e2e", Role::Admin, None).await.expect("creating the test's admin key");
         let (context_role, context_db) = context_role_for(&store, &database_url).await;
         let client = taskfactory::temporal::wait_ready(&servers.temporal_address, "default", Duration::from_secs(60))
             .await
@@ -327,35 +328,32 @@ impl TestApp {
 
     /// Waits (deadline 300 s) until the run has at least `n` completed tasks.
     pub async fn wait_for_completed_tasks(&self, workflow_id: &str, n: i64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
+        eventually(Duration::from_secs(300), format!("{n} completed tasks"), || async {
             let (status, run) = self.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
-            if status == StatusCode::OK && run["tasks_completed"].as_i64().unwrap_or(0) >= n {
-                return;
+            let completed = run["tasks_completed"].as_i64().unwrap_or(0);
+            if status == StatusCode::OK && completed >= n {
+                Ok(())
+            } else {
+                Err(format!("stuck below {n} completed tasks ({status}, tasks_completed {completed})"))
             }
-            assert!(tokio::time::Instant::now() < deadline, "stuck below {n} completed tasks");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Completed runs matching `filter` (query parameters of `GET /api/v1/runs`, such as
     /// `definition_id=x&trigger=schedule`), once there are at least `count` (deadline 60 s).
     pub async fn completed_runs(&self, filter: &str, count: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually(Duration::from_secs(60), format!("{count} completed runs ({filter})"), || async {
             let (_, list) =
                 self.call(reqwest::Method::GET, &format!("/api/v1/runs?status=completed&{filter}"), None).await;
             let runs = list["runs"].as_array().cloned().unwrap_or_default();
             if runs.len() >= count {
-                return runs;
+                Ok(runs)
+            } else {
+                Err(format!("only {} of {count} runs ({filter}) completed", runs.len()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "only {} of {count} runs ({filter}) completed in 60 s",
-                runs.len()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Asserts the run's log is gapless and has each of its `tasks` tasks started and
@@ -470,22 +468,22 @@ impl TestApp {
     /// Waits (deadline: 60 s) until Temporal's visibility counts `expected` workflows for
     /// `query`; counting more fails at once (visibility lags, it does not over-count).
     pub async fn wait_for_visibility(&self, query: &str, expected: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut last = 0;
-        while tokio::time::Instant::now() < deadline {
-            last = self
+        let what = format!("visibility query {query:?} to count {expected}");
+        eventually(Duration::from_secs(60), what, || async {
+            let counted = self
                 .client
                 .count_workflows(query, WorkflowCountOptions::default())
                 .await
                 .expect("count_workflows")
                 .count();
-            if last == expected {
-                return;
+            assert!(counted <= expected, "visibility query {query:?} counted {counted}, more than {expected}");
+            if counted == expected {
+                Ok(())
+            } else {
+                Err(format!("visibility query {query:?} counted {counted}, expected {expected}"))
             }
-            assert!(last < expected, "visibility query {query:?} counted {last}, more than {expected}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("visibility query {query:?} counted {last}, expected {expected}");
+        })
+        .await
     }
 }
 
@@ -503,27 +501,25 @@ impl TestApp {
             .spawn()
             .expect("starting taskfactory api");
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{url}/healthz")).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "taskfactory api did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(Duration::from_secs(60), "taskfactory api to come up", || async {
+            reqwest::get(format!("{url}/healthz")).await.map(drop)
+        })
+        .await;
         (url, child)
     }
 
     /// Waits (deadline 30 s) for a waiting human task of `assignee`; returns it.
     pub async fn waiting_human_task(&self, assignee: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(Duration::from_secs(30), format!("a waiting human task for {assignee}"), || async {
             let (_, inbox) = self
                 .call(reqwest::Method::GET, &format!("/api/v1/human-tasks?status=waiting&assignee={assignee}"), None)
                 .await;
-            if let Some(task) = inbox["human_tasks"].as_array().and_then(|t| t.first()) {
-                return task.clone();
+            match inbox["human_tasks"].as_array().and_then(|t| t.first()) {
+                Some(task) => Ok(task.clone()),
+                None => Err(format!("no waiting human task for {assignee}: {inbox}")),
             }
-            assert!(tokio::time::Instant::now() < deadline, "no waiting human task for {assignee}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -552,4 +548,85 @@ pub fn save_history_if_asked(history: &[u8], path: &str) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         std::fs::write(root.join(path), history).unwrap();
     }
+}
+
+/// How often [`eventually`] asks again.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// What a probe of [`eventually`] answers: done (with a value), or not yet (with what it saw
+/// instead, when it can say).
+pub trait Probe {
+    /// What `eventually` returns once the condition holds.
+    type Value;
+    /// `Ok` once the condition holds; otherwise the observed state, if the probe reports one.
+    fn outcome(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl Probe for bool {
+    type Value = ();
+    fn outcome(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+impl<T> Probe for Option<T> {
+    type Value = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+/// `Err(state)`: not yet, and `state` is what was observed (shown if the deadline passes).
+impl<T, E: std::fmt::Display> Probe for Result<T, E> {
+    type Value = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.map_err(|state| Some(state.to_string()))
+    }
+}
+
+/// Asks `probe` every [`POLL_EVERY`] until it answers done (`true`, `Some(value)` or
+/// `Ok(value)`), and returns the value; once `limit` has passed, the test fails naming `what`
+/// was awaited and the last state the probe observed. The probe is asked at least once, and
+/// once more after the deadline; a panic inside it (an assertion on the way) fails at once.
+pub async fn eventually<P: Probe, F: Future<Output = P>>(
+    limit: Duration,
+    what: impl std::fmt::Display,
+    mut probe: impl FnMut() -> F,
+) -> P::Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let last = match probe().await.outcome() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            match last {
+                Some(last) => panic!("waited {limit:?} for {what}; last observed: {last}"),
+                None => panic!("waited {limit:?} for {what}"),
+            }
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+#[tokio::test]
+async fn eventually_answers_the_first_value_its_probe_gives() {
+    let asked = std::cell::Cell::new(0);
+    let value = eventually(Duration::from_secs(5), "a third ask", || async {
+        asked.set(asked.get() + 1);
+        (asked.get() == 3).then_some(asked.get())
+    })
+    .await;
+    assert_eq!(value, 3);
+}
+
+#[tokio::test]
+#[should_panic(expected = "waited 300ms for the impossible; last observed: asked ")]
+async fn eventually_names_what_it_awaited_and_the_last_state_seen() {
+    let asked = std::cell::Cell::new(0);
+    eventually(Duration::from_millis(300), "the impossible", || async {
+        asked.set(asked.get() + 1);
+        Err::<(), _>(format!("asked {} times", asked.get()))
+    })
+    .await;
 }
