@@ -98,6 +98,10 @@ impl ApiState {
     }
 }
 
+/// The OpenAPI document, built once from the code (it only changes with the code); served
+/// by `GET /api/v1/openapi.json`.
+pub static OPENAPI: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(openapi::document);
+
 /// Default sustained event rate per key.
 pub const DEFAULT_EVENTS_PER_SECOND: f64 = 200.0;
 /// Default event burst per key.

@@ -1,13 +1,8 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI document of this API (no key needed: it describes
-//! the API, not its data). Built by [`crate::openapi`].
-
-use std::sync::LazyLock;
+//! the API, not its data), as [`crate::OPENAPI`] holds it.
 
 use axum::Json;
 use serde_json::Value;
-
-/// Built once: the document only changes with the code.
-static DOCUMENT: LazyLock<Value> = LazyLock::new(crate::openapi::document);
 
 /// The OpenAPI document of this API
 ///
@@ -15,5 +10,5 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(crate::openapi::document);
 #[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "openapi_document", tag = "health",
     responses((status = 200, description = "This document", body = Object)))]
 pub async fn openapi_json() -> Json<Value> {
-    Json(DOCUMENT.clone())
+    Json(crate::OPENAPI.clone())
 }
