@@ -301,7 +301,7 @@ async fn resolve_http(
             revealed.reveal(&clients.secrets, &rendered).map_err(|m| fail(&format!(".headers.{name}"), m, true))?;
         headers.push((name, rendered));
     }
-    let mut headers = crate::http_task::header_map(headers).map_err(|m| fail(".headers", m, true))?;
+    let mut headers = crate::kinds::http::header_map(headers).map_err(|m| fail(".headers", m, true))?;
     if !headers.contains_key(reqwest::header::ACCEPT) {
         headers.insert(reqwest::header::ACCEPT, reqwest::header::HeaderValue::from_static("application/json"));
     }

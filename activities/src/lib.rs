@@ -6,14 +6,17 @@
 //! - [`egress`]: the SSRF guard of `http` tasks and context sources.
 //! - [`secrets`]: secret values, revealed only inside the request that uses them.
 //! - [`sql_access`]: the databases `sql` context sources query, and the check of their roles.
-//! - [`http_task`]: the request of an `http` task and how its answer is classified.
+//! - [`kinds`]: each task kind's work outside the workflow (`http`: the request and how its
+//!   answer is classified).
+//! - [`failure`]: which activity errors Temporal retries and which it does not.
 //! - [`metrics`]: the Prometheus registry both processes record into (and the SDK's meter).
 //! - [`worker_activities`]: the activity implementations the workflows call.
 
 pub mod auth_store;
 pub mod context;
 pub mod egress;
-pub mod http_task;
+pub mod failure;
+pub mod kinds;
 pub mod metrics;
 pub mod secrets;
 pub mod sql_access;

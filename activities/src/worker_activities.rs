@@ -17,12 +17,12 @@ use taskfactory_schemas::run::{
 };
 use taskfactory_schemas::{Plan, PlannedTask};
 use temporalio_macros::activities;
-use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::instrument;
 
 use crate::context::{self, ContextClients, ContextLimits};
-use crate::store::{Store, StoreError, TaskLog, TaskWrite};
+use crate::failure::{permanent, store_error};
+use crate::store::{Store, TaskLog, TaskWrite};
 
 /// Tunables of the activities.
 #[derive(Clone, Debug)]
@@ -83,19 +83,6 @@ fn workflow_id(ctx: &ActivityContext) -> &str {
 
 fn temporal_run_id(ctx: &ActivityContext) -> &str {
     ctx.info().workflow_run_id.as_deref().unwrap_or_default()
-}
-
-/// A failure Temporal does not retry.
-pub fn permanent(message: impl Into<String>) -> ActivityError {
-    ActivityError::application(ApplicationFailure::non_retryable(message.into()))
-}
-
-fn store_error(e: StoreError) -> ActivityError {
-    match e {
-        StoreError::NotFound(_) | StoreError::Corrupt(_) | StoreError::Unstorable(_) => permanent(e.to_string()),
-        StoreError::Db(db) => ActivityError::from(anyhow::Error::new(db)),
-        StoreError::Unavailable(message) => ActivityError::from(anyhow::anyhow!(message)),
-    }
 }
 
 #[activities]
@@ -234,7 +221,7 @@ impl TfActivityImpls {
         ctx: ActivityContext,
         input: HttpRequestInput,
     ) -> Result<Value, ActivityError> {
-        let answer = crate::http_task::send(&self.http, &self.context.egress, &self.context.secrets, &input).await;
+        let answer = crate::kinds::http::send(&self.http, &self.context.egress, &self.context.secrets, &input).await;
         if let Err(e) = &answer {
             // Secrets are redacted from these errors by `send`.
             tracing::warn!(error = ?e, "http request failed");

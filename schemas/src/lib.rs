@@ -9,11 +9,13 @@
 //! - [`diff`]: a structured diff between two definition documents.
 //! - [`validate`]: parsing a document from JSON or YAML and reporting every problem with its
 //!   field path.
+//! - [`kinds`]: one module per task kind: its template fields, checks and [`TaskSpec`].
 //! - [`template`]: the minijinja environment used for `when`, `key`, `params` and friends.
 //! - [`plan`]: the planner, a pure function from definition + resolved context to a task plan
 //!   that explains every spawn and skip.
 //! - [`events`]: trigger events and the trace-event envelope of the run log.
 //! - [`run`]: the inputs and outputs of the workflows and activities.
+//! - [`trigger`]: what started a run (`RunTrigger`, `TriggerInfo`).
 //! - [`preview`]: the next fire times of a cron trigger, computed locally.
 //! - [`duration`]: the `30s` / `5m` / `1h30m` duration syntax used in documents.
 //! - [`json_schema`]: JSON Schema generation for the documents above.
@@ -26,14 +28,17 @@ pub mod duration;
 pub mod events;
 pub mod ids;
 pub mod json_schema;
+pub mod kinds;
 pub mod plan;
 pub mod preview;
 pub mod run;
 pub mod template;
+pub mod trigger;
 pub mod validate;
 
 pub use definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
 pub use events::{EventType, Level, TraceEvent, TriggerEvent};
 pub use ids::DefinitionId;
-pub use plan::{Plan, PlannedTask, TaskSpec};
+pub use kinds::TaskSpec;
+pub use plan::{Plan, PlannedTask};
 pub use validate::{FieldError, ValidationErrors};

@@ -4,107 +4,18 @@
 //! in the run's history: replays never re-evaluate templates with newer code. Every template
 //! and item gets a [`Decision`] saying whether a task was spawned and why or why not.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::definition::{ActivityDefinition, RetrySpec, TaskKind, TaskTemplate};
-use crate::duration::parse_duration;
+use crate::definition::{ActivityDefinition, TaskTemplate};
 use crate::ids::{check_workflow_id_len, task_workflow_id};
-use crate::run::TriggerInfo;
+pub use crate::kinds::{Retry, TaskSpec};
 use crate::template::{Scope, Templates};
+use crate::trigger::TriggerInfo;
 use crate::validate::FieldError;
-
-/// What a task does, typed: the planner's view of a validated template.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TaskSpec {
-    /// Nothing.
-    Noop,
-    /// Start `workflow_type` on `task_queue` (or taskfactory's own queue) and wait for it.
-    Workflow {
-        /// Workflow type name.
-        workflow_type: String,
-        /// Task queue; `None` means the TaskWorkflow's own queue.
-        task_queue: Option<String>,
-        /// Execution timeout of the started workflow, in seconds.
-        timeout_secs: Option<u64>,
-        /// Retries of the started workflow.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        retry: Option<Retry>,
-    },
-    /// Run `activity_type` on `task_queue` with the params as input.
-    Activity {
-        /// Activity type name.
-        activity_type: String,
-        /// Task queue; `None` means the TaskWorkflow's own queue.
-        task_queue: Option<String>,
-        /// Start-to-close timeout of each attempt, in seconds (default 300).
-        timeout_secs: Option<u64>,
-        /// Retries.
-        retry: Option<Retry>,
-    },
-    /// Send an HTTP request: 2xx completes, 4xx fails at once, 5xx and timeouts are retried.
-    Http {
-        /// Method.
-        method: String,
-        /// Rendered URL.
-        url: String,
-        /// Rendered headers.
-        headers: BTreeMap<String, String>,
-        /// Rendered JSON body.
-        body: Option<Value>,
-        /// Timeout of each attempt, in seconds (default 30).
-        timeout_secs: Option<u64>,
-        /// Retries.
-        retry: Option<Retry>,
-    },
-    /// Wait for a person: complete (the payload is the output) or reject (the task fails).
-    Human {
-        /// Rendered title.
-        title: String,
-        /// Who should act.
-        assignee: Option<String>,
-        /// How long to wait, in seconds (default: forever).
-        timeout_secs: Option<u64>,
-    },
-}
-
-/// A retry policy, in numbers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Retry {
-    /// Attempts in all (0 = unlimited).
-    pub max_attempts: u32,
-    /// First wait, in milliseconds.
-    pub initial_interval_ms: u64,
-    /// Growth factor.
-    pub backoff: f64,
-    /// Longest wait, in milliseconds.
-    pub max_interval_ms: u64,
-}
-
-impl Retry {
-    /// The template's retry settings with defaults filled in.
-    pub fn from_spec(spec: Option<&RetrySpec>, default_attempts: u32) -> Result<Self, String> {
-        let default = RetrySpec::default();
-        let spec = spec.unwrap_or(&default);
-        let initial = spec
-            .initial_interval
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(std::time::Duration::from_secs(1));
-        let max = spec.max_interval.as_deref().map(parse_duration).transpose()?.unwrap_or(initial * 100);
-        Ok(Self {
-            max_attempts: spec.max_attempts.unwrap_or(default_attempts),
-            initial_interval_ms: u64::try_from(initial.as_millis()).unwrap_or(u64::MAX).max(1),
-            backoff: spec.backoff.unwrap_or(2.0),
-            max_interval_ms: u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1),
-        })
-    }
-}
 
 /// One task of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -366,7 +277,8 @@ fn plan_template(
             }
         }
         let params = templates.render_value(&template.params, &item_scope).map_err(|m| err("params", item_index, m))?;
-        let spec = task_spec(template, templates, &item_scope).map_err(|(field, m)| err(&field, item_index, m))?;
+        let spec =
+            crate::kinds::spec(template, templates, &item_scope).map_err(|(field, m)| err(&field, item_index, m))?;
         out.decisions.push(Decision {
             template_id: template.id.clone(),
             item_key: Some(item_key.clone()),
@@ -378,70 +290,6 @@ fn plan_template(
         out.tasks.push(PlannedTask { task_id, template_id: template.id.clone(), item_key, spec, params });
     }
     Ok(())
-}
-
-fn task_spec(template: &TaskTemplate, templates: &Templates, scope: &Scope) -> Result<TaskSpec, (String, String)> {
-    fn field(name: &str) -> impl FnOnce(String) -> (String, String) + '_ {
-        move |m| (name.to_owned(), m)
-    }
-    let timeout_secs = template
-        .timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(field("timeout"))?
-        .map(|d| d.as_secs().max(1));
-    let retry = |default_attempts| {
-        template.retry.as_ref().map(|r| Retry::from_spec(Some(r), default_attempts)).transpose().map_err(field("retry"))
-    };
-    let required =
-        |name: &str, value: &Option<String>| value.clone().ok_or_else(|| (name.to_owned(), "required".to_owned()));
-    Ok(match template.kind {
-        TaskKind::Noop => TaskSpec::Noop,
-        TaskKind::Workflow => TaskSpec::Workflow {
-            workflow_type: required("workflow_type", &template.workflow_type)?,
-            task_queue: template.task_queue.clone(),
-            timeout_secs,
-            retry: retry(1)?,
-        },
-        TaskKind::Activity => TaskSpec::Activity {
-            activity_type: required("activity_type", &template.activity_type)?,
-            task_queue: template.task_queue.clone(),
-            timeout_secs,
-            retry: Some(match retry(5)? {
-                Some(r) => r,
-                None => Retry::from_spec(None, 5).map_err(field("retry"))?,
-            }),
-        },
-        TaskKind::Http => {
-            let url = templates.render_text(&required("url", &template.url)?, scope).map_err(field("url"))?;
-            let mut headers = BTreeMap::new();
-            for (name, value) in &template.headers {
-                headers.insert(
-                    name.clone(),
-                    templates.render_text(value, scope).map_err(field(&format!("headers.{name}")))?,
-                );
-            }
-            let body =
-                template.body.as_ref().map(|b| templates.render_value(b, scope)).transpose().map_err(field("body"))?;
-            TaskSpec::Http {
-                method: template.method.as_deref().unwrap_or("GET").to_ascii_uppercase(),
-                url,
-                headers,
-                body,
-                timeout_secs,
-                retry: Some(match retry(5)? {
-                    Some(r) => r,
-                    None => Retry::from_spec(None, 5).map_err(field("retry"))?,
-                }),
-            }
-        }
-        TaskKind::Human => TaskSpec::Human {
-            title: templates.render_text(&required("title", &template.title)?, scope).map_err(field("title"))?,
-            assignee: template.assignee.clone(),
-            timeout_secs,
-        },
-    })
 }
 
 #[cfg(test)]

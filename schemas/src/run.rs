@@ -1,63 +1,13 @@
 //! Inputs and outputs of the workflows and activities: what crosses Temporal's wire.
 
-use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::definition::ActivityDefinition;
-use crate::events::TriggerEvent;
 use crate::ids::DefinitionId;
 use crate::plan::PlannedTask;
-
-/// What started a run (the `TfTrigger` search attribute).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunTrigger {
-    /// A Temporal Schedule fired (cron definitions).
-    Schedule,
-    /// An event matched.
-    Event,
-    /// Somebody asked (API, CLI).
-    Manual,
-}
-
-impl RunTrigger {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Schedule => "schedule",
-            Self::Event => "event",
-            Self::Manual => "manual",
-        }
-    }
-}
-
-/// The trigger as the run sees it; templates read it as `trigger`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TriggerInfo {
-    /// What started the run.
-    pub kind: RunTrigger,
-    /// The idempotency or dedupe key, when there is one.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// The event, for event runs.
-    #[serde(default)]
-    pub event: Option<TriggerEvent>,
-    /// The trigger's payload (the event's payload, or a manual run's payload).
-    #[serde(default)]
-    pub payload: Value,
-    /// The slot a scheduled run is for.
-    #[serde(default)]
-    pub scheduled_for: Option<DateTime<Utc>>,
-}
-
-impl TriggerInfo {
-    /// A manual trigger with an optional key and payload.
-    pub fn manual(key: Option<String>, payload: Value) -> Self {
-        Self { kind: RunTrigger::Manual, key, event: None, payload, scheduled_for: None }
-    }
-}
+pub use crate::trigger::{RunTrigger, TriggerInfo};
 
 /// Input of `RunActivityWorkflow`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
+use crate::definition::{ActivityDefinition, ContextKind, ContextSource, TaskTemplate, Trigger, TriggerKind};
 use crate::duration::parse_duration;
 use crate::ids::check_slug;
 use crate::template::{SecretUse, Templates};
@@ -488,75 +488,8 @@ fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templ
 }
 
 fn validate_task_kind(t: &TaskTemplate, path: &str, templates: &Templates, errs: &mut Errors) {
-    let kind = match t.kind {
-        TaskKind::Workflow => "workflow",
-        TaskKind::Noop => "noop",
-        TaskKind::Activity => "activity",
-        TaskKind::Http => "http",
-        TaskKind::Human => "human",
-    };
-    let mut required = |field: &str, value: &Option<String>| match value {
-        Some(v) if !v.trim().is_empty() => {}
-        _ => errs.push(format!("{path}.{field}"), format!("required for kind {kind:?}")),
-    };
-    match t.kind {
-        TaskKind::Workflow => required("workflow_type", &t.workflow_type),
-        TaskKind::Activity => required("activity_type", &t.activity_type),
-        TaskKind::Http => required("url", &t.url),
-        TaskKind::Human => required("title", &t.title),
-        TaskKind::Noop => {}
-    }
-    let is = |kinds: &[TaskKind]| kinds.contains(&t.kind);
-    not_for_kind(errs, path, "workflow_type", t.workflow_type.is_some() && !is(&[TaskKind::Workflow]), kind);
-    not_for_kind(errs, path, "activity_type", t.activity_type.is_some() && !is(&[TaskKind::Activity]), kind);
-    not_for_kind(
-        errs,
-        path,
-        "task_queue",
-        t.task_queue.is_some() && !is(&[TaskKind::Workflow, TaskKind::Activity]),
-        kind,
-    );
-    for (field, set) in [
-        ("method", t.method.is_some()),
-        ("url", t.url.is_some()),
-        ("headers", !t.headers.is_empty()),
-        ("body", t.body.is_some()),
-    ] {
-        not_for_kind(errs, path, field, set && !is(&[TaskKind::Http]), kind);
-    }
-    not_for_kind(errs, path, "title", t.title.is_some() && !is(&[TaskKind::Human]), kind);
-    not_for_kind(errs, path, "assignee", t.assignee.is_some() && !is(&[TaskKind::Human]), kind);
-    not_for_kind(errs, path, "retry", t.retry.is_some() && is(&[TaskKind::Noop, TaskKind::Human]), kind);
-    not_for_kind(errs, path, "timeout", t.timeout.is_some() && is(&[TaskKind::Noop]), kind);
-    // Only what reaches the request itself may carry secrets.
-    for (field, value, secrets) in [("title", &t.title, SecretUse::Refused), ("url", &t.url, SecretUse::Allowed)] {
-        if let Some(v) = value {
-            errs.check(format!("{path}.{field}"), templates.check_field(v, secrets));
-        }
-    }
-    for (name, value) in &t.headers {
-        errs.check(format!("{path}.headers.{name}"), templates.check_field(value, SecretUse::Allowed));
-    }
-    if let Some(body) = &t.body {
-        errs.check(format!("{path}.body"), templates.check_value_field(body, SecretUse::Allowed));
-    }
-    if let Some(method) = &t.method
-        && !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.to_ascii_uppercase().as_str())
-    {
-        errs.push(format!("{path}.method"), format!("{method:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD"));
-    }
-    if let Some(retry) = &t.retry {
-        if retry.max_attempts == Some(0) {
-            errs.push(format!("{path}.retry.max_attempts"), "must be at least 1");
-        }
-        if retry.backoff.is_some_and(|b| b < 1.0) {
-            errs.push(format!("{path}.retry.backoff"), "must be at least 1.0");
-        }
-        for (field, value) in [("initial_interval", &retry.initial_interval), ("max_interval", &retry.max_interval)] {
-            if let Some(v) = value {
-                errs.check(format!("{path}.retry.{field}"), parse_duration(v).map(|_| ()));
-            }
-        }
+    for (field, message) in crate::kinds::validate(t, templates).0 {
+        errs.push(format!("{path}.{field}"), message);
     }
 }
 

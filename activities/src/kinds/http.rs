@@ -17,8 +17,8 @@ use temporalio_sdk::activities::ActivityError;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::egress::{self, Egress, EgressError, Outgoing};
+use crate::failure::permanent;
 use crate::secrets::{Revealed, SecretStore};
-use crate::worker_activities::permanent;
 
 /// Largest response body kept as the task's output.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -7,13 +7,15 @@
 //!
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
-//! - [`writes`]: the run log's writes (run lifecycle, plans, tasks, human tasks);
+//! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
+//! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
 mod decisions;
 mod definitions;
+mod human_tasks;
 pub mod nul;
 mod reads;
 mod task_log;

@@ -155,7 +155,7 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
         body: None,
         timeout_secs: 5,
     };
-    let refused = taskfactory_activities::http_task::send(
+    let refused = taskfactory_activities::kinds::http::send(
         &egress::http_client(),
         &strict_egress(),
         &secrets,
@@ -165,7 +165,7 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
     let (message, permanent) = failure(refused.expect_err("a redirect to a private address fails the task"));
     assert!(message.contains("refusing to call 127.0.0.2") && permanent, "{message}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
-    let chain = taskfactory_activities::http_task::send(
+    let chain = taskfactory_activities::kinds::http::send(
         &egress::http_client(),
         &strict_egress(),
         &secrets,
@@ -176,7 +176,7 @@ async fn redirects_are_checked_at_every_hop_and_limited() {
     assert!(message.contains("more than") && permanent, "{message}");
 
     // Credentials stay with the origin they were meant for.
-    let moved = taskfactory_activities::http_task::send(
+    let moved = taskfactory_activities::kinds::http::send(
         &egress::http_client(),
         &strict_egress(),
         &secrets,

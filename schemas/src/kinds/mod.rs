@@ -1,0 +1,274 @@
+//! Task kinds: what each kind's template may say, how it is checked, and what the planner
+//! makes of it. One module per kind; this module is the dispatch.
+//!
+//! - [`noop`], [`workflow`], [`activity`], [`http`], [`human`]: each declares the template
+//!   fields it owns (`FIELDS`), checks them (`validate`) and renders them into its
+//!   [`TaskSpec`] (`spec`).
+//!
+//! The template fields themselves are flat on [`TaskTemplate`] (a document names them
+//! without nesting); a field another kind owns is refused with its path. Adding a kind: a
+//! variant of [`TaskKind`] and of [`TaskSpec`], its fields on [`TaskTemplate`], a module here
+//! with the three items above, the match arms below, and its execution (the workflow's
+//! dispatch in `taskfactory_orchestrator::task_workflow`, and an activity in
+//! `taskfactory_activities::kinds` when it has a side effect of its own).
+
+pub mod activity;
+pub mod http;
+pub mod human;
+pub mod noop;
+pub mod workflow;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definition::{RetrySpec, TaskKind, TaskTemplate};
+use crate::duration::parse_duration;
+use crate::template::{Scope, Templates};
+
+/// What a task does, typed: the planner's view of a validated template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSpec {
+    /// Nothing.
+    Noop,
+    /// Start `workflow_type` on `task_queue` (or taskfactory's own queue) and wait for it.
+    Workflow {
+        /// Workflow type name.
+        workflow_type: String,
+        /// Task queue; `None` means the TaskWorkflow's own queue.
+        task_queue: Option<String>,
+        /// Execution timeout of the started workflow, in seconds.
+        timeout_secs: Option<u64>,
+        /// Retries of the started workflow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<Retry>,
+    },
+    /// Run `activity_type` on `task_queue` with the params as input.
+    Activity {
+        /// Activity type name.
+        activity_type: String,
+        /// Task queue; `None` means the TaskWorkflow's own queue.
+        task_queue: Option<String>,
+        /// Start-to-close timeout of each attempt, in seconds (default 300).
+        timeout_secs: Option<u64>,
+        /// Retries.
+        retry: Option<Retry>,
+    },
+    /// Send an HTTP request: 2xx completes, 4xx fails at once, 5xx and timeouts are retried.
+    Http {
+        /// Method.
+        method: String,
+        /// Rendered URL.
+        url: String,
+        /// Rendered headers.
+        headers: BTreeMap<String, String>,
+        /// Rendered JSON body.
+        body: Option<Value>,
+        /// Timeout of each attempt, in seconds (default 30).
+        timeout_secs: Option<u64>,
+        /// Retries.
+        retry: Option<Retry>,
+    },
+    /// Wait for a person: complete (the payload is the output) or reject (the task fails).
+    Human {
+        /// Rendered title.
+        title: String,
+        /// Who should act.
+        assignee: Option<String>,
+        /// How long to wait, in seconds (default: forever).
+        timeout_secs: Option<u64>,
+    },
+}
+
+/// A retry policy, in numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Retry {
+    /// Attempts in all (0 = unlimited).
+    pub max_attempts: u32,
+    /// First wait, in milliseconds.
+    pub initial_interval_ms: u64,
+    /// Growth factor.
+    pub backoff: f64,
+    /// Longest wait, in milliseconds.
+    pub max_interval_ms: u64,
+}
+
+impl Retry {
+    /// The template's retry settings with defaults filled in.
+    pub fn from_spec(spec: Option<&RetrySpec>, default_attempts: u32) -> Result<Self, String> {
+        let default = RetrySpec::default();
+        let spec = spec.unwrap_or(&default);
+        let initial = spec
+            .initial_interval
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(std::time::Duration::from_secs(1));
+        let max = spec.max_interval.as_deref().map(parse_duration).transpose()?.unwrap_or(initial * 100);
+        Ok(Self {
+            max_attempts: spec.max_attempts.unwrap_or(default_attempts),
+            initial_interval_ms: u64::try_from(initial.as_millis()).unwrap_or(u64::MAX).max(1),
+            backoff: spec.backoff.unwrap_or(2.0),
+            max_interval_ms: u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1),
+        })
+    }
+}
+
+impl TaskKind {
+    /// The kind's name in documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workflow => "workflow",
+            Self::Activity => "activity",
+            Self::Http => "http",
+            Self::Human => "human",
+            Self::Noop => "noop",
+        }
+    }
+
+    /// The kind-specific template fields this kind reads.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Workflow => workflow::FIELDS,
+            Self::Activity => activity::FIELDS,
+            Self::Http => http::FIELDS,
+            Self::Human => human::FIELDS,
+            Self::Noop => noop::FIELDS,
+        }
+    }
+}
+
+/// Problems found in one template's kind-specific fields: (field, message), the field relative
+/// to the template.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(pub(crate) Vec<(String, String)>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push((field.into(), message.into()));
+    }
+
+    pub(crate) fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.push(field, message);
+        }
+    }
+
+    /// `field` is required (and not blank) for this kind.
+    pub(crate) fn require(&mut self, kind: TaskKind, field: &str, value: &Option<String>) {
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            self.push(field, format!("required for kind {:?}", kind.name()));
+        }
+    }
+}
+
+/// Which kind-specific fields a template sets, in document order.
+fn fields_set(t: &TaskTemplate) -> [(&'static str, bool); 11] {
+    [
+        ("workflow_type", t.workflow_type.is_some()),
+        ("activity_type", t.activity_type.is_some()),
+        ("task_queue", t.task_queue.is_some()),
+        ("method", t.method.is_some()),
+        ("url", t.url.is_some()),
+        ("headers", !t.headers.is_empty()),
+        ("body", t.body.is_some()),
+        ("title", t.title.is_some()),
+        ("assignee", t.assignee.is_some()),
+        ("retry", t.retry.is_some()),
+        ("timeout", t.timeout.is_some()),
+    ]
+}
+
+/// Checks a template's kind-specific fields: the kind's own checks, then every field set that
+/// belongs to another kind.
+pub(crate) fn validate(t: &TaskTemplate, templates: &Templates) -> Problems {
+    let mut problems = Problems::default();
+    match t.kind {
+        TaskKind::Workflow => workflow::validate(t, &mut problems),
+        TaskKind::Activity => activity::validate(t, &mut problems),
+        TaskKind::Http => http::validate(t, templates, &mut problems),
+        TaskKind::Human => human::validate(t, templates, &mut problems),
+        TaskKind::Noop => {}
+    }
+    let own = t.kind.fields();
+    for (field, set) in fields_set(t) {
+        if set && !own.contains(&field) {
+            problems.push(field, format!("not allowed for kind {:?}", t.kind.name()));
+        }
+    }
+    if let Some(retry) = t.retry.as_ref().filter(|_| own.contains(&"retry")) {
+        validate_retry(retry, &mut problems);
+    }
+    problems
+}
+
+fn validate_retry(retry: &RetrySpec, problems: &mut Problems) {
+    if retry.max_attempts == Some(0) {
+        problems.push("retry.max_attempts", "must be at least 1");
+    }
+    if retry.backoff.is_some_and(|b| b < 1.0) {
+        problems.push("retry.backoff", "must be at least 1.0");
+    }
+    for (field, value) in [("initial_interval", &retry.initial_interval), ("max_interval", &retry.max_interval)] {
+        if let Some(v) = value {
+            problems.check(format!("retry.{field}"), parse_duration(v).map(|_| ()));
+        }
+    }
+}
+
+/// What every kind's `spec` may read besides the template: the rendered timeout and retry.
+pub struct Common {
+    /// The template's `timeout`, in whole seconds (at least 1).
+    pub timeout_secs: Option<u64>,
+}
+
+impl Common {
+    /// The template's retry policy with `default_attempts`, if it has one.
+    pub fn retry(template: &TaskTemplate, default_attempts: u32) -> Result<Option<Retry>, (String, String)> {
+        template
+            .retry
+            .as_ref()
+            .map(|r| Retry::from_spec(Some(r), default_attempts))
+            .transpose()
+            .map_err(|m| ("retry".to_owned(), m))
+    }
+
+    /// The template's retry policy, or the default one with `default_attempts`.
+    pub fn retry_or_default(template: &TaskTemplate, default_attempts: u32) -> Result<Retry, (String, String)> {
+        Ok(match Self::retry(template, default_attempts)? {
+            Some(r) => r,
+            None => Retry::from_spec(None, default_attempts).map_err(|m| ("retry".to_owned(), m))?,
+        })
+    }
+}
+
+/// A required field's value, or the planner error naming it.
+pub(crate) fn required(name: &str, value: &Option<String>) -> Result<String, (String, String)> {
+    value.clone().ok_or_else(|| (name.to_owned(), "required".to_owned()))
+}
+
+/// Renders a validated template into its [`TaskSpec`]; errors name the template field.
+pub(crate) fn spec(
+    template: &TaskTemplate,
+    templates: &Templates,
+    scope: &Scope,
+) -> Result<TaskSpec, (String, String)> {
+    let timeout_secs = template
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|m| ("timeout".to_owned(), m))?
+        .map(|d| d.as_secs().max(1));
+    let common = Common { timeout_secs };
+    match template.kind {
+        TaskKind::Noop => Ok(noop::spec()),
+        TaskKind::Workflow => workflow::spec(template, &common),
+        TaskKind::Activity => activity::spec(template, &common),
+        TaskKind::Http => http::spec(template, templates, scope, &common),
+        TaskKind::Human => human::spec(template, templates, scope, &common),
+    }
+}
