@@ -12,10 +12,10 @@ use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::Status;
 use taskfactory_schemas::run::{
     FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
-    PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskRanInput, TaskStartedInput,
-    TasksSkippedInput,
+    PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskLogEntry, TaskRanInput,
+    TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
-use taskfactory_schemas::{Plan, PlannedTask};
+use taskfactory_schemas::{Plan, PlannedTask, TaskSpec};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::instrument;
@@ -229,6 +229,62 @@ impl TfActivityImpls {
         answer
     }
 
+    #[activity(definition = tf_activities::RunTask)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, task = %input.task.task_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn run_task(self: Arc<Self>, ctx: ActivityContext, input: RunTaskInput) -> Result<(), ActivityError> {
+        let info = ctx.info();
+        let task_id = input.task.task_id.clone();
+        let started = TaskWrite::Started {
+            task_id: task_id.clone(),
+            temporal_run_id: info.workflow_run_id.clone().unwrap_or_default(),
+            workflow_id: info.workflow_id.clone(),
+            attempt: info.attempt,
+        };
+        let tools =
+            crate::kinds::Tools { http: &self.http, egress: &self.context.egress, secrets: &self.context.secrets };
+        let finished =
+            |output| TaskWrite::Finished { task_id: task_id.clone(), status: Status::Completed, output, error: None };
+        if input.task.spec == TaskSpec::Noop {
+            // Starts and ends at once: one write records both.
+            let output = crate::kinds::execute(&tools, &input.task).await?;
+            return self.write_task(&input.run_workflow_id, vec![started, finished(output)]).await;
+        }
+        self.write_task(&input.run_workflow_id, vec![started]).await?;
+        let output = crate::kinds::execute(&tools, &input.task).await.inspect_err(|e| {
+            // Secrets are redacted from these errors by the kind.
+            tracing::warn!(error = ?e, attempt = info.attempt, "task attempt failed");
+        })?;
+        self.write_task(&input.run_workflow_id, vec![finished(output)]).await
+    }
+
+    #[activity(definition = tf_activities::TaskWrites)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, entries = input.entries.len(), workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn task_writes(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TaskWritesInput,
+    ) -> Result<(), ActivityError> {
+        let writes = input
+            .entries
+            .into_iter()
+            .map(|entry| match entry {
+                TaskLogEntry::Started { task_id } => TaskWrite::Started {
+                    task_id,
+                    temporal_run_id: input.temporal_run_id.clone(),
+                    workflow_id: Some(input.workflow_id.clone()),
+                    attempt: 1,
+                },
+                TaskLogEntry::Finished { task_id, status, output, error } => {
+                    if status == Status::Failed {
+                        tracing::warn!(task_id = %task_id, error = error.as_deref().unwrap_or_default(), "task failed");
+                    }
+                    TaskWrite::Finished { task_id, status, output, error }
+                }
+            })
+            .collect();
+        self.write_task(&input.run_workflow_id, writes).await
+    }
+
     #[activity(definition = tf_activities::TaskStarted)]
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
     pub async fn task_started(
@@ -236,7 +292,12 @@ impl TfActivityImpls {
         ctx: ActivityContext,
         input: TaskStartedInput,
     ) -> Result<(), ActivityError> {
-        let write = TaskWrite::Started { task_id: input.task_id, temporal_run_id: input.temporal_run_id };
+        let write = TaskWrite::Started {
+            task_id: input.task_id,
+            temporal_run_id: input.temporal_run_id,
+            workflow_id: None,
+            attempt: 1,
+        };
         self.write_task(&input.run_workflow_id, vec![write]).await
     }
 
@@ -244,7 +305,12 @@ impl TfActivityImpls {
     #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
     pub async fn task_ran(self: Arc<Self>, ctx: ActivityContext, input: TaskRanInput) -> Result<(), ActivityError> {
         let writes = vec![
-            TaskWrite::Started { task_id: input.task_id.clone(), temporal_run_id: input.temporal_run_id },
+            TaskWrite::Started {
+                task_id: input.task_id.clone(),
+                temporal_run_id: input.temporal_run_id,
+                workflow_id: None,
+                attempt: 1,
+            },
             TaskWrite::Finished {
                 task_id: input.task_id,
                 status: Status::Completed,

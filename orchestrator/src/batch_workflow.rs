@@ -1,24 +1,47 @@
 //! `TaskBatchWorkflow`: up to [`crate::run_workflow::BATCH_SIZE`] tasks of one template.
 //!
-//! It loads its slice of the plan from the run log (a local activity), starts one
-//! `TaskWorkflow` per task (ids unchanged: `{run}/{template}/{key}`) and waits for all of
-//! them. Batches keep the run's own history small whatever the fan-out: 10,000 tasks are 40
-//! batch children there, each batch holding a few hundred children of its own.
+//! It loads its slice of the plan from the run log (a local activity) and runs every task at
+//! once, each the way its plan says (ADR-017): a task in `workflow` mode as a `TaskWorkflow`
+//! child (ids unchanged: `{run}/{template}/{key}`), a task in `activity` mode as one activity
+//! of this workflow ([`crate::activity_tasks`]). Batches keep the run's own history small
+//! whatever the fan-out: 10,000 tasks are 40 batch children there.
+//!
+//! Plans made before execution modes existed carry no mode: every task is a child, and the
+//! batch issues exactly the commands it always did, so their histories replay unchanged.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use taskfactory_schemas::Execution;
 use taskfactory_schemas::run::{BatchInput, BatchOutcome, LoadBatchInput};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::join_all;
-use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::workflows::{join, join_all};
+use temporalio_sdk::{ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult};
 
+use crate::activity_tasks::{self, Buffered, WriteBuffer};
 use crate::children::run_child;
 use crate::contracts::TfActivities;
 
-/// A slice of a template's tasks.
+/// A slice of a template's tasks; holds the run-log writes of its activity-mode tasks until
+/// they are written.
 #[workflow]
 #[derive(Default)]
-pub struct TaskBatchWorkflow;
+pub struct TaskBatchWorkflow {
+    buffer: WriteBuffer,
+}
+
+impl Buffered for TaskBatchWorkflow {
+    fn buffer(&mut self) -> &mut WriteBuffer {
+        &mut self.buffer
+    }
+
+    fn buffered(&self) -> &WriteBuffer {
+        &self.buffer
+    }
+}
+
+type TaskFuture<'a> = Pin<Box<dyn Future<Output = bool> + 'a>>;
 
 #[workflow_methods]
 impl TaskBatchWorkflow {
@@ -33,11 +56,29 @@ impl TaskBatchWorkflow {
         };
         let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(60)).build();
         let tasks = ctx.execute_local_activity(TfActivities::load_batch, load, options).await?;
-        let children = tasks.iter().map(|task| run_child(&*ctx, &input.run_workflow_id, &input.meta, task));
+        let ctx = &*ctx;
+        let as_activities = tasks.iter().filter(|t| t.execution == Execution::Activity).count();
         let mut outcome = BatchOutcome::default();
-        for ok in join_all(children).await {
-            if ok { outcome.completed += 1 } else { outcome.failed += 1 }
+        let count = |outcome: &mut BatchOutcome, results: Vec<bool>| {
+            for ok in results {
+                if ok { outcome.completed += 1 } else { outcome.failed += 1 }
+            }
+        };
+        if as_activities == 0 {
+            let children = tasks.iter().map(|task| run_child(ctx, &input.run_workflow_id, &input.meta, task));
+            count(&mut outcome, join_all(children).await);
+            return Ok(outcome);
         }
+        activity_tasks::open(ctx, as_activities);
+        let runs = tasks.iter().map(|task| -> TaskFuture<'_> {
+            match task.execution {
+                Execution::Activity => Box::pin(activity_tasks::run(ctx, &input, task)),
+                Execution::Workflow => Box::pin(run_child(ctx, &input.run_workflow_id, &input.meta, task)),
+            }
+        });
+        let (results, written) = join!(join_all(runs), activity_tasks::flush(ctx, &input));
+        count(&mut outcome, results);
+        written.map_err(ApplicationFailure::non_retryable)?;
         Ok(outcome)
     }
 }

@@ -9,8 +9,8 @@
 use serde_json::Value;
 use taskfactory_schemas::run::{
     FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
-    PlanTemplateInput, ResolveContextInput, StartRunInput, TaskFinishedInput, TaskRanInput, TaskStartedInput,
-    TasksSkippedInput,
+    PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskRanInput,
+    TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
 use taskfactory_schemas::{Plan, PlannedTask};
 use temporalio_macros::activity_definitions;
@@ -84,6 +84,22 @@ impl TfActivities {
         unimplemented!()
     }
 
+    /// Runs one task of an own kind (`noop`, `http`) in activity mode and records its start
+    /// (every attempt) and its completion with its output in the run log itself; the output
+    /// stays out of the batch's history. A failure is returned; the batch records it once it
+    /// is final.
+    #[activity(name = "tf.run_task")]
+    pub fn run_task(input: RunTaskInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Writes the run-log entries a batch gathered in one activation (starts and ends of its
+    /// activity-mode tasks) in one transaction. Cheap: a local activity.
+    #[activity(name = "tf.task_writes")]
+    pub fn task_writes(input: TaskWritesInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
     /// Marks a template's tasks skipped because a dependency failed.
     #[activity(name = "tf.tasks_skipped")]
     pub fn tasks_skipped(input: TasksSkippedInput) -> Result<(), ActivityError> {
@@ -100,7 +116,7 @@ impl TfActivities {
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
     pub use super::tf_activities::{
-        FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, StartRun,
-        TaskFinished, TaskRan, TaskStarted, TasksSkipped,
+        FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, RunTask, StartRun,
+        TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
     };
 }

@@ -8,14 +8,18 @@
 //! - [`contracts`]: names and input/output types of every activity the workflows call.
 //! - [`run_workflow`]: `RunActivityWorkflow`: load → resolve context → plan → run the task DAG.
 //! - [`batch_workflow`]: `TaskBatchWorkflow`: a slice of a template's tasks.
-//! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow.
+//! - [`task_workflow`]: `TaskWorkflow`: one task, one workflow (`workflow` execution mode).
+//! - `activity_tasks`: a task as an activity of its batch (`activity` execution mode).
+//! - `convert`: retry policies and result payloads between the plan's types and the SDK's.
 //! - `children`: starting a task's `TaskWorkflow` (batches and the pre-batching path).
 //! - [`search`]: search attribute keys, the set every workflow of a run carries, [`search::Kind`].
 //! - [`failure`]: turning Temporal failures into readable messages.
 
+mod activity_tasks;
 pub mod batch_workflow;
 mod children;
 pub mod contracts;
+mod convert;
 pub mod failure;
 pub mod run_workflow;
 pub mod search;

@@ -19,14 +19,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskfactory_schemas::TaskSpec;
-use taskfactory_schemas::plan::Retry;
 use taskfactory_schemas::run::{
     HttpRequestInput, HumanDecision, HumanTaskInput, Status, TaskFinishedInput, TaskInput, TaskRanInput,
     TaskStartedInput,
 };
 use temporalio_common::data_converters::RawValue;
-use temporalio_common::protos::temporal::api::common::v1::Payload;
-use temporalio_common::{RetryPolicy, UntypedActivity, UntypedWorkflow};
+use temporalio_common::{UntypedActivity, UntypedWorkflow};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -35,6 +33,7 @@ use temporalio_sdk::{
 };
 
 use crate::contracts::TfActivities;
+use crate::convert::{json_of, retry_policy};
 use crate::failure;
 use crate::search::MEMO_DEFINITION_NAME;
 
@@ -47,15 +46,6 @@ pub struct TaskWorkflow {
 
 fn trace_options() -> LocalActivityOptions {
     LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(30)).build()
-}
-
-fn retry_policy(retry: &Retry) -> RetryPolicy {
-    RetryPolicy::builder()
-        .initial_interval(Duration::from_millis(retry.initial_interval_ms))
-        .backoff_coefficient(retry.backoff)
-        .maximum_interval(Duration::from_millis(retry.max_interval_ms))
-        .maximum_attempts(retry.max_attempts)
-        .build()
 }
 
 #[workflow_methods]
@@ -191,18 +181,5 @@ async fn execute(ctx: &WorkflowContext<TaskWorkflow>, input: &TaskInput) -> Resu
                 None => Err(format!("nobody decided within {}s", timeout_secs.unwrap_or_default())),
             }
         }
-    }
-}
-
-/// The JSON value of a workflow or activity result; non-JSON payloads are described, never
-/// decoded blindly.
-fn json_of(payloads: &[Payload]) -> Value {
-    let Some(payload) = payloads.first() else { return Value::Null };
-    let encoding =
-        payload.metadata.get("encoding").map(|e| String::from_utf8_lossy(e).into_owned()).unwrap_or_default();
-    match encoding.as_str() {
-        "json/plain" => serde_json::from_slice(&payload.data).unwrap_or(Value::Null),
-        "binary/null" | "" if payload.data.is_empty() => Value::Null,
-        other => serde_json::json!({"encoding": other, "bytes": payload.data.len()}),
     }
 }

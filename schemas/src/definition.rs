@@ -231,6 +231,34 @@ pub enum TaskKind {
     Noop,
 }
 
+/// How a task runs in Temporal (ADR-017).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    /// As an activity of its batch workflow: one history event group instead of a workflow
+    /// execution. The task has no workflow id of its own; its activity id is the task id.
+    Activity,
+    /// As a `TaskWorkflow` of its own (id: the task id), a child of its batch. Plans made
+    /// before execution modes existed carry no mode and mean this.
+    #[default]
+    Workflow,
+}
+
+impl Execution {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Activity => "activity",
+            Self::Workflow => "workflow",
+        }
+    }
+
+    /// Whether this is the default (workflow) mode; plans leave it out then.
+    pub fn is_workflow(&self) -> bool {
+        *self == Self::Workflow
+    }
+}
+
 /// How a task is retried.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +335,11 @@ pub struct TaskTemplate {
     /// Retries of `workflow`, `activity` and `http` tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// How each task runs: `activity` (an activity of its batch workflow: cheap, the default
+    /// for `noop`, `http` and `activity`) or `workflow` (a `TaskWorkflow` of its own: the
+    /// default, and the only choice, for `workflow` and `human`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
     /// Labels shown in the UI; not interpreted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -36,7 +36,9 @@ pub mod template;
 pub mod trigger;
 pub mod validate;
 
-pub use definition::{ActivityDefinition, ContextKind, ContextSource, TaskKind, TaskTemplate, Trigger, TriggerKind};
+pub use definition::{
+    ActivityDefinition, ContextKind, ContextSource, Execution, TaskKind, TaskTemplate, Trigger, TriggerKind,
+};
 pub use events::{EventType, Level, TraceEvent, TriggerEvent};
 pub use ids::DefinitionId;
 pub use kinds::TaskSpec;

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::definition::{ActivityDefinition, TaskTemplate};
+use crate::definition::{ActivityDefinition, Execution, TaskTemplate};
 use crate::ids::{check_workflow_id_len, task_workflow_id};
 pub use crate::kinds::{Retry, TaskSpec};
 use crate::template::{Scope, Templates};
@@ -30,6 +30,9 @@ pub struct PlannedTask {
     pub spec: TaskSpec,
     /// Rendered parameters.
     pub params: Value,
+    /// How it runs; plans made before execution modes have none, which means `workflow`.
+    #[serde(default, skip_serializing_if = "Execution::is_workflow")]
+    pub execution: Execution,
 }
 
 /// The DAG node of one template.
@@ -287,7 +290,8 @@ fn plan_template(
         });
         let task_id = task_workflow_id(req.run_workflow_id, &template.id, &item_key);
         check_workflow_id_len(&task_id).map_err(|m| err("key", item_index, m))?;
-        out.tasks.push(PlannedTask { task_id, template_id: template.id.clone(), item_key, spec, params });
+        let execution = template.execution.unwrap_or(template.kind.default_execution());
+        out.tasks.push(PlannedTask { task_id, template_id: template.id.clone(), item_key, spec, params, execution });
     }
     Ok(())
 }

@@ -315,6 +315,52 @@ pub struct FinishRunInput {
     pub error: Option<String>,
 }
 
+/// Input of `run_task`: one task of an own kind (`noop`, `http`) in activity mode, run by the
+/// activity itself, which records its start and its end in the run log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunTaskInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The task.
+    pub task: PlannedTask,
+}
+
+/// One entry of a batch's coalesced run-log write (`task_writes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "write", rename_all = "snake_case")]
+pub enum TaskLogEntry {
+    /// The task's activity was scheduled: `NODE_STARTED`.
+    Started {
+        /// The task id.
+        task_id: String,
+    },
+    /// The task ended: `NODE_COMPLETED` or `NODE_FAILED`.
+    Finished {
+        /// The task id.
+        task_id: String,
+        /// `completed` or `failed`.
+        status: Status,
+        /// Its output.
+        output: Value,
+        /// Why it failed.
+        error: Option<String>,
+    },
+}
+
+/// Input of `task_writes`: the run-log writes a batch workflow gathered in one activation,
+/// written in order in one transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskWritesInput {
+    /// The parent run's workflow id.
+    pub run_workflow_id: String,
+    /// The batch workflow's id (where the tasks' activities are, for the UI's link).
+    pub workflow_id: String,
+    /// The batch workflow's run id.
+    pub temporal_run_id: String,
+    /// The writes, in order.
+    pub entries: Vec<TaskLogEntry>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -120,6 +120,12 @@ pub struct TuningArgs {
     /// batches, which then replay their whole history on every child completion.
     #[arg(long, env = "TASKFACTORY_MAX_CACHED_WORKFLOWS", default_value_t = 2_500)]
     pub max_cached_workflows: usize,
+    /// Activities the worker runs at once (activity-mode tasks of its batches among them).
+    #[arg(long, env = "TASKFACTORY_ACTIVITY_SLOTS", default_value_t = 100)]
+    pub activity_slots: usize,
+    /// Activities the server may hand back with a workflow task's completion (eager dispatch).
+    #[arg(long, env = "TASKFACTORY_EAGER_ACTIVITIES", default_value_t = 3)]
+    pub eager_activities: usize,
     /// Write each task's start and end in a transaction of its own instead of grouping
     /// concurrent ones (for measuring what grouping buys; slower).
     #[arg(long, env = "TASKFACTORY_NO_GROUP_COMMIT", hide = true)]
@@ -134,6 +140,8 @@ impl TuningArgs {
             nonsticky_ratio: self.nonsticky_ratio,
             activity_pollers: self.activity_pollers,
             max_cached_workflows: self.max_cached_workflows,
+            activity_slots: self.activity_slots,
+            eager_activities: self.eager_activities,
         }
     }
 }

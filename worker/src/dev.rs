@@ -140,6 +140,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         db_file: Some(data_dir.join("temporal.db")),
         log_file: data_dir.join("logs/temporal.log"),
         search_attributes,
+        dynamic_config: Vec::new(),
     };
     let temporal_server =
         TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_auxiliary_ports)?;

@@ -8,6 +8,7 @@ use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
 use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
 use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder, WorkerTuner};
 use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -42,11 +43,24 @@ pub struct WorkerTuning {
     pub activity_pollers: usize,
     /// Workflows kept in the worker's cache (sticky execution).
     pub max_cached_workflows: usize,
+    /// Activities run at once (the SDK's default: 100). In activity mode a batch of 250 tasks
+    /// has 250 activities ready at once.
+    pub activity_slots: usize,
+    /// Activities the server may hand back with a workflow task's completion (eager dispatch,
+    /// no poll round trip; the SDK's default: 3).
+    pub eager_activities: usize,
 }
 
 impl Default for WorkerTuning {
     fn default() -> Self {
-        Self { workflow_pollers: 5, nonsticky_ratio: 0.2, activity_pollers: 5, max_cached_workflows: 2_500 }
+        Self {
+            workflow_pollers: 5,
+            nonsticky_ratio: 0.2,
+            activity_pollers: 5,
+            max_cached_workflows: 2_500,
+            activity_slots: 100,
+            eager_activities: 3,
+        }
     }
 }
 
@@ -59,12 +73,26 @@ pub fn build(runtime: &Runtime, setup: WorkerConfig) -> anyhow::Result<Worker> {
         .nonsticky_to_sticky_poll_ratio(tuning.nonsticky_ratio)
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(tuning.activity_pollers.max(1)))
         .max_cached_workflows(tuning.max_cached_workflows)
+        .tuner(tuner(tuning.activity_slots))
+        .max_eager_activity_reservations_per_workflow_task(tuning.eager_activities)
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?
         .register_workflow::<TaskBatchWorkflow>()?
         .register_activities(activities)
         .build();
     Worker::new(runtime, setup.client, options).context("creating the Temporal worker")
+}
+
+/// The SDK's default slots (100 of each), with `activity_slots` activity slots.
+fn tuner(activity_slots: usize) -> WorkerTuner {
+    let fixed = |n: usize| FixedSizeSlotSupplier::new(n.max(1));
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(fixed(100))
+        .activity_task_slot_supplier(fixed(activity_slots))
+        .local_activity_task_slot_supplier(fixed(100))
+        .nexus_task_slot_supplier(fixed(100))
+        .build()
+        .into()
 }
 
 /// Runs the worker until `shutdown` resolves, then drains it (in-flight tasks finish).

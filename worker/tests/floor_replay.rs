@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use taskfactory::bench::floor::{FloorChildWorkflow, FloorWorkflow};
+use taskfactory::bench::floor::{
+    FloorActivitiesWorkflow, FloorActivityBatchWorkflow, FloorChildWorkflow, FloorWorkflow,
+};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -17,6 +19,10 @@ async fn the_floors_histories_replay() {
         .register_workflow::<FloorWorkflow>()
         .unwrap()
         .register_workflow::<FloorChildWorkflow>()
+        .unwrap()
+        .register_workflow::<FloorActivitiesWorkflow>()
+        .unwrap()
+        .register_workflow::<FloorActivityBatchWorkflow>()
         .unwrap()
         .build();
     let replayer = WorkflowReplayer::new(options).unwrap();
@@ -32,5 +38,5 @@ async fn the_floors_histories_replay() {
             replayed += 1;
         }
     }
-    assert_eq!(replayed, 2, "floor_workflow.json and floor_child_workflow.json in {}", dir.display());
+    assert_eq!(replayed, 4, "the four floor_*.json histories in {}", dir.display());
 }

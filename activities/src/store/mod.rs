@@ -35,7 +35,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use taskfactory_schemas::events::NewTraceEvent;
 use taskfactory_schemas::plan::{Outcome, PlannedTask};
 use taskfactory_schemas::run::{LoadedDefinition, RunOutcome, RunTrigger, Status, TriggerInfo};
-use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Level, Plan, TraceEvent};
+use taskfactory_schemas::{ActivityDefinition, DefinitionId, EventType, Execution, Level, Plan, TraceEvent};
 
 use crate::metrics::metrics;
 
@@ -217,6 +217,11 @@ pub struct TaskRow {
     pub item_key: String,
     /// Kind.
     pub kind: String,
+    /// How it runs: `workflow` (its own TaskWorkflow) or `activity` (an activity of its batch).
+    pub execution: String,
+    /// The Temporal workflow to open for it: its own (the task id) or, in activity mode, its
+    /// batch's, whose history holds the task's activity under the task id.
+    pub temporal_workflow_id: String,
     /// Status.
     pub status: String,
     /// Attempt number (0 before it starts).
@@ -332,11 +337,12 @@ async fn insert_tasks(
             .iter()
             .map(|t| nul::encode(&serde_json::to_value(&t.spec).unwrap_or_default()).into_owned())
             .collect();
+        let executions: Vec<&str> = chunk.iter().map(|t| t.execution.as_str()).collect();
         sqlx::query(
-            "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, position, spec) \
-             select u.id, $1, u.t, u.k, u.kind, u.p, $7 + u.ord::int - 1, u.s \
-             from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $8::jsonb[]) \
-             with ordinality as u(id, t, k, kind, p, s, ord) \
+            "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, position, spec, execution) \
+             select u.id, $1, u.t, u.k, u.kind, u.p, $7 + u.ord::int - 1, u.s, u.e \
+             from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $8::jsonb[], $9::text[]) \
+             with ordinality as u(id, t, k, kind, p, s, e, ord) \
              on conflict (id) do nothing",
         )
         .bind(run)
@@ -347,6 +353,7 @@ async fn insert_tasks(
         .bind(&params)
         .bind(base)
         .bind(&specs)
+        .bind(&executions)
         .execute(&mut **tx)
         .await?;
     }

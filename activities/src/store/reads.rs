@@ -87,7 +87,8 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
         let tasks = sqlx::query(
-            "select id, template_id, item_key, kind, status, attempt, params, output, error, started_at, finished_at \
+            "select id, template_id, item_key, kind, execution, status, attempt, params, output, error, started_at, \
+             finished_at, coalesce(temporal_workflow_id, id) as temporal_workflow_id \
              from task_runs where run_workflow_id = $1 order by id limit 1000",
         )
         .bind(workflow_id)
@@ -100,6 +101,8 @@ impl Store {
                 template_id: r.try_get("template_id")?,
                 item_key: r.try_get("item_key")?,
                 kind: r.try_get("kind")?,
+                execution: r.try_get("execution")?,
+                temporal_workflow_id: r.try_get("temporal_workflow_id")?,
                 status: r.try_get("status")?,
                 attempt: r.try_get("attempt")?,
                 params: nul::decode(r.try_get("params")?),

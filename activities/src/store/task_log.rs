@@ -25,12 +25,17 @@ const MAX_GROUP: usize = 500;
 /// One task state change (with its trace event).
 #[derive(Clone, Debug)]
 pub enum TaskWrite {
-    /// The task's workflow started running it: `NODE_STARTED`.
+    /// The task started running (its workflow, or an attempt of its activity): `NODE_STARTED`
+    /// once, the attempt number on every attempt.
     Started {
-        /// The task's workflow id.
+        /// The task id.
         task_id: String,
-        /// The task workflow's run id.
+        /// The run id of the workflow that runs it.
         temporal_run_id: String,
+        /// The workflow that runs it, when that is not the task's own (activity mode: its batch).
+        workflow_id: Option<String>,
+        /// Which attempt (1 for a task workflow).
+        attempt: u32,
     },
     /// The task ended: `NODE_COMPLETED` or `NODE_FAILED`.
     Finished {

@@ -190,8 +190,8 @@ impl Store {
 
     /// A slice of a template's tasks in plan order.
     pub async fn load_tasks(&self, run: &str, template_id: &str, offset: i64, limit: i64) -> Result<Vec<PlannedTask>> {
-        let rows: Vec<(String, String, Value, Value)> = sqlx::query_as(
-            "select id, item_key, spec, params from task_runs where run_workflow_id = $1 and template_id = $2 \
+        let rows: Vec<(String, String, Value, Value, String)> = sqlx::query_as(
+            "select id, item_key, spec, params, execution from task_runs where run_workflow_id = $1 and template_id = $2 \
              order by position offset $3 limit $4",
         )
         .bind(run)
@@ -201,7 +201,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(task_id, item_key, spec, params)| {
+            .map(|(task_id, item_key, spec, params, execution)| {
                 let spec = serde_json::from_value(nul::decode(spec))
                     .map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
                 Ok(PlannedTask {
@@ -210,6 +210,7 @@ impl Store {
                     item_key,
                     spec,
                     params: nul::decode(params),
+                    execution: if execution == "activity" { Execution::Activity } else { Execution::Workflow },
                 })
             })
             .collect()
@@ -351,13 +352,16 @@ impl Store {
         write: &TaskWrite,
     ) -> Result<(NewTraceEvent, Option<(String, String)>)> {
         Ok(match write {
-            TaskWrite::Started { task_id, temporal_run_id } => {
+            TaskWrite::Started { task_id, temporal_run_id, workflow_id, attempt } => {
                 sqlx::query(
-                    "update task_runs set status = 'running', attempt = greatest(attempt, 1), temporal_run_id = $2, \
-                     started_at = coalesce(started_at, now()) where id = $1 and status in ('pending', 'running')",
+                    "update task_runs set status = 'running', attempt = greatest(attempt, $3), temporal_run_id = $2, \
+                     temporal_workflow_id = $4, started_at = coalesce(started_at, now()) \
+                     where id = $1 and status in ('pending', 'running')",
                 )
                 .bind(task_id)
                 .bind(temporal_run_id)
+                .bind(i32::try_from(*attempt).unwrap_or(i32::MAX).max(1))
+                .bind(workflow_id.as_deref())
                 .execute(&mut **tx)
                 .await?;
                 (
@@ -375,7 +379,8 @@ impl Store {
             TaskWrite::Finished { task_id, status, output, error } => {
                 let labels: Option<(String, String)> = sqlx::query_as(
                     "update task_runs t set status = $2, output = $3, error = $4, finished_at = coalesce(t.finished_at, now()) \
-                     from activity_runs r where t.id = $1 and r.workflow_id = t.run_workflow_id returning t.kind, r.definition_id",
+                     from activity_runs r where t.id = $1 and r.workflow_id = t.run_workflow_id \
+                     and t.status in ('pending', 'running') returning t.kind, r.definition_id",
                 )
                 .bind(task_id)
                 .bind(status.as_str())

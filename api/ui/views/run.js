@@ -133,7 +133,8 @@ export async function runView(workflowId, config) {
       detail = await api(`/api/v1/runs/${enc(workflowId)}`);
       task = detail.tasks.find((t) => t.id === id);
     }
-    const link = config.temporal_ui_url ? el("a", { href: `${config.temporal_ui_url}/namespaces/${enc(config.namespace)}/workflows/${enc(id)}`, target: "_blank" }, "open in the Temporal Web UI") : null;
+    const inTemporal = task?.temporal_workflow_id ?? id;
+    const link = config.temporal_ui_url ? el("a", { href: `${config.temporal_ui_url}/namespaces/${enc(config.namespace)}/workflows/${enc(inTemporal)}`, target: "_blank" }, task?.execution === "activity" ? "open its batch in the Temporal Web UI (activity " + id + ")" : "open in the Temporal Web UI") : null;
     fill(side, el("h3", {}, id), link,
       task ? [el("p", {}, badge(task.status), ` attempt ${task.attempt} · ${when(task.started_at)} → ${when(task.finished_at)}`),
         el("h4", {}, "params"), pretty(task.params), el("h4", {}, "output"), pretty(task.output),

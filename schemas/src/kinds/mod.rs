@@ -24,7 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definition::{RetrySpec, TaskKind, TaskTemplate};
+use crate::definition::{Execution, RetrySpec, TaskKind, TaskTemplate};
 use crate::duration::parse_duration;
 use crate::template::{Scope, Templates};
 
@@ -129,6 +129,17 @@ impl TaskKind {
         }
     }
 
+    /// How the kind's tasks run when the template does not say.
+    pub fn default_execution(self) -> Execution {
+        if self.needs_own_workflow() { Execution::Workflow } else { Execution::Activity }
+    }
+
+    /// Whether every task of this kind needs a workflow of its own: a `workflow` task's child
+    /// hangs off it, a `human` task waits for a signal sent to it.
+    pub fn needs_own_workflow(self) -> bool {
+        matches!(self, Self::Workflow | Self::Human)
+    }
+
     /// The kind-specific template fields this kind reads.
     pub fn fields(self) -> &'static [&'static str] {
         match self {
@@ -192,6 +203,12 @@ pub(crate) fn validate(t: &TaskTemplate, templates: &Templates) -> Problems {
         TaskKind::Http => http::validate(t, templates, &mut problems),
         TaskKind::Human => human::validate(t, templates, &mut problems),
         TaskKind::Noop => {}
+    }
+    if t.execution == Some(Execution::Activity) && t.kind.needs_own_workflow() {
+        problems.push(
+            "execution",
+            format!("kind {:?} runs as a workflow of its own: execution must be \"workflow\"", t.kind.name()),
+        );
     }
     let own = t.kind.fields();
     for (field, set) in fields_set(t) {
@@ -270,5 +287,49 @@ pub(crate) fn spec(
         TaskKind::Activity => activity::spec(template, &common),
         TaskKind::Http => http::spec(template, templates, scope, &common),
         TaskKind::Human => human::spec(template, templates, scope, &common),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::definition::Execution;
+    use crate::validate::parse_definition;
+
+    fn with_tasks(tasks: serde_json::Value) -> serde_json::Value {
+        json!({"id": "k", "name": "Kinds", "trigger": {"kind": "manual"}, "tasks": tasks})
+    }
+
+    #[test]
+    fn kinds_that_need_a_workflow_refuse_activity_mode_by_field() {
+        let document = with_tasks(json!([
+            {"id": "a", "kind": "human", "title": "Approve", "execution": "activity"},
+            {"id": "b", "kind": "workflow", "workflow_type": "W", "execution": "activity"},
+            {"id": "c", "kind": "noop", "execution": "workflow"},
+            {"id": "d", "kind": "http", "url": "https://example.com", "execution": "activity"}
+        ]));
+        let errors = parse_definition(document).unwrap_err();
+        let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["tasks[0].execution", "tasks[1].execution"], "{errors}");
+        assert!(errors.errors[0].message.contains("\"human\" runs as a workflow of its own"), "{errors}");
+    }
+
+    #[test]
+    fn each_kind_has_its_default_mode() {
+        use crate::definition::TaskKind::*;
+        let modes: Vec<_> =
+            [Noop, Http, Activity, Workflow, Human].into_iter().map(|k| k.default_execution()).collect();
+        use Execution::{Activity as A, Workflow as W};
+        assert_eq!(modes, [A, A, A, W, W]);
+    }
+
+    #[test]
+    fn plans_without_a_mode_read_as_workflow_mode_and_write_back_unchanged() {
+        let old =
+            json!({"task_id": "r/t/0", "template_id": "t", "item_key": "0", "spec": {"kind": "noop"}, "params": {}});
+        let task: crate::plan::PlannedTask = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(task.execution, Execution::Workflow);
+        assert_eq!(serde_json::to_value(&task).unwrap(), old);
     }
 }

@@ -1,7 +1,34 @@
-//! Fan-out: one run of N noop tasks next to the floor (bare child workflows with one activity
-//! each), and optionally the floor's leaves as top-level workflows.
+//! Fan-out: one run of N noop tasks, in each execution mode, next to the two floors written by
+//! hand with no taskfactory at all ([`super::floor`]): N trivial activities in batch workflows
+//! of 250 (the *activity floor*, what activity mode is held to), and N child workflows with
+//! one activity each (the *child floor*, what workflow mode is held to). Every series runs on
+//! a fresh worker process of its own, in turn, round after round; medians are reported.
 
 use super::*;
+
+/// Largest fan-out the workflow-mode series (and the child floor) run at by default: above it
+/// they take minutes and say nothing new.
+const WORKFLOW_MODE_MAX: u64 = 2_000;
+
+/// One measured series of a fan-out size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Series {
+    ActivityFloor,
+    ChildFloor,
+    Activity,
+    Workflow,
+}
+
+impl Series {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ActivityFloor => "activity_floor",
+            Self::ChildFloor => "child_floor",
+            Self::Activity => "taskfactory_activity_mode",
+            Self::Workflow => "taskfactory_workflow_mode",
+        }
+    }
+}
 
 impl Bench {
     pub(super) async fn fanout(
@@ -14,53 +41,81 @@ impl Bench {
         let mut rows = Vec::new();
         for &n in sizes {
             let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
-            let (mut tf, mut floor, mut top) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 1..=rounds {
-                eprintln!("fan-out of {n} ({round}/{rounds}): the floor (bare child workflows), then taskfactory ...");
+            let mut series = vec![Series::Activity];
+            if !skip_floor {
+                series.insert(0, Series::ActivityFloor);
+            }
+            if n <= WORKFLOW_MODE_MAX {
+                series.push(Series::Workflow);
                 if !skip_floor {
-                    floor.push(self.floor_run(n).await?);
+                    series.push(Series::ChildFloor);
                 }
-                tf.push(self.taskfactory_run(n).await?);
+            }
+            let mut measured: Vec<Vec<(f64, f64)>> = vec![Vec::new(); series.len()];
+            let mut top = Vec::new();
+            for round in 1..=rounds {
+                for (i, s) in series.iter().enumerate() {
+                    eprintln!("fan-out of {n} ({round}/{rounds}): {} ...", s.name());
+                    measured[i].push(match s {
+                        Series::ActivityFloor => self.activity_floor_run(n).await?,
+                        Series::ChildFloor => self.floor_run(n).await?,
+                        Series::Activity => self.taskfactory_run(n, "activity").await?,
+                        Series::Workflow => self.taskfactory_run(n, "workflow").await?,
+                    });
+                }
                 if top_level {
                     top.push(self.top_level_run(n).await?);
                 }
             }
-            let (tf_wall, floor_wall) = (median(tf.iter().map(|r| r.0)), median(floor.iter().map(|r| r.0)));
-            let (tf_rss, floor_rss) = (max(tf.iter().map(|r| r.1)), max(floor.iter().map(|r| r.1)));
-            let ratio = round2(tf_wall / floor_wall);
-            eprintln!(
-                "  {n:>6} tasks: taskfactory {tf_wall:>7.2} s ({:>6.1} tasks/s, worker peak {tf_rss:>6.1} MiB) | floor {floor_wall:>7.2} s ({floor_rss:>6.1} MiB) | ratio {ratio} (medians of {rounds})",
-                n as f64 / tf_wall
-            );
-            let walls = |runs: &[(f64, f64)]| runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>();
             let mut row = json!({
                 "tasks": n,
                 "runs": rounds,
-                "taskfactory": {"wall_s": round2(tf_wall), "tasks_per_s": round2(n as f64 / tf_wall), "peak_worker_rss_mib": tf_rss, "wall_s_each": walls(&tf)},
-                "floor": {"wall_s": round2(floor_wall), "tasks_per_s": round2(n as f64 / floor_wall), "peak_worker_rss_mib": floor_rss, "wall_s_each": walls(&floor)},
-                "ratio_taskfactory_to_floor": ratio,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}", if top_level { " --top-level" } else { "" }),
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}",
+                    if skip_floor { " --skip-floor" } else { "" }, if top_level { " --top-level" } else { "" }),
             });
+            let mut wall_of = std::collections::HashMap::new();
+            for (s, runs) in series.iter().zip(&measured) {
+                let wall = median(runs.iter().map(|r| r.0));
+                let rss = max(runs.iter().map(|r| r.1));
+                wall_of.insert(*s, wall);
+                eprintln!(
+                    "  {n:>6} tasks: {:<26} {wall:>7.2} s ({:>7.1} tasks/s, worker peak {rss:>6.1} MiB, median of {rounds})",
+                    s.name(),
+                    n as f64 / wall
+                );
+                row[s.name()] = json!({"wall_s": round2(wall), "tasks_per_s": round2(n as f64 / wall), "peak_worker_rss_mib": rss,
+                    "wall_s_each": runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>()});
+            }
+            let ratio = |a: Series, b: Series| wall_of.get(&a).zip(wall_of.get(&b)).map(|(a, b)| round2(a / b));
+            if let Some(r) = ratio(Series::Activity, Series::ActivityFloor) {
+                eprintln!("         activity mode / activity floor: {r} (goal: at most 1.2)");
+                row["ratio_activity_mode_to_activity_floor"] = json!(r);
+            }
+            if let Some(r) = ratio(Series::Workflow, Series::Activity) {
+                eprintln!("         workflow mode / activity mode: {r} (activity mode is {r}x faster)");
+                row["speedup_activity_mode_over_workflow_mode"] = json!(r);
+            }
+            if let Some(r) = ratio(Series::Workflow, Series::ChildFloor) {
+                eprintln!("         workflow mode / child floor: {r}");
+                row["ratio_workflow_mode_to_child_floor"] = json!(r);
+            }
             if top_level {
                 let top_wall = median(top.iter().map(|r| r.0));
-                eprintln!(
-                    "         the floor's leaves as top-level workflows: {top_wall:>7.2} s, ratio to the floor {}",
-                    round2(top_wall / floor_wall)
-                );
-                row["top_level_leaves"] = json!({"wall_s": round2(top_wall), "tasks_per_s": round2(n as f64 / top_wall), "wall_s_each": walls(&top), "ratio_to_floor": round2(top_wall / floor_wall)});
+                eprintln!("         the child floor's leaves as top-level workflows: {top_wall:>7.2} s");
+                row["top_level_leaves"] = json!({"wall_s": round2(top_wall), "tasks_per_s": round2(n as f64 / top_wall), "wall_s_each": top.iter().map(|r| round2(r.0)).collect::<Vec<_>>()});
             }
             rows.push(row);
         }
         Ok(Value::Array(rows))
     }
 
-    /// Wall seconds and the worker's peak RSS of a run of `n` noop tasks.
-    async fn taskfactory_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
+    /// Wall seconds and the worker's peak RSS of a run of `n` noop tasks in `execution` mode.
+    async fn taskfactory_run(&self, n: u64, execution: &str) -> anyhow::Result<(f64, f64)> {
         let id = format!("bench-fanout-{n}-{}", uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"));
         let items: Vec<u64> = (0..n).collect();
         let definition = json!({"id": id, "name": format!("Fan-out of {n}"), "trigger": {"kind": "manual"},
             "context": [{"name": "items", "kind": "static", "value": items}],
-            "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}"}]});
+            "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}", "execution": execution}]});
         self.put(&self.api, &definition).await?;
         let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
         let started = Instant::now();
@@ -92,7 +147,34 @@ impl Bench {
         Ok((wall, rss))
     }
 
-    /// Wall seconds and the worker's peak RSS of the floor for `n` children.
+    /// Wall seconds and the worker's peak RSS of the activity floor for `n` activities.
+    async fn activity_floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
+        let task_queue = format!("bench-activity-floor-{n}");
+        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
+        let id = format!("bench-activity-floor-{n}-{}", uuid::Uuid::new_v4().simple());
+        let started = Instant::now();
+        let handle = self
+            .client
+            .start_workflow(
+                FloorActivitiesWorkflow::run,
+                ActivityFloorInput { id_prefix: id.clone(), activities: n },
+                WorkflowStartOptions::new(task_queue, id.clone()).build(),
+            )
+            .await?;
+        let done = handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .with_context(|| format!("activity floor {id}"))?;
+        let wall = started.elapsed().as_secs_f64();
+        let rss = worker.peak_rss_mib();
+        worker.stop().await;
+        if done != n {
+            bail!("the activity floor completed {done} of {n} activities");
+        }
+        Ok((wall, rss))
+    }
+
+    /// Wall seconds and the worker's peak RSS of the child floor for `n` children.
     async fn floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
         let task_queue = format!("bench-floor-{n}");
         let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;

@@ -3,12 +3,16 @@
 //! starts these workflows, on a worker of its own ([`run_worker`], the hidden `taskfactory
 //! bench-floor-worker`); the product worker does not register them.
 //!
-//! `FloorWorkflow` starts `children` `FloorChildWorkflow`s at once and waits for all of them;
-//! each child runs one trivial *remote* activity (`tf.floor_step`). That is the naive way to
-//! write "N tasks, each its own workflow" by hand. Above [`FLOOR_GROUP`] children, the parent
-//! starts sub-parents of at most [`FLOOR_GROUP`] children each instead, because a single
-//! workflow may not have more than 2,000 pending children on a default server, nor a history
-//! over 50,000 events.
+//! Two floors, one per way of writing "N tasks" by hand:
+//! - the **child-workflow floor**: `FloorWorkflow` starts `children` `FloorChildWorkflow`s at
+//!   once and waits for all of them; each child runs one trivial *remote* activity
+//!   (`tf.floor_step`). Above [`FLOOR_GROUP`] children, the parent starts sub-parents of at most
+//!   [`FLOOR_GROUP`] children each instead, because a single workflow may not have more than
+//!   2,000 pending children on a default server, nor a history over 50,000 events;
+//! - the **activity floor**: `FloorActivitiesWorkflow` starts one `FloorActivityBatchWorkflow`
+//!   per [`ACTIVITY_BATCH`] tasks, each running its share of `tf.floor_step` activities at
+//!   once: the same run → batches → tasks shape as taskfactory's activity mode, with nothing
+//!   else.
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,6 +37,18 @@ pub struct FloorInput {
     pub id_prefix: String,
     /// How many leaf children, each with one activity.
     pub children: u64,
+}
+
+/// Tasks per batch workflow of the activity floor.
+pub const ACTIVITY_BATCH: u64 = 250;
+
+/// What the activity floor does.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActivityFloorInput {
+    /// Prefix of the batches' workflow ids (the parent's own id).
+    pub id_prefix: String,
+    /// How many activities in all.
+    pub activities: u64,
 }
 
 /// The floor's activity.
@@ -103,12 +119,58 @@ impl FloorChildWorkflow {
     }
 }
 
+/// N activities in batches of [`ACTIVITY_BATCH`]; answers how many completed.
+#[workflow]
+#[derive(Default)]
+pub struct FloorActivitiesWorkflow;
+
+#[workflow_methods]
+impl FloorActivitiesWorkflow {
+    /// The parent: one batch child per [`ACTIVITY_BATCH`] activities.
+    #[run(name = "TfFloorActivitiesWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: ActivityFloorInput) -> WorkflowResult<u64> {
+        let ctx = &*ctx;
+        let batches = (0..input.activities.div_ceil(ACTIVITY_BATCH)).map(|b| {
+            let size = ACTIVITY_BATCH.min(input.activities - b * ACTIVITY_BATCH);
+            let options = ChildWorkflowOptions::builder().workflow_id(format!("{}/b{b}", input.id_prefix)).build();
+            async move {
+                match ctx.start_child_workflow(FloorActivityBatchWorkflow::run, size, options).await {
+                    Ok(started) => started.result().await.unwrap_or(0),
+                    Err(_) => 0,
+                }
+            }
+        });
+        Ok(join_all(batches).await.into_iter().sum())
+    }
+}
+
+/// One batch of the activity floor: `input` activities at once.
+#[workflow]
+#[derive(Default)]
+pub struct FloorActivityBatchWorkflow;
+
+#[workflow_methods]
+impl FloorActivityBatchWorkflow {
+    /// Runs `tf.floor_step` `input` times, concurrently.
+    #[run(name = "TfFloorActivityBatchWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: u64) -> WorkflowResult<u64> {
+        let ctx = &*ctx;
+        let steps = (0..input).map(|i| async move {
+            let options = ActivityOptions::start_to_close_timeout(Duration::from_secs(30));
+            u64::from(ctx.execute_activity(FloorActivities::step, i, options).await.is_ok())
+        });
+        Ok(join_all(steps).await.into_iter().sum())
+    }
+}
+
 /// Serves the floor on `task_queue` with the SDK's defaults until `shutdown` resolves.
 pub async fn run_worker(client: Client, task_queue: String, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
     let options = WorkerOptions::new(task_queue.clone())
         .register_workflow::<FloorWorkflow>()?
         .register_workflow::<FloorChildWorkflow>()?
+        .register_workflow::<FloorActivitiesWorkflow>()?
+        .register_workflow::<FloorActivityBatchWorkflow>()?
         .register_activities(FloorActivities)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;

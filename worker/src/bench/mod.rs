@@ -2,11 +2,11 @@
 //! and a Postgres cluster it starts itself (like `taskfactory dev`), printed as JSON (stdout)
 //! and as a table (stderr). Every figure carries the command that reproduces it.
 //!
-//! - `fanout`: one run of N noop tasks (wall time from the trigger to the run's end, tasks/s,
-//!   peak RSS of the worker process), next to the *floor*: N bare child workflows with one
-//!   trivial remote activity each, no taskfactory at all ([`floor`]),
-//!   on an identical fresh worker process; the ratio taskfactory/floor; with `--top-level`,
-//!   the floor's leaves started as top-level workflows (what non-child tasks could save);
+//! - `fanout`: one run of N noop tasks in each execution mode (wall time from the trigger to
+//!   the run's end, tasks/s, peak RSS of the worker process), next to two floors with no
+//!   taskfactory at all ([`floor`]): N trivial activities in batch workflows of 250, and N
+//!   bare child workflows with one activity each; each on a fresh worker process; the ratios;
+//!   with `--top-level`, the child floor's leaves started as top-level workflows;
 //! - `ingress`: events/s and request latency for events with 50% duplicate dedupe keys, and
 //!   the runs started (must equal the distinct keys);
 //! - `trace`: run-log appends per second at batch sizes 1 and 100;
@@ -41,7 +41,7 @@ mod ingress;
 mod runlog;
 mod schedule;
 
-use floor::{FloorChildWorkflow, FloorInput, FloorWorkflow};
+use floor::{ActivityFloorInput, FloorActivitiesWorkflow, FloorChildWorkflow, FloorInput, FloorWorkflow};
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
@@ -49,11 +49,11 @@ pub struct BenchArgs {
     /// Fan-out sizes (tasks per run).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     pub sizes: Vec<u64>,
-    /// Runs per fan-out size up to 1,000 tasks (taskfactory and floor alternate; medians are
-    /// reported). Larger sizes run once.
+    /// Runs per fan-out size up to 1,000 tasks (the series alternate; medians are reported).
+    /// Larger sizes run once; workflow mode and the child floor run up to 2,000 tasks.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Measure taskfactory's fan-out only, without the floor.
+    /// Measure taskfactory's fan-out only, without the floors.
     #[arg(long)]
     pub skip_floor: bool,
     /// Also time the floor's leaf workflows started as top-level workflows by the client
@@ -87,6 +87,14 @@ pub struct BenchArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A dev-server dynamic config value, `KEY=VALUE` (repeat it), e.g.
+    /// `history.shardIOConcurrency=4`: how server settings are measured.
+    #[arg(long = "temporal-dynamic-config")]
+    pub temporal_dynamic_config: Vec<String>,
+    /// An argument for the taskfactory worker processes (repeat it), e.g.
+    /// `--worker-arg=--eager-activities=10`: how tuning is measured.
+    #[arg(long = "worker-arg", allow_hyphen_values = true)]
+    pub worker_args: Vec<String>,
     /// The `temporal` CLI (default: from PATH).
     #[arg(long, env = "TEMPORAL_BIN")]
     pub temporal_bin: Option<PathBuf>,
@@ -109,6 +117,8 @@ struct Bench {
     temporal_address: String,
     api: String,
     http: reqwest::Client,
+    /// Extra arguments of the taskfactory worker processes.
+    worker_args: Vec<String>,
     /// Stops the in-process APIs (before the servers they talk to).
     shutdown: CancellationToken,
     _servers: (TemporalDevServer, PostgresCluster),
@@ -235,7 +245,8 @@ impl WorkerProcess {
         match kind {
             WorkerKind::Taskfactory => command
                 .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
-                .args(["--database-url", &bench.database_url]),
+                .args(["--database-url", &bench.database_url])
+                .args(&bench.worker_args),
             WorkerKind::Floor => command.args([
                 "bench-floor-worker",
                 "--temporal-address",
@@ -302,6 +313,7 @@ impl Bench {
             root.join("temporal.log"),
         )?;
         temporal_config.db_file = args.temporal_db_file.then(|| root.join("temporal.db"));
+        temporal_config.dynamic_config = args.temporal_dynamic_config.clone();
         let temporal = TemporalDevServer::spawn_retrying(&mut temporal_config, TemporalConfig::repick_ports)?;
         let postgres = PostgresCluster::spawn_on_free_port(&mut PostgresConfig {
             bin_dir: devstack::find_pg_bin(args.pg_bin.as_deref())?,
@@ -332,6 +344,7 @@ impl Bench {
             temporal_address: temporal.address.clone(),
             api,
             http,
+            worker_args: args.worker_args.clone(),
             shutdown,
             _servers: (temporal, postgres),
         })

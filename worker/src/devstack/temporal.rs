@@ -43,6 +43,8 @@ pub struct TemporalConfig {
     pub log_file: PathBuf,
     /// Search attributes to register, as (name, type).
     pub search_attributes: Vec<(String, String)>,
+    /// Dynamic config overrides, `KEY=VALUE` each (`--dynamic-config-value`).
+    pub dynamic_config: Vec<String>,
 }
 
 impl TemporalConfig {
@@ -57,6 +59,7 @@ impl TemporalConfig {
             db_file: None,
             log_file,
             search_attributes: Vec::new(),
+            dynamic_config: Vec::new(),
         })
     }
 
@@ -114,6 +117,9 @@ impl TemporalDevServer {
         }
         for (name, kind) in &config.search_attributes {
             cmd.args(["--search-attribute", &format!("{name}={kind}")]);
+        }
+        for value in &config.dynamic_config {
+            cmd.args(["--dynamic-config-value", value]);
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         die_with_parent(&mut cmd, libc::SIGTERM);

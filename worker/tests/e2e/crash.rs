@@ -23,12 +23,23 @@ fn worker_process(app: &TestApp) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
-    let app = TestApp::spawn_with("crash", false).await;
-    let id = format!("crash-{}", unique());
+    killed_three_times("crash", "activity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_three_times_mid_run_of_task_workflows_loses_and_repeats_nothing() {
+    killed_three_times("crashwf", "workflow").await;
+}
+
+/// 1,001 noop tasks in `execution` mode; the worker is SIGKILLed three times mid-run.
+async fn killed_three_times(name: &str, execution: &str) {
+    let app = TestApp::spawn_with(name, false).await;
+    let id = format!("{name}-{}", unique());
     let items: Vec<Value> = (0..1000).map(|i| json!(i)).collect();
     let definition = json!({"id": id, "name": "Crash", "trigger": {"kind": "manual"},
         "context": [{"name": "items", "kind": "static", "value": items}],
-        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}"}, {"id": "end", "kind": "noop", "depends_on": ["work"]}]});
+        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item }}", "execution": execution},
+                  {"id": "end", "kind": "noop", "depends_on": ["work"], "execution": execution}]});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let workflow_id = app.start_run(&id, &json!({"key": "k"})).await;
 
@@ -46,9 +57,14 @@ async fn a_worker_killed_three_times_mid_run_loses_and_repeats_nothing() {
         (json!(1001), json!(1001), json!(0))
     );
 
-    // Exactly one task workflow per task in Temporal; a gapless log, each task started and
-    // finished once.
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 1001).await;
+    // Exactly one task workflow (or one activity) per task in Temporal; a gapless log, each
+    // task started and finished once.
+    if execution == "workflow" {
+        app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 1001).await;
+    } else {
+        app.assert_each_task_one_activity(&workflow_id, 1001).await;
+        app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 0).await;
+    }
     app.assert_log_gapless_each_task_once(&workflow_id, 1001).await;
 }
 

@@ -10,13 +10,17 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 use crate::support::{TestApp, unique};
 
 fn fanout_definition(id: &str, items: usize) -> Value {
+    fanout_definition_in(id, items, "workflow")
+}
+
+fn fanout_definition_in(id: &str, items: usize, execution: &str) -> Value {
     let value: Vec<Value> = (0..items).map(|i| json!({"n": i, "name": format!("item-{i}")})).collect();
     json!({
         "id": id,
         "name": "Fan-out test",
         "trigger": {"kind": "manual"},
         "context": [{"name": "items", "kind": "static", "value": value}],
-        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item.name }}", "params": {"n": "{{ item.n }}"}}]
+        "tasks": [{"id": "work", "kind": "noop", "for_each": "items", "key": "{{ item.name }}", "params": {"n": "{{ item.n }}"}, "execution": execution}]
     })
 }
 
@@ -116,6 +120,49 @@ async fn a_25_item_fan_out_completes_with_a_gapless_run_log() {
     crate::support::save_history_if_asked(
         &task_history,
         "orchestrator/tests/histories/task_workflow_noop_protocol2.json",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25_item_fan_out_in_activity_mode_is_one_batch_of_25_activities() {
+    let app = TestApp::spawn("fanoutact").await;
+    let id = format!("fanoutact-{}", unique());
+    let (status, body) = app.put_definition(&fanout_definition_in(&id, 25, "activity")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!((run["tasks_spawned"].clone(), run["tasks_completed"].clone()), (json!(25), json!(25)));
+    // The same run log as in workflow mode: every task started and completed once, in order.
+    let events = app.assert_log_gapless_each_task_once(&workflow_id, 25).await;
+    assert_eq!(events.last().unwrap()["type"], "WORKFLOW_COMPLETED");
+    // Each task is one activity of the one batch, named by its task id, with a summary; the
+    // rows say where to find it; there is no task workflow.
+    let batches = app.assert_each_task_one_activity(&workflow_id, 25).await;
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    for task in run["tasks"].as_array().unwrap() {
+        assert_eq!(
+            (task["execution"].as_str(), task["temporal_workflow_id"].as_str()),
+            (Some("activity"), Some(batches[0].as_str()))
+        );
+        assert_eq!(task["output"]["n"], task["params"]["n"], "a noop's output is its params: {task}");
+        assert_eq!(task["attempt"], 1);
+    }
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 0).await;
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'batch'"), 1).await;
+    let run_history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
+    let batch_history = taskfactory::temporal::history_json(&app.client, &batches[0]).await.unwrap();
+    // The batch records nothing itself for own kinds (the activities do), and its history
+    // holds no task's output.
+    let text = String::from_utf8_lossy(&batch_history);
+    assert_eq!(text.matches("ActivityTaskCompletedEventAttributes").count(), 25);
+    crate::support::save_history_if_asked(
+        &run_history,
+        "orchestrator/tests/histories/run_activity_workflow_activity_mode.json",
+    );
+    crate::support::save_history_if_asked(
+        &batch_history,
+        "orchestrator/tests/histories/task_batch_workflow_activity_mode.json",
     );
 }
 

@@ -2,13 +2,13 @@
 //! product worker does not register them — and complete every child. With `UPDATE_HISTORIES=1`
 //! the test saves their histories for `worker/tests/floor_replay.rs`.
 
-use taskfactory::bench::floor::{FloorInput, FloorWorkflow};
+use taskfactory::bench::floor::{ActivityFloorInput, FloorActivitiesWorkflow, FloorInput, FloorWorkflow};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 
 use crate::support::{TestApp, servers, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_floor_runs_one_activity_per_child_on_the_floor_worker() {
+async fn the_floors_run_on_the_floor_worker() {
     let app = TestApp::spawn_with("floor", false).await;
     // The worker's future is not Send: a thread and a runtime of its own, stopped on drop.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -38,7 +38,25 @@ async fn the_floor_runs_one_activity_per_child_on_the_floor_worker() {
     let completed = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
     assert_eq!(completed, 3);
 
-    for (workflow_id, file) in [(id.clone(), "floor_workflow.json"), (format!("{id}/0"), "floor_child_workflow.json")] {
+    // The activity floor: 300 activities, a batch of 250 and one of 50.
+    let activities_id = format!("floor-activities-{}", unique());
+    let handle = app
+        .client
+        .start_workflow(
+            FloorActivitiesWorkflow::run,
+            ActivityFloorInput { id_prefix: activities_id.clone(), activities: 300 },
+            WorkflowStartOptions::new(app.task_queue(), activities_id.clone()).build(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), 300);
+
+    for (workflow_id, file) in [
+        (id.clone(), "floor_workflow.json"),
+        (format!("{id}/0"), "floor_child_workflow.json"),
+        (activities_id.clone(), "floor_activities_workflow.json"),
+        (format!("{activities_id}/b1"), "floor_activity_batch_workflow.json"),
+    ] {
         let history = taskfactory::temporal::history_json(&app.client, &workflow_id).await.unwrap();
         crate::support::save_history_if_asked(&history, &format!("worker/tests/histories/{file}"));
     }

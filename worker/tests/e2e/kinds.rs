@@ -76,6 +76,14 @@ async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
     assert_eq!(task("ok")["output"], json!({"status": 200, "body": {"hello": "world"}}));
     assert_eq!(task("flaky")["output"], json!({"status": 200, "body": {"echo": {"n": 2}}}));
     assert_eq!(calls.flaky.load(Ordering::SeqCst), 3, "two 500s retried, then success");
+    // Activity mode (the default for http): the attempts are the activity's, and counted.
+    assert_eq!((task("flaky")["execution"].clone(), task("flaky")["attempt"].clone()), (json!("activity"), json!(3)));
+    // The 404's batch recorded the final failure itself (the activity cannot know it is final).
+    let batch = task("bad")["temporal_workflow_id"].as_str().unwrap().to_owned();
+    let history = taskfactory::temporal::history_json(&app.client, &batch).await.unwrap();
+    let markers = String::from_utf8_lossy(&history).matches("MarkerRecordedEventAttributes").count();
+    assert_eq!(markers, 2, "two local activities: loading the batch, writing the failure");
+    crate::support::save_history_if_asked(&history, "orchestrator/tests/histories/task_batch_workflow_http_failure.json");
     assert_eq!(task("bad")["status"], "failed");
     assert!(task("bad")["error"].as_str().unwrap().contains("HTTP 404"), "{}", task("bad"));
     assert_eq!(calls.bad.load(Ordering::SeqCst), 1, "a 4xx is not retried");

@@ -113,7 +113,7 @@ async fn a_postgres_restart_mid_run_loses_no_event() {
     assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone()), (json!(301), json!(301)));
     assert_finished_after(&run, back);
     let events = app.assert_log_gapless_each_task_once(&workflow_id, 301).await;
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 301).await;
+    app.assert_each_task_one_activity(&workflow_id, 301).await;
     let streamed = reader.await.unwrap();
     assert_eq!(
         streamed,
@@ -139,7 +139,7 @@ async fn a_temporal_restart_mid_run_is_survived_by_worker_and_api() {
     assert_eq!((run["tasks_planned"].clone(), run["tasks_completed"].clone()), (json!(301), json!(301)));
     assert_finished_after(&run, back);
     app.assert_log_gapless_each_task_once(&workflow_id, 301).await;
-    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 301).await;
+    app.assert_each_task_one_activity(&workflow_id, 301).await;
 
     // The API's client reconnected too: it starts and the worker runs a new run.
     let again = app.start_run(&id, &json!({"key": "after-restart"})).await;

@@ -370,6 +370,41 @@ impl TestApp {
         events
     }
 
+    /// In Temporal, every task of the run is exactly one activity (activity mode): the
+    /// histories of the batches its task rows name schedule each task id once, as an activity
+    /// with a summary. Answers the batch workflow ids.
+    pub async fn assert_each_task_one_activity(&self, workflow_id: &str, tasks: usize) -> Vec<String> {
+        let rows: Vec<(String, Option<String>, String)> =
+            sqlx::query_as("select id, temporal_workflow_id, execution from task_runs where run_workflow_id = $1")
+                .bind(workflow_id)
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), tasks, "task rows of {workflow_id}");
+        assert!(rows.iter().all(|(_, _, execution)| execution == "activity"), "every task in activity mode");
+        let batches: std::collections::BTreeSet<String> =
+            rows.iter().map(|(id, batch, _)| batch.clone().unwrap_or_else(|| panic!("{id} has no batch"))).collect();
+        let mut scheduled: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for batch in &batches {
+            let history = taskfactory::temporal::history_json(&self.client, batch).await.unwrap();
+            let history: Value = serde_json::from_slice(&history).unwrap();
+            for event in history["events"].as_array().unwrap() {
+                let Some(attributes) = event["attributes"].get("ActivityTaskScheduledEventAttributes") else {
+                    continue;
+                };
+                let activity_id = attributes["activity_id"].as_str().unwrap().to_owned();
+                if rows.iter().any(|(id, _, _)| *id == activity_id) {
+                    assert!(!event["user_metadata"].is_null(), "the activity of {activity_id} has a summary");
+                    *scheduled.entry(activity_id).or_default() += 1;
+                }
+            }
+        }
+        for (id, _, _) in &rows {
+            assert_eq!(scheduled.get(id), Some(&1), "task {id} is scheduled once as an activity");
+        }
+        batches.into_iter().collect()
+    }
+
     /// Another API process on the same database and task queue (its own listener), on a new
     /// port; it stops when the returned guard is dropped.
     pub async fn spawn_api(&self) -> (String, DropGuard) {

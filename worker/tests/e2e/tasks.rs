@@ -184,4 +184,17 @@ async fn tasks_run_on_a_separate_worker_process() {
         |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap()["output"].clone();
     assert_eq!(output("greet"), json!({"greeting": "Hello, Ada!"}));
     assert_eq!(output("shout"), json!({"shouted": "HI"}));
+    // The activity task ran as an activity of its batch (which recorded its start and end);
+    // the workflow task as a workflow of its own.
+    let task = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap().clone();
+    assert_eq!(task("shout")["execution"], "activity");
+    assert_eq!(task("greet")["execution"], "workflow");
+    assert_eq!(task("greet")["temporal_workflow_id"], task("greet")["id"]);
+    let batch = task("shout")["temporal_workflow_id"].as_str().unwrap().to_owned();
+    assert!(batch.contains("/~batch/shout/"), "{batch}");
+    let history = taskfactory::temporal::history_json(&app.client, &batch).await.unwrap();
+    crate::support::save_history_if_asked(
+        &history,
+        "orchestrator/tests/histories/task_batch_workflow_activity_kind.json",
+    );
 }

@@ -1,0 +1,144 @@
+//! Tasks in activity mode (ADR-017): each task one activity of its `TaskBatchWorkflow`,
+//! instead of a `TaskWorkflow` of its own. The activity id is the task id and its summary a
+//! readable label, so the batch's history in the Temporal Web UI lists every task by name.
+//!
+//! - Own kinds (`noop`, `http`) run `tf.run_task` on the worker's own queue (so the SDK can
+//!   hand it back eagerly, with the workflow task's completion). The activity records the
+//!   task's start and completion itself, through the process's group-committed task log.
+//! - The `activity` kind runs the named activity on its queue; it knows nothing of
+//!   taskfactory, so the batch records the start and the outcome.
+//!
+//! What the batch records (starts of `activity` tasks, every final failure) goes into a
+//! [`WriteBuffer`] in its state; one [`flush`] loop writes all that has gathered with a single
+//! `task_writes` local activity, one at a time: one write per activation, not one per task.
+//! Replays rebuild the same entries, and every write is idempotent by event key.
+
+use std::time::Duration;
+
+use taskfactory_schemas::TaskSpec;
+use taskfactory_schemas::plan::PlannedTask;
+use taskfactory_schemas::run::{BatchInput, RunTaskInput, Status, TaskLogEntry, TaskWritesInput};
+use temporalio_common::UntypedActivity;
+use temporalio_common::data_converters::RawValue;
+use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowContext};
+
+use crate::contracts::TfActivities;
+use crate::convert::{json_of, retry_policy};
+use crate::failure;
+
+/// Run-log entries a batch has gathered and not yet written, and how many of its
+/// activity-mode tasks are still open.
+#[derive(Debug, Default)]
+pub struct WriteBuffer {
+    entries: Vec<TaskLogEntry>,
+    open: usize,
+}
+
+/// A workflow whose state holds a [`WriteBuffer`].
+pub(crate) trait Buffered {
+    /// The buffer, to change.
+    fn buffer(&mut self) -> &mut WriteBuffer;
+    /// The buffer, to read.
+    fn buffered(&self) -> &WriteBuffer;
+}
+
+/// Start-to-close timeout of a `noop` task's activity.
+const NOOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one task as an activity; `true` when it completed. The caller has counted it in
+/// [`WriteBuffer`]'s open tasks ([`open`]).
+pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInput, task: &PlannedTask) -> bool {
+    let label = format!("{}: {} / {}", batch.meta.definition_name, task.template_id, task.item_key);
+    let outcome = match &task.spec {
+        TaskSpec::Noop | TaskSpec::Http { .. } => own_kind(ctx, batch, task, label).await,
+        TaskSpec::Activity { activity_type, task_queue, timeout_secs, retry } => {
+            record(ctx, TaskLogEntry::Started { task_id: task.task_id.clone() });
+            let options =
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs.unwrap_or(300)))
+                    .activity_id(task.task_id.clone())
+                    .summary(label)
+                    .maybe_task_queue(task_queue.clone())
+                    .maybe_retry_policy(retry.as_ref().map(retry_policy))
+                    .build();
+            let params = RawValue::from_value(&task.params, ctx.payload_converter());
+            match ctx.execute_activity(UntypedActivity::new(activity_type.as_str()), params, options).await {
+                Ok(raw) => {
+                    let output = json_of(&raw.payloads);
+                    record(ctx, finished(task, Status::Completed, output, None));
+                    Ok(())
+                }
+                Err(e) => Err(failure::describe_error(&e)),
+            }
+        }
+        TaskSpec::Workflow { .. } | TaskSpec::Human { .. } => {
+            Err("this kind runs as a workflow of its own, never as an activity".to_owned())
+        }
+    };
+    if let Err(message) = &outcome {
+        record(ctx, finished(task, Status::Failed, serde_json::Value::Null, Some(message.clone())));
+    }
+    ctx.state_mut(|s| s.buffer().open -= 1);
+    outcome.is_ok()
+}
+
+/// `noop` and `http`: `tf.run_task` records start and completion itself.
+async fn own_kind<W: Buffered>(
+    ctx: &WorkflowContext<W>,
+    batch: &BatchInput,
+    task: &PlannedTask,
+    label: String,
+) -> Result<(), String> {
+    let (timeout, retry) = match &task.spec {
+        TaskSpec::Http { timeout_secs, retry, .. } => {
+            (Duration::from_secs(timeout_secs.unwrap_or(30) + 5), retry.as_ref())
+        }
+        _ => (NOOP_TIMEOUT, None),
+    };
+    let options = ActivityOptions::with_start_to_close_timeout(timeout)
+        .activity_id(task.task_id.clone())
+        .summary(label)
+        .maybe_retry_policy(retry.map(retry_policy))
+        .build();
+    let input = RunTaskInput { run_workflow_id: batch.run_workflow_id.clone(), task: task.clone() };
+    ctx.execute_activity(TfActivities::run_task, input, options)
+        .await
+        .map(|_| ())
+        .map_err(|e| failure::describe_error(&e))
+}
+
+fn finished(task: &PlannedTask, status: Status, output: serde_json::Value, error: Option<String>) -> TaskLogEntry {
+    TaskLogEntry::Finished { task_id: task.task_id.clone(), status, output, error }
+}
+
+fn record<W: Buffered>(ctx: &WorkflowContext<W>, entry: TaskLogEntry) {
+    ctx.state_mut(|s| s.buffer().entries.push(entry));
+}
+
+/// Counts `n` tasks as open before they start, so [`flush`] waits for all of them.
+pub(crate) fn open<W: Buffered>(ctx: &WorkflowContext<W>, n: usize) {
+    ctx.state_mut(|s| s.buffer().open += n);
+}
+
+/// Writes what the batch gathers until every open task has finished and everything is
+/// written. A write that fails for good fails the batch (its error is returned).
+pub(crate) async fn flush<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInput) -> Result<(), String> {
+    loop {
+        ctx.wait_condition(|s| !s.buffered().entries.is_empty() || s.buffered().open == 0)
+            .await
+            .map_err(|_| "the batch was cancelled".to_owned())?;
+        let entries = ctx.state_mut(|s| std::mem::take(&mut s.buffer().entries));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let input = TaskWritesInput {
+            run_workflow_id: batch.run_workflow_id.clone(),
+            workflow_id: ctx.workflow_id().to_owned(),
+            temporal_run_id: ctx.run_id().to_owned(),
+            entries,
+        };
+        let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(60)).build();
+        ctx.execute_local_activity(TfActivities::task_writes, input, options)
+            .await
+            .map_err(|e| format!("recording task outcomes failed: {}", failure::describe_error(&e)))?;
+    }
+}
