@@ -42,15 +42,12 @@ pub(crate) trait Buffered {
     fn buffered(&self) -> &WriteBuffer;
 }
 
-/// Start-to-close timeout of a `noop` task's activity.
-const NOOP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Runs one task as an activity; `true` when it completed. The caller has counted it in
 /// [`WriteBuffer`]'s open tasks ([`open`]).
 pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInput, task: &PlannedTask) -> bool {
     let label = format!("{}: {} / {}", batch.meta.definition_name, task.template_id, task.item_key);
     let outcome = match &task.spec {
-        TaskSpec::Noop | TaskSpec::Http { .. } => own_kind(ctx, batch, task, label).await,
+        spec if spec.own_activity().is_some() => own_kind(ctx, batch, task, label).await,
         TaskSpec::Activity { activity_type, task_queue, timeout_secs, retry } => {
             record(ctx, TaskLogEntry::Started { task_id: task.task_id.clone() });
             let options =
@@ -70,9 +67,7 @@ pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInpu
                 Err(e) => Err(failure::describe_error(&e)),
             }
         }
-        TaskSpec::Workflow { .. } | TaskSpec::Human { .. } => {
-            Err("this kind runs as a workflow of its own, never as an activity".to_owned())
-        }
+        _ => Err("this kind runs as a workflow of its own, never as an activity".to_owned()),
     };
     if let Err(message) = &outcome {
         record(ctx, finished(task, Status::Failed, serde_json::Value::Null, Some(message.clone())));
@@ -81,20 +76,15 @@ pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInpu
     outcome.is_ok()
 }
 
-/// `noop` and `http`: `tf.run_task` records start and completion itself.
+/// Kinds taskfactory runs itself (`noop`, `http`): `tf.run_task` records start and completion.
 async fn own_kind<W: Buffered>(
     ctx: &WorkflowContext<W>,
     batch: &BatchInput,
     task: &PlannedTask,
     label: String,
 ) -> Result<(), String> {
-    let (timeout, retry) = match &task.spec {
-        TaskSpec::Http { timeout_secs, retry, .. } => {
-            (Duration::from_secs(timeout_secs.unwrap_or(30) + 5), retry.as_ref())
-        }
-        _ => (NOOP_TIMEOUT, None),
-    };
-    let options = ActivityOptions::with_start_to_close_timeout(timeout)
+    let (timeout_secs, retry) = task.spec.own_activity().unwrap_or((30, None));
+    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
         .activity_id(task.task_id.clone())
         .summary(label)
         .maybe_retry_policy(retry.map(retry_policy))

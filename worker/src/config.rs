@@ -120,6 +120,9 @@ pub struct TuningArgs {
     /// batches, which then replay their whole history on every child completion.
     #[arg(long, env = "TASKFACTORY_MAX_CACHED_WORKFLOWS", default_value_t = 2_500)]
     pub max_cached_workflows: usize,
+    /// Most tasks one run may plan; a plan above it fails naming the limit.
+    #[arg(long, env = "TASKFACTORY_MAX_TASKS_PER_RUN", default_value_t = 50_000)]
+    pub max_tasks_per_run: usize,
     /// Activities the worker runs at once (activity-mode tasks of its batches among them).
     #[arg(long, env = "TASKFACTORY_ACTIVITY_SLOTS", default_value_t = 100)]
     pub activity_slots: usize,

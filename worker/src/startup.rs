@@ -190,6 +190,7 @@ impl WorkerConfig {
         let mut activity_config = ActivityConfig::default();
         activity_config.context_limits.max_bytes = database.max_context_bytes;
         activity_config.group_task_writes = !tuning.no_group_commit;
+        activity_config.max_tasks_per_run = tuning.max_tasks_per_run;
         Ok(Self {
             client,
             task_queue: temporal.task_queue.clone(),

@@ -83,6 +83,19 @@ pub enum TaskSpec {
     },
 }
 
+impl TaskSpec {
+    /// For kinds taskfactory runs itself in activity mode (`tf.run_task`: `noop`, `http`):
+    /// each attempt's start-to-close timeout in seconds and the retry policy (`None`: the SDK's
+    /// default, retried until it succeeds). `None` for kinds whose work is elsewhere.
+    pub fn own_activity(&self) -> Option<(u64, Option<&Retry>)> {
+        match self {
+            Self::Noop => Some((30, None)),
+            Self::Http { timeout_secs, retry, .. } => Some((timeout_secs.unwrap_or(30) + 5, retry.as_ref())),
+            Self::Workflow { .. } | Self::Activity { .. } | Self::Human { .. } => None,
+        }
+    }
+}
+
 /// A retry policy, in numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Retry {

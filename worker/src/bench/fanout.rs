@@ -31,21 +31,16 @@ impl Series {
 }
 
 impl Bench {
-    pub(super) async fn fanout(
-        &self,
-        sizes: &[u64],
-        repeat: usize,
-        skip_floor: bool,
-        top_level: bool,
-    ) -> anyhow::Result<Value> {
+    pub(super) async fn fanout(&self, args: &BenchArgs) -> anyhow::Result<Value> {
+        let (skip_floor, top_level) = (args.skip_floor, args.top_level);
         let mut rows = Vec::new();
-        for &n in sizes {
-            let rounds = if n <= 1_000 { repeat.max(1) } else { 1 };
+        for &n in &args.sizes {
+            let rounds = if n <= 1_000 { args.repeat.max(1) } else { 1 };
             let mut series = vec![Series::Activity];
             if !skip_floor {
                 series.insert(0, Series::ActivityFloor);
             }
-            if n <= WORKFLOW_MODE_MAX {
+            if n <= WORKFLOW_MODE_MAX && !args.skip_workflow_mode {
                 series.push(Series::Workflow);
                 if !skip_floor {
                     series.push(Series::ChildFloor);
@@ -70,8 +65,13 @@ impl Bench {
             let mut row = json!({
                 "tasks": n,
                 "runs": rounds,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}",
-                    if skip_floor { " --skip-floor" } else { "" }, if top_level { " --top-level" } else { "" }),
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}{}{}",
+                    if skip_floor { " --skip-floor" } else { "" },
+                    if args.skip_workflow_mode { " --skip-workflow-mode" } else { "" },
+                    if top_level { " --top-level" } else { "" },
+                    args.worker_args.iter().map(|a| format!(" --worker-arg={a}"))
+                        .chain(args.temporal_dynamic_config.iter().map(|d| format!(" --temporal-dynamic-config {d}")))
+                        .collect::<String>()),
             });
             let mut wall_of = std::collections::HashMap::new();
             for (s, runs) in series.iter().zip(&measured) {

@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Measure taskfactory's fan-out only, without the floors.
     #[arg(long)]
     pub skip_floor: bool,
+    /// Skip workflow mode and the child floor (they take about ten times as long): for tuning
+    /// activity mode against the activity floor.
+    #[arg(long)]
+    pub skip_workflow_mode: bool,
     /// Also time the floor's leaf workflows started as top-level workflows by the client
     /// (no parent): what tasks that are not child workflows would cost the server.
     #[arg(long)]
@@ -154,7 +158,7 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     });
     if args.wants("fanout") {
-        report["fanout"] = bench.fanout(&args.sizes, args.repeat, args.skip_floor, args.top_level).await?;
+        report["fanout"] = bench.fanout(args).await?;
     }
     if args.wants("ingress") {
         report["ingress"] = bench.ingress(args.events, args.concurrency).await?;

@@ -83,7 +83,10 @@ async fn http_tasks_retry_5xx_and_fail_4xx_at_once() {
     let history = taskfactory::temporal::history_json(&app.client, &batch).await.unwrap();
     let markers = String::from_utf8_lossy(&history).matches("MarkerRecordedEventAttributes").count();
     assert_eq!(markers, 2, "two local activities: loading the batch, writing the failure");
-    crate::support::save_history_if_asked(&history, "orchestrator/tests/histories/task_batch_workflow_http_failure.json");
+    crate::support::save_history_if_asked(
+        &history,
+        "orchestrator/tests/histories/task_batch_workflow_http_failure.json",
+    );
     assert_eq!(task("bad")["status"], "failed");
     assert!(task("bad")["error"].as_str().unwrap().contains("HTTP 404"), "{}", task("bad"));
     assert_eq!(calls.bad.load(Ordering::SeqCst), 1, "a 4xx is not retried");
