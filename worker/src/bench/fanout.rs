@@ -111,13 +111,27 @@ impl Bench {
 
     /// Wall seconds and the worker's peak RSS of a run of `n` noop tasks in `execution` mode.
     async fn taskfactory_run(&self, n: u64, execution: &str) -> anyhow::Result<(f64, f64)> {
+        self.taskfactory_run_of(n, json!({"kind": "noop", "execution": execution}), &[]).await
+    }
+
+    /// [`Self::taskfactory_run`] of `n` tasks made from `task` (a template without id, fan-out
+    /// or key), on a worker given `worker_args` too.
+    pub(super) async fn taskfactory_run_of(
+        &self,
+        n: u64,
+        task: Value,
+        worker_args: &[&str],
+    ) -> anyhow::Result<(f64, f64)> {
         let id = format!("bench-fanout-{n}-{}", uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"));
         let items: Vec<u64> = (0..n).collect();
+        let mut task = task;
+        task["id"] = json!("t");
+        task["for_each"] = json!("items");
+        task["key"] = json!("{{ item }}");
         let definition = json!({"id": id, "name": format!("Fan-out of {n}"), "trigger": {"kind": "manual"},
-            "context": [{"name": "items", "kind": "static", "value": items}],
-            "tasks": [{"id": "t", "kind": "noop", "for_each": "items", "key": "{{ item }}", "execution": execution}]});
+            "context": [{"name": "items", "kind": "static", "value": items}], "tasks": [task]});
         self.put(&self.api, &definition).await?;
-        let worker = WorkerProcess::start(self, "bench", WorkerKind::Taskfactory).await?;
+        let worker = WorkerProcess::start_with(self, "bench", WorkerKind::Taskfactory, worker_args).await?;
         let started = Instant::now();
         let response =
             self.http.post(format!("{}/api/v1/definitions/{id}/runs", self.api)).json(&json!({})).send().await?;
@@ -133,6 +147,14 @@ impl Bench {
         if run.summary.tasks_completed != n as i64 {
             bail!("run {workflow_id} completed {} of {n} tasks", run.summary.tasks_completed);
         }
+        // How long the histories grew: the run's, and its first batch's (the fullest one).
+        let length = |id: String| async move {
+            let handle = self.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(id);
+            handle.describe(Default::default()).await.map(|d| d.history_length()).unwrap_or(0)
+        };
+        let (run_events, batch_events) =
+            (length(workflow_id.clone()).await, length(format!("{workflow_id}/~batch/t/0")).await);
+        eprintln!("  histories: the run {run_events} events, its first batch {batch_events} events");
         // Where the time went, from the run log's own timestamps.
         let (first, last) = self.store.task_time_span(&workflow_id).await?;
         if let (Some(first), Some(last), Some(end)) = (first, last, run.summary.finished_at) {

@@ -7,6 +7,8 @@
 //!   taskfactory at all ([`floor`]): N trivial activities in batch workflows of 250, and N
 //!   bare child workflows with one activity each; each on a fresh worker process; the ratios;
 //!   with `--top-level`, the child floor's leaves started as top-level workflows;
+//! - `http`: one run of N `http` tasks against a server in this process, in each execution
+//!   mode;
 //! - `ingress`: events/s and request latency for events with 50% duplicate dedupe keys, and
 //!   the runs started (must equal the distinct keys);
 //! - `trace`: run-log appends per second at batch sizes 1 and 100;
@@ -37,6 +39,7 @@ use crate::startup::{ApiConfig, ApiProcess, EventRate};
 
 mod fanout;
 pub mod floor;
+mod http;
 mod ingress;
 mod runlog;
 mod schedule;
@@ -64,6 +67,9 @@ pub struct BenchArgs {
     /// (no parent): what tasks that are not child workflows would cost the server.
     #[arg(long)]
     pub top_level: bool,
+    /// Tasks of the `http` fan-out (each a GET to a server in the bench process).
+    #[arg(long, default_value_t = 1_000)]
+    pub http_tasks: u64,
     /// Events sent to the ingress (half of them repeat a dedupe key).
     #[arg(long, default_value_t = 10_000)]
     pub events: usize,
@@ -82,7 +88,7 @@ pub struct BenchArgs {
     /// Minutes of schedule fires to wait for.
     #[arg(long, default_value_t = 2)]
     pub schedule_minutes: u32,
-    /// Only these parts: fanout, ingress, trace, read, schedule (default: all).
+    /// Only these parts: fanout, http, ingress, trace, read, schedule (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep the dev server's state in a SQLite file (default: in memory, the faster store).
@@ -159,6 +165,9 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
     });
     if args.wants("fanout") {
         report["fanout"] = bench.fanout(args).await?;
+    }
+    if args.wants("http") {
+        report["http_fanout"] = bench.http_fanout(args.http_tasks, args.repeat).await?;
     }
     if args.wants("ingress") {
         report["ingress"] = bench.ingress(args.events, args.concurrency).await?;
@@ -244,13 +253,19 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     async fn start(bench: &Bench, task_queue: &str, kind: WorkerKind) -> anyhow::Result<Self> {
+        Self::start_with(bench, task_queue, kind, &[]).await
+    }
+
+    /// [`Self::start`] with extra arguments for a taskfactory worker.
+    async fn start_with(bench: &Bench, task_queue: &str, kind: WorkerKind, extra: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the taskfactory binary")?;
         let mut command = tokio::process::Command::new(exe);
         match kind {
             WorkerKind::Taskfactory => command
                 .args(["worker", "--temporal-address", &bench.temporal_address, "--task-queue", task_queue])
                 .args(["--database-url", &bench.database_url])
-                .args(&bench.worker_args),
+                .args(&bench.worker_args)
+                .args(extra),
             WorkerKind::Floor => command.args([
                 "bench-floor-worker",
                 "--temporal-address",

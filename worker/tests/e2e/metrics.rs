@@ -194,9 +194,11 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
 
     // The in-process worker's SDK metrics are in the same registry (as in `taskfactory dev`).
     let queue = app.task_queue();
+    // (Its noop and http tasks ran as activities of their batches: batch workflows completed.)
     assert!(
-        after.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")])
-            >= 3.0,
+        after
+            .sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskBatchWorkflow")])
+            >= 1.0,
         "SDK metrics of this test's worker"
     );
     assert!(after.has("temporal_activity_execution_latency_seconds", &[("task_queue", queue)]));
@@ -243,9 +245,15 @@ async fn a_worker_process_serves_sdk_and_task_metrics_on_its_metrics_addr() {
         3.0
     );
     assert_eq!(scrape.sum("taskfactory_runs_started_total", &[("definition_id", &id), ("trigger", "manual")]), 1.0);
+    // Three noop tasks in activity mode: one batch workflow, no task workflows.
+    assert_eq!(
+        scrape
+            .sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskBatchWorkflow")]),
+        1.0
+    );
     assert_eq!(
         scrape.sum("temporal_workflow_completed_total", &[("task_queue", queue), ("workflow_type", "TaskWorkflow")]),
-        3.0
+        0.0
     );
     assert!(scrape.sum("temporal_worker_start_total", &[("task_queue", queue)]) >= 1.0, "SDK worker metrics");
     assert!(
