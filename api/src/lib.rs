@@ -12,6 +12,7 @@
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
+//! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
 //!
@@ -38,6 +39,7 @@ pub mod live;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod run_reconciler;
 pub mod schedule_observer;
 pub mod schedules;
 pub mod starter;
@@ -131,12 +133,18 @@ pub struct Background {
     pub observe_every: Option<Duration>,
     /// How long trigger decisions are kept (`None`: forever).
     pub decision_retention: Option<Duration>,
+    /// How often the run reconciler records runs closed in Temporal (`None`: it does not run).
+    pub reconcile_every: Option<Duration>,
 }
 
 impl Default for Background {
     fn default() -> Self {
         let retention = taskfactory_schemas::duration::parse_duration(schedule_observer::DEFAULT_RETENTION).ok();
-        Self { observe_every: Some(schedule_observer::OBSERVE_EVERY), decision_retention: retention }
+        Self {
+            observe_every: Some(schedule_observer::OBSERVE_EVERY),
+            decision_retention: retention,
+            reconcile_every: Some(run_reconciler::RECONCILE_EVERY),
+        }
     }
 }
 
@@ -155,7 +163,15 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
             }
         }
     };
+    let reconciling = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move {
+            if let Some(every) = background.reconcile_every {
+                run_reconciler::run(state, every, shutdown).await;
+            }
+        }
+    };
     let serving = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).into_future();
-    let (served, (), ()) = tokio::join!(serving, listening, observing);
+    let (served, (), (), ()) = tokio::join!(serving, listening, observing, reconciling);
     served
 }

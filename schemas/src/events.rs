@@ -56,6 +56,14 @@ pub enum EventType {
     WorkflowCompleted,
     /// The run failed.
     WorkflowFailed,
+    /// A task did not finish because its run was closed in Temporal.
+    NodeCancelled,
+    /// The run was cancelled in Temporal.
+    WorkflowCancelled,
+    /// The run was terminated in Temporal.
+    WorkflowTerminated,
+    /// The run's execution timed out in Temporal.
+    WorkflowTimedOut,
 }
 
 impl EventType {
@@ -75,6 +83,10 @@ impl EventType {
             Self::NodeSkipped,
             Self::WorkflowCompleted,
             Self::WorkflowFailed,
+            Self::NodeCancelled,
+            Self::WorkflowCancelled,
+            Self::WorkflowTerminated,
+            Self::WorkflowTimedOut,
         ]
     }
 
@@ -94,6 +106,10 @@ impl EventType {
             Self::NodeSkipped => "NODE_SKIPPED",
             Self::WorkflowCompleted => "WORKFLOW_COMPLETED",
             Self::WorkflowFailed => "WORKFLOW_FAILED",
+            Self::NodeCancelled => "NODE_CANCELLED",
+            Self::WorkflowCancelled => "WORKFLOW_CANCELLED",
+            Self::WorkflowTerminated => "WORKFLOW_TERMINATED",
+            Self::WorkflowTimedOut => "WORKFLOW_TIMED_OUT",
         }
     }
 }

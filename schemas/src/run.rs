@@ -35,12 +35,27 @@ pub enum Status {
     Failed,
     /// Not run because a dependency failed.
     Skipped,
+    /// A run: cancelled in Temporal. A task: its run closed before it finished.
+    Cancelled,
+    /// A run terminated in Temporal (no workflow code ran to record it).
+    Terminated,
+    /// A run whose execution timed out in Temporal.
+    TimedOut,
 }
 
 impl Status {
     /// Every status, in declaration order (the order the web UI counts them in).
     pub fn all() -> &'static [Self] {
-        &[Self::Pending, Self::Running, Self::Completed, Self::Failed, Self::Skipped]
+        &[
+            Self::Pending,
+            Self::Running,
+            Self::Completed,
+            Self::Failed,
+            Self::Skipped,
+            Self::Cancelled,
+            Self::Terminated,
+            Self::TimedOut,
+        ]
     }
 
     /// The wire name, as stored in Postgres.
@@ -51,6 +66,9 @@ impl Status {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+            Self::Terminated => "terminated",
+            Self::TimedOut => "timed_out",
         }
     }
 }

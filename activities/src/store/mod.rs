@@ -5,6 +5,7 @@
 //! row's lock to hand out `seq`, so seq is gapless and commits happen in seq order: readers
 //! never see a gap, even transiently (ADR-003).
 //!
+//! - [`closed`]: runs closed in Temporal that no workflow code recorded (the run reconciler's);
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
@@ -13,6 +14,7 @@
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
+mod closed;
 mod decisions;
 mod definitions;
 mod human_tasks;

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
-    /// `waiting`, `completed`, `rejected` or `timed_out`.
+    /// `waiting`, `completed`, `rejected`, `timed_out` or `cancelled` (its run was closed in Temporal).
     pub status: Option<String>,
     /// Only tasks for this person.
     pub assignee: Option<String>,
@@ -44,11 +44,11 @@ pub struct HumanTaskList {
     ))]
 pub async fn list(State(state): State<ApiState>, Query(q): Query<InboxQuery>) -> Result<Json<HumanTaskList>, ApiError> {
     if let Some(status) = &q.status
-        && !["waiting", "completed", "rejected", "timed_out"].contains(&status.as_str())
+        && !["waiting", "completed", "rejected", "timed_out", "cancelled"].contains(&status.as_str())
     {
         return Err(ApiError::field(
             "status",
-            format!("{status:?} is not one of waiting, completed, rejected, timed_out"),
+            format!("{status:?} is not one of waiting, completed, rejected, timed_out, cancelled"),
         ));
     }
     let tasks =
@@ -94,7 +94,12 @@ async fn decide(state: &ApiState, id: &str, approved: bool, body: &[u8]) -> Resu
     let request: DecisionRequest = json_body(body)?;
     let (task_id, status) = state.store.human_task(id).await?;
     if status != "waiting" {
-        return Err(ApiError::Conflict { code: "already_decided", message: format!("human task {id} is {status}") });
+        let message = if status == "cancelled" {
+            format!("human task {id} is cancelled: its run was closed in Temporal")
+        } else {
+            format!("human task {id} is {status}")
+        };
+        return Err(ApiError::Conflict { code: "already_decided", message });
     }
     let new_status = if approved { "completed" } else { "rejected" };
     let response = json!({"payload": request.payload, "reason": request.reason});

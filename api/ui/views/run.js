@@ -25,8 +25,11 @@ function deriveState(run, events, upTo) {
     if (e.type === "NODE_SKIPPED" && e.payload && e.payload.template_id) skippedTemplates.set(e.payload.template_id, e.message);
     if (e.type === "WORKFLOW_COMPLETED") runStatus = "completed";
     if (e.type === "WORKFLOW_FAILED") runStatus = "failed";
+    if (e.type === "WORKFLOW_CANCELLED") runStatus = "cancelled";
+    if (e.type === "WORKFLOW_TERMINATED") runStatus = "terminated";
+    if (e.type === "WORKFLOW_TIMED_OUT") runStatus = "timed_out";
     if (!id) continue;
-    const status = { NODE_STARTED: "running", NODE_WAITING: "waiting", NODE_COMPLETED: "completed", NODE_FAILED: "failed" }[e.type];
+    const status = { NODE_STARTED: "running", NODE_WAITING: "waiting", NODE_COMPLETED: "completed", NODE_FAILED: "failed", NODE_CANCELLED: "cancelled" }[e.type];
     const entry = tasks.get(id) || { id, status: "pending", group: id.startsWith("job:") ? "external jobs" : id.slice(run.length + 1).split("/")[0] };
     if (status) entry.status = entry.status === "failed" && status === "running" ? "retrying" : status;
     entry.last = e;
@@ -167,6 +170,7 @@ export async function runView(workflowId, config) {
   for (const type of config.event_types) source.addEventListener(type, onEvent);
   source.addEventListener("WORKFLOW_COMPLETED", () => source.close());
   source.addEventListener("WORKFLOW_FAILED", () => source.close());
+  for (const closed of ["WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT"]) source.addEventListener(closed, () => source.close());
   onLeave(() => source.close());
 
   fill(main,

@@ -21,6 +21,7 @@ mod kinds;
 mod live;
 mod metrics;
 mod openapi;
+mod operators;
 mod plans;
 mod restarts;
 mod schedules;

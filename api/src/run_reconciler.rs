@@ -1,0 +1,79 @@
+//! The run reconciler: the run log says what Temporal says about a run, even when no workflow
+//! code ran to tell it. An operator may cancel or terminate a run in the Temporal Web UI or
+//! CLI, or its execution may time out; Temporal then closes the execution and nothing of ours
+//! records it. Every API process looks at the runs the log says are open, every few seconds,
+//! and records the ones Temporal has closed (`Store::close_run_in_temporal`: the run's status,
+//! its unfinished tasks and waiting human tasks cancelled). Writes are conditional and keyed,
+//! so several API processes reconciling at once record each run once.
+
+use std::time::{Duration, SystemTime};
+
+use taskfactory_schemas::run::Status;
+use temporalio_client::WorkflowExecutionStatus;
+use temporalio_common::UntypedWorkflow;
+use tokio_util::sync::CancellationToken;
+
+use crate::ApiState;
+
+/// How often the reconciler looks.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// Most open runs looked at per pass (the oldest first).
+const PER_PASS: i64 = 500;
+
+/// How long a run Temporal says failed may wait for its workflow's own record of it.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Reconciles every `every` until `shutdown` is cancelled.
+pub async fn run(state: ApiState, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        reconcile(&state).await;
+    }
+}
+
+/// One pass: answers how many runs it recorded as closed.
+pub async fn reconcile(state: &ApiState) -> usize {
+    let open = match state.store.open_runs(PER_PASS).await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = %e, "run reconciler: cannot list open runs");
+            return 0;
+        }
+    };
+    let mut closed = 0;
+    for workflow_id in open {
+        let handle = state.temporal.get_workflow_handle::<UntypedWorkflow>(workflow_id.clone());
+        let description = match handle.describe(Default::default()).await {
+            Ok(description) => description,
+            Err(e) => {
+                tracing::debug!(workflow_id = %workflow_id, error = %e, "run reconciler: describe failed");
+                continue;
+            }
+        };
+        let closed_for = description.close_time().and_then(|t| SystemTime::now().duration_since(t).ok());
+        let (status, reason) = match description.status() {
+            WorkflowExecutionStatus::Canceled => (Status::Cancelled, "cancelled in Temporal"),
+            WorkflowExecutionStatus::Terminated => (Status::Terminated, "terminated in Temporal"),
+            WorkflowExecutionStatus::TimedOut => (Status::TimedOut, "the execution timed out in Temporal"),
+            WorkflowExecutionStatus::Failed if closed_for.is_some_and(|d| d > GRACE) => {
+                (Status::Failed, "failed in Temporal without recording its end")
+            }
+            _ => continue,
+        };
+        match state.store.close_run_in_temporal(&workflow_id, status, reason).await {
+            Ok(true) => {
+                closed += 1;
+                tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed"),
+        }
+    }
+    closed
+}
