@@ -47,16 +47,6 @@ pub async fn execute(tools: &Tools<'_>, task: &PlannedTask) -> Result<Value, Act
             };
             http::send(tools.http, tools.egress, tools.secrets, &request).await
         }
-        other => Err(permanent(format!("a {} task does not run as tf.run_task", kind_name(other)))),
-    }
-}
-
-fn kind_name(spec: &TaskSpec) -> &'static str {
-    match spec {
-        TaskSpec::Noop => "noop",
-        TaskSpec::Workflow { .. } => "workflow",
-        TaskSpec::Activity { .. } => "activity",
-        TaskSpec::Http { .. } => "http",
-        TaskSpec::Human { .. } => "human",
+        other => Err(permanent(format!("a {} task does not run as tf.run_task", other.kind_name()))),
     }
 }

@@ -325,15 +325,7 @@ async fn insert_tasks(
         let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
         let templates: Vec<&str> = chunk.iter().map(|t| t.template_id.as_str()).collect();
         let keys: Vec<&str> = chunk.iter().map(|t| t.item_key.as_str()).collect();
-        let kinds: Vec<String> = chunk
-            .iter()
-            .map(|t| {
-                serde_json::to_value(&t.spec)
-                    .ok()
-                    .and_then(|v| v["kind"].as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let kinds: Vec<&str> = chunk.iter().map(|t| t.spec.kind_name()).collect();
         let params: Vec<Value> = chunk.iter().map(|t| nul::encode(&t.params).into_owned()).collect();
         let specs: Vec<Value> = chunk
             .iter()

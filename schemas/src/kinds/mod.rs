@@ -84,6 +84,17 @@ pub enum TaskSpec {
 }
 
 impl TaskSpec {
+    /// The kind's name (the spec's `kind` tag).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Noop => "noop",
+            Self::Workflow { .. } => "workflow",
+            Self::Activity { .. } => "activity",
+            Self::Http { .. } => "http",
+            Self::Human { .. } => "human",
+        }
+    }
+
     /// For kinds taskfactory runs itself in activity mode (`tf.run_task`: `noop`, `http`):
     /// each attempt's start-to-close timeout in seconds and the retry policy (`None`: the SDK's
     /// default, retried until it succeeds). `None` for kinds whose work is elsewhere.
@@ -326,6 +337,28 @@ mod tests {
         let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["tasks[0].execution", "tasks[1].execution"], "{errors}");
         assert!(errors.errors[0].message.contains("\"human\" runs as a workflow of its own"), "{errors}");
+    }
+
+    #[test]
+    fn a_specs_kind_name_is_its_wire_tag() {
+        use super::TaskSpec;
+        let specs = [
+            TaskSpec::Noop,
+            TaskSpec::Workflow { workflow_type: "W".into(), task_queue: None, timeout_secs: None, retry: None },
+            TaskSpec::Activity { activity_type: "a".into(), task_queue: None, timeout_secs: None, retry: None },
+            TaskSpec::Http {
+                method: "GET".into(),
+                url: "https://example.com".into(),
+                headers: Default::default(),
+                body: None,
+                timeout_secs: None,
+                retry: None,
+            },
+            TaskSpec::Human { title: "t".into(), assignee: None, timeout_secs: None },
+        ];
+        for spec in specs {
+            assert_eq!(serde_json::to_value(&spec).unwrap()["kind"], spec.kind_name());
+        }
     }
 
     #[test]

@@ -171,52 +171,43 @@ impl Bench {
 
     /// Wall seconds and the worker's peak RSS of the activity floor for `n` activities.
     async fn activity_floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
-        let task_queue = format!("bench-activity-floor-{n}");
-        let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
-        let id = format!("bench-activity-floor-{n}-{}", uuid::Uuid::new_v4().simple());
-        let started = Instant::now();
-        let handle = self
-            .client
-            .start_workflow(
-                FloorActivitiesWorkflow::run,
-                ActivityFloorInput { id_prefix: id.clone(), activities: n },
-                WorkflowStartOptions::new(task_queue, id.clone()).build(),
-            )
-            .await?;
-        let done = handle
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .with_context(|| format!("activity floor {id}"))?;
-        let wall = started.elapsed().as_secs_f64();
-        let rss = worker.peak_rss_mib();
-        worker.stop().await;
-        if done != n {
-            bail!("the activity floor completed {done} of {n} activities");
-        }
-        Ok((wall, rss))
+        self.on_floor_worker("activity-floor", n, |task_queue, id| async move {
+            let input = ActivityFloorInput { id_prefix: id.clone(), activities: n };
+            let options = WorkflowStartOptions::new(task_queue, id).build();
+            let handle = self.client.start_workflow(FloorActivitiesWorkflow::run, input, options).await?;
+            Ok(handle.get_result(WorkflowGetResultOptions::default()).await?)
+        })
+        .await
     }
 
     /// Wall seconds and the worker's peak RSS of the child floor for `n` children.
     async fn floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
-        let task_queue = format!("bench-floor-{n}");
+        self.on_floor_worker("floor", n, |task_queue, id| async move {
+            let input = FloorInput { id_prefix: id.clone(), children: n };
+            let options = WorkflowStartOptions::new(task_queue, id).build();
+            let handle = self.client.start_workflow(FloorWorkflow::run, input, options).await?;
+            Ok(handle.get_result(WorkflowGetResultOptions::default()).await?)
+        })
+        .await
+    }
+
+    /// Times `run(task_queue, workflow_id)` (which answers how many of its `n` steps
+    /// completed) on a fresh floor worker; wall seconds and the worker's peak RSS.
+    async fn on_floor_worker<F, Fut>(&self, name: &str, n: u64, run: F) -> anyhow::Result<(f64, f64)>
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<u64>>,
+    {
+        let task_queue = format!("bench-{name}-{n}");
         let worker = WorkerProcess::start(self, &task_queue, WorkerKind::Floor).await?;
-        let id = format!("bench-floor-{n}-{}", uuid::Uuid::new_v4().simple());
+        let id = format!("bench-{name}-{n}-{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
-        let handle = self
-            .client
-            .start_workflow(
-                FloorWorkflow::run,
-                FloorInput { id_prefix: id.clone(), children: n },
-                WorkflowStartOptions::new(task_queue, id.clone()).build(),
-            )
-            .await?;
-        let done =
-            handle.get_result(WorkflowGetResultOptions::default()).await.with_context(|| format!("floor {id}"))?;
+        let done = run(task_queue, id.clone()).await.with_context(|| format!("{name} {id}"))?;
         let wall = started.elapsed().as_secs_f64();
         let rss = worker.peak_rss_mib();
         worker.stop().await;
         if done != n {
-            bail!("the floor completed {done} of {n} children");
+            bail!("the {name} completed {done} of {n}");
         }
         Ok((wall, rss))
     }
