@@ -11,7 +11,7 @@ use taskfactory_orchestrator::contracts::markers as tf_activities;
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::Status;
 use taskfactory_schemas::run::{
-    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
+    CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
     PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskLogEntry, TaskRanInput,
     TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
@@ -96,7 +96,13 @@ impl TfActivityImpls {
     ) -> Result<LoadedDefinition, ActivityError> {
         let run = &input.run;
         self.store
-            .start_run(&input.run_workflow_id, &input.temporal_run_id, &run.definition_id, &run.trigger)
+            .start_run(
+                &input.run_workflow_id,
+                &input.temporal_run_id,
+                &run.definition_id,
+                &run.trigger,
+                run.retry_of.as_deref(),
+            )
             .await
             .map_err(store_error)?;
         let loaded = self.store.load_for_run(&run.definition_id, run.version).await.map_err(store_error)?;
@@ -112,6 +118,14 @@ impl TfActivityImpls {
         ctx: ActivityContext,
         input: ResolveContextInput,
     ) -> Result<Value, ActivityError> {
+        // A retry reuses the retried run's snapshot unless it asked to resolve anew.
+        if let Some(source) = self.store.retry_source(&input.run_workflow_id).await.map_err(store_error)?
+            && !source.plan.refresh_context
+        {
+            let value = self.store.context_snapshot(&source.run_workflow_id).await.map_err(store_error)?;
+            self.store.record_context(&input.run_workflow_id, &value).await.map_err(store_error)?;
+            return Ok(value);
+        }
         let resolved = context::resolve(
             &self.context,
             &input.loaded,
@@ -363,6 +377,19 @@ impl TfActivityImpls {
             Some(error) => tracing::warn!(status, tasks_spawned = spawned, error, "run finished"),
             None => tracing::info!(status, tasks_spawned = spawned, "run finished"),
         }
+        Ok(())
+    }
+
+    #[activity(definition = tf_activities::CancelRun)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn cancel_run(self: Arc<Self>, ctx: ActivityContext, input: CancelRunInput) -> Result<(), ActivityError> {
+        let reason = input.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "cancelled in Temporal".to_owned());
+        let closed = self
+            .store
+            .close_run_in_temporal(&input.run_workflow_id, Status::Cancelled, &reason)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(reason = %reason, recorded = closed, "run cancelled");
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! these, so a renamed field fails a test instead of printing blanks). They are defined next
 //! to their handlers; this is the one door to them from outside the crate.
 
+pub use crate::routes::control::{CancelAnswer, RetryAnswer};
 pub use crate::routes::decisions::{DecisionLog, PreviewAnswer};
 pub use crate::routes::definitions::{DiffAnswer, SaveAnswer};
 pub use crate::routes::events::{EventResult, IngestAnswer, Outcome as EventOutcome};

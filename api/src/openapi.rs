@@ -28,8 +28,8 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::required_role;
 use crate::error::ErrorBody;
 use crate::routes::{
-    decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs, schedules, stream,
-    ui,
+    control, decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs,
+    schedules, stream, ui,
 };
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
@@ -52,7 +52,7 @@ use crate::routes::{
         keys::list, keys::create, keys::revoke, keys::audit,
         events::ingest,
         human::list, human::complete, human::reject,
-        runs::list, runs::get, runs::events, stream::run_stream, observe::graph, observe::external_events, stream::runs_stream,
+        runs::list, runs::get, runs::events, control::cancel, control::retry, stream::run_stream, observe::graph, observe::external_events, stream::runs_stream,
     ),
     modifiers(&AccessRules),
     tags(
@@ -184,6 +184,7 @@ pub fn body_schemas() -> Map<String, Value> {
         plans::DryRunRequest, plans::DryRunAnswer, plans::BehaviourDiffAnswer,
         decisions::DecisionLog, decisions::PreviewAnswer,
         runs::TriggerRequest, runs::TriggerAnswer, runs::RunList, runs::EventPage,
+        control::CancelBody, control::CancelAnswer, control::RetryBody, control::RetryAnswer,
         schedules::ScheduleDescription, schedules::NoteRequest, schedules::PauseAnswer, schedules::ScheduleTriggered,
         schedules::BackfillRequest, schedules::BackfillAnswer, schedules::ReconcileAnswer,
         fleet::FleetRequest, fleet::FleetAnswer,

@@ -48,32 +48,43 @@ pub async fn reconcile(state: &ApiState) -> usize {
     };
     let mut closed = 0;
     for workflow_id in open {
-        let handle = state.temporal.get_workflow_handle::<UntypedWorkflow>(workflow_id.clone());
-        let description = match handle.describe(Default::default()).await {
-            Ok(description) => description,
-            Err(e) => {
-                tracing::debug!(workflow_id = %workflow_id, error = %e, "run reconciler: describe failed");
-                continue;
-            }
-        };
-        let closed_for = description.close_time().and_then(|t| SystemTime::now().duration_since(t).ok());
-        let (status, reason) = match description.status() {
-            WorkflowExecutionStatus::Canceled => (Status::Cancelled, "cancelled in Temporal"),
-            WorkflowExecutionStatus::Terminated => (Status::Terminated, "terminated in Temporal"),
-            WorkflowExecutionStatus::TimedOut => (Status::TimedOut, "the execution timed out in Temporal"),
-            WorkflowExecutionStatus::Failed if closed_for.is_some_and(|d| d > GRACE) => {
-                (Status::Failed, "failed in Temporal without recording its end")
-            }
-            _ => continue,
-        };
-        match state.store.close_run_in_temporal(&workflow_id, status, reason).await {
-            Ok(true) => {
-                closed += 1;
-                tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed"),
+        if reconcile_run(state, &workflow_id).await {
+            closed += 1;
         }
     }
     closed
+}
+
+/// Checks one run the log says is open against Temporal, and records it closed if Temporal
+/// has closed it; answers whether it recorded that. Also called on every read of an open run.
+pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
+    let handle = state.temporal.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
+    let description = match handle.describe(Default::default()).await {
+        Ok(description) => description,
+        Err(e) => {
+            tracing::debug!(workflow_id = %workflow_id, error = %e, "run reconciler: describe failed");
+            return false;
+        }
+    };
+    let closed_for = description.close_time().and_then(|t| SystemTime::now().duration_since(t).ok());
+    let (status, reason) = match description.status() {
+        WorkflowExecutionStatus::Canceled => (Status::Cancelled, "cancelled in Temporal"),
+        WorkflowExecutionStatus::Terminated => (Status::Terminated, "terminated in Temporal"),
+        WorkflowExecutionStatus::TimedOut => (Status::TimedOut, "the execution timed out in Temporal"),
+        WorkflowExecutionStatus::Failed if closed_for.is_some_and(|d| d > GRACE) => {
+            (Status::Failed, "failed in Temporal without recording its end")
+        }
+        _ => return false,
+    };
+    match state.store.close_run_in_temporal(workflow_id, status, reason).await {
+        Ok(true) => {
+            tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed");
+            false
+        }
+    }
 }

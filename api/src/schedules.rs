@@ -138,6 +138,7 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
             payload: Value::Null,
             scheduled_for: None,
         },
+        retry_of: None,
     };
     // The version is the run's to say: it loads the current one when it starts.
     let attributes = search::attributes(&definition.id, RunTrigger::Schedule, None, Kind::Run);

@@ -23,17 +23,23 @@ pub struct Started {
     pub started: bool,
 }
 
-/// Starts `RunActivityWorkflow` for `loaded` under `workflow_id`; a second start with the same
-/// id (running or closed) starts nothing and reports the existing run.
+/// Starts `RunActivityWorkflow` for `loaded` under `workflow_id` (a retry of `retry_of`, when
+/// given); a second start with the same id (running or closed) starts nothing and reports the
+/// existing run.
 pub async fn start_run(
     state: &ApiState,
     loaded: &LoadedDefinition,
     trigger: TriggerInfo,
     workflow_id: String,
+    retry_of: Option<String>,
 ) -> Result<Started, ApiError> {
     let definition = &loaded.definition;
-    let input =
-        RunInput { definition_id: definition.id.clone(), version: Some(loaded.version), trigger: trigger.clone() };
+    let input = RunInput {
+        definition_id: definition.id.clone(),
+        version: Some(loaded.version),
+        trigger: trigger.clone(),
+        retry_of,
+    };
     let mut memo = MemoValues::new();
     memo.insert(MEMO_DEFINITION_NAME, definition.name.clone());
     let options = WorkflowStartOptions::new(state.task_queue.clone(), workflow_id.clone())

@@ -20,7 +20,7 @@ use taskfactory_schemas::plan::PlannedTask;
 use taskfactory_schemas::run::{BatchInput, RunTaskInput, Status, TaskLogEntry, TaskWritesInput};
 use temporalio_common::UntypedActivity;
 use temporalio_common::data_converters::RawValue;
-use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowContext};
+use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowCancellationToken, WorkflowContext};
 
 use crate::contracts::TfActivities;
 use crate::convert::{json_of, retry_policy};
@@ -69,8 +69,14 @@ pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInpu
         }
         _ => Err("this kind runs as a workflow of its own, never as an activity".to_owned()),
     };
-    if let Err(message) = &outcome {
-        record(ctx, finished(task, Status::Failed, serde_json::Value::Null, Some(message.clone())));
+    let cancellation = ctx.cancellation_token();
+    match &outcome {
+        Err(_) if cancellation.is_cancelled() => {
+            let reason = cancellation.reason().filter(|r| !r.is_empty()).unwrap_or_else(|| "cancelled".to_owned());
+            record(ctx, finished(task, Status::Cancelled, serde_json::Value::Null, Some(reason)));
+        }
+        Err(message) => record(ctx, finished(task, Status::Failed, serde_json::Value::Null, Some(message.clone()))),
+        Ok(()) => {}
     }
     ctx.state_mut(|s| s.buffer().open -= 1);
     outcome.is_ok()
@@ -110,25 +116,46 @@ pub(crate) fn open<W: Buffered>(ctx: &WorkflowContext<W>, n: usize) {
 }
 
 /// Writes what the batch gathers until every open task has finished and everything is
-/// written. A write that fails for good fails the batch (its error is returned).
+/// written. A write that fails for good fails the batch (its error is returned); so does a
+/// cancellation, which leaves what is gathered to [`write_rest`].
 pub(crate) async fn flush<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInput) -> Result<(), String> {
     loop {
         ctx.wait_condition(|s| !s.buffered().entries.is_empty() || s.buffered().open == 0)
             .await
             .map_err(|_| "the batch was cancelled".to_owned())?;
-        let entries = ctx.state_mut(|s| std::mem::take(&mut s.buffer().entries));
-        if entries.is_empty() {
+        if !write(ctx, batch, None).await? {
             return Ok(());
         }
-        let input = TaskWritesInput {
-            run_workflow_id: batch.run_workflow_id.clone(),
-            workflow_id: ctx.workflow_id().to_owned(),
-            temporal_run_id: ctx.run_id().to_owned(),
-            entries,
-        };
-        let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(60)).build();
-        ctx.execute_local_activity(TfActivities::task_writes, input, options)
-            .await
-            .map_err(|e| format!("recording task outcomes failed: {}", failure::describe_error(&e)))?;
     }
+}
+
+/// Writes what is gathered once the batch was cancelled (its tasks recorded `cancelled`), on a
+/// token of its own so the write still happens.
+pub(crate) async fn write_rest<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInput) -> Result<(), String> {
+    write(ctx, batch, Some(WorkflowCancellationToken::new())).await.map(|_| ())
+}
+
+/// Writes the gathered entries with one `task_writes` local activity; `false` when there
+/// were none.
+async fn write<W: Buffered>(
+    ctx: &WorkflowContext<W>,
+    batch: &BatchInput,
+    token: Option<WorkflowCancellationToken>,
+) -> Result<bool, String> {
+    let entries = ctx.state_mut(|s| std::mem::take(&mut s.buffer().entries));
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let input = TaskWritesInput {
+        run_workflow_id: batch.run_workflow_id.clone(),
+        workflow_id: ctx.workflow_id().to_owned(),
+        temporal_run_id: ctx.run_id().to_owned(),
+        entries,
+    };
+    let mut options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(60)).build();
+    options.cancellation_token = token;
+    ctx.execute_local_activity(TfActivities::task_writes, input, options)
+        .await
+        .map_err(|e| format!("recording task outcomes failed: {}", failure::describe_error(&e)))?;
+    Ok(true)
 }

@@ -6,6 +6,9 @@
 //! of this workflow ([`crate::activity_tasks`]). Batches keep the run's own history small
 //! whatever the fan-out: 10,000 tasks are 40 batch children there.
 //!
+//! In a retry, tasks reused from the retried run are counted completed and never run. A
+//! cancelled batch records its unfinished activity-mode tasks `cancelled` and ends Canceled.
+//!
 //! Plans made before execution modes existed carry no mode: every task is a child, and the
 //! batch issues exactly the commands it always did, so their histories replay unchanged.
 
@@ -17,7 +20,7 @@ use taskfactory_schemas::Execution;
 use taskfactory_schemas::run::{BatchInput, BatchOutcome, LoadBatchInput};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join, join_all};
-use temporalio_sdk::{ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult, WorkflowTermination};
 
 use crate::activity_tasks::{self, Buffered, WriteBuffer};
 use crate::children::run_child;
@@ -57,16 +60,24 @@ impl TaskBatchWorkflow {
         let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(60)).build();
         let tasks = ctx.execute_local_activity(TfActivities::load_batch, load, options).await?;
         let ctx = &*ctx;
-        let as_activities = tasks.iter().filter(|t| t.execution == Execution::Activity).count();
         let mut outcome = BatchOutcome::default();
         let count = |outcome: &mut BatchOutcome, results: Vec<bool>| {
             for ok in results {
                 if ok { outcome.completed += 1 } else { outcome.failed += 1 }
             }
         };
+        // Tasks a retry reused are recorded completed already: they never run.
+        let reused = tasks.iter().filter(|t| t.reused_from.is_some()).count();
+        outcome.completed += reused as u64;
+        let tasks: Vec<_> = tasks.into_iter().filter(|t| t.reused_from.is_none()).collect();
+        let as_activities = tasks.iter().filter(|t| t.execution == Execution::Activity).count();
         if as_activities == 0 {
             let children = tasks.iter().map(|task| run_child(ctx, &input.run_workflow_id, &input.meta, task));
             count(&mut outcome, join_all(children).await);
+            if ctx.cancellation_token().is_cancelled() {
+                // Each child records its own cancellation.
+                return Err(WorkflowTermination::cancelled());
+            }
             return Ok(outcome);
         }
         activity_tasks::open(ctx, as_activities);
@@ -78,6 +89,10 @@ impl TaskBatchWorkflow {
         });
         let (results, written) = join!(join_all(runs), activity_tasks::flush(ctx, &input));
         count(&mut outcome, results);
+        if ctx.cancellation_token().is_cancelled() {
+            activity_tasks::write_rest(ctx, &input).await.map_err(ApplicationFailure::non_retryable)?;
+            return Err(WorkflowTermination::cancelled());
+        }
         written.map_err(ApplicationFailure::non_retryable)?;
         Ok(outcome)
     }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use taskfactory_schemas::run::{
-    FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
+    CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
     PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskRanInput,
     TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
@@ -111,12 +111,19 @@ impl TfActivities {
     pub fn finish_run(input: FinishRunInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
+
+    /// Records the run's cancellation: unfinished tasks `NODE_CANCELLED`, waiting human tasks
+    /// cancelled, `WORKFLOW_CANCELLED` with who asked and why.
+    #[activity(name = "tf.cancel_run")]
+    pub fn cancel_run(input: CancelRunInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
 }
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
     pub use super::tf_activities::{
-        FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, RunTask, StartRun,
-        TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
+        CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, RunTask,
+        StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
     };
 }

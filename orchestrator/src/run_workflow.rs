@@ -17,6 +17,12 @@
 //! skipped (recorded as such) and the run fails once everything that could run has finished;
 //! with `fail_fast`, no new batch starts after the first failure.
 //!
+//! Cancellation (through taskfactory's API or in Temporal): the SDK cancels what is in flight
+//! (batches, children, activities, timers) and every wait ends, so no new work starts; the
+//! run then records its cancellation (`cancel_run`, on a token of its own so it still runs:
+//! unfinished tasks `NODE_CANCELLED`, waiting human tasks cancelled, `WORKFLOW_CANCELLED` with
+//! who asked and why) and ends Canceled in Temporal.
+//!
 //! Runs recorded before batching (no `tf-batched-fanout` marker in history) replay through
 //! [`run_dag_v1`], which started every task as a direct child.
 
@@ -29,13 +35,15 @@ use taskfactory_schemas::Plan;
 use taskfactory_schemas::definition::FailurePolicy;
 use taskfactory_schemas::plan::TemplatePlan;
 use taskfactory_schemas::run::{
-    BatchInput, BatchOutcome, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput, ResolveContextInput,
-    RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TaskMeta, TasksSkippedInput, TriggerInfo,
+    BatchInput, BatchOutcome, CancelRunInput, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput,
+    ResolveContextInput, RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TaskMeta, TasksSkippedInput,
+    TriggerInfo,
 };
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, WorkflowContext, WorkflowResult,
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, WorkflowCancellationToken, WorkflowContext,
+    WorkflowResult, WorkflowTermination,
 };
 
 use crate::batch_workflow::TaskBatchWorkflow;
@@ -165,6 +173,9 @@ impl RunActivityWorkflow {
         } else {
             run_dag_v1(ctx, &run_workflow_id, &meta, &plan).await
         };
+        if ctx.cancellation_token().is_cancelled() {
+            return cancelled(ctx, &run_workflow_id).await;
+        }
         let plan_errors = ctx.state(|s| s.plan_errors.clone());
         if !plan_errors.is_empty() {
             return fail(ctx, &run_workflow_id, outcome, plan_errors.join("; ")).await;
@@ -180,13 +191,17 @@ impl RunActivityWorkflow {
     }
 }
 
-/// Records the failure in the run log, then fails the workflow with the same message.
+/// Records the failure in the run log, then fails the workflow with the same message; a run
+/// failing because it was cancelled records its cancellation instead.
 async fn fail(
     ctx: &WorkflowContext<RunActivityWorkflow>,
     run_workflow_id: &str,
     outcome: RunOutcome,
     message: String,
 ) -> WorkflowResult<RunOutcome> {
+    if ctx.cancellation_token().is_cancelled() {
+        return cancelled(ctx, run_workflow_id).await;
+    }
     let finish = FinishRunInput {
         run_workflow_id: run_workflow_id.to_owned(),
         status: Status::Failed,
@@ -195,6 +210,18 @@ async fn fail(
     };
     ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
     Err(ApplicationFailure::non_retryable(message).into())
+}
+
+/// Records the run's cancellation (on a detached token: the run's own is cancelled), then ends
+/// the workflow Canceled.
+async fn cancelled(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str) -> WorkflowResult<RunOutcome> {
+    let input =
+        CancelRunInput { run_workflow_id: run_workflow_id.to_owned(), reason: ctx.cancellation_token().reason() };
+    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build();
+    ctx.execute_activity(TfActivities::cancel_run, input, options).await?;
+    Err(WorkflowTermination::cancelled())
 }
 
 /// What the DAG of one run needs.

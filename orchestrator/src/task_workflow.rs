@@ -13,7 +13,9 @@
 //! - `human`: records a human task and waits for the `human_decision` signal the API sends on
 //!   complete or reject, or for the timeout.
 //!
-//! A failed task fails this workflow, so the Temporal Web UI shows it red too.
+//! A failed task fails this workflow, so the Temporal Web UI shows it red too. A cancelled one
+//! (its run was cancelled, or an operator cancelled this workflow in Temporal) is recorded
+//! `cancelled` and ends Canceled.
 
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext,
-    WorkflowContext, WorkflowResult,
+    WorkflowCancellationToken, WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
 use crate::contracts::TfActivities;
@@ -74,7 +76,15 @@ impl TaskWorkflow {
 
         let result = execute(ctx, &input).await;
 
+        let cancellation = ctx.cancellation_token();
+        let mut options = trace_options();
         let (status, output, error) = match &result {
+            _ if cancellation.is_cancelled() => {
+                // The write must still happen: on a token of its own.
+                options.cancellation_token = Some(WorkflowCancellationToken::new());
+                let reason = cancellation.reason().filter(|r| !r.is_empty());
+                (Status::Cancelled, Value::Null, Some(reason.unwrap_or_else(|| "cancelled".to_owned())))
+            }
             Ok(output) => (Status::Completed, output.clone(), None),
             Err(message) => (Status::Failed, Value::Null, Some(message.clone())),
         };
@@ -85,7 +95,10 @@ impl TaskWorkflow {
             output,
             error,
         };
-        ctx.execute_local_activity(TfActivities::task_finished, finished, trace_options()).await?;
+        ctx.execute_local_activity(TfActivities::task_finished, finished, options).await?;
+        if status == Status::Cancelled {
+            return Err(WorkflowTermination::cancelled());
+        }
         result.map_err(|message| ApplicationFailure::non_retryable(message).into())
     }
 

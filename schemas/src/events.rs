@@ -58,12 +58,15 @@ pub enum EventType {
     WorkflowFailed,
     /// A task did not finish because its run was closed in Temporal.
     NodeCancelled,
-    /// The run was cancelled in Temporal.
+    /// The run was cancelled (through taskfactory or in Temporal).
     WorkflowCancelled,
     /// The run was terminated in Temporal.
     WorkflowTerminated,
     /// The run's execution timed out in Temporal.
     WorkflowTimedOut,
+    /// The run was reset in Temporal: it runs again from the reset point as a new Temporal run
+    /// of the same run record.
+    WorkflowReset,
 }
 
 impl EventType {
@@ -87,6 +90,7 @@ impl EventType {
             Self::WorkflowCancelled,
             Self::WorkflowTerminated,
             Self::WorkflowTimedOut,
+            Self::WorkflowReset,
         ]
     }
 
@@ -110,6 +114,7 @@ impl EventType {
             Self::WorkflowCancelled => "WORKFLOW_CANCELLED",
             Self::WorkflowTerminated => "WORKFLOW_TERMINATED",
             Self::WorkflowTimedOut => "WORKFLOW_TIMED_OUT",
+            Self::WorkflowReset => "WORKFLOW_RESET",
         }
     }
 }

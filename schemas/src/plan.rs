@@ -33,6 +33,10 @@ pub struct PlannedTask {
     /// How it runs; plans made before execution modes have none, which means `workflow`.
     #[serde(default, skip_serializing_if = "Execution::is_workflow")]
     pub execution: Execution,
+    /// In a retry: the task of the retried run whose outcome this task carries over. A reused
+    /// task is recorded completed when it is planned and never runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
 }
 
 /// The DAG node of one template.
@@ -291,7 +295,15 @@ fn plan_template(
         let task_id = task_workflow_id(req.run_workflow_id, &template.id, &item_key);
         check_workflow_id_len(&task_id).map_err(|m| err("key", item_index, m))?;
         let execution = template.execution.unwrap_or(template.kind.default_execution());
-        out.tasks.push(PlannedTask { task_id, template_id: template.id.clone(), item_key, spec, params, execution });
+        out.tasks.push(PlannedTask {
+            task_id,
+            template_id: template.id.clone(),
+            item_key,
+            spec,
+            params,
+            execution,
+            reused_from: None,
+        });
     }
     Ok(())
 }

@@ -19,6 +19,47 @@ pub struct RunInput {
     pub version: Option<i32>,
     /// What started the run.
     pub trigger: TriggerInfo,
+    /// The finished run this one retries (`{workflow_id}:retry:{n}`): which of its tasks run
+    /// again and which are reused is kept with the retry in the run log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+}
+
+/// Which tasks of a finished run a retry runs again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RetryTasks {
+    /// `"failed"` (every task that did not complete: failed, skipped, cancelled) or `"all"`.
+    Named(RetryWhich),
+    /// These task ids, and every task that did not complete.
+    Ids(Vec<String>),
+}
+
+impl Default for RetryTasks {
+    fn default() -> Self {
+        Self::Named(RetryWhich::Failed)
+    }
+}
+
+/// A named choice of [`RetryTasks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryWhich {
+    /// What did not complete runs again; completed tasks are reused.
+    Failed,
+    /// Everything runs again.
+    All,
+}
+
+/// How a retry runs, as stored with it (`run_retries.request`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetryPlan {
+    /// Which tasks run again.
+    #[serde(default)]
+    pub tasks: RetryTasks,
+    /// Resolve the context anew instead of reusing the retried run's snapshot.
+    #[serde(default)]
+    pub refresh_context: bool,
 }
 
 /// Status of a run or a task.
@@ -331,6 +372,16 @@ pub struct FinishRunInput {
     pub outcome: RunOutcome,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// Input of `cancel_run`: the run workflow was cancelled (through taskfactory's API or in
+/// Temporal) and records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelRunInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The reason Temporal delivered with the cancellation, if any.
+    pub reason: Option<String>,
 }
 
 /// Input of `run_task`: one task of an own kind (`noop`, `http`) in activity mode, run by the

@@ -1,5 +1,7 @@
-//! Runs closed in Temporal without their workflow code recording it: an operator's cancel or
-//! terminate, an execution timeout. The API's run reconciler finds them and records them here.
+//! Runs closed in Temporal: cancelled (the run workflow records its own cancellation here), or
+//! closed without their workflow code recording it (an operator's terminate, an execution
+//! timeout; the API's run reconciler finds them and records them here). Also the cancel
+//! requests taskfactory's API makes, and resets done in Temporal.
 
 use super::*;
 
@@ -14,26 +16,64 @@ impl Store {
         .await?)
     }
 
+    /// Records who asked to cancel a running run and why (`POST /runs/{id}/cancel`, before it
+    /// asks Temporal); the run workflow's record of its cancellation names them.
+    pub async fn request_cancel(&self, run: &str, by: &str, reason: Option<&str>) -> Result<CancelRequest> {
+        let updated = sqlx::query(
+            "update activity_runs set cancel_requested_by = coalesce(cancel_requested_by, $2), \
+             cancel_reason = coalesce(cancel_reason, $3) where workflow_id = $1 and status = 'running'",
+        )
+        .bind(run)
+        .bind(nul::text(by))
+        .bind(nul::text_opt(reason))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(CancelRequest::Recorded);
+        }
+        let status: Option<String> = sqlx::query_scalar("select status from activity_runs where workflow_id = $1")
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await?;
+        match status {
+            Some(status) => Ok(CancelRequest::NotRunning(status)),
+            None => Err(StoreError::NotFound(format!("run {run:?}"))),
+        }
+    }
+
     /// Records that Temporal closed `run` with `status` because of `reason`: the run row (only
     /// while it still says running), its unfinished tasks (`cancelled`, one `NODE_CANCELLED`
     /// each) and its waiting human tasks (`cancelled`), and the run's end event, in one
-    /// transaction. The events share the keys of the ends the workflow would have written, so
-    /// a late write of the workflow's own is a no-op. Answers whether the run was still open.
+    /// transaction. A cancellation names who asked and why when taskfactory's API asked
+    /// ([`Self::request_cancel`]); otherwise "Temporal" asked, for `reason`. The events share
+    /// the keys of the ends the workflow would have written, so a late write of the workflow's
+    /// own is a no-op. Answers whether the run was still open.
     pub async fn close_run_in_temporal(&self, run: &str, status: Status, reason: &str) -> Result<bool> {
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let definition_id: Option<String> = sqlx::query_scalar(
-            "update activity_runs set status = $2, error = $3, finished_at = coalesce(finished_at, now()) \
-             where workflow_id = $1 and status = 'running' returning definition_id",
+        let closed: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+            "update activity_runs set status = $2, finished_at = coalesce(finished_at, now()), \
+             error = case when $2 = 'cancelled' then coalesce(cancel_reason, $3) else $3 end \
+             where workflow_id = $1 and status = 'running' \
+             returning definition_id, resets, cancel_requested_by, cancel_reason",
         )
         .bind(run)
         .bind(status.as_str())
-        .bind(reason)
+        .bind(nul::text(reason))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(definition_id) = definition_id else {
+        let Some((definition_id, resets, requested_by, requested_reason)) = closed else {
             return Ok(false);
         };
+        let (by, reason) = match status {
+            Status::Cancelled => (
+                requested_by.unwrap_or_else(|| "Temporal".to_owned()),
+                requested_reason.unwrap_or_else(|| reason.to_owned()),
+            ),
+            _ => ("Temporal".to_owned(), reason.to_owned()),
+        };
+        let reason = reason.as_str();
         let tasks: Vec<String> = sqlx::query_scalar(
             "update task_runs set status = 'cancelled', error = $2, finished_at = now() \
              where run_workflow_id = $1 and status in ('pending', 'running') returning id",
@@ -65,17 +105,36 @@ impl Store {
             Status::TimedOut => EventType::WorkflowTimedOut,
             _ => EventType::WorkflowFailed,
         };
+        let message = match status {
+            Status::Cancelled => format!("run cancelled by {by}: {reason}"),
+            _ => format!("run {}: {reason}", status.as_str()),
+        };
         events.push(event(
-            "run:finished",
+            run_finished_key(resets),
             event_type,
             None,
             Level::Warn,
-            format!("run {}: {reason}", status.as_str()),
-            json!({"reason": reason, "tasks_cancelled": tasks.len()}),
+            message,
+            json!({"reason": reason, "by": by, "tasks_cancelled": tasks.len()}),
         ));
         Self::append_events(&mut tx, run, &events).await?;
         commit_write(tx, "close_run_in_temporal", began).await?;
         metrics().runs_finished.with_label_values(&[definition_id.as_str(), status.as_str()]).inc();
         Ok(true)
     }
+}
+
+/// What [`Store::request_cancel`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The run is running: the request is recorded.
+    Recorded,
+    /// The run has ended with this status: there is nothing to cancel.
+    NotRunning(String),
+}
+
+/// The key of a run's end event: each reset in Temporal continues the run record and ends it
+/// anew.
+pub(crate) fn run_finished_key(resets: i32) -> String {
+    if resets == 0 { "run:finished".to_owned() } else { format!("run:finished:{resets}") }
 }

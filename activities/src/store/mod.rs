@@ -11,6 +11,7 @@
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
 //! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
+//! - [`retries`]: retries of finished runs, and the tasks they reuse;
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
@@ -20,10 +21,13 @@ mod definitions;
 mod human_tasks;
 pub mod nul;
 mod reads;
+mod retries;
 mod task_log;
 mod writes;
 
+pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
+pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};
 
 use std::time::Instant;
@@ -206,6 +210,12 @@ pub struct RunDetail {
     pub plan: Option<Value>,
     /// The tasks (first 1,000 by id).
     pub tasks: Vec<TaskRow>,
+    /// The run this one retries.
+    pub retry_of: Option<String>,
+    /// The retries made of this run, oldest first.
+    pub retries: Vec<String>,
+    /// How many times the run was reset in Temporal (each reset continued this record).
+    pub resets: i32,
 }
 
 /// A task as stored.
@@ -234,6 +244,9 @@ pub struct TaskRow {
     pub output: Option<Value>,
     /// Error.
     pub error: Option<String>,
+    /// In a retry: the task of the retried run whose outcome this one carries over (it did
+    /// not run).
+    pub reused_from: Option<String>,
     /// Start.
     pub started_at: Option<DateTime<Utc>>,
     /// End.

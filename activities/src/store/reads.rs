@@ -78,7 +78,8 @@ impl Store {
     /// One run with its plan and tasks.
     pub async fn get_run(&self, workflow_id: &str) -> Result<RunDetail> {
         let sql = format!(
-            "select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan from activity_runs r where r.workflow_id = $1",
+            "select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan, r.retry_of, r.resets \
+             from activity_runs r where r.workflow_id = $1",
             Self::RUN_COLUMNS
         );
         let row = sqlx::query(&sql)
@@ -87,8 +88,8 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
         let tasks = sqlx::query(
-            "select id, template_id, item_key, kind, execution, status, attempt, params, output, error, started_at, \
-             finished_at, coalesce(temporal_workflow_id, id) as temporal_workflow_id \
+            "select id, template_id, item_key, kind, execution, status, attempt, params, output, error, reused_from, \
+             started_at, finished_at, coalesce(temporal_workflow_id, id) as temporal_workflow_id \
              from task_runs where run_workflow_id = $1 order by id limit 1000",
         )
         .bind(workflow_id)
@@ -108,6 +109,7 @@ impl Store {
                 params: nul::decode(r.try_get("params")?),
                 output: nul::decode_opt(r.try_get("output")?),
                 error: r.try_get("error")?,
+                reused_from: r.try_get("reused_from")?,
                 started_at: r.try_get("started_at")?,
                 finished_at: r.try_get("finished_at")?,
             })
@@ -120,6 +122,9 @@ impl Store {
             context_snapshot: nul::decode_opt(row.try_get("context_snapshot")?),
             plan: nul::decode_opt(row.try_get("plan")?),
             tasks,
+            retry_of: row.try_get("retry_of")?,
+            retries: self.retries_of(workflow_id).await?,
+            resets: row.try_get("resets")?,
         })
     }
 

@@ -81,13 +81,19 @@ impl Store {
         temporal_run_id: &str,
         definition_id: &DefinitionId,
         trigger: &TriggerInfo,
+        retry_of: Option<&str>,
     ) -> Result<()> {
         let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for) \
-             values ($1, $2, $3, $4, $5, $6) on conflict (workflow_id) do nothing",
+        // A new Temporal run id for a run already recorded is a reset done in Temporal: the run
+        // record continues (running again, its end to be recorded anew), nothing is duplicated.
+        let (inserted, resets): (bool, i32) = sqlx::query_as(
+            "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, scheduled_for, retry_of) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (workflow_id) do update \
+             set run_id = excluded.run_id, status = 'running', finished_at = null, error = null, \
+             resets = activity_runs.resets + 1 where activity_runs.run_id <> excluded.run_id \
+             returning (xmax = 0), resets",
         )
         .bind(run)
         .bind(temporal_run_id)
@@ -95,9 +101,21 @@ impl Store {
         .bind(trigger.kind.as_str())
         .bind(nul::encode(&trigger_json).as_ref())
         .bind(trigger.scheduled_for)
-        .execute(&mut *tx)
+        .bind(retry_of)
+        .fetch_optional(&mut *tx)
         .await?
-        .rows_affected();
+        .unwrap_or((false, 0));
+        if !inserted && resets > 0 {
+            let reset = event(
+                format!("run:reset:{resets}"),
+                EventType::WorkflowReset,
+                None,
+                Level::Warn,
+                format!("run reset in Temporal: it continues as Temporal run {temporal_run_id}"),
+                json!({"temporal_run_id": temporal_run_id, "resets": resets}),
+            );
+            Self::append_events(&mut tx, run, &[reset]).await?;
+        }
         if let (RunTrigger::Event, Some(key), Some(received)) = (trigger.kind, &trigger.key, &trigger.event) {
             // The API writes the receipt after starting the workflow; the run writes it too, so a
             // crash between the two never forgets an accepted event.
@@ -118,7 +136,7 @@ impl Store {
         Self::append_events(&mut tx, run, &[started]).await?;
         commit_write(tx, "start_run", began).await?;
         // Counted once per run: a retried activity finds the row and inserts nothing.
-        if inserted == 1 {
+        if inserted {
             metrics().runs_started.with_label_values(&[definition_id.as_str(), trigger.kind.as_str()]).inc();
         }
         Ok(())
@@ -172,6 +190,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_tasks(&mut tx, run, &plan.tasks, 0).await?;
+        let reused = super::retries::reuse_tasks(&mut tx, run).await?;
         if plan.tasks.is_empty() && !plan.templates.iter().any(|t| t.deferred) {
             super::decisions::mark_zero_tasks(&mut tx, run, plan).await?;
         }
@@ -184,14 +203,15 @@ impl Store {
             json!({"tasks": plan.tasks.len(), "skipped": skipped, "templates": plan.templates}),
         );
         Self::append_events(&mut tx, run, &[created]).await?;
+        Self::append_events(&mut tx, run, &reused).await?;
         commit_write(tx, "record_plan", began).await?;
         Ok(())
     }
 
     /// A slice of a template's tasks in plan order.
     pub async fn load_tasks(&self, run: &str, template_id: &str, offset: i64, limit: i64) -> Result<Vec<PlannedTask>> {
-        let rows: Vec<(String, String, Value, Value, String)> = sqlx::query_as(
-            "select id, item_key, spec, params, execution from task_runs where run_workflow_id = $1 and template_id = $2 \
+        let rows: Vec<(String, String, Value, Value, String, Option<String>)> = sqlx::query_as(
+            "select id, item_key, spec, params, execution, reused_from from task_runs where run_workflow_id = $1 and template_id = $2 \
              order by position offset $3 limit $4",
         )
         .bind(run)
@@ -201,7 +221,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(task_id, item_key, spec, params, execution)| {
+            .map(|(task_id, item_key, spec, params, execution, reused_from)| {
                 let spec = serde_json::from_value(nul::decode(spec))
                     .map_err(|e| StoreError::Corrupt(format!("task {task_id:?}: {e}")))?;
                 Ok(PlannedTask {
@@ -211,6 +231,7 @@ impl Store {
                     spec,
                     params: nul::decode(params),
                     execution: if execution == "activity" { Execution::Activity } else { Execution::Workflow },
+                    reused_from,
                 })
             })
             .collect()
@@ -273,6 +294,7 @@ impl Store {
             None => return Err(StoreError::NotFound(format!("plan of run {run:?}"))),
         };
         let already = plan.decisions.iter().any(|d| d.template_id == template_id && d.outcome != Outcome::Deferred);
+        let mut reused = Vec::new();
         if !already {
             let at = plan.decisions.iter().position(|d| d.template_id == template_id).unwrap_or(plan.decisions.len());
             plan.decisions.retain(|d| d.template_id != template_id);
@@ -291,6 +313,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             insert_tasks(&mut tx, run, &chunk.tasks, position).await?;
+            reused = super::retries::reuse_tasks(&mut tx, run).await?;
         }
         let extended = event(
             format!("template:{template_id}:planned"),
@@ -301,6 +324,7 @@ impl Store {
             json!({"template_id": template_id, "tasks": chunk.tasks.len()}),
         );
         Self::append_events(&mut tx, run, &[extended]).await?;
+        Self::append_events(&mut tx, run, &reused).await?;
         commit_write(tx, "record_template_plan", began).await?;
         Ok(())
     }
@@ -388,12 +412,24 @@ impl Store {
                 .bind(nul::text_opt(error.as_deref()))
                 .fetch_optional(&mut **tx)
                 .await?;
-                // A human task that ends while still waiting ran out of time.
-                sqlx::query("update human_tasks set status = 'timed_out', decided_at = now() where task_id = $1 and status = 'waiting'")
-                    .bind(task_id)
-                    .execute(&mut **tx)
-                    .await?;
+                // A human task that ends while still waiting ran out of time, or was cancelled.
+                let human = if *status == Status::Cancelled { "cancelled" } else { "timed_out" };
+                sqlx::query(
+                    "update human_tasks set status = $2, decided_at = now() where task_id = $1 and status = 'waiting'",
+                )
+                .bind(task_id)
+                .bind(human)
+                .execute(&mut **tx)
+                .await?;
                 let event = match (status, error) {
+                    (Status::Cancelled, _) => event(
+                        format!("task:{task_id}:finished"),
+                        EventType::NodeCancelled,
+                        Some(task_id),
+                        Level::Warn,
+                        format!("task cancelled: {}", error.as_deref().unwrap_or("cancelled")),
+                        json!({"reason": error}),
+                    ),
                     (Status::Failed, _) => event(
                         format!("task:{task_id}:finished"),
                         EventType::NodeFailed,
@@ -479,9 +515,9 @@ impl Store {
     pub async fn finish_run(&self, run: &str, status: Status, outcome: &RunOutcome, error: Option<&str>) -> Result<()> {
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let definition_id: Option<String> = sqlx::query_scalar(
+        let finished_row: Option<(String, i32)> = sqlx::query_as(
             "update activity_runs set status = $2, tasks_spawned = $3, error = $4, finished_at = coalesce(finished_at, now()) where workflow_id = $1 \
-             returning definition_id",
+             returning definition_id, resets",
         )
         .bind(run)
         .bind(status.as_str())
@@ -489,10 +525,14 @@ impl Store {
         .bind(nul::text_opt(error))
         .fetch_optional(&mut *tx)
         .await?;
+        let (definition_id, key) = match finished_row {
+            Some((definition_id, resets)) => (Some(definition_id), super::closed::run_finished_key(resets)),
+            None => (None, super::closed::run_finished_key(0)),
+        };
         let payload = json!({"outcome": outcome, "error": error});
         let finished = if status == Status::Failed {
             event(
-                "run:finished",
+                key,
                 EventType::WorkflowFailed,
                 None,
                 Level::Error,
@@ -501,7 +541,7 @@ impl Store {
             )
         } else {
             let message = format!("run completed: {} task(s)", outcome.tasks_completed);
-            event("run:finished", EventType::WorkflowCompleted, None, Level::Info, message, payload)
+            event(key, EventType::WorkflowCompleted, None, Level::Info, message, payload)
         };
         let first_time = Self::append_events(&mut tx, run, &[finished]).await? == 1;
         commit_write(tx, "finish_run", began).await?;

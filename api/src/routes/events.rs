@@ -351,7 +351,7 @@ async fn decide_event(
     if let Err(m) = check_workflow_id_len(&workflow_id) {
         return Ok(EventDecision::Error(format!("the dedupe key {m}")));
     }
-    let started = match start_run(state, loaded, trigger.clone(), workflow_id).await {
+    let started = match start_run(state, loaded, trigger.clone(), workflow_id, None).await {
         Ok(started) => started,
         Err(ApiError::Unavailable(message)) => return Ok(EventDecision::Error(message)),
         Err(other) => return Err(other),

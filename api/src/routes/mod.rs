@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::ApiState;
 use crate::error::ApiError;
 
+pub mod control;
 pub mod decisions;
 pub mod definitions;
 pub mod docs;
@@ -67,6 +68,8 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{workflow_id}", get(runs::get))
         .route("/api/v1/runs/{workflow_id}/events", get(runs::events))
+        .route("/api/v1/runs/{workflow_id}/cancel", post(control::cancel))
+        .route("/api/v1/runs/{workflow_id}/retry", post(control::retry))
         .route("/api/v1/runs/{workflow_id}/stream", get(stream::run_stream))
         .route("/api/v1/runs/{workflow_id}/graph", get(observe::graph))
         .route("/api/v1/runs/{workflow_id}/external-events", post(observe::external_events))

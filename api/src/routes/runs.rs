@@ -40,7 +40,7 @@ pub struct TriggerRequest {
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 200;
 
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
         return Err(ApiError::field(
             "key",
@@ -115,7 +115,7 @@ pub async fn start_manual_run(
     check_workflow_id_len(&workflow_id).map_err(|m| ApiError::field("key", format!("the key {m}")))?;
     let loaded = LoadedDefinition { version: record.version, definition: record.definition };
     let trigger = TriggerInfo::manual(key.clone(), payload);
-    let started = start_run(state, &loaded, trigger.clone(), workflow_id).await?;
+    let started = start_run(state, &loaded, trigger.clone(), workflow_id, None).await?;
     // The run records its own `fired` decision; a reused key is recorded here.
     let mut decision = NewDecision::fired(id.as_str(), &trigger, &started.workflow_id);
     if !started.started {
@@ -134,7 +134,8 @@ pub async fn start_manual_run(
 pub struct ListQuery {
     /// Only this definition's runs.
     pub definition_id: Option<String>,
-    /// Only runs in this status (`running`, `completed`, `failed`).
+    /// Only runs in this status (`running`, `completed`, `failed`, `cancelled`, `terminated`,
+    /// `timed_out`).
     pub status: Option<String>,
     /// Only runs started by `schedule`, `event` or `manual`.
     pub trigger: Option<String>,
@@ -186,7 +187,7 @@ pub struct RunList {
         (status = 422, description = "A bad filter or cursor (with the parameter's name)"),
     ))]
 pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<RunList>, ApiError> {
-    one_of("status", &q.status, &["running", "completed", "failed"])?;
+    one_of("status", &q.status, &["running", "completed", "failed", "cancelled", "terminated", "timed_out"])?;
     one_of("trigger", &q.trigger, &["schedule", "event", "manual"])?;
     let after = match q.cursor.as_deref() {
         None => None,
@@ -216,7 +217,8 @@ pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> 
 
 /// Read a run
 ///
-/// Status, counts, trigger, context, the plan (with its explanation) and the tasks.
+/// Status, counts, trigger, context, the plan (with its explanation), the tasks, and the
+/// retry links. A run the log says is open is checked against Temporal first.
 #[utoipa::path(get, path = "/api/v1/runs/{workflow_id}", operation_id = "get_run", tag = "runs", params(RunPath),
     responses(
         (status = 200, description = "The run", body = ref("#/components/schemas/RunDetail")),
@@ -228,6 +230,11 @@ pub async fn get(
     Path(RunPath { workflow_id }): Path<RunPath>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let mut run = state.store.get_run(&workflow_id).await?;
+    // An open run is checked against Temporal on every read: what an operator did there
+    // shows at once.
+    if run.summary.status == "running" && crate::run_reconciler::reconcile_run(&state, &workflow_id).await {
+        run = state.store.get_run(&workflow_id).await?;
+    }
     if !sees_sensitive(principal.as_deref()) {
         redact_snapshot(&state, &mut run).await?;
     }

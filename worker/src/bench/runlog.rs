@@ -13,7 +13,7 @@ impl Bench {
         let trigger =
             TriggerInfo { kind: RunTrigger::Manual, key: None, event: None, payload: Value::Null, scheduled_for: None };
         let definition_id = DefinitionId::parse(name).map_err(anyhow::Error::msg)?;
-        self.store.start_run(&workflow_id, "bench", &definition_id, &trigger).await?;
+        self.store.start_run(&workflow_id, "bench", &definition_id, &trigger, None).await?;
         Ok(workflow_id)
     }
 

@@ -205,8 +205,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List runs, or show one run (with `--events`, its trace events).
+    /// List runs, or show one run (with `--events`, its trace events); `runs cancel WF` and
+    /// `runs retry WF` control one.
+    #[command(args_conflicts_with_subcommands = true)]
     Runs {
+        /// Cancel or retry a run.
+        #[command(subcommand)]
+        action: Option<RunsCommand>,
         /// A run's workflow id.
         workflow_id: Option<String>,
         /// Only runs of this definition.
@@ -217,6 +222,38 @@ pub enum Command {
         events: bool,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+/// `taskfactory runs ...`: acting on one run.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Cancel a running run: no new task starts, tasks in flight are cancelled, the run ends
+    /// `cancelled` with the reason and who asked.
+    Cancel {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// Why (recorded with the cancellation).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Retry a finished run as a new run `WF:retry:N`: completed tasks are reused, the rest
+    /// run again.
+    Retry {
+        /// The run's workflow id.
+        workflow_id: String,
+        /// `failed` (what did not complete), `all`, or task ids separated by commas.
+        #[arg(long, default_value = "failed")]
+        tasks: String,
+        /// `same` (the version the run used) or `latest`.
+        #[arg(long, default_value = "same")]
+        version: String,
+        /// Resolve the context anew instead of reusing the run's snapshot.
+        #[arg(long)]
+        refresh_context: bool,
+        /// Idempotency key: the same key again answers the same retry.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 

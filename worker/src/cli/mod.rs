@@ -74,7 +74,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let event = runs::NewEvent { event_type, key, source, payload };
             runs::send_event(&ApiClient::from_args(&client), &event).await
         }
-        Command::Runs { workflow_id, definition, events, client } => {
+        Command::Runs { action: Some(action), client, .. } => {
+            runs::control(&ApiClient::from_args(&client), action).await
+        }
+        Command::Runs { action: None, workflow_id, definition, events, client } => {
             let client = ApiClient::from_args(&client);
             match workflow_id {
                 Some(id) if events => runs::events(&client, &id).await,

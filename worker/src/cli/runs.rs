@@ -1,8 +1,11 @@
 //! Client commands about runs: `trigger`, `runs` (list, one run, its events) and `events send`.
 
 use serde_json::{Value, json};
-use taskfactory_api::answers::{EventPage, EventResult, IngestAnswer, RunList, TriggerAnswer};
+use taskfactory_api::answers::{
+    CancelAnswer, EventPage, EventResult, IngestAnswer, RetryAnswer, RunList, TriggerAnswer,
+};
 
+use super::args::RunsCommand;
 use super::{print_json, wire};
 use crate::client::{ApiClient, json_arg};
 
@@ -92,4 +95,35 @@ pub async fn events(client: &ApiClient, workflow_id: &str) -> anyhow::Result<()>
             None => return Ok(()),
         }
     }
+}
+
+/// `taskfactory runs cancel WF` and `taskfactory runs retry WF`.
+pub async fn control(client: &ApiClient, action: RunsCommand) -> anyhow::Result<()> {
+    match action {
+        RunsCommand::Cancel { workflow_id, reason } => {
+            let answer: CancelAnswer =
+                client.post(&format!("/api/v1/runs/{workflow_id}/cancel"), &json!({"reason": reason})).await?;
+            println!("cancelling: {} (asked by {})", answer.workflow_id, answer.by);
+        }
+        RunsCommand::Retry { workflow_id, tasks, version, refresh_context, key } => {
+            let tasks = match tasks.as_str() {
+                "failed" | "all" => json!(tasks),
+                ids => json!(ids.split(',').map(str::trim).filter(|id| !id.is_empty()).collect::<Vec<_>>()),
+            };
+            let body = json!({"tasks": tasks, "version": version, "refresh_context": refresh_context, "key": key});
+            let answer: RetryAnswer = client.post(&format!("/api/v1/runs/{workflow_id}/retry"), &body).await?;
+            let verb = if answer.started { "started" } else { "already started" };
+            println!("{verb}: {} (retry of {}, version {})", answer.workflow_id, answer.retry_of, answer.version);
+            let t = &answer.tasks;
+            println!("  reused {} task(s), running {} again", t.reused, t.rerun.len());
+            for (what, list) in
+                [("changed", &t.changed), ("added", &t.added), ("removed", &t.removed), ("deferred", &t.deferred)]
+            {
+                if !list.is_empty() {
+                    println!("  {what}: {}", list.join(", "));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ mod openapi;
 mod operators;
 mod plans;
 mod restarts;
+mod run_control;
 mod schedules;
 mod secrets;
 mod sql_context;

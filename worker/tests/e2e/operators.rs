@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::{TestApp, eventually, servers, unique};
 
 /// Runs `temporal workflow <verb> -w <workflow_id> ...` against the test's dev server.
-async fn temporal_cli(verb: &str, workflow_id: &str, extra: &[&str]) {
+pub(crate) async fn temporal_cli(verb: &str, workflow_id: &str, extra: &[&str]) {
     let binary =
         taskfactory::devstack::find_temporal(std::env::var_os("TEMPORAL_BIN").map(std::path::PathBuf::from).as_deref())
             .unwrap();
