@@ -26,3 +26,11 @@ create table run_retries (
     primary key (run_workflow_id, n),
     unique (run_workflow_id, key)
 );
+
+-- Leases of background duties one API process does at a time (the run reconciler): the holder
+-- renews its lease each pass; another process takes over once it has expired.
+create table leases (
+    name text primary key,
+    holder text not null,
+    until timestamptz not null
+);

@@ -38,6 +38,20 @@ const scenarios = {
     const completedSquares = await page.$$eval(".task.completed", (n) => n.length);
     return { end, early, label, logRows, completedSquares };
   },
+  // Cancel a running run from its page, then retry it from the page once it has ended;
+  // report what the page said and where the retry led.
+  async actions(page) {
+    page.on("dialog", (d) => d.accept());
+    await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
+    await (await page.waitForSelector("[data-testid=cancel-run]", { timeout: 30000 })).click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=action-result]").textContent.includes("cancelling"), null, { timeout: 30000 });
+    const cancelled = await page.textContent("[data-testid=action-result]");
+    // The page follows the run: once it has ended cancelled, it offers the retry.
+    await (await page.waitForSelector("[data-testid=retry-run]", { timeout: 60000 })).click();
+    await page.waitForFunction((id) => decodeURIComponent(location.hash).includes(`${id}:retry:`), arg, { timeout: 30000 });
+    await page.waitForSelector(".counters", { timeout: 30000 });
+    return { cancelled, hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
+  },
   // Open a definition's page and report its trigger decisions as listed.
   async decisions(page) {
     await page.goto(`${base}/#/definitions/${encodeURIComponent(arg)}`);

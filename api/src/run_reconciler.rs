@@ -3,8 +3,10 @@
 //! CLI, or its execution may time out; Temporal then closes the execution and nothing of ours
 //! records it. Every API process looks at the runs the log says are open, every few seconds,
 //! and records the ones Temporal has closed (`Store::close_run_in_temporal`: the run's status,
-//! its unfinished tasks and waiting human tasks cancelled). Writes are conditional and keyed,
-//! so several API processes reconciling at once record each run once.
+//! its unfinished tasks and waiting human tasks cancelled). One API process at a time does the
+//! passes (a lease in Postgres, renewed every pass, taken over by another process once it
+//! expires); reads of an open run check that run at once ([`reconcile_run`]). Writes are
+//! conditional and keyed, so a pass and a read reconciling the same run record it once.
 
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +26,12 @@ const PER_PASS: i64 = 500;
 /// How long a run Temporal says failed may wait for its workflow's own record of it.
 const GRACE: Duration = Duration::from_secs(30);
 
-/// Reconciles every `every` until `shutdown` is cancelled.
+/// The lease of the passes.
+const LEASE: &str = "run-reconciler";
+
+/// Reconciles every `every`, while this process holds the lease, until `shutdown` is cancelled.
 pub async fn run(state: ApiState, every: Duration, shutdown: CancellationToken) {
+    let holder = uuid::Uuid::new_v4().to_string();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,7 +39,13 @@ pub async fn run(state: ApiState, every: Duration, shutdown: CancellationToken) 
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        reconcile(&state).await;
+        match state.store.take_lease(LEASE, &holder, every * 3).await {
+            Ok(true) => {
+                reconcile(&state).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "run reconciler: cannot take its lease"),
+        }
     }
 }
 

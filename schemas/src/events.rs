@@ -94,6 +94,19 @@ impl EventType {
         ]
     }
 
+    /// Whether the event records a run's end (completed, failed, cancelled, terminated, timed
+    /// out). A run reset in Temporal has a later end too.
+    pub fn ends_run(self) -> bool {
+        matches!(
+            self,
+            Self::WorkflowCompleted
+                | Self::WorkflowFailed
+                | Self::WorkflowCancelled
+                | Self::WorkflowTerminated
+                | Self::WorkflowTimedOut
+        )
+    }
+
     /// The wire name, e.g. `NODE_STARTED`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,6 +16,22 @@ impl Store {
         .await?)
     }
 
+    /// Takes or renews the lease `name` for `holder` for `ttl`; answers whether `holder` has
+    /// it (another holder's lease that has not expired is left alone).
+    pub async fn take_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "insert into leases (name, holder, until) values ($1, $2, now() + make_interval(secs => $3)) \
+             on conflict (name) do update set holder = excluded.holder, until = excluded.until \
+             where leases.until < now() or leases.holder = excluded.holder returning 1",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ttl.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
     /// Records who asked to cancel a running run and why (`POST /runs/{id}/cancel`, before it
     /// asks Temporal); the run workflow's record of its cancellation names them.
     pub async fn request_cancel(&self, run: &str, by: &str, reason: Option<&str>) -> Result<CancelRequest> {

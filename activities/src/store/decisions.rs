@@ -225,6 +225,18 @@ impl Store {
             .await?)
     }
 
+    /// How many of a definition's runs ended in each status (`running` for the open ones):
+    /// what became of the runs its triggers started, cancellations, terminations and timeouts
+    /// in Temporal included.
+    pub async fn run_outcome_counts(&self, definition_id: &str) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "select status, count(*) from activity_runs where definition_id = $1 group by status order by status",
+        )
+        .bind(definition_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Whether a schedule slot started a run: a fired decision or a run recorded for a time in
     /// `[slot, slot + jitter]`.
     pub async fn slot_fired(&self, definition_id: &str, slot: DateTime<Utc>, jitter: chrono::Duration) -> Result<bool> {

@@ -43,6 +43,9 @@ pub struct DecisionLog {
     pub decisions: Vec<TriggerDecision>,
     /// How many decisions of each outcome the definition has (all pages).
     pub counts: BTreeMap<String, i64>,
+    /// How many of the definition's runs are in each status: `running`, `completed`,
+    /// `failed`, `cancelled`, `terminated`, `timed_out`.
+    pub run_outcomes: BTreeMap<String, i64>,
     /// Cron definitions: Temporal's schedule counters, as just observed.
     pub schedule: Option<ScheduleCounters>,
     /// Cron definitions: why the schedule could not be observed (the log is still answered).
@@ -100,7 +103,8 @@ pub async fn list(
     let decisions = state.store.list_decisions(id.as_str(), &filter).await?;
     let next_before = (decisions.len() as i64 == filter.limit).then(|| decisions.last().map(|d| d.id)).flatten();
     let counts = state.store.decision_counts(id.as_str()).await?.into_iter().collect();
-    Ok(Json(DecisionLog { definition_id: id, decisions, counts, schedule, observer_error, next_before }))
+    let run_outcomes = state.store.run_outcome_counts(id.as_str()).await?.into_iter().collect();
+    Ok(Json(DecisionLog { definition_id: id, decisions, counts, run_outcomes, schedule, observer_error, next_before }))
 }
 
 /// Query of the preview.

@@ -18,7 +18,7 @@ use futures_util::stream;
 use serde::Deserialize;
 use taskfactory_activities::Store;
 use taskfactory_activities::store::{RUN_EVENTS_CHANNEL, RUNS_CHANNEL};
-use taskfactory_schemas::{EventType, TraceEvent};
+use taskfactory_schemas::TraceEvent;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
@@ -57,8 +57,9 @@ fn sse_event(e: &TraceEvent) -> Event {
 async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
     loop {
         if let Some(e) = cursor.pending.pop_front() {
-            if matches!(e.event_type, EventType::WorkflowCompleted | EventType::WorkflowFailed) {
-                cursor.done = true;
+            // The stream ends with the run; a reset's events after an end keep it going.
+            if e.event_type.ends_run() {
+                cursor.done = cursor.pending.is_empty();
             }
             let event = sse_event(&e);
             return Some((Ok(event), cursor));

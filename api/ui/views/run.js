@@ -168,17 +168,81 @@ export async function runView(workflowId, config) {
     scheduleRender();
   };
   for (const type of config.event_types) source.addEventListener(type, onEvent);
-  source.addEventListener("WORKFLOW_COMPLETED", () => source.close());
-  source.addEventListener("WORKFLOW_FAILED", () => source.close());
-  for (const closed of ["WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT"]) source.addEventListener(closed, () => source.close());
+  // The run's end closes the stream and shows what can be done next (retry).
+  // What the last action answered stays shown when the buttons change.
+  const result = el("span", { class: "muted", "data-testid": "action-result" });
+  const actions = el("div", {}, runActions(workflowId, detail, result));
+  const ended = async () => {
+    source.close();
+    detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+    fill(actions, runActions(workflowId, detail, result));
+  };
+  for (const closed of ["WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT"]) {
+    source.addEventListener(closed, ended);
+  }
   onLeave(() => source.close());
 
   fill(main,
     el("h2", {}, workflowId, " ", el("span", { class: "muted" }, `${detail.definition_id} v${detail.version_used ?? "?"} · ${detail.trigger_kind}`)),
+    runLinks(detail),
+    actions,
     detail.error ? el("div", { class: "card error-box" }, detail.error) : null,
     el("div", { class: "card" }, counters, el("div", { class: "row" }, el("label", {}, "replay "), el("div", { class: "grow" }, scrub), scrubLabel,
       el("label", {}, followBox, " live"))),
     el("div", { class: "row" }, el("div", { class: "grow" }, dag,
       el("h3", {}, "Events ", levelFilter, " ", nodeFilter), log), side));
   render();
+}
+
+/** Waits (at most 15 s) until the run log has a just-started run, which its worker records. */
+async function recorded(workflowId) {
+  for (const deadline = Date.now() + 15000; Date.now() < deadline;) {
+    try {
+      return await api(`/api/v1/runs/${enc(workflowId)}`);
+    } catch (e) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  return null;
+}
+
+const runLink = (id) => el("a", { href: `#/runs/${enc(id)}` }, id);
+
+/** Where the run comes from and where it went: the run it retries, its retries, resets. */
+function runLinks(detail) {
+  const parts = [];
+  if (detail.retry_of) parts.push(["retry of ", runLink(detail.retry_of)]);
+  if (detail.retries.length) parts.push(["retried as ", ...detail.retries.flatMap((id, i) => (i ? [", ", runLink(id)] : [runLink(id)]))]);
+  if (detail.resets) parts.push([`reset ${detail.resets} time(s) in Temporal`]);
+  return parts.length ? el("p", { class: "muted" }, ...parts.flatMap((p, i) => (i ? [" · ", ...p] : p))) : null;
+}
+
+/**
+ * Cancel (a running run) and retry (a finished one that did not complete), each after a
+ * confirmation; the answer, or the API's error, is shown in `result` next to the buttons. A
+ * retry opens the new run.
+ */
+function runActions(workflowId, detail, result) {
+  const act = async (question, path, body, after) => {
+    if (!window.confirm(question)) return;
+    try {
+      await after(await api(path, { method: "POST", body: JSON.stringify(body) }));
+    } catch (e) {
+      fill(result, el("span", { class: "error-box" }, e.message));
+    }
+  };
+  const base = `/api/v1/runs/${enc(workflowId)}`;
+  const cancel = detail.status === "running"
+    ? el("button", { "data-testid": "cancel-run", onclick: () => act(`Cancel run ${workflowId}? Tasks in flight are cancelled.`,
+      `${base}/cancel`, { reason: "cancelled from the web UI" }, (a) => fill(result, `cancelling (asked by ${a.by})`)) }, "Cancel run")
+    : null;
+  const retry = detail.status !== "running" && detail.status !== "completed"
+    ? el("button", { "data-testid": "retry-run", onclick: () => act(`Retry what did not complete in ${workflowId}? Completed tasks are reused.`,
+      `${base}/retry`, { tasks: "failed" }, async (a) => {
+        fill(result, `started ${a.workflow_id}: ${a.tasks.reused} task(s) reused, ${a.tasks.rerun.length} to run`);
+        await recorded(a.workflow_id);
+        location.hash = `#/runs/${enc(a.workflow_id)}`;
+      }) }, "Retry what failed")
+    : null;
+  return el("div", { class: "row" }, cancel, retry, result);
 }

@@ -65,6 +65,15 @@ async fn temporal_status(app: &TestApp, workflow_id: &str) -> WorkflowExecutionS
     handle.describe(Default::default()).await.unwrap().status()
 }
 
+/// Waits (deadline 60 s) until Temporal shows the run's execution in `status`.
+async fn wait_for_temporal(app: &TestApp, workflow_id: &str, status: WorkflowExecutionStatus) {
+    eventually(Duration::from_secs(60), format!("{workflow_id} {status:?} in Temporal"), || async {
+        let shown = temporal_status(app, workflow_id).await;
+        if shown == status { Ok(()) } else { Err(format!("{shown:?}")) }
+    })
+    .await;
+}
+
 async fn wait_for_status(app: &TestApp, workflow_id: &str, status: &str) -> Value {
     eventually(Duration::from_secs(60), format!("run {workflow_id} recorded {status}"), || async {
         let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
@@ -101,11 +110,7 @@ async fn cancel_through_the_api_stops_tasks_in_flight_and_closes_the_waiting_hum
     assert_eq!((answer["status"].clone(), answer["by"].clone()), (json!("cancelling"), json!("e2e")));
 
     let run = wait_for_status(&app, &workflow_id, "cancelled").await;
-    assert_eq!(
-        temporal_status(&app, &workflow_id).await,
-        WorkflowExecutionStatus::Canceled,
-        "Temporal shows it Canceled"
-    );
+    wait_for_temporal(&app, &workflow_id, WorkflowExecutionStatus::Canceled).await;
     assert_eq!(run["error"], "wrong invoices", "{run}");
     for task in run["tasks"].as_array().unwrap() {
         assert_eq!(task["status"], "cancelled", "no task stays open: {task}");
@@ -138,6 +143,20 @@ async fn cancel_through_the_api_stops_tasks_in_flight_and_closes_the_waiting_hum
         .call(Method::POST, &format!("/api/v1/human-tasks/{human_id}/complete"), Some(&json!({"payload": {}})))
         .await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
+
+    // The run's stream ends with its cancellation.
+    let url = format!("{}/api/v1/runs/{workflow_id}/stream?after=0", app.api_url);
+    let mut stream = crate::support::SseClient::open(&url, &app.api_key, None).await;
+    let mut streamed = Vec::new();
+    while let Some(e) = stream.next().await {
+        streamed.push(e.event.unwrap_or_default());
+    }
+    assert_eq!(streamed.len(), events.len(), "{streamed:?}");
+    assert_eq!(streamed.last().map(String::as_str), Some("WORKFLOW_CANCELLED"));
+
+    // The definition's decision log counts what became of its runs.
+    let (_, log) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
+    assert_eq!(log["run_outcomes"], json!({"cancelled": 1}), "{log}");
 
     // The states are first-class in the list filter.
     let (code, list) = app.call(Method::GET, &format!("/api/v1/runs?definition_id={id}&status=cancelled"), None).await;
@@ -210,11 +229,15 @@ async fn a_run_reset_in_temporal_completes_again_without_duplicates() {
     temporal_cli("reset", &workflow_id, &["--type", "FirstWorkflowTask", "--reason", "e2e reset"]).await;
     let run = eventually(Duration::from_secs(60), "the reset run completed and recorded", || async {
         let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+        let shown = temporal_status(&app, &workflow_id).await;
         let done = run["resets"] == 1 && run["status"] == "completed" && run["run_id"] != first["run_id"];
-        if done { Ok(run) } else { Err(format!("resets {} status {}", run["resets"], run["status"])) }
+        if done && shown == WorkflowExecutionStatus::Completed {
+            Ok(run)
+        } else {
+            Err(format!("resets {} status {}, {shown:?} in Temporal", run["resets"], run["status"]))
+        }
     })
     .await;
-    assert_eq!(temporal_status(&app, &workflow_id).await, WorkflowExecutionStatus::Completed);
     assert_eq!(run["tasks"].as_array().unwrap().len(), 4, "no duplicated task: {run}");
     assert!(run["tasks"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{run}");
     let events = app.all_events(&workflow_id, 1000).await;

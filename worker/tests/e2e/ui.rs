@@ -95,6 +95,27 @@ async fn the_replay_scrubber_shows_an_earlier_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_cancelled_and_retried_from_its_page() {
+    let app = TestApp::spawn("uiactions").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("uiactions-{}", unique());
+    app.put_definition(&held_definition(&id, &assignee)).await;
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    app.waiting_human_task(&assignee).await;
+
+    let mut browser = Browser::start("actions", &app, &workflow_id);
+    let seen = browser.report().await;
+    assert_eq!(seen["cancelled"], "cancelling (asked by e2e)", "{seen}");
+    let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+    assert_eq!((run["status"].clone(), run["error"].clone()), (json!("cancelled"), json!("cancelled from the web UI")));
+    let retry = format!("{workflow_id}:retry:1");
+    assert_eq!(seen["hash"], format!("#/runs/{retry}"), "the new run opens: {seen}");
+    assert_eq!(seen["links"], format!("retry of {workflow_id}"), "{seen}");
+    let (_, retried) = app.call(Method::GET, &format!("/api/v1/runs/{retry}"), None).await;
+    assert_eq!(retried["retry_of"], json!(workflow_id), "{retried}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_human_task_completed_from_the_inbox_lets_its_run_finish() {
     let app = TestApp::spawn("uiinbox").await;
     let assignee = format!("ops-{}", unique());
