@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use taskfactory::bench::floor::{
-    FloorActivitiesWorkflow, FloorActivityBatchWorkflow, FloorChildWorkflow, FloorWorkflow,
+    FloorActivitiesWorkflow, FloorActivityBatchWorkflow, FloorChildWorkflow, FloorLocalBatchWorkflow, FloorWorkflow,
 };
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -24,6 +24,8 @@ async fn the_floors_histories_replay() {
         .unwrap()
         .register_workflow::<FloorActivityBatchWorkflow>()
         .unwrap()
+        .register_workflow::<FloorLocalBatchWorkflow>()
+        .unwrap()
         .build();
     let replayer = WorkflowReplayer::new(options).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories");
@@ -38,5 +40,5 @@ async fn the_floors_histories_replay() {
             replayed += 1;
         }
     }
-    assert_eq!(replayed, 4, "the four floor_*.json histories in {}", dir.display());
+    assert_eq!(replayed, 5, "the five floor_*.json histories in {}", dir.display());
 }

@@ -90,31 +90,8 @@ impl Store {
             _ => ("Temporal".to_owned(), reason.to_owned()),
         };
         let reason = reason.as_str();
-        let tasks: Vec<String> = sqlx::query_scalar(
-            "update task_runs set status = 'cancelled', error = $2, finished_at = now() \
-             where run_workflow_id = $1 and status in ('pending', 'running') returning id",
-        )
-        .bind(run)
-        .bind(reason)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("update human_tasks set status = 'cancelled', decided_at = now() where run_workflow_id = $1 and status = 'waiting'")
-            .bind(run)
-            .execute(&mut *tx)
-            .await?;
-        let mut events: Vec<NewTraceEvent> = tasks
-            .iter()
-            .map(|task| {
-                event(
-                    format!("task:{task}:finished"),
-                    EventType::NodeCancelled,
-                    Some(task),
-                    Level::Warn,
-                    format!("task cancelled: {reason}"),
-                    json!({"reason": reason}),
-                )
-            })
-            .collect();
+        let mut events = close_open_tasks(&mut tx, run, reason).await?;
+        let tasks_cancelled = events.len();
         let event_type = match status {
             Status::Cancelled => EventType::WorkflowCancelled,
             Status::Terminated => EventType::WorkflowTerminated,
@@ -131,7 +108,7 @@ impl Store {
             None,
             Level::Warn,
             message,
-            json!({"reason": reason, "by": by, "tasks_cancelled": tasks.len()}),
+            json!({"reason": reason, "by": by, "tasks_cancelled": tasks_cancelled}),
         ));
         Self::append_events(&mut tx, run, &events).await?;
         commit_write(tx, "close_run_in_temporal", began).await?;
@@ -153,4 +130,38 @@ pub enum CancelRequest {
 /// anew.
 pub(crate) fn run_finished_key(resets: i32) -> String {
     if resets == 0 { "run:finished".to_owned() } else { format!("run:finished:{resets}") }
+}
+
+/// Closes a run's tasks that have no outcome yet (`cancelled`, with `reason`) and its waiting
+/// human tasks (`cancelled`); answers one `NODE_CANCELLED` per task, for the caller to append.
+pub(crate) async fn close_open_tasks(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &str,
+    reason: &str,
+) -> Result<Vec<NewTraceEvent>> {
+    let tasks: Vec<String> = sqlx::query_scalar(
+        "update task_runs set status = 'cancelled', error = $2, finished_at = now() \
+         where run_workflow_id = $1 and status in ('pending', 'running') returning id",
+    )
+    .bind(run)
+    .bind(nul::text(reason))
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("update human_tasks set status = 'cancelled', decided_at = now() where run_workflow_id = $1 and status = 'waiting'")
+        .bind(run)
+        .execute(&mut **tx)
+        .await?;
+    Ok(tasks
+        .iter()
+        .map(|task| {
+            event(
+                format!("task:{task}:finished"),
+                EventType::NodeCancelled,
+                Some(task),
+                Level::Warn,
+                format!("task cancelled: {reason}"),
+                json!({"reason": reason}),
+            )
+        })
+        .collect())
 }

@@ -529,6 +529,14 @@ impl Store {
             Some((definition_id, resets)) => (Some(definition_id), super::closed::run_finished_key(resets)),
             None => (None, super::closed::run_finished_key(0)),
         };
+        // A task still open now had its own workflow or its batch closed in Temporal (an
+        // operator terminated it): the run's end closes it, so no task stays open.
+        let mut events = super::closed::close_open_tasks(
+            &mut tx,
+            run,
+            "the run ended before the task recorded an outcome: its workflow or batch was closed in Temporal",
+        )
+        .await?;
         let payload = json!({"outcome": outcome, "error": error});
         let finished = if status == Status::Failed {
             event(
@@ -543,7 +551,9 @@ impl Store {
             let message = format!("run completed: {} task(s)", outcome.tasks_completed);
             event(key, EventType::WorkflowCompleted, None, Level::Info, message, payload)
         };
-        let first_time = Self::append_events(&mut tx, run, &[finished]).await? == 1;
+        let finished_key = finished.key.clone();
+        events.push(finished);
+        let first_time = Self::append_new_events(&mut tx, run, &events).await?.contains(&finished_key);
         commit_write(tx, "finish_run", began).await?;
         if let (true, Some(definition_id)) = (first_time, definition_id) {
             metrics().runs_finished.with_label_values(&[definition_id.as_str(), status.as_str()]).inc();

@@ -170,7 +170,7 @@ export async function runView(workflowId, config) {
   for (const type of config.event_types) source.addEventListener(type, onEvent);
   // The run's end closes the stream and shows what can be done next (retry).
   // What the last action answered stays shown when the buttons change.
-  const result = el("span", { class: "muted", "data-testid": "action-result" });
+  const result = el("span", { class: "action-result", "data-testid": "action-result" });
   const actions = el("div", {}, runActions(workflowId, detail, result));
   const ended = async () => {
     source.close();

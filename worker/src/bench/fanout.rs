@@ -14,6 +14,7 @@ const WORKFLOW_MODE_MAX: u64 = 2_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Series {
     ActivityFloor,
+    LocalActivityFloor,
     ChildFloor,
     Activity,
     Workflow,
@@ -23,6 +24,7 @@ impl Series {
     fn name(self) -> &'static str {
         match self {
             Self::ActivityFloor => "activity_floor",
+            Self::LocalActivityFloor => "local_activity_floor",
             Self::ChildFloor => "child_floor",
             Self::Activity => "taskfactory_activity_mode",
             Self::Workflow => "taskfactory_workflow_mode",
@@ -39,6 +41,9 @@ impl Bench {
             let mut series = vec![Series::Activity];
             if !skip_floor {
                 series.insert(0, Series::ActivityFloor);
+                if args.floor_local {
+                    series.insert(1, Series::LocalActivityFloor);
+                }
             }
             if n <= WORKFLOW_MODE_MAX && !args.skip_workflow_mode {
                 series.push(Series::Workflow);
@@ -52,7 +57,8 @@ impl Bench {
                 for (i, s) in series.iter().enumerate() {
                     eprintln!("fan-out of {n} ({round}/{rounds}): {} ...", s.name());
                     measured[i].push(match s {
-                        Series::ActivityFloor => self.activity_floor_run(n).await?,
+                        Series::ActivityFloor => self.activity_floor_run(n, args.floor_batch, false).await?,
+                        Series::LocalActivityFloor => self.activity_floor_run(n, args.floor_batch, true).await?,
                         Series::ChildFloor => self.floor_run(n).await?,
                         Series::Activity => self.taskfactory_run(n, "activity").await?,
                         Series::Workflow => self.taskfactory_run(n, "workflow").await?,
@@ -65,8 +71,10 @@ impl Bench {
             let mut row = json!({
                 "tasks": n,
                 "runs": rounds,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}{}{}",
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}{}{}{}{}",
                     if skip_floor { " --skip-floor" } else { "" },
+                    if args.floor_batch != 250 { format!(" --floor-batch {}", args.floor_batch) } else { String::new() },
+                    if args.floor_local { " --floor-local" } else { "" },
                     if args.skip_workflow_mode { " --skip-workflow-mode" } else { "" },
                     if top_level { " --top-level" } else { "" },
                     args.worker_args.iter().map(|a| format!(" --worker-arg={a}"))
@@ -87,6 +95,10 @@ impl Bench {
                     "wall_s_each": runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>()});
             }
             let ratio = |a: Series, b: Series| wall_of.get(&a).zip(wall_of.get(&b)).map(|(a, b)| round2(a / b));
+            if let Some(r) = ratio(Series::Activity, Series::LocalActivityFloor) {
+                eprintln!("         activity mode / local-activity floor: {r}");
+                row["ratio_activity_mode_to_local_activity_floor"] = json!(r);
+            }
             if let Some(r) = ratio(Series::Activity, Series::ActivityFloor) {
                 eprintln!("         activity mode / activity floor: {r} (goal: at most 1.2)");
                 row["ratio_activity_mode_to_activity_floor"] = json!(r);
@@ -169,10 +181,11 @@ impl Bench {
         Ok((wall, rss))
     }
 
-    /// Wall seconds and the worker's peak RSS of the activity floor for `n` activities.
-    async fn activity_floor_run(&self, n: u64) -> anyhow::Result<(f64, f64)> {
+    /// Wall seconds and the worker's peak RSS of the activity floor for `n` activities in
+    /// batches of `batch`, remote or `local`.
+    async fn activity_floor_run(&self, n: u64, batch: u64, local: bool) -> anyhow::Result<(f64, f64)> {
         self.on_floor_worker("activity-floor", n, |task_queue, id| async move {
-            let input = ActivityFloorInput { id_prefix: id.clone(), activities: n };
+            let input = ActivityFloorInput { id_prefix: id.clone(), activities: n, batch, local };
             let options = WorkflowStartOptions::new(task_queue, id).build();
             let handle = self.client.start_workflow(FloorActivitiesWorkflow::run, input, options).await?;
             Ok(handle.get_result(WorkflowGetResultOptions::default()).await?)

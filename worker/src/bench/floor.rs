@@ -12,7 +12,9 @@
 //! - the **activity floor**: `FloorActivitiesWorkflow` starts one `FloorActivityBatchWorkflow`
 //!   per [`ACTIVITY_BATCH`] tasks, each running its share of `tf.floor_step` activities at
 //!   once: the same run → batches → tasks shape as taskfactory's activity mode, with nothing
-//!   else.
+//!   else. `--floor-batch` changes the batch size and `--floor-local` adds the same floor with
+//!   *local* activities (`FloorLocalBatchWorkflow`): alternatives measured, not what
+//!   taskfactory does.
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,7 +26,8 @@ use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
-    ActivityOptions, ChildWorkflowOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+    ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext,
+    WorkflowResult,
 };
 
 /// Most children one floor workflow starts directly.
@@ -49,6 +52,13 @@ pub struct ActivityFloorInput {
     pub id_prefix: String,
     /// How many activities in all.
     pub activities: u64,
+    /// Activities per batch (0: [`ACTIVITY_BATCH`]).
+    #[serde(default)]
+    pub batch: u64,
+    /// Run them as local activities (`FloorLocalBatchWorkflow`): the alternative measured
+    /// for fan-outs the remote floor cannot run fast enough.
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// The floor's activity.
@@ -130,13 +140,21 @@ impl FloorActivitiesWorkflow {
     #[run(name = "TfFloorActivitiesWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: ActivityFloorInput) -> WorkflowResult<u64> {
         let ctx = &*ctx;
-        let batches = (0..input.activities.div_ceil(ACTIVITY_BATCH)).map(|b| {
-            let size = ACTIVITY_BATCH.min(input.activities - b * ACTIVITY_BATCH);
+        let per_batch = if input.batch == 0 { ACTIVITY_BATCH } else { input.batch };
+        let batches = (0..input.activities.div_ceil(per_batch)).map(|b| {
+            let size = per_batch.min(input.activities - b * per_batch);
             let options = ChildWorkflowOptions::builder().workflow_id(format!("{}/b{b}", input.id_prefix)).build();
             async move {
-                match ctx.start_child_workflow(FloorActivityBatchWorkflow::run, size, options).await {
-                    Ok(started) => started.result().await.unwrap_or(0),
-                    Err(_) => 0,
+                if input.local {
+                    match ctx.start_child_workflow(FloorLocalBatchWorkflow::run, size, options).await {
+                        Ok(started) => started.result().await.unwrap_or(0),
+                        Err(_) => 0,
+                    }
+                } else {
+                    match ctx.start_child_workflow(FloorActivityBatchWorkflow::run, size, options).await {
+                        Ok(started) => started.result().await.unwrap_or(0),
+                        Err(_) => 0,
+                    }
                 }
             }
         });
@@ -163,6 +181,26 @@ impl FloorActivityBatchWorkflow {
     }
 }
 
+/// One batch of the local-activity floor: `input` local activities at once (each a marker in
+/// the batch's history, no activity task through the server).
+#[workflow]
+#[derive(Default)]
+pub struct FloorLocalBatchWorkflow;
+
+#[workflow_methods]
+impl FloorLocalBatchWorkflow {
+    /// Runs `tf.floor_step` `input` times as local activities, concurrently.
+    #[run(name = "TfFloorLocalBatchWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: u64) -> WorkflowResult<u64> {
+        let ctx = &*ctx;
+        let steps = (0..input).map(|i| async move {
+            let options = LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(30)).build();
+            u64::from(ctx.execute_local_activity(FloorActivities::step, i, options).await.is_ok())
+        });
+        Ok(join_all(steps).await.into_iter().sum())
+    }
+}
+
 /// Serves the floor on `task_queue` with the SDK's defaults until `shutdown` resolves.
 pub async fn run_worker(client: Client, task_queue: String, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")?;
@@ -171,6 +209,7 @@ pub async fn run_worker(client: Client, task_queue: String, shutdown: impl Futur
         .register_workflow::<FloorChildWorkflow>()?
         .register_workflow::<FloorActivitiesWorkflow>()?
         .register_workflow::<FloorActivityBatchWorkflow>()?
+        .register_workflow::<FloorLocalBatchWorkflow>()?
         .register_activities(FloorActivities)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;

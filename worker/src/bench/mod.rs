@@ -63,6 +63,13 @@ pub struct BenchArgs {
     /// activity mode against the activity floor.
     #[arg(long)]
     pub skip_workflow_mode: bool,
+    /// Activities per batch workflow of the activity floors (default 250, taskfactory's batch).
+    #[arg(long, default_value_t = 250)]
+    pub floor_batch: u64,
+    /// Also time the activity floor with local activities (no activity task through the
+    /// server): the alternative for fan-outs the remote floor cannot run fast enough.
+    #[arg(long)]
+    pub floor_local: bool,
     /// Also time the floor's leaf workflows started as top-level workflows by the client
     /// (no parent): what tasks that are not child workflows would cost the server.
     #[arg(long)]

@@ -44,14 +44,31 @@ async fn the_floors_run_on_the_floor_worker() {
         .client
         .start_workflow(
             FloorActivitiesWorkflow::run,
-            ActivityFloorInput { id_prefix: activities_id.clone(), activities: 300 },
+            ActivityFloorInput { id_prefix: activities_id.clone(), activities: 300, batch: 0, local: false },
             WorkflowStartOptions::new(app.task_queue(), activities_id.clone()).build(),
         )
         .await
         .unwrap();
     assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), 300);
 
+    // The local-activity floor (an alternative measured by the bench): batches of 100.
+    let local_id = format!("floor-local-{}", unique());
+    let handle = app
+        .client
+        .start_workflow(
+            FloorActivitiesWorkflow::run,
+            ActivityFloorInput { id_prefix: local_id.clone(), activities: 300, batch: 100, local: true },
+            WorkflowStartOptions::new(app.task_queue(), local_id.clone()).build(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), 300);
+    let local_batch = taskfactory::temporal::history_json(&app.client, &format!("{local_id}/b2")).await.unwrap();
+    let markers = String::from_utf8_lossy(&local_batch).matches("MarkerRecordedEventAttributes").count();
+    assert_eq!(markers, 100, "one marker per local activity, no activity task");
+
     for (workflow_id, file) in [
+        (format!("{local_id}/b2"), "floor_local_batch_workflow.json"),
         (id.clone(), "floor_workflow.json"),
         (format!("{id}/0"), "floor_child_workflow.json"),
         (activities_id.clone(), "floor_activities_workflow.json"),

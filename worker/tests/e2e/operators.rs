@@ -93,3 +93,22 @@ async fn a_run_cancelled_in_temporal_ends_closed_in_the_log() {
     assert_eq!(shown, temporalio_client::WorkflowExecutionStatus::Canceled);
     assert_closed_as(&app, &workflow_id, &human_id, "cancelled", "WORKFLOW_CANCELLED").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_workflow_terminated_in_temporal_leaves_no_task_open_when_its_run_ends() {
+    let app = TestApp::spawn("taskterm").await;
+    let (workflow_id, human_id) = waiting_run(&app, "taskterm").await;
+    // The human task's own workflow, not the run.
+    temporal_cli("terminate", &format!("{workflow_id}/approve/_"), &["--reason", "operator"]).await;
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "failed", "the run goes on without the task, and fails: {run}");
+    let task = |t: &str| run["tasks"].as_array().unwrap().iter().find(|x| x["template_id"] == t).unwrap().clone();
+    assert_eq!(task("approve")["status"], "cancelled", "{run}");
+    assert!(task("approve")["error"].as_str().unwrap().contains("closed in Temporal"), "{run}");
+    assert_eq!(task("after")["status"], "skipped", "{run}");
+    let (_, inbox) = app.call(Method::GET, "/api/v1/human-tasks?status=cancelled", None).await;
+    assert!(inbox["human_tasks"].as_array().unwrap().iter().any(|t| t["id"] == human_id), "{inbox}");
+    let events = app.all_events(&workflow_id, 1000).await;
+    assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == json!(i + 1)), "gapless");
+    assert_eq!(events.last().unwrap()["type"], "WORKFLOW_FAILED", "{events:?}");
+}
