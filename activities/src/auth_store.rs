@@ -21,6 +21,9 @@ use crate::store::{Store, StoreError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Sends events, external job events and task events only (for workers: least privilege);
+    /// reads nothing.
+    Reporter,
     /// Reads.
     Viewer,
     /// Operates runs.
@@ -56,9 +59,9 @@ impl NewKey {
     pub fn check(name: Option<&str>, role: Option<&str>, expires_in: Option<&str>) -> Result<Self, KeyRequestError> {
         let error = |field, message: String| KeyRequestError { field, message };
         let name = name.filter(|n| !n.trim().is_empty()).ok_or_else(|| error("name", "required".to_owned()))?;
-        let raw = role.ok_or_else(|| error("role", "required: viewer, operator or admin".to_owned()))?;
-        let role =
-            Role::parse(raw).ok_or_else(|| error("role", format!("{raw:?} is not viewer, operator or admin")))?;
+        let raw = role.ok_or_else(|| error("role", "required: reporter, viewer, operator or admin".to_owned()))?;
+        let role = Role::parse(raw)
+            .ok_or_else(|| error("role", format!("{raw:?} is not reporter, viewer, operator or admin")))?;
         let expires_at = match expires_in {
             None => None,
             Some(d) => {
@@ -75,6 +78,7 @@ impl Role {
     /// The stored (and documented) name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Reporter => "reporter",
             Self::Viewer => "viewer",
             Self::Operator => "operator",
             Self::Admin => "admin",
@@ -84,6 +88,7 @@ impl Role {
     /// Parses a stored role name.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
+            "reporter" => Some(Self::Reporter),
             "viewer" => Some(Self::Viewer),
             "operator" => Some(Self::Operator),
             "admin" => Some(Self::Admin),
@@ -101,7 +106,7 @@ impl fmt::Display for Role {
 
 /// A name that is not one of the [`Role`]s.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a role; the roles are viewer, operator and admin")]
+#[error("{0:?} is not a role; the roles are reporter, viewer, operator and admin")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -285,16 +290,16 @@ mod tests {
 
     #[test]
     fn roles_round_trip_by_their_lowercase_names() {
-        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+        for role in [Role::Reporter, Role::Viewer, Role::Operator, Role::Admin] {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
             assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
             assert_eq!(serde_json::from_value::<Role>(role.as_str().into()).unwrap(), role);
         }
-        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert!(Role::Reporter < Role::Viewer && Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
         assert_eq!(format!("[{:<9}]", Role::Admin), "[admin    ]");
         assert_eq!(
             "root".parse::<Role>().unwrap_err().to_string(),
-            r#""root" is not a role; the roles are viewer, operator and admin"#
+            r#""root" is not a role; the roles are reporter, viewer, operator and admin"#
         );
         assert!(Role::try_from("Admin".to_owned()).is_err());
     }

@@ -35,6 +35,9 @@ pub const STORE_TABLES: &[&str] = &[
     "audit_log",
     "trigger_decisions",
     "schedule_observations",
+    "run_retries",
+    "leases",
+    "task_artifacts",
     "_sqlx_migrations",
 ];
 

@@ -5,7 +5,9 @@
 //! Keys come as `Authorization: Bearer tfk_...`, `x-api-key`, or (for `EventSource`, which
 //! cannot set headers) `?access_token=`. Roles are ordered: `viewer` reads; `operator` also
 //! triggers, pauses, backfills, sends events and decides human tasks; `admin` also manages
-//! definitions and keys. Every mutating call is audited with its answer and request id.
+//! definitions and keys. Aside of them, `reporter` (for workers: least privilege) may only
+//! send events, external job events and task events — what operators may send too — and reads
+//! nothing. Every mutating call is audited with its answer and request id.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
@@ -29,6 +31,25 @@ pub fn sees_sensitive(principal: Option<&Principal>) -> bool {
     role_of(principal) == Some(Role::Admin)
 }
 
+/// Whether the call only reports (events, external job events, task events): what a
+/// `reporter` key may do.
+pub fn is_reporting(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && (path == "/api/v1/events"
+            || path == "/api/v1/task-events"
+            || (path.starts_with("/api/v1/runs/") && path.ends_with("/external-events")))
+}
+
+/// Whether a key of role `has` may make a call that needs `needed`: reporting calls take
+/// reporter, operator and admin keys; every other call a key of at least its role (never a
+/// reporter's).
+pub fn permits(has: Role, needed: Role) -> bool {
+    match needed {
+        Role::Reporter => has == Role::Reporter || has >= Role::Operator,
+        _ => has >= needed,
+    }
+}
+
 /// The role a call needs; `None` for open routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/" | "/api/v1/ui-config")
@@ -38,6 +59,9 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     }
     if path.starts_with("/api/v1/keys") || path.starts_with("/api/v1/audit") || path == "/api/v1/schedules/reconcile" {
         return Some(Role::Admin);
+    }
+    if is_reporting(method, path) {
+        return Some(Role::Reporter);
     }
     if *method == Method::GET || *method == Method::HEAD || path == "/api/v1/validate" {
         return Some(Role::Viewer);
@@ -77,7 +101,7 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
                 Ok(None) => ApiError::Unauthorized("the API key is unknown, revoked or expired".into()).into_response(),
                 Ok(Some(p)) => {
                     principal = Some(p.clone());
-                    if p.role < needed {
+                    if !permits(p.role, needed) {
                         ApiError::Forbidden(
                             format!("{method} {path} needs the {needed:?} role; key {:?} is {}", p.name, p.role)
                                 .to_lowercase(),

@@ -38,6 +38,9 @@ pub enum ApiError {
         /// Explanation.
         message: String,
     },
+    /// A part of the request is over its size limit (413); the message names the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Too many requests for this key (429); retry after the given seconds.
     #[error("{message}")]
     TooManyRequests {
@@ -116,6 +119,7 @@ impl ApiError {
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, vec![]),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found"), vec![]),
             Self::Conflict { code, message } => (StatusCode::CONFLICT, code, message, vec![]),
+            Self::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m, vec![]),
             Self::TooManyRequests { message, .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, vec![]),
             Self::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");

@@ -119,6 +119,9 @@ pub fn app(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(boundary::refuse_control_characters))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Outside the limit, so it applies to the decompressed body: `Content-Encoding: gzip`
+        // bodies (the clients' event batches) are taken, never a decompression bomb.
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         // Outside the body limit and the timeout, so their answers get the envelope too.
         .layer(axum::middleware::from_fn(boundary::error_envelope))

@@ -25,11 +25,11 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::required_role;
+use crate::auth::{Role, required_role};
 use crate::error::ErrorBody;
 use crate::routes::{
     control, decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs,
-    schedules, stream, ui,
+    schedules, stream, task_events, ui,
 };
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
@@ -52,7 +52,7 @@ use crate::routes::{
         keys::list, keys::create, keys::revoke, keys::audit,
         events::ingest,
         human::list, human::complete, human::reject,
-        runs::list, runs::get, runs::events, control::cancel, control::retry, stream::run_stream, observe::graph, observe::external_events, stream::runs_stream,
+        runs::list, runs::get, runs::events, control::cancel, control::retry, stream::run_stream, observe::graph, observe::external_events, task_events::report, task_events::artifact, stream::runs_stream,
     ),
     modifiers(&AccessRules),
     tags(
@@ -128,8 +128,14 @@ impl Modify for AccessRules {
                     // OpenAPI 3.1 lets a non-OAuth requirement list role names: any one scheme,
                     // with a key of at least this role.
                     Some(role) => {
+                        // A reporting call takes reporter, operator and admin keys.
+                        let roles: &[&str] =
+                            if role == Role::Reporter { &["reporter", "operator", "admin"] } else { &[role.as_str()] };
                         operation.security = Some(
-                            SCHEMES.iter().map(|scheme| SecurityRequirement::new(*scheme, [role.as_str()])).collect(),
+                            SCHEMES
+                                .iter()
+                                .map(|scheme| SecurityRequirement::new(*scheme, roles.iter().copied()))
+                                .collect(),
                         );
                         responses.entry("401".into()).or_insert_with(|| {
                             ResponseBuilder::new()
@@ -137,7 +143,11 @@ impl Modify for AccessRules {
                                 .build()
                                 .into()
                         });
-                        let forbidden = format!("The key's role is below {}", role.as_str());
+                        let forbidden = if role == Role::Reporter {
+                            "The key is a viewer's".to_owned()
+                        } else {
+                            format!("The key's role is below {} (or it is a reporter's)", role.as_str())
+                        };
                         responses
                             .entry("403".into())
                             .or_insert_with(|| ResponseBuilder::new().description(forbidden).build().into());
@@ -192,6 +202,7 @@ pub fn body_schemas() -> Map<String, Value> {
         events::EventsBody, events::IngestAnswer,
         human::HumanTaskList, human::DecisionRequest, human::DecisionAnswer,
         observe::ExternalEventsBody, observe::ExternalAnswer,
+        task_events::TaskEventsBody, task_events::TaskEventsAnswer,
         health::HealthAnswer, ui::UiConfig,
     );
     generator.take_definitions(true)
@@ -363,7 +374,7 @@ mod tests {
                 .unwrap()
                 .iter()
                 .flat_map(|r| r.as_object().unwrap().values())
-                .map(|v| v[0].as_str().unwrap().to_owned())
+                .flat_map(|v| v.as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()))
                 .collect()
         };
         for (method, path) in [
@@ -376,7 +387,10 @@ mod tests {
             assert_eq!(operation(method, path)["security"], serde_json::json!([]), "{method} {path} is open");
         }
         assert_eq!(roles(&operation("get", "/api/v1/runs")), BTreeSet::from(["viewer".to_owned()]));
-        assert_eq!(roles(&operation("post", "/api/v1/events")), BTreeSet::from(["operator".to_owned()]));
+        assert_eq!(
+            roles(&operation("post", "/api/v1/events")),
+            BTreeSet::from(["reporter".to_owned(), "operator".to_owned(), "admin".to_owned()])
+        );
         assert_eq!(roles(&operation("post", "/api/v1/fleet/pause")), BTreeSet::from(["operator".to_owned()]));
         assert_eq!(roles(&operation("put", "/api/v1/definitions/{id}")), BTreeSet::from(["admin".to_owned()]));
         assert_eq!(

@@ -67,6 +67,8 @@ pub enum EventType {
     /// The run was reset in Temporal: it runs again from the reset point as a new Temporal run
     /// of the same run record.
     WorkflowReset,
+    /// A task attached an artifact (a link, or content served by `GET /api/v1/artifacts/{id}`).
+    NodeArtifact,
 }
 
 impl EventType {
@@ -91,6 +93,7 @@ impl EventType {
             Self::WorkflowTerminated,
             Self::WorkflowTimedOut,
             Self::WorkflowReset,
+            Self::NodeArtifact,
         ]
     }
 
@@ -128,6 +131,7 @@ impl EventType {
             Self::WorkflowTerminated => "WORKFLOW_TERMINATED",
             Self::WorkflowTimedOut => "WORKFLOW_TIMED_OUT",
             Self::WorkflowReset => "WORKFLOW_RESET",
+            Self::NodeArtifact => "NODE_ARTIFACT",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
 //! - [`retries`]: retries of finished runs, and the tasks they reuse;
+//! - [`reports`]: progress, log lines and artifacts task code reports from outside;
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
@@ -21,12 +22,14 @@ mod definitions;
 mod human_tasks;
 pub mod nul;
 mod reads;
+mod reports;
 mod retries;
 mod task_log;
 mod writes;
 
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
+pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};
 
@@ -216,6 +219,8 @@ pub struct RunDetail {
     pub retries: Vec<String>,
     /// How many times the run was reset in Temporal (each reset continued this record).
     pub resets: i32,
+    /// Artifacts its tasks attached (first 1,000).
+    pub artifacts: Vec<ArtifactRow>,
 }
 
 /// A task as stored.

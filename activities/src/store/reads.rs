@@ -125,6 +125,7 @@ impl Store {
             retry_of: row.try_get("retry_of")?,
             retries: self.retries_of(workflow_id).await?,
             resets: row.try_get("resets")?,
+            artifacts: self.run_artifacts(workflow_id).await?,
         })
     }
 

@@ -24,6 +24,7 @@ pub mod plans;
 pub mod runs;
 pub mod schedules;
 pub mod stream;
+pub mod task_events;
 pub mod ui;
 
 /// Every route of the API. Each handler also has a `#[utoipa::path]` and is listed in
@@ -73,6 +74,8 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/runs/{workflow_id}/stream", get(stream::run_stream))
         .route("/api/v1/runs/{workflow_id}/graph", get(observe::graph))
         .route("/api/v1/runs/{workflow_id}/external-events", post(observe::external_events))
+        .route("/api/v1/task-events", post(task_events::report))
+        .route("/api/v1/artifacts/{id}", get(task_events::artifact))
         .route("/api/v1/stream", get(stream::runs_stream))
 }
 

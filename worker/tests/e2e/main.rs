@@ -23,6 +23,7 @@ mod metrics;
 mod openapi;
 mod operators;
 mod plans;
+mod reports;
 mod restarts;
 mod run_control;
 mod schedules;
