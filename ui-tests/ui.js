@@ -52,6 +52,24 @@ const scenarios = {
     await page.waitForSelector(".counters", { timeout: 30000 });
     return { cancelled, hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
   },
+  // Open a run page on the task `arg` ("<run>|<task id>"), report its progress bar as the
+  // Rust test reports progress 1 and then 2 (it waits for each "progress" line), then its log
+  // lines and artifact links.
+  async progress(page) {
+    const [run, task] = arg.split("|");
+    await page.goto(`${base}/#/runs/${encodeURIComponent(run)}`);
+    await (await page.waitForSelector(`.task[title^="${task}:"]`, { timeout: 30000 })).click();
+    const seen = [];
+    for (const current of ["1", "2"]) {
+      const bar = await page.waitForSelector(`[data-testid=task-progress][data-current="${current}"]`, { timeout: 30000 });
+      seen.push(await bar.textContent());
+      console.log(JSON.stringify({ phase: "progress", current }));
+    }
+    await page.waitForSelector("[data-testid=task-artifact]", { timeout: 30000 });
+    const log = await page.$$eval("[data-testid=task-log] div", (rows) => rows.map((r) => r.textContent));
+    const artifacts = await page.$$eval("[data-testid=task-artifact]", (links) => links.map((a) => ({ text: a.textContent, href: a.getAttribute("href") })));
+    return { seen, log, artifacts };
+  },
   // Open a definition's page and report its trigger decisions as listed.
   async decisions(page) {
     await page.goto(`${base}/#/definitions/${encodeURIComponent(arg)}`);

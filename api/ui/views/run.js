@@ -1,7 +1,7 @@
 // One run: its graph (templates in DAG columns, a square per task), counters, the replay
 // scrubber, the event log and task details. The page derives every state from the run's
 // trace events, which is also what the scrubber re-plays; it follows the run's stream live.
-import { api, streamUrl } from "../lib/api.js";
+import { api, currentKey, streamUrl } from "../lib/api.js";
 import { badge, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
 import { onLeave } from "../lib/router.js";
 
@@ -123,6 +123,7 @@ export async function runView(workflowId, config) {
     if (follow) log.scrollTop = log.scrollHeight;
   };
   const scheduleRender = throttle(render, 200);
+  const scheduleReports = throttle(() => renderReports(), 200);
 
   const select = async (id) => {
     selected = id;
@@ -140,9 +141,40 @@ export async function runView(workflowId, config) {
     const link = config.temporal_ui_url ? el("a", { href: `${config.temporal_ui_url}/namespaces/${enc(config.namespace)}/workflows/${enc(inTemporal)}`, target: "_blank" }, task?.execution === "activity" ? "open its batch in the Temporal Web UI (activity " + id + ")" : "open in the Temporal Web UI") : null;
     fill(side, el("h3", {}, id), link,
       task ? [el("p", {}, badge(task.status), ` attempt ${task.attempt} · ${when(task.started_at)} → ${when(task.finished_at)}`),
+        reports,
         el("h4", {}, "params"), pretty(task.params), el("h4", {}, "output"), pretty(task.output),
         task.error ? [el("h4", {}, "error"), el("div", { class: "error-box" }, task.error)] : null]
         : el("p", { class: "muted" }, "not in the first 1,000 tasks of the run detail"));
+    renderReports();
+  };
+
+  // What the selected task's code reported (NODE_PROGRESS, NODE_LOG, NODE_ARTIFACT), as of the
+  // scrubber's position; kept live by the stream.
+  const reports = el("div", { class: "reports" });
+  const renderReports = () => {
+    if (!selected) return;
+    const mine = events.slice(0, cursor).filter((e) => e.node_id === selected);
+    const progress = mine.filter((e) => e.type === "NODE_PROGRESS").pop();
+    const lines = mine.filter((e) => e.type === "NODE_LOG");
+    const artifacts = mine.filter((e) => e.type === "NODE_ARTIFACT");
+    const bar = progress ? (() => {
+      const { current, total, message } = progress.payload;
+      const share = total ? Math.min(1, current / total) : null;
+      return el("div", { class: "progress", "data-testid": "task-progress", "data-current": current, "data-total": total ?? "" },
+        el("div", { class: "progress-track" }, el("div", { class: "progress-fill", style: `width: ${share === null ? 100 : Math.round(share * 100)}%` })),
+        el("span", {}, total ? `${current} / ${total}` : `${current}`, message ? ` · ${message}` : ""));
+    })() : null;
+    const artifactLink = (e) => {
+      const p = e.payload;
+      // Inline content is served by the API (the key as access_token: a plain link sends no header).
+      const href = p.url || `/api/v1/artifacts/${enc(p.artifact_id)}?access_token=${enc(currentKey())}`;
+      return el("li", {}, el("a", { href, target: "_blank", rel: "noopener", "data-testid": "task-artifact" }, p.name),
+        p.url ? "" : ` (${p.media_type || "data"}, ${p.size} bytes)`);
+    };
+    fill(reports, bar,
+      lines.length ? [el("h4", {}, "log"), el("div", { class: "log task-log", "data-testid": "task-log" },
+        lines.slice(-200).map((e) => el("div", { class: e.level }, `${e.ts.slice(11, 23)} ${e.message || ""}`)))] : null,
+      artifacts.length ? [el("h4", {}, "artifacts"), el("ul", {}, artifacts.map(artifactLink))] : null);
   };
 
   scrub.addEventListener("input", () => {
@@ -150,6 +182,7 @@ export async function runView(workflowId, config) {
     follow = cursor === events.length;
     followBox.checked = follow;
     render();
+    renderReports();
   });
   followBox.addEventListener("change", () => { follow = followBox.checked; if (follow) { cursor = events.length; scrub.value = cursor; } render(); });
   levelFilter.addEventListener("change", render);
@@ -165,6 +198,7 @@ export async function runView(workflowId, config) {
     scrub.max = events.length;
     if (follow) { cursor = events.length; scrub.value = cursor; }
     if (e.type === "PLAN_EXTENDED" || e.type === "PLAN_CREATED") refreshGraph();
+    if (e.node_id && e.node_id === selected) scheduleReports();
     scheduleRender();
   };
   for (const type of config.event_types) source.addEventListener(type, onEvent);

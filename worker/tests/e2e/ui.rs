@@ -184,3 +184,36 @@ async fn the_definitions_list_shows_tags_and_filters_by_them() {
     assert_eq!(seen["byChip"], json!([a]));
     assert_eq!(seen["selected"], "billing", "a clicked tag shows in the select");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_progress_log_and_artifacts_show_live_in_its_panel() {
+    let app = TestApp::spawn("uiprogress").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("uiprogress-{}", unique());
+    app.put_definition(&held_definition(&id, &assignee)).await;
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let human = app.waiting_human_task(&assignee).await;
+    let task = human["task_id"].as_str().unwrap().to_owned();
+    let report = |body: Value| async move {
+        let (status, answer) = app.call(Method::POST, "/api/v1/task-events", Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    };
+    let me = json!({"workflow_id": task});
+
+    let mut browser = Browser::start("progress", &app, &format!("{workflow_id}|{task}"));
+    // The page is open on the task before anything is reported: what follows arrives live.
+    report(json!({"temporal": me, "type": "progress", "current": 1, "total": 4, "message": "first"})).await;
+    assert_eq!(browser.report().await["current"], "1");
+    report(json!([
+        {"temporal": me, "type": "progress", "current": 2, "total": 4},
+        {"temporal": me, "type": "log", "message": "half done"},
+        {"temporal": me, "type": "artifact", "name": "summary.txt", "data": "ok"}
+    ]))
+    .await;
+    assert_eq!(browser.report().await["current"], "2");
+    let seen = browser.report().await;
+    assert_eq!(seen["seen"], json!(["1 / 4 · first", "2 / 4"]), "{seen}");
+    assert!(seen["log"][0].as_str().unwrap().ends_with("half done"), "{seen}");
+    assert_eq!(seen["artifacts"][0]["text"], "summary.txt", "{seen}");
+    assert!(seen["artifacts"][0]["href"].as_str().unwrap().starts_with("/api/v1/artifacts/"), "{seen}");
+}
