@@ -135,19 +135,21 @@ pub struct RetryBody {
     pub key: Option<String>,
 }
 
-/// What a retry will do with the retried run's tasks, known before it runs.
+/// What a retry will do with the retried run's tasks, known before it runs (planned over the
+/// retried run's context snapshot; with `refresh_context`, the context resolved anew may plan
+/// otherwise).
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct RetryTasksAnswer {
     /// Tasks whose outcome is carried over (not run again).
     pub reused: usize,
     /// Tasks that run again (ids of the retried run).
     pub rerun: Vec<String>,
-    /// With `version: latest`: tasks the current version plans that the retried run did not
-    /// have (`template/key`).
+    /// Tasks the retry plans that the retried run did not have (`template/key`; with
+    /// `version: latest`, or a template reading the run's id).
     pub added: Vec<String>,
-    /// With `version: latest`: tasks of the retried run the current version no longer plans.
+    /// Tasks of the retried run the retry no longer plans.
     pub removed: Vec<String>,
-    /// With `version: latest`: tasks whose spec or params changed (they run again).
+    /// Tasks whose spec or params changed (they run again).
     pub changed: Vec<String>,
     /// Templates planned from their dependencies' outputs while the retry runs: whether their
     /// tasks are reused is decided then, by the same rule.
@@ -230,14 +232,22 @@ pub async fn retry(
             message: format!("definition {definition_id} is disabled"),
         });
     }
-    let tasks = retry_tasks(&state, &workflow_id, &retried, &request, &loaded).await?;
-    let plan = RetryPlan { tasks: request.tasks, refresh_context: request.refresh_context };
+    let plan = RetryPlan { tasks: request.tasks.clone(), refresh_context: request.refresh_context };
     let by = caller(principal.as_deref());
     let retry = state.store.new_retry(&workflow_id, request.key.as_deref(), &by, &plan).await?;
     if let Err(m) = check_workflow_id_len(&retry.workflow_id) {
         state.store.drop_retry(&retry.workflow_id).await?;
         return Err(ApiError::Conflict { code: "id_too_long", message: format!("the retry's workflow id {m}") });
     }
+    let tasks = match retry_tasks(&state, &retry.workflow_id, &workflow_id, &retried, &request, &loaded).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            if retry.created {
+                state.store.drop_retry(&retry.workflow_id).await?;
+            }
+            return Err(e);
+        }
+    };
     let started =
         match start_run(&state, &loaded, retried.trigger.clone(), retry.workflow_id.clone(), Some(workflow_id.clone()))
             .await
@@ -266,10 +276,11 @@ pub async fn retry(
 
 /// Says which of the retried run's tasks a retry reuses and which run again, by the rule the
 /// run log applies when the retry plans (same template, key, spec and params, completed, not
-/// asked to run again). With `latest`, the current version is planned over the retried run's
-/// context to compare.
+/// asked to run again): the retry's version is planned here, as the retry `new_run` will plan
+/// it, over the retried run's context snapshot.
 async fn retry_tasks(
     state: &ApiState,
+    new_run: &str,
     workflow_id: &str,
     retried: &Retried,
     request: &RetryBody,
@@ -281,44 +292,36 @@ async fn retry_tasks(
     };
     let all = matches!(request.tasks, RetryTasks::Named(taskfactory_schemas::run::RetryWhich::All));
     let mut answer = RetryTasksAnswer::default();
-    let new_plan = if request.version == RetryVersion::Latest && Some(loaded.version) != retried.version_used {
-        let context = state.store.context_snapshot(workflow_id).await.unwrap_or_default();
-        Some(
-            plan(&PlanRequest {
-                definition: &loaded.definition,
-                version: loaded.version,
-                run_workflow_id: workflow_id,
-                context: &context,
-                trigger: &retried.trigger,
-                max_tasks: MAX_COMPARED_TASKS,
-            })
-            .map_err(|e| ApiError::Invalid(vec![e]))?,
-        )
-    } else {
-        None
-    };
-    let planned: Option<BTreeMap<(String, String), (serde_json::Value, serde_json::Value)>> =
-        new_plan.as_ref().map(|p| {
-            p.tasks
-                .iter()
-                .map(|t| {
-                    let spec = serde_json::to_value(&t.spec).unwrap_or_default();
-                    ((t.template_id.clone(), t.item_key.clone()), (spec, t.params.clone()))
-                })
-                .collect()
-        });
-    if let Some(p) = &new_plan {
-        answer.deferred =
-            p.decisions.iter().filter(|d| d.outcome == Outcome::Deferred).map(|d| d.template_id.clone()).collect();
-        answer.deferred.dedup();
-    }
+    let context = state.store.context_snapshot(workflow_id).await.unwrap_or_default();
+    let new_plan = plan(&PlanRequest {
+        definition: &loaded.definition,
+        version: loaded.version,
+        run_workflow_id: new_run,
+        context: &context,
+        trigger: &retried.trigger,
+        max_tasks: MAX_COMPARED_TASKS,
+    })
+    .map_err(|e| ApiError::Invalid(vec![e]))?;
+    let planned: BTreeMap<(String, String), (serde_json::Value, serde_json::Value)> = new_plan
+        .tasks
+        .iter()
+        .map(|t| {
+            let spec = serde_json::to_value(&t.spec).unwrap_or_default();
+            ((t.template_id.clone(), t.item_key.clone()), (spec, t.params.clone()))
+        })
+        .collect();
+    let deferred: BTreeSet<String> =
+        new_plan.decisions.iter().filter(|d| d.outcome == Outcome::Deferred).map(|d| d.template_id.clone()).collect();
+    answer.deferred = deferred.iter().cloned().collect();
     let mut seen = BTreeSet::new();
     for task in &retried.tasks {
         let key = (task.template_id.clone(), task.item_key.clone());
         seen.insert(key.clone());
-        let unchanged = match &planned {
-            None => true,
-            Some(planned) => match planned.get(&key) {
+        let unchanged = if deferred.contains(&task.template_id) {
+            // Planned while the retry runs, from its dependencies' outputs: decided then.
+            true
+        } else {
+            match planned.get(&key) {
                 None => {
                     answer.removed.push(format!("{}/{}", task.template_id, task.item_key));
                     continue;
@@ -330,7 +333,7 @@ async fn retry_tasks(
                     }
                     same
                 }
-            },
+            }
         };
         let reused = !all && unchanged && task.status == "completed" && !again.contains(task.id.as_str());
         if reused {
@@ -339,8 +342,6 @@ async fn retry_tasks(
             answer.rerun.push(task.id.clone());
         }
     }
-    if let Some(planned) = &planned {
-        answer.added = planned.keys().filter(|k| !seen.contains(*k)).map(|(t, k)| format!("{t}/{k}")).collect();
-    }
+    answer.added = planned.keys().filter(|k| !seen.contains(*k)).map(|(t, k)| format!("{t}/{k}")).collect();
     Ok(answer)
 }
