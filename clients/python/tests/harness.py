@@ -138,9 +138,10 @@ class Proc:
         return "\n".join(self.lines[-60:])
 
     def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM, then SIGKILL after `timeout` s (the whole process group)."""
+        """SIGTERM to the process (it stops its own children: `taskfactory dev` stops Temporal
+        and Postgres in order), then SIGKILL to its whole group after `timeout` s."""
         if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
+            self.popen.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -148,14 +149,12 @@ class Proc:
         self._reader.join(timeout=5)
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.popen.wait(30)
-
-    def signal(self, sig: int) -> None:
+        """SIGKILL to the process and everything it started."""
         try:
-            os.killpg(self.popen.pid, sig)
+            os.killpg(self.popen.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self.popen.wait(30)
 
 
 @dataclass

@@ -202,6 +202,7 @@ class Sink:
                 self._lose(len(bodies), f"POST {path} failed ({why}) and the sink is closed")
                 return
             self.retries += 1
+            self._log_drops()  # while the API is away is when the queue fills
             log.warning("taskfactory: POST %s failed (%s); retrying in %.1f s", path, why, wait)
             self._stop.wait(wait)
             attempt += 1
