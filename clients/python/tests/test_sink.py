@@ -74,6 +74,21 @@ def test_every_event_arrives_once_per_key_through_an_api_restart(
     assert runs == expected
 
 
+def test_a_lone_event_goes_out_within_the_flush_interval(client: taskfactory.Client, uid: str) -> None:
+    definition = f"py-lone-{uid}"
+    put_definition(
+        client,
+        {"id": definition, "name": "lone", "trigger": {"kind": "event", "event_type": f"py.lone.{uid}"},
+         "tasks": [{"id": "a", "kind": "noop"}]},
+    )  # fmt: skip
+    sink = taskfactory.EventSink(client, flush_interval=0.2)
+    try:
+        sink.send(f"py.lone.{uid}", {"n": 1}, key="one")  # no flush: the thread sends it alone
+        wait_for(lambda: _event_runs(client, definition), 60, "the event's run")
+    finally:
+        sink.close()
+
+
 def test_a_rate_limited_batch_waits_for_retry_after(
     tf: Taskfactory, lone_api: tuple[Proc, int], caplog: pytest.LogCaptureFixture
 ) -> None:

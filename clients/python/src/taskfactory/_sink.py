@@ -98,7 +98,8 @@ class Sink:
                 self._settled += 1
             self._queue.append((path, body))
             self._accepted += 1
-            if len(self._queue) >= self._max_batch:
+            # The thread waits for a first item, then for a full batch or the interval.
+            if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
