@@ -90,7 +90,7 @@ def _post(body: dict[str, JSON], client: Client | None) -> bool:
         (client or _default_client()).task_events(body)
         return True
     except (ApiError, httpx.HTTPError) as e:
-        logger.warning("taskfactory: %s report not delivered: %s", body["type"], e)
+        logger.warning("taskfactory: %s report of %s not delivered: %s", body["type"], body["temporal"], e)
         return False
 
 
@@ -104,7 +104,7 @@ async def _apost(body: dict[str, JSON], client: AsyncClient | None) -> bool:
                 await own.task_events(body)
         return True
     except (ApiError, httpx.HTTPError) as e:
-        logger.warning("taskfactory: %s report not delivered: %s", body["type"], e)
+        logger.warning("taskfactory: %s report of %s not delivered: %s", body["type"], body["temporal"], e)
         return False
 
 
