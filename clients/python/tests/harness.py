@@ -240,7 +240,7 @@ def start_redis(tmp: Path, attempts: int = 4) -> tuple[Proc, str]:
                 "--dir", str(tmp)]  # fmt: skip
         proc = Proc(args, tmp / f"redis-{port}.out")
         try:
-            wait_for(lambda: _redis_ping(port, proc), 20, f"redis-server on port {port}")
+            wait_for(lambda port=port, proc=proc: _redis_ping(port, proc), 20, f"redis-server on port {port}")
             return proc, f"redis://127.0.0.1:{port}/0"
         except AssertionError as e:
             proc.stop()

@@ -13,7 +13,8 @@ import taskfactory
 
 def test_trigger_and_read_a_run_until_it_completes(client: taskfactory.Client, uid: str) -> None:
     saved = put_definition(
-        client, {"id": f"py-x-{uid}", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]}
+        client,
+        {"id": f"py-x-{uid}", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "noop"}]},
     )
     assert saved["version"] == 1
 
@@ -55,7 +56,8 @@ def test_send_event_starts_a_run_once_per_key(client: taskfactory.Client, uid: s
 def test_an_invalid_definition_is_an_api_error_with_field_details(client: taskfactory.Client, uid: str) -> None:
     with pytest.raises(taskfactory.ApiError) as caught:
         put_definition(
-            client, {"id": f"py-bad-{uid}", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "nope"}]}
+            client,
+            {"id": f"py-bad-{uid}", "name": "X", "trigger": {"kind": "manual"}, "tasks": [{"id": "a", "kind": "nope"}]},
         )
     error = caught.value
     assert error.status == 422

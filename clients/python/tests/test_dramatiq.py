@@ -85,8 +85,18 @@ def test_jobs_are_reported_into_the_run_with_their_states(
         seen = [(e["type"], e["payload"]["data"]["attempt"], e["payload"]["data"].get("retrying")) for e in by_job[mid]]
         expected = {
             "ok": [("NODE_STARTED", 1, None), ("NODE_COMPLETED", 1, None)],
-            "flaky": [("NODE_STARTED", 1, None), ("NODE_FAILED", 1, True), ("NODE_STARTED", 2, None), ("NODE_COMPLETED", 2, None)],
-            "broken": [("NODE_STARTED", 1, None), ("NODE_FAILED", 1, True), ("NODE_STARTED", 2, None), ("NODE_FAILED", 2, False)],
+            "flaky": [
+                ("NODE_STARTED", 1, None),
+                ("NODE_FAILED", 1, True),
+                ("NODE_STARTED", 2, None),
+                ("NODE_COMPLETED", 2, None),
+            ],
+            "broken": [
+                ("NODE_STARTED", 1, None),
+                ("NODE_FAILED", 1, True),
+                ("NODE_STARTED", 2, None),
+                ("NODE_FAILED", 2, False),
+            ],
         }[mode]
         assert sorted(seen, key=lambda s: (s[1], s[0] != "NODE_STARTED")) == expected, (mode, seen)
 
@@ -95,7 +105,9 @@ def test_jobs_are_reported_into_the_run_with_their_states(
     assert all(d["node"] == "resize" and d["actor"] == "work" and d["queue"] == "py-jobs" for d in data), data
     finished = next(e for e in by_job[first] if e["type"] == "NODE_COMPLETED")
     assert finished["payload"]["data"]["duration_seconds"] >= 0
-    failed = next(e for m, mode in messages.items() if mode == "broken" for e in by_job[m] if e["type"] == "NODE_FAILED")
+    failed = next(
+        e for m, mode in messages.items() if mode == "broken" for e in by_job[m] if e["type"] == "NODE_FAILED"
+    )
     assert failed["message"].startswith("Boom: job ") and failed["level"] == "error"
 
     # The run itself is untouched: still waiting on its human task.

@@ -49,7 +49,9 @@ def test_every_event_arrives_once_per_key_through_an_api_restart(
          "tasks": [{"id": "a", "kind": "noop"}]},
     )  # fmt: skip
     api, port = _lone_api(tf)
-    sink = taskfactory.EventSink(taskfactory.Client(f"http://127.0.0.1:{port}", tf.api_key), max_batch=10, flush_interval=0.05)
+    sink = taskfactory.EventSink(
+        taskfactory.Client(f"http://127.0.0.1:{port}", tf.api_key), max_batch=10, flush_interval=0.05
+    )
     # 300 events, 150 keys, the two events of a key side by side: a key whose events were both
     # sent while the API was down has no other way in.
     events = [("py.tested", {"i": i}, f"k{i // 2}") for i in range(300)]
@@ -117,9 +119,7 @@ def test_events_refused_one_by_one_are_logged_not_retried(
     assert any("[0].key" in r.getMessage() for r in caplog.records), caplog.text
 
 
-def test_a_batch_the_api_refuses_whole_is_dropped_and_logged(
-    tf: Taskfactory, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_batch_the_api_refuses_whole_is_dropped_and_logged(tf: Taskfactory, caplog: pytest.LogCaptureFixture) -> None:
     with taskfactory.EventSink(taskfactory.Client(tf.url, "tfk_wrong"), flush_interval=0.05) as sink:
         sink.send("py.nobody-listens")
         sink.flush(timeout=30)

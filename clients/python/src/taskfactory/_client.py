@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-__all__ = ["ApiError", "AsyncClient", "Client", "DEFAULT_URL"]
+__all__ = ["DEFAULT_URL", "ApiError", "AsyncClient", "Client"]
 
 #: Where the API is when neither the caller nor the environment says.
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -111,7 +111,9 @@ class _Calls:
 
 
 def _settings(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
-    base = (url or os.environ.get("TASKFACTORY_URL") or os.environ.get("TASKFACTORY_API_URL") or DEFAULT_URL).rstrip("/")
+    base = (url or os.environ.get("TASKFACTORY_URL") or os.environ.get("TASKFACTORY_API_URL") or DEFAULT_URL).rstrip(
+        "/"
+    )
     key = api_key if api_key is not None else os.environ.get("TASKFACTORY_API_KEY")
     headers = {"User-Agent": "taskfactory-client-python/0.1"}
     if key:
@@ -123,6 +125,14 @@ def _answer(response: httpx.Response) -> JSON:
     if response.is_error:
         raise ApiError.from_response(response)
     return response.json() if response.content else None
+
+
+def _object(response: httpx.Response) -> dict[str, JSON]:
+    """The answer of an endpoint that answers an object."""
+    value = _answer(response)
+    if not isinstance(value, dict):
+        raise ApiError(response.status_code, "unexpected_answer", f"expected a JSON object, got {value!r:.200}")
+    return value
 
 
 class Client:
@@ -143,27 +153,27 @@ class Client:
     ) -> dict[str, JSON]:
         """`POST /api/v1/events` with one event: `{"results": [...]}`, one per event, each
         `accepted` with an outcome per matching definition, or `invalid`."""
-        return _answer(self._send(_Calls.events(event(type, payload, key, source))))
+        return _object(self._send(_Calls.events(event(type, payload, key, source))))
 
     def send_events(self, events: Sequence[Mapping[str, JSON]]) -> dict[str, JSON]:
         """`POST /api/v1/events` with a batch of up to 1,000 (see `taskfactory.event`)."""
-        return _answer(self._send(_Calls.events(events)))
+        return _object(self._send(_Calls.events(events)))
 
     def trigger(self, definition_id: str, key: str | None = None, payload: JSON = None) -> dict[str, JSON]:
         """Starts a manual run: `{workflow_id, run_id, started}` (`started: false` when `key`
         was used before)."""
-        return _answer(self._send(_Calls.trigger(definition_id, key, payload)))
+        return _object(self._send(_Calls.trigger(definition_id, key, payload)))
 
     def run(self, workflow_id: str) -> dict[str, JSON]:
         """A run: status, counts, plan, tasks."""
-        return _answer(self._send(_Calls.run(workflow_id)))
+        return _object(self._send(_Calls.run(workflow_id)))
 
     def external_events(
         self, workflow_id: str, events: Sequence[Mapping[str, JSON]] | Mapping[str, JSON]
     ) -> dict[str, JSON]:
         """Reports jobs outside Temporal into a run: `{type: job_started|job_finished|job_failed|
         job_log, job_id, message?, payload?, key?}` or a list; answers `{accepted, new}`."""
-        return _answer(self._send(_Calls.external_events(workflow_id, events)))
+        return _object(self._send(_Calls.external_events(workflow_id, events)))
 
     def task_events(self, events: Sequence[Mapping[str, JSON]] | Mapping[str, JSON]) -> JSON:
         """Progress, log lines and artifacts of task code (`POST /api/v1/task-events`); see
@@ -203,21 +213,21 @@ class AsyncClient:
     async def send_event(
         self, type: str, payload: JSON = None, key: str | None = None, source: str | None = None
     ) -> dict[str, JSON]:
-        return _answer(await self._send(_Calls.events(event(type, payload, key, source))))
+        return _object(await self._send(_Calls.events(event(type, payload, key, source))))
 
     async def send_events(self, events: Sequence[Mapping[str, JSON]]) -> dict[str, JSON]:
-        return _answer(await self._send(_Calls.events(events)))
+        return _object(await self._send(_Calls.events(events)))
 
     async def trigger(self, definition_id: str, key: str | None = None, payload: JSON = None) -> dict[str, JSON]:
-        return _answer(await self._send(_Calls.trigger(definition_id, key, payload)))
+        return _object(await self._send(_Calls.trigger(definition_id, key, payload)))
 
     async def run(self, workflow_id: str) -> dict[str, JSON]:
-        return _answer(await self._send(_Calls.run(workflow_id)))
+        return _object(await self._send(_Calls.run(workflow_id)))
 
     async def external_events(
         self, workflow_id: str, events: Sequence[Mapping[str, JSON]] | Mapping[str, JSON]
     ) -> dict[str, JSON]:
-        return _answer(await self._send(_Calls.external_events(workflow_id, events)))
+        return _object(await self._send(_Calls.external_events(workflow_id, events)))
 
     async def task_events(self, events: Sequence[Mapping[str, JSON]] | Mapping[str, JSON]) -> JSON:
         return _answer(await self._send(_Calls.task_events(events)))

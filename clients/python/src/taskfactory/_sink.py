@@ -174,7 +174,8 @@ class Sink:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            batch, size = [], 0
+            batch: list[tuple[str, bytes]] = []
+            size = 0
             while self._queue and len(batch) < self._max_batch:
                 size += len(self._queue[0][1]) + 1
                 if batch and size > MAX_BATCH_BYTES:
@@ -211,7 +212,7 @@ class Sink:
     def _backoff(self, attempt: int) -> float:
         # Exponential with "equal jitter": never less than half the step, so retries spread
         # out without hammering a recovering server.
-        step = min(self._max_backoff, 0.1 * 2**attempt)
+        step = min(self._max_backoff, 0.1 * 2.0**attempt)
         return step / 2 + random.uniform(0, step / 2)
 
     def _refused(self, path: str, bodies: list[bytes], response: httpx.Response) -> None:

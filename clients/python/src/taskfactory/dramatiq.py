@@ -42,7 +42,7 @@ NODE_OPTION = "taskfactory_node"
 """The option naming the task node the job belongs to (optional)."""
 
 
-class TaskfactoryMiddleware(Middleware):  # type: ignore[misc]  # dramatiq ships no types
+class TaskfactoryMiddleware(Middleware):
     """Reports the jobs of messages with `taskfactory_run` into that run.
 
     `client` is made from `TASKFACTORY_URL` / `TASKFACTORY_API_KEY` when not given; the other
@@ -58,7 +58,7 @@ class TaskfactoryMiddleware(Middleware):  # type: ignore[misc]  # dramatiq ships
         max_queue: int = 10_000,
     ) -> None:
         self._client = client
-        self._sink_options = {"max_batch": max_batch, "flush_interval": flush_interval, "max_queue": max_queue}
+        self._max_batch, self._flush_interval, self._max_queue = max_batch, flush_interval, max_queue
         self._sink: Sink | None = None
         self._lock = threading.Lock()
         # message id -> (attempt, start): set before processing, read after.
@@ -76,7 +76,9 @@ class TaskfactoryMiddleware(Middleware):  # type: ignore[misc]  # dramatiq ships
             attempt = int(message.options.get("retries", 0)) + 1
             with self._lock:
                 self._running[message.message_id] = (attempt, time.monotonic())
-            self._report(broker, message, run, "job_started", attempt, f"{message.actor_name} started (attempt {attempt})")
+            self._report(
+                broker, message, run, "job_started", attempt, f"{message.actor_name} started (attempt {attempt})"
+            )
         except Exception:  # a report must never fail the job
             log.exception("taskfactory: could not report the start of message %s", message.message_id)
 
@@ -98,7 +100,9 @@ class TaskfactoryMiddleware(Middleware):  # type: ignore[misc]  # dramatiq ships
                 return
             extra["retrying"] = _will_retry(broker, message, exception, attempt)
             extra["error"] = type(exception).__name__
-            self._report(broker, message, run, "job_failed", attempt, f"{type(exception).__name__}: {exception}"[:2000], extra)
+            self._report(
+                broker, message, run, "job_failed", attempt, f"{type(exception).__name__}: {exception}"[:2000], extra
+            )
         except Exception:
             log.exception("taskfactory: could not report the end of message %s", message.message_id)
 
@@ -150,7 +154,13 @@ class TaskfactoryMiddleware(Middleware):  # type: ignore[misc]  # dramatiq ships
         # Made on first use, so each forked worker process has its own delivery thread.
         with self._lock:
             if self._sink is None:
-                self._sink = Sink(self._client, name="taskfactory-dramatiq", **self._sink_options)
+                self._sink = Sink(
+                    self._client,
+                    max_batch=self._max_batch,
+                    flush_interval=self._flush_interval,
+                    max_queue=self._max_queue,
+                    name="taskfactory-dramatiq",
+                )
             return self._sink
 
 

@@ -108,7 +108,9 @@ async def _apost(body: dict[str, JSON], client: AsyncClient | None) -> bool:
         return False
 
 
-def progress(current: float, total: float | None = None, message: str | None = None, *, client: Client | None = None) -> bool:
+def progress(
+    current: float, total: float | None = None, message: str | None = None, *, client: Client | None = None
+) -> bool:
     """Reports how far the task is (`NODE_PROGRESS`): `current` of `total`."""
     return _post(_progress(current, total, message), client)
 
