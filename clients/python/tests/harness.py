@@ -64,7 +64,10 @@ def port_block(attempt: int, size: int = 8) -> list[int]:
 
 
 def taskfactory_bin() -> str:
-    return os.path.abspath(os.environ.get("TASKFACTORY_BIN") or "/tmp/tf-bin/taskfactory")
+    path = os.path.abspath(os.environ.get("TASKFACTORY_BIN") or "/tmp/tf-bin/taskfactory")
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"no taskfactory binary at {path}: build one and set TASKFACTORY_BIN")
+    return path
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
