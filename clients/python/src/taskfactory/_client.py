@@ -7,6 +7,8 @@ transport differs. Configuration comes from the arguments, else from `TASKFACTOR
 
 from __future__ import annotations
 
+import gzip
+
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -190,8 +192,9 @@ class Client:
         return self._http.request(call.method, call.path, json=call.body)
 
     def _send_json(self, path: str, content: bytes) -> httpx.Response:
-        """`POST path` with a body already serialised (the sinks' batches)."""
-        return self._http.post(path, content=content, headers={"Content-Type": "application/json"})
+        """`POST path` with a body already serialised (the sinks' batches), gzip-compressed."""
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        return self._http.post(path, content=gzip.compress(content, compresslevel=5), headers=headers)
 
     def close(self) -> None:
         self._http.close()
