@@ -194,13 +194,14 @@ async fn a_tasks_progress_log_and_artifacts_show_live_in_its_panel() {
     let workflow_id = app.start_run(&id, &json!({})).await;
     let human = app.waiting_human_task(&assignee).await;
     let task = human["task_id"].as_str().unwrap().to_owned();
+    let app = &app;
     let report = |body: Value| async move {
         let (status, answer) = app.call(Method::POST, "/api/v1/task-events", Some(&body)).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     };
     let me = json!({"workflow_id": task});
 
-    let mut browser = Browser::start("progress", &app, &format!("{workflow_id}|{task}"));
+    let mut browser = Browser::start("progress", app, &format!("{workflow_id}|{task}"));
     // The page is open on the task before anything is reported: what follows arrives live.
     report(json!({"temporal": me, "type": "progress", "current": 1, "total": 4, "message": "first"})).await;
     assert_eq!(browser.report().await["current"], "1");
