@@ -3,8 +3,10 @@
 //! readable label, so the batch's history in the Temporal Web UI lists every task by name.
 //!
 //! - Own kinds (`noop`, `http`) run `tf.run_task` on the worker's own queue (so the SDK can
-//!   hand it back eagerly, with the workflow task's completion). The activity records the
-//!   task's start and completion itself, through the process's group-committed task log.
+//!   hand it back eagerly, with the workflow task's completion), or, in `local` mode, as a
+//!   local activity in the worker running the batch (a marker in its history, no activity
+//!   task). The activity records the task's start and completion itself, through the
+//!   process's group-committed task log.
 //! - The `activity` kind runs the named activity on its queue; it knows nothing of
 //!   taskfactory, so the batch records the start and the outcome.
 //!
@@ -15,9 +17,9 @@
 
 use std::time::Duration;
 
-use taskfactory_schemas::TaskSpec;
 use taskfactory_schemas::plan::PlannedTask;
 use taskfactory_schemas::run::{BatchInput, RunTaskInput, Status, TaskLogEntry, TaskWritesInput};
+use taskfactory_schemas::{Execution, TaskSpec};
 use temporalio_common::UntypedActivity;
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowCancellationToken, WorkflowContext};
@@ -82,7 +84,8 @@ pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInpu
     outcome.is_ok()
 }
 
-/// Kinds taskfactory runs itself (`noop`, `http`): `tf.run_task` records start and completion.
+/// Kinds taskfactory runs itself (`noop`, `http`): `tf.run_task` records start and completion,
+/// as an activity of the batch or, in `local` mode, as a local activity.
 async fn own_kind<W: Buffered>(
     ctx: &WorkflowContext<W>,
     batch: &BatchInput,
@@ -90,16 +93,26 @@ async fn own_kind<W: Buffered>(
     label: String,
 ) -> Result<(), String> {
     let (timeout_secs, retry) = task.spec.own_activity().unwrap_or((30, None));
-    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
-        .activity_id(task.task_id.clone())
-        .summary(label)
-        .maybe_retry_policy(retry.map(retry_policy))
-        .build();
     let input = RunTaskInput { run_workflow_id: batch.run_workflow_id.clone(), task: task.clone() };
-    ctx.execute_activity(TfActivities::run_task, input, options)
-        .await
-        .map(|_| ())
-        .map_err(|e| failure::describe_error(&e))
+    let ran = if task.execution == Execution::Local {
+        let mut options = LocalActivityOptions::builder()
+            .start_to_close_timeout(Duration::from_secs(timeout_secs))
+            .activity_id(task.task_id.clone())
+            .summary(label)
+            .build();
+        if let Some(retry) = retry {
+            options.retry_policy = retry_policy(retry);
+        }
+        ctx.execute_local_activity(TfActivities::run_task, input, options).await
+    } else {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+            .activity_id(task.task_id.clone())
+            .summary(label)
+            .maybe_retry_policy(retry.map(retry_policy))
+            .build();
+        ctx.execute_activity(TfActivities::run_task, input, options).await
+    };
+    ran.map(|_| ()).map_err(|e| failure::describe_error(&e))
 }
 
 fn finished(task: &PlannedTask, status: Status, output: serde_json::Value, error: Option<String>) -> TaskLogEntry {

@@ -70,7 +70,7 @@ impl TaskBatchWorkflow {
         let reused = tasks.iter().filter(|t| t.reused_from.is_some()).count();
         outcome.completed += reused as u64;
         let tasks: Vec<_> = tasks.into_iter().filter(|t| t.reused_from.is_none()).collect();
-        let as_activities = tasks.iter().filter(|t| t.execution == Execution::Activity).count();
+        let as_activities = tasks.iter().filter(|t| t.execution.in_batch()).count();
         if as_activities == 0 {
             let children = tasks.iter().map(|task| run_child(ctx, &input.run_workflow_id, &input.meta, task));
             count(&mut outcome, join_all(children).await);
@@ -83,7 +83,7 @@ impl TaskBatchWorkflow {
         activity_tasks::open(ctx, as_activities);
         let runs = tasks.iter().map(|task| -> TaskFuture<'_> {
             match task.execution {
-                Execution::Activity => Box::pin(activity_tasks::run(ctx, &input, task)),
+                Execution::Activity | Execution::Local => Box::pin(activity_tasks::run(ctx, &input, task)),
                 Execution::Workflow => Box::pin(run_child(ctx, &input.run_workflow_id, &input.meta, task)),
             }
         });

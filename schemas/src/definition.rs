@@ -242,6 +242,10 @@ pub enum Execution {
     /// before execution modes existed carry no mode and mean this.
     #[default]
     Workflow,
+    /// As a *local* activity of its batch workflow, in the worker that runs the batch: one
+    /// marker in the batch's history, no activity task through the server (taskfactory's own
+    /// kinds, `noop` and `http`, only).
+    Local,
 }
 
 impl Execution {
@@ -250,7 +254,22 @@ impl Execution {
         match self {
             Self::Activity => "activity",
             Self::Workflow => "workflow",
+            Self::Local => "local",
         }
+    }
+
+    /// Parses a stored mode name (anything unknown is `workflow`, what old rows mean).
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "activity" => Self::Activity,
+            "local" => Self::Local,
+            _ => Self::Workflow,
+        }
+    }
+
+    /// Whether the task runs as an activity of its batch (remote or local), not a workflow.
+    pub fn in_batch(self) -> bool {
+        self != Self::Workflow
     }
 
     /// Whether this is the default (workflow) mode; plans leave it out then.

@@ -230,7 +230,7 @@ impl Store {
                     item_key,
                     spec,
                     params: nul::decode(params),
-                    execution: if execution == "activity" { Execution::Activity } else { Execution::Workflow },
+                    execution: Execution::parse(&execution),
                     reused_from,
                 })
             })

@@ -233,6 +233,15 @@ pub(crate) fn validate(t: &TaskTemplate, templates: &Templates) -> Problems {
             "execution",
             format!("kind {:?} runs as a workflow of its own: execution must be \"workflow\"", t.kind.name()),
         );
+    } else if t.execution == Some(Execution::Local) && !matches!(t.kind, TaskKind::Noop | TaskKind::Http) {
+        problems.push(
+            "execution",
+            format!(
+                "\"local\" runs taskfactory's own kinds (noop, http) only; kind {:?} needs \"{}\"",
+                t.kind.name(),
+                t.kind.default_execution().as_str()
+            ),
+        );
     }
     let own = t.kind.fields();
     for (field, set) in fields_set(t) {

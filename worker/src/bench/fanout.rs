@@ -17,6 +17,7 @@ enum Series {
     LocalActivityFloor,
     ChildFloor,
     Activity,
+    Local,
     Workflow,
 }
 
@@ -27,6 +28,7 @@ impl Series {
             Self::LocalActivityFloor => "local_activity_floor",
             Self::ChildFloor => "child_floor",
             Self::Activity => "taskfactory_activity_mode",
+            Self::Local => "taskfactory_local_mode",
             Self::Workflow => "taskfactory_workflow_mode",
         }
     }
@@ -39,6 +41,9 @@ impl Bench {
         for &n in &args.sizes {
             let rounds = if n <= 1_000 { args.repeat.max(1) } else { 1 };
             let mut series = vec![Series::Activity];
+            if args.local_mode {
+                series.push(Series::Local);
+            }
             if !skip_floor {
                 series.insert(0, Series::ActivityFloor);
                 if args.floor_local {
@@ -61,6 +66,7 @@ impl Bench {
                         Series::LocalActivityFloor => self.activity_floor_run(n, args.floor_batch, true).await?,
                         Series::ChildFloor => self.floor_run(n).await?,
                         Series::Activity => self.taskfactory_run(n, "activity").await?,
+                        Series::Local => self.taskfactory_run(n, "local").await?,
                         Series::Workflow => self.taskfactory_run(n, "workflow").await?,
                     });
                 }
@@ -71,10 +77,11 @@ impl Bench {
             let mut row = json!({
                 "tasks": n,
                 "runs": rounds,
-                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}{}{}{}{}",
+                "command": format!("taskfactory bench --only fanout --sizes {n} --repeat {rounds}{}{}{}{}{}{}{}",
                     if skip_floor { " --skip-floor" } else { "" },
                     if args.floor_batch != 250 { format!(" --floor-batch {}", args.floor_batch) } else { String::new() },
                     if args.floor_local { " --floor-local" } else { "" },
+                    if args.local_mode { " --local-mode" } else { "" },
                     if args.skip_workflow_mode { " --skip-workflow-mode" } else { "" },
                     if top_level { " --top-level" } else { "" },
                     args.worker_args.iter().map(|a| format!(" --worker-arg={a}"))
@@ -95,6 +102,10 @@ impl Bench {
                     "wall_s_each": runs.iter().map(|r| round2(r.0)).collect::<Vec<_>>()});
             }
             let ratio = |a: Series, b: Series| wall_of.get(&a).zip(wall_of.get(&b)).map(|(a, b)| round2(a / b));
+            if let Some(r) = ratio(Series::Local, Series::LocalActivityFloor) {
+                eprintln!("         local mode / local-activity floor: {r}");
+                row["ratio_local_mode_to_local_activity_floor"] = json!(r);
+            }
             if let Some(r) = ratio(Series::Activity, Series::LocalActivityFloor) {
                 eprintln!("         activity mode / local-activity floor: {r}");
                 row["ratio_activity_mode_to_local_activity_floor"] = json!(r);

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// server): the alternative for fan-outs the remote floor cannot run fast enough.
     #[arg(long)]
     pub floor_local: bool,
+    /// Also time taskfactory in `local` execution mode (noop tasks as local activities of
+    /// their batches).
+    #[arg(long)]
+    pub local_mode: bool,
     /// Also time the floor's leaf workflows started as top-level workflows by the client
     /// (no parent): what tasks that are not child workflows would cost the server.
     #[arg(long)]

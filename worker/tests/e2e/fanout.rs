@@ -167,6 +167,44 @@ async fn a_25_item_fan_out_in_activity_mode_is_one_batch_of_25_activities() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25_item_fan_out_in_local_mode_runs_as_local_activities_of_one_batch() {
+    let app = TestApp::spawn("fanoutlocal").await;
+    let id = format!("fanoutlocal-{}", unique());
+    let (status, body) = app.put_definition(&fanout_definition_in(&id, 25, "local")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!((run["tasks_spawned"].clone(), run["tasks_completed"].clone()), (json!(25), json!(25)));
+    let events = app.assert_log_gapless_each_task_once(&workflow_id, 25).await;
+    assert_eq!(events.last().unwrap()["type"], "WORKFLOW_COMPLETED");
+    let batch = format!("{workflow_id}/~batch/work/0");
+    for task in run["tasks"].as_array().unwrap() {
+        assert_eq!(
+            (task["execution"].as_str(), task["temporal_workflow_id"].as_str()),
+            (Some("local"), Some(batch.as_str()))
+        );
+        assert_eq!(task["output"]["n"], task["params"]["n"], "a noop's output is its params: {task}");
+    }
+    // No activity task went through the server: each task is a marker of the batch.
+    let batch_history = taskfactory::temporal::history_json(&app.client, &batch).await.unwrap();
+    let text = String::from_utf8_lossy(&batch_history);
+    assert_eq!(text.matches("ActivityTaskScheduledEventAttributes").count(), 0);
+    assert_eq!(text.matches("MarkerRecordedEventAttributes").count(), 26, "loading the batch, then one per task");
+    crate::support::save_history_if_asked(
+        &batch_history,
+        "orchestrator/tests/histories/task_batch_workflow_local_mode.json",
+    );
+
+    // `local` runs taskfactory's own kinds only.
+    let human = json!({"id": format!("{id}-h"), "name": "H", "trigger": {"kind": "manual"},
+        "tasks": [{"id": "h", "kind": "human", "title": "t", "execution": "local"}]});
+    let (status, body) = app.put_definition(&human).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["path"], "tasks[0].execution", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_run_with_a_key_starts_once() {
     let app = TestApp::spawn("idempotent").await;
     let id = format!("idem-{}", unique());
