@@ -31,6 +31,11 @@ async fn a_worker_killed_three_times_mid_run_of_task_workflows_loses_and_repeats
     killed_three_times("crashwf", "workflow").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_three_times_mid_run_of_local_tasks_loses_and_repeats_nothing() {
+    killed_three_times("crashlocal", "local").await;
+}
+
 /// 1,001 noop tasks in `execution` mode; the worker is SIGKILLed three times mid-run.
 async fn killed_three_times(name: &str, execution: &str) {
     let app = TestApp::spawn_with(name, false).await;
@@ -44,14 +49,18 @@ async fn killed_three_times(name: &str, execution: &str) {
     let workflow_id = app.start_run(&id, &json!({"key": "k"})).await;
 
     let mut worker = worker_process(&app);
+    let mut killed_mid_run = 0;
     for threshold in [100, 400, 700] {
         app.wait_for_completed_tasks(&workflow_id, threshold).await;
+        let (_, now) = app.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+        killed_mid_run += usize::from(now["status"] == "running");
         worker.start_kill().unwrap(); // SIGKILL: no drain, no goodbye.
         worker.wait().await.unwrap();
         worker = worker_process(&app);
     }
     let run = app.wait_for_run_within(&workflow_id, Duration::from_secs(600)).await;
     assert_eq!(run["status"], "completed", "{}", run["error"]);
+    assert!(killed_mid_run >= 2, "at least two of the kills hit the running run ({killed_mid_run})");
     assert_eq!(
         (run["tasks_planned"].clone(), run["tasks_completed"].clone(), run["tasks_failed"].clone()),
         (json!(1001), json!(1001), json!(0))
@@ -61,6 +70,9 @@ async fn killed_three_times(name: &str, execution: &str) {
     // task started and finished once.
     if execution == "workflow" {
         app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 1001).await;
+    } else if execution == "local" {
+        // No activity task and no task workflow: every task ran inside its batch.
+        app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 0).await;
     } else {
         app.assert_each_task_one_activity(&workflow_id, 1001).await;
         app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'task'"), 0).await;
