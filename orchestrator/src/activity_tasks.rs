@@ -74,7 +74,7 @@ pub(crate) async fn run<W: Buffered>(ctx: &WorkflowContext<W>, batch: &BatchInpu
     let cancellation = ctx.cancellation_token();
     match &outcome {
         Err(_) if cancellation.is_cancelled() => {
-            let reason = cancellation.reason().filter(|r| !r.is_empty()).unwrap_or_else(|| "cancelled".to_owned());
+            let reason = failure::cancel_reason(&cancellation);
             record(ctx, finished(task, Status::Cancelled, serde_json::Value::Null, Some(reason)));
         }
         Err(message) => record(ctx, finished(task, Status::Failed, serde_json::Value::Null, Some(message.clone()))),

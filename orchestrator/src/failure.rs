@@ -1,7 +1,7 @@
 //! Readable messages from Temporal failures.
 
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
-use temporalio_sdk::{ActivityExecutionError, ChildWorkflowExecutionError};
+use temporalio_sdk::{ActivityExecutionError, ChildWorkflowExecutionError, WorkflowCancellationToken};
 
 /// An error of an activity or child workflow, which may carry Temporal's failure.
 pub trait CarriesFailure: std::fmt::Display {
@@ -19,6 +19,12 @@ impl CarriesFailure for ChildWorkflowExecutionError {
     fn temporal_failure(&self) -> Option<&Failure> {
         self.failure()
     }
+}
+
+/// Why a workflow was cancelled, as a task's error: the reason Temporal delivered, or
+/// "cancelled".
+pub fn cancel_reason(token: &WorkflowCancellationToken) -> String {
+    token.reason().filter(|r| !r.is_empty()).unwrap_or_else(|| "cancelled".to_owned())
 }
 
 /// A readable message for `error`: [`describe`] of its failure, else its own text.

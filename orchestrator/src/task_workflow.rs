@@ -82,8 +82,7 @@ impl TaskWorkflow {
             _ if cancellation.is_cancelled() => {
                 // The write must still happen: on a token of its own.
                 options.cancellation_token = Some(WorkflowCancellationToken::new());
-                let reason = cancellation.reason().filter(|r| !r.is_empty());
-                (Status::Cancelled, Value::Null, Some(reason.unwrap_or_else(|| "cancelled".to_owned())))
+                (Status::Cancelled, Value::Null, Some(failure::cancel_reason(&cancellation)))
             }
             Ok(output) => (Status::Completed, output.clone(), None),
             Err(message) => (Status::Failed, Value::Null, Some(message.clone())),

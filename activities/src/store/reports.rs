@@ -66,17 +66,13 @@ impl Store {
         candidates.extend(activity_id);
         candidates.push(workflow_id);
         candidates.extend(workflow_id.strip_suffix("/work"));
-        for id in candidates {
-            let found: Option<(String, String)> =
-                sqlx::query_as("select run_workflow_id, id from task_runs where id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+        // The first candidate that is a task, in the order above.
+        Ok(sqlx::query_as(
+            "select run_workflow_id, id from task_runs where id = any($1) order by array_position($1, id) limit 1",
+        )
+        .bind(&candidates)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Appends task-reported events to a run's log, storing their artifacts with them, in one

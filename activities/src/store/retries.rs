@@ -134,17 +134,7 @@ impl Store {
 
     /// What `run` retries, if it is a retry.
     pub async fn retry_source(&self, run: &str) -> Result<Option<RetrySource>> {
-        let row: Option<(String, Value)> =
-            sqlx::query_as("select run_workflow_id, request from run_retries where workflow_id = $1")
-                .bind(run)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(run_workflow_id, request)| {
-            let plan = serde_json::from_value(request)
-                .map_err(|e| StoreError::Corrupt(format!("retry request of {run:?}: {e}")))?;
-            Ok(RetrySource { run_workflow_id, plan })
-        })
-        .transpose()
+        retry_source_in(&self.pool, run).await
     }
 
     /// The retries made of `run`, oldest first.
@@ -161,14 +151,9 @@ impl Store {
 /// carrying the old output over (`reused_from`); answers their `NODE_COMPLETED` events. Not a
 /// retry, or a retry of all tasks: nothing.
 pub(crate) async fn reuse_tasks(tx: &mut Transaction<'_, Postgres>, run: &str) -> Result<Vec<NewTraceEvent>> {
-    let row: Option<(String, Value)> =
-        sqlx::query_as("select run_workflow_id, request from run_retries where workflow_id = $1")
-            .bind(run)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((retried, request)) = row else { return Ok(Vec::new()) };
-    let plan: RetryPlan =
-        serde_json::from_value(request).map_err(|e| StoreError::Corrupt(format!("retry request of {run:?}: {e}")))?;
+    let Some(RetrySource { run_workflow_id: retried, plan }) = retry_source_in(&mut **tx, run).await? else {
+        return Ok(Vec::new());
+    };
     let again: Vec<String> = match plan.tasks {
         RetryTasks::Named(RetryWhich::All) => return Ok(Vec::new()),
         RetryTasks::Named(RetryWhich::Failed) => Vec::new(),
@@ -202,4 +187,19 @@ pub(crate) async fn reuse_tasks(tx: &mut Transaction<'_, Postgres>, run: &str) -
             )
         })
         .collect())
+}
+
+/// What `run` retries, read with `db` (the pool, or the transaction planning the retry).
+async fn retry_source_in<'e>(db: impl sqlx::PgExecutor<'e>, run: &str) -> Result<Option<RetrySource>> {
+    let row: Option<(String, Value)> =
+        sqlx::query_as("select run_workflow_id, request from run_retries where workflow_id = $1")
+            .bind(run)
+            .fetch_optional(db)
+            .await?;
+    row.map(|(run_workflow_id, request)| {
+        let plan = serde_json::from_value(request)
+            .map_err(|e| StoreError::Corrupt(format!("retry request of {run:?}: {e}")))?;
+        Ok(RetrySource { run_workflow_id, plan })
+    })
+    .transpose()
 }

@@ -292,7 +292,12 @@ async fn retry_tasks(
     };
     let all = matches!(request.tasks, RetryTasks::Named(taskfactory_schemas::run::RetryWhich::All));
     let mut answer = RetryTasksAnswer::default();
-    let context = state.store.context_snapshot(workflow_id).await.unwrap_or_default();
+    // A run that failed before resolving its context has none: it plans over null, as it did.
+    let context = match state.store.context_snapshot(workflow_id).await {
+        Ok(context) => context,
+        Err(StoreError::NotFound(_)) => serde_json::Value::Null,
+        Err(e) => return Err(e.into()),
+    };
     let new_plan = plan(&PlanRequest {
         definition: &loaded.definition,
         version: loaded.version,
