@@ -143,7 +143,7 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<DateTime<Utc>>,
-    /// Last successful use.
+    /// Last successful use (to the minute).
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -222,9 +222,14 @@ impl Store {
         let Some((id, secret)) = token.strip_prefix("tfk_").and_then(|rest| rest.split_once('_')) else {
             return Ok(None);
         };
+        // A read per request; `last_used_at` is written at most once a minute per key, so
+        // concurrent requests of one key never queue on its row's lock.
         let row: Option<(String, String)> = sqlx::query_as(
-            "update api_keys set last_used_at = now() where id = $1 and secret_hash = $2 and revoked_at is null \
-             and (expires_at is null or expires_at > now()) returning name, role",
+            "with k as (select id, name, role, last_used_at from api_keys where id = $1 and secret_hash = $2 \
+               and revoked_at is null and (expires_at is null or expires_at > now())), \
+             used as (update api_keys set last_used_at = now() where id = \
+               (select id from k where last_used_at is null or last_used_at < now() - interval '1 minute')) \
+             select name, role from k",
         )
         .bind(id)
         .bind(hash(secret))

@@ -12,6 +12,7 @@
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
+//! - [`event_starter`]: starts the runs of the events ingress accepted.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
@@ -35,6 +36,7 @@ pub mod answers;
 pub mod auth;
 pub mod boundary;
 pub mod error;
+pub mod event_starter;
 pub mod live;
 pub mod openapi;
 pub mod ratelimit;
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub live: live::LiveHub,
     /// The Temporal Web UI, for links from the UI (e.g. `http://127.0.0.1:8233`).
     pub temporal_ui_url: Option<String>,
+    /// Wakes the event starter of this process (event ingress accepted something).
+    pub starter: event_starter::Wake,
     /// Events per second per key accepted by `POST /api/v1/events`.
     pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
     /// Cancelled when the process shuts down: background loops stop and open streams end, so
@@ -78,7 +82,17 @@ impl ApiState {
         let event_limiter =
             std::sync::Arc::new(ratelimit::RateLimiter::new(DEFAULT_EVENTS_PER_SECOND, DEFAULT_EVENTS_BURST));
         let (live, shutdown) = (live::LiveHub::new(), CancellationToken::new());
-        Self { store, temporal, task_queue, context, live, temporal_ui_url: None, event_limiter, shutdown }
+        Self {
+            store,
+            temporal,
+            task_queue,
+            context,
+            live,
+            temporal_ui_url: None,
+            starter: event_starter::Wake::default(),
+            event_limiter,
+            shutdown,
+        }
     }
 
     /// Limits event ingress to `per_second` events per key, `burst` at once.
@@ -174,7 +188,8 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
             }
         }
     };
+    let starting = event_starter::run(state.clone(), shutdown.clone());
     let serving = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).into_future();
-    let (served, (), (), ()) = tokio::join!(serving, listening, observing, reconciling);
+    let (served, (), (), (), ()) = tokio::join!(serving, listening, observing, reconciling, starting);
     served
 }

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The definitions an event type reaches: see [`Store::event_definitions`].
+#[derive(Clone, Debug, Default)]
+pub struct Listening {
+    /// Enabled: each takes the event.
+    pub enabled: Vec<LoadedDefinition>,
+    /// Disabled: ids only.
+    pub disabled: Vec<String>,
+}
+
 impl Store {
     /// Saves a definition: a new immutable version unless it equals the current one.
     pub async fn put_definition(&self, def: &ActivityDefinition) -> Result<PutOutcome> {
@@ -201,64 +210,30 @@ impl Store {
         Ok(LoadedDefinition { version, definition })
     }
 
-    /// The current versions of enabled, not deleted `kind: event` definitions for `event_type`.
-    pub async fn event_definitions(&self, event_type: &str) -> Result<Vec<LoadedDefinition>> {
-        let rows: Vec<(i32, Value)> = sqlx::query_as(
-            "select v.version, v.document from activity_definitions d join activity_definition_versions v \
+    /// The `kind: event` definitions (current versions, not deleted) listening to
+    /// `event_type`, in one query: the enabled ones, loaded, and the ids of the disabled ones
+    /// (their decision logs record that an event came and started nothing).
+    pub async fn event_definitions(&self, event_type: &str) -> Result<Listening> {
+        let rows: Vec<(String, bool, i32, Value)> = sqlx::query_as(
+            "select d.id, d.enabled, v.version, case when d.enabled then v.document else 'null'::jsonb end \
+             from activity_definitions d join activity_definition_versions v \
              on v.definition_id = d.id and v.version = d.current_version \
-             where d.deleted_at is null and d.enabled and d.trigger_kind = 'event' \
+             where d.deleted_at is null and d.trigger_kind = 'event' \
              and v.document -> 'trigger' ->> 'event_type' = $1 order by d.id",
         )
         .bind(event_type)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(version, document)| {
-                let definition = serde_json::from_value(document)
-                    .map_err(|e| StoreError::Corrupt(format!("event definition v{version}: {e}")))?;
-                Ok(LoadedDefinition { version, definition })
-            })
-            .collect()
-    }
-
-    /// Ids of the disabled (not deleted) `kind: event` definitions for `event_type`: their
-    /// decision logs record that an event came and started nothing.
-    pub async fn disabled_event_definitions(&self, event_type: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "select d.id from activity_definitions d join activity_definition_versions v \
-             on v.definition_id = d.id and v.version = d.current_version \
-             where d.deleted_at is null and not d.enabled and d.trigger_kind = 'event' \
-             and v.document -> 'trigger' ->> 'event_type' = $1 order by d.id",
-        )
-        .bind(event_type)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The receipt of an accepted event: the workflow it started (id, Temporal run id).
-    pub async fn find_receipt(
-        &self,
-        definition_id: &str,
-        dedupe_key: &str,
-    ) -> Result<Option<(String, Option<String>)>> {
-        Ok(sqlx::query_as(
-            "select workflow_id, run_id from event_receipts where definition_id = $1 and dedupe_key = $2",
-        )
-        .bind(definition_id)
-        .bind(dedupe_key)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Records that an event with this dedupe key started `workflow_id` (first writer wins).
-    pub async fn insert_receipt(
-        &self,
-        definition_id: &str,
-        dedupe_key: &str,
-        workflow_id: &str,
-        run_id: Option<&str>,
-        event: &Value,
-    ) -> Result<()> {
-        write_receipt(&self.pool, definition_id, dedupe_key, workflow_id, run_id, event).await
+        let mut listening = Listening::default();
+        for (id, enabled, version, document) in rows {
+            if !enabled {
+                listening.disabled.push(id);
+                continue;
+            }
+            let definition = serde_json::from_value(document)
+                .map_err(|e| StoreError::Corrupt(format!("event definition {id} v{version}: {e}")))?;
+            listening.enabled.push(LoadedDefinition { version, definition });
+        }
+        Ok(listening)
     }
 }

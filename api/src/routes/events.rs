@@ -1,14 +1,17 @@
 //! `POST /api/v1/events`: event ingress.
 //!
 //! Each event starts one run per enabled `kind: event` definition whose `event_type` matches
-//! and whose `filter` holds. The run's workflow id is `tf:{definition}:event:{dedupe_key}`
-//! started with `RejectDuplicate`, so however often an event is delivered it starts one run;
-//! an `event_receipts` row keeps the key deduplicated after Temporal forgot the workflow.
+//! and whose `filter` holds. The run's workflow id is `tf:{definition}:event:{dedupe_key}`.
+//! Acceptance never waits on Temporal: the request commits an `event_receipts` row (`pending`)
+//! and an `accepted` decision in Postgres, one statement per (event, definition), and answers
+//! `accepted` with the workflow id; the starter ([`crate::event_starter`]) then starts the
+//! runs. A key seen before answers `duplicate` (the receipt keeps it deduplicated after
+//! Temporal forgot the workflow), and Temporal's id reuse policy keeps a start repeated after
+//! a crash from starting anything twice.
 //!
-//! The answer lists, per event and definition, `started`, `duplicate`, `filtered` or `error`
+//! The answer lists, per event and definition, `accepted`, `duplicate`, `filtered` or `error`
 //! with the workflow id. A malformed event in a batch is reported by index without losing the
-//! others. When Temporal is unreachable the answer is 503 and retrying the whole request is
-//! safe: what was started is deduplicated.
+//! others. Temporal being down changes nothing here: the runs start once it is back.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,19 +22,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskfactory_schemas::TriggerEvent;
 use taskfactory_schemas::ids::{check_workflow_id_len, event_workflow_id};
-use taskfactory_schemas::run::{LoadedDefinition, RunTrigger, TriggerInfo};
+use taskfactory_schemas::run::{LoadedDefinition, RunTrigger};
 use taskfactory_schemas::template::Templates;
 use taskfactory_schemas::validate::{FieldError, control_character_errors};
 
 use taskfactory_activities::auth_store::Principal;
 use taskfactory_activities::metrics::metrics;
-use taskfactory_activities::store::NewDecision;
+use taskfactory_activities::store::{Acceptance, GroupAcceptance, GroupMode, Grouped, NewDecision};
 use taskfactory_schemas::decisions::DecisionOutcome;
+use taskfactory_schemas::duration::parse_duration;
 
 use super::FREE_FORM_FIELDS;
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::starter::start_run;
 
 /// Most events in one request.
 pub const MAX_BATCH: usize = 1000;
@@ -44,9 +47,10 @@ pub const MAX_KEY_LEN: usize = 200;
 pub struct Outcome {
     /// The matching definition.
     pub definition_id: String,
-    /// `started`, `duplicate`, `filtered` or `error`.
+    /// `accepted` (its run starts shortly), `debounced` or `batched` (it went into the run named,
+    /// with other events), `duplicate`, `filtered` or `error`.
     pub outcome: String,
-    /// The run's workflow id (started or existing).
+    /// The run's workflow id (accepted now, or the existing run of a duplicate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_id: Option<String>,
     /// Why (filtered, error).
@@ -133,8 +137,9 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
 /// Send events
 ///
 /// One event or a batch. Each event starts one run per enabled `kind: event` definition whose
-/// `event_type` matches and whose `filter` holds, at most once per dedupe key. 503 when
-/// Temporal could not be reached for some event: retrying the whole request is safe.
+/// `event_type` matches and whose `filter` holds, at most once per dedupe key. The answer
+/// comes once the events are committed in Postgres (`accepted`); the runs start right after,
+/// also while Temporal is unreachable (they start when it is back). Retrying is always safe.
 #[utoipa::path(post, path = "/api/v1/events", operation_id = "send_events", tag = "events",
     request_body(content = ref("#/components/schemas/EventsBody"), description = "One event, or an array of up to 1,000"),
     responses(
@@ -143,7 +148,6 @@ fn parse_event(value: Value, prefix: &str) -> Result<TriggerEvent, FieldError> {
         (status = 422, description = "Every event is invalid, or the batch is empty or too large"),
         (status = 429, description = "The key's event rate limit is reached (the batch is refused whole)",
             headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Temporal is unavailable for some event (the body lists what happened to each)", body = ref("#/components/schemas/IngestAnswer")),
     ))]
 pub async fn ingest(
     State(state): State<ApiState>,
@@ -171,7 +175,7 @@ pub async fn ingest(
     }
     let templates = Templates::new();
     let mut results = Vec::with_capacity(items.len());
-    let (mut invalid, mut unavailable) = (Vec::new(), false);
+    let (mut invalid, mut accepted) = (Vec::new(), false);
     for (index, item) in items.into_iter().enumerate() {
         let prefix = if batch { format!("[{index}]") } else { String::new() };
         match parse_event(item, &prefix) {
@@ -183,9 +187,7 @@ pub async fn ingest(
             Ok(event) => {
                 metrics().events_received.with_label_values(&["accepted"]).inc();
                 let outcomes = ingest_one(&state, &templates, &event).await?;
-                unavailable |= outcomes
-                    .iter()
-                    .any(|o| o.outcome == "error" && o.reason.as_deref().is_some_and(|r| r.starts_with("temporal")));
+                accepted |= outcomes.iter().any(|o| o.outcome != "duplicate" && o.workflow_id.is_some());
                 results.push(EventResult::Accepted { index, event_type: event.event_type, outcomes });
             }
         }
@@ -193,16 +195,19 @@ pub async fn ingest(
     if invalid.len() == results.len() {
         return Err(ApiError::Invalid(invalid));
     }
-    let status = if unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    Ok((status, Json(IngestAnswer { results })))
+    if accepted {
+        state.starter.wake();
+    }
+    Ok((StatusCode::OK, Json(IngestAnswer { results })))
 }
 
 async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEvent) -> Result<Vec<Outcome>, ApiError> {
+    let listening = state.store.event_definitions(&event.event_type).await?;
     // Disabled definitions start nothing and get no outcome here, but their decision logs say
     // the event came.
-    for id in state.store.disabled_event_definitions(&event.event_type).await? {
+    for id in &listening.disabled {
         let mut skipped = NewDecision::unkeyed(
-            &id,
+            id,
             RunTrigger::Event,
             DecisionOutcome::Skipped,
             "the definition is disabled: the event started no run".into(),
@@ -211,11 +216,10 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
         skipped.entry.detail = json!({"event": recorded_event(event)});
         state.store.record_decision(&skipped).await?;
     }
-    let definitions = state.store.event_definitions(&event.event_type).await?;
     let scope = json!({"event": event});
-    let mut outcomes = Vec::with_capacity(definitions.len());
-    for loaded in definitions {
-        let outcome = ingest_for(state, templates, event, &scope, &loaded).await?;
+    let mut outcomes = Vec::with_capacity(listening.enabled.len());
+    for loaded in &listening.enabled {
+        let outcome = ingest_for(state, templates, event, &scope, loaded).await?;
         metrics().event_outcomes.with_label_values(&[outcome.definition_id.as_str(), outcome.outcome.as_str()]).inc();
         outcomes.push(outcome);
     }
@@ -251,17 +255,19 @@ async fn ingest_for(
         EventDecision::Error(message) => {
             (Outcome::new(definition, "error", None, Some(message.clone())), decide(DecisionOutcome::Error, message))
         }
-        EventDecision::Duplicate { key, workflow_id } => {
-            let mut decision =
-                decide(DecisionOutcome::Deduplicated, format!("dedupe key {key:?} already started {workflow_id}"));
-            decision.entry.dedupe_key = Some(key);
-            decision.entry.workflow_id = Some(workflow_id.clone());
-            (Outcome::new(definition, "duplicate", Some(workflow_id), None), decision)
+        // Both recorded their decision with the receipt, in one statement.
+        EventDecision::Duplicate { workflow_id } => {
+            return Ok(Outcome::new(definition, "duplicate", Some(workflow_id), None));
         }
-        EventDecision::Started { trigger, workflow_id } => {
-            let mut decision = NewDecision::fired(definition.id.as_str(), &trigger, &workflow_id);
-            decision.entry.detail = json!({"event": recorded_event(event)});
-            (Outcome::new(definition, "started", Some(workflow_id), None), decision)
+        EventDecision::Accepted { workflow_id } => {
+            return Ok(Outcome::new(definition, "accepted", Some(workflow_id), None));
+        }
+        EventDecision::Grouped { mode, workflow_id } => {
+            let outcome = match mode {
+                GroupMode::Debounce { .. } => "debounced",
+                GroupMode::Batch { .. } => "batched",
+            };
+            return Ok(Outcome::new(definition, outcome, Some(workflow_id), None));
         }
     };
     state.store.record_decision(&decision).await?;
@@ -283,8 +289,9 @@ impl Outcome {
 enum EventDecision {
     Filtered { filter: String, saw: std::collections::BTreeMap<String, Value> },
     Error(String),
-    Duplicate { key: String, workflow_id: String },
-    Started { trigger: Box<TriggerInfo>, workflow_id: String },
+    Duplicate { workflow_id: String },
+    Accepted { workflow_id: String },
+    Grouped { mode: GroupMode, workflow_id: String },
 }
 
 /// Biggest event (as JSON) the decision log keeps whole; bigger ones keep type and key only.
@@ -337,34 +344,73 @@ async fn decide_event(
         },
         None => event.default_dedupe_key(),
     };
-    if let Some((workflow_id, _)) = state.store.find_receipt(definition.id.as_str(), &key).await? {
-        return Ok(EventDecision::Duplicate { key, workflow_id });
-    }
-    let trigger = TriggerInfo {
-        kind: RunTrigger::Event,
-        key: Some(key.clone()),
-        event: Some(event.clone()),
-        payload: event.payload.clone(),
-        scheduled_for: None,
-    };
     let workflow_id = event_workflow_id(&definition.id, &key);
     if let Err(m) = check_workflow_id_len(&workflow_id) {
         return Ok(EventDecision::Error(format!("the dedupe key {m}")));
     }
-    let started = match start_run(state, loaded, trigger.clone(), workflow_id, None).await {
-        Ok(started) => started,
-        Err(ApiError::Unavailable(message)) => return Ok(EventDecision::Error(message)),
-        Err(other) => return Err(other),
-    };
     let event_json = serde_json::to_value(event).map_err(anyhow::Error::from)?;
-    state
-        .store
-        .insert_receipt(definition.id.as_str(), &key, &started.workflow_id, started.run_id.as_deref(), &event_json)
-        .await?;
-    Ok(if started.started {
-        EventDecision::Started { trigger: Box::new(trigger), workflow_id: started.workflow_id }
+    let detail = json!({"event": recorded_event(event)});
+    let trigger = &definition.trigger;
+    let grouping = match (&trigger.debounce, &trigger.batch) {
+        (Some(d), _) => {
+            let period = parse_duration(&d.period).map_err(|m| ApiError::field("trigger.debounce.period", m))?;
+            let max_wait = d
+                .max_wait
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|m| ApiError::field("trigger.debounce.max_wait", m))?;
+            Some((GroupMode::Debounce { period, max_wait }, "trigger.debounce.key", d.key.as_deref()))
+        }
+        (None, Some(b)) => {
+            let max_wait = parse_duration(&b.max_wait).map_err(|m| ApiError::field("trigger.batch.max_wait", m))?;
+            Some((GroupMode::Batch { max_size: b.max_size, max_wait }, "trigger.batch.key", b.key.as_deref()))
+        }
+        (None, None) => None,
+    };
+    if let Some((mode, field, group_key)) = grouping {
+        let group_key = match group_key {
+            None => String::new(),
+            Some(template) => match templates.render_text(template, scope) {
+                Ok(k) if k.len() <= MAX_KEY_LEN && !k.chars().any(char::is_control) => k,
+                Ok(k) => {
+                    return Ok(EventDecision::Error(format!(
+                        "{field}: rendered to {} characters or a control character (1 to {MAX_KEY_LEN} allowed)",
+                        k.len()
+                    )));
+                }
+                Err(e) => return Ok(EventDecision::Error(format!("{field}: {e}"))),
+            },
+        };
+        let acceptance = GroupAcceptance {
+            event: Acceptance {
+                definition_id: definition.id.as_str(),
+                version: loaded.version,
+                dedupe_key: &key,
+                workflow_id: &workflow_id,
+                event: &event_json,
+                detail: &detail,
+            },
+            mode,
+            group_key: &group_key,
+        };
+        return Ok(match state.store.accept_grouped_event(&acceptance).await? {
+            Grouped::Joined { workflow_id, .. } => EventDecision::Grouped { mode, workflow_id },
+            Grouped::Duplicate { workflow_id } => EventDecision::Duplicate { workflow_id },
+        });
+    }
+    let acceptance = Acceptance {
+        definition_id: definition.id.as_str(),
+        version: loaded.version,
+        dedupe_key: &key,
+        workflow_id: &workflow_id,
+        event: &event_json,
+        detail: &detail,
+    };
+    Ok(if state.store.accept_event(&acceptance).await? {
+        EventDecision::Accepted { workflow_id }
     } else {
-        EventDecision::Duplicate { key, workflow_id: started.workflow_id }
+        EventDecision::Duplicate { workflow_id }
     })
 }
 

@@ -43,7 +43,7 @@ def test_send_event_starts_a_run_once_per_key(client: taskfactory.Client, uid: s
     [result] = first["results"]
     assert result["status"] == "accepted"
     assert result["outcomes"] == [
-        {"definition_id": f"py-ev-{uid}", "outcome": "started", "workflow_id": f"tf:py-ev-{uid}:event:k1"}
+        {"definition_id": f"py-ev-{uid}", "outcome": "accepted", "workflow_id": f"tf:py-ev-{uid}:event:k1"}
     ]
     second = client.send_event(f"py.client.{uid}", {"n": 1}, key="k1")
     assert second["results"][0]["outcomes"][0]["outcome"] == "duplicate"

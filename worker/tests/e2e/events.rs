@@ -58,8 +58,8 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     }
     assert_eq!(all.len(), 200);
     let expected_id = format!("tf:{id}:event:abc123");
-    assert_eq!(all.iter().filter(|(o, _)| o == "started").count(), 1, "{all:?}");
-    assert!(all.iter().all(|(o, w)| (o == "started" || o == "duplicate") && *w == expected_id), "{all:?}");
+    assert_eq!(all.iter().filter(|(o, _)| o == "accepted").count(), 1, "{all:?}");
+    assert!(all.iter().all(|(o, w)| (o == "accepted" || o == "duplicate") && *w == expected_id), "{all:?}");
 
     let run = app.wait_for_run(&expected_id).await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -74,7 +74,7 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     other["key"] = json!("def456");
     let (status, body) = app.call(Method::POST, "/api/v1/events", Some(&other)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(outcomes(&body, 0), [("started".to_owned(), format!("tf:{id}:event:def456"))]);
+    assert_eq!(outcomes(&body, 0), [("accepted".to_owned(), format!("tf:{id}:event:def456"))]);
     let mut filtered = event.clone();
     filtered["key"] = json!("ghi789");
     filtered["payload"]["branch"] = json!("dev");
@@ -127,12 +127,12 @@ async fn a_bad_event_in_a_batch_is_reported_without_losing_the_others() {
     ]);
     let (status, body) = app.call(Method::POST, "/api/v1/events", Some(&batch)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(outcomes(&body, 0), [("started".to_owned(), format!("tf:{id}:event:order-1"))]);
+    assert_eq!(outcomes(&body, 0), [("accepted".to_owned(), format!("tf:{id}:event:order-1"))]);
     assert_eq!(body["results"][1]["status"], "invalid");
     assert_eq!(body["results"][1]["error"]["path"], "[1]");
     assert!(body["results"][1]["error"]["message"].as_str().unwrap().contains("missing field `type`"), "{body}");
     assert_eq!(body["results"][2]["error"]["path"], "[2].key");
-    assert_eq!(outcomes(&body, 3), [("started".to_owned(), format!("tf:{id}:event:order-4"))]);
+    assert_eq!(outcomes(&body, 3), [("accepted".to_owned(), format!("tf:{id}:event:order-4"))]);
     assert_eq!(body["results"][4]["outcomes"], json!([]));
 
     // A single malformed event is a 422 naming the field; so is an all-bad batch.

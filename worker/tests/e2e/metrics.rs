@@ -146,7 +146,7 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     let event = json!({"type": event_type, "key": "k1", "payload": {"branch": "main"}});
     let filtered = json!({"type": event_type, "key": "k2", "payload": {"branch": "dev"}});
-    for (body, expected) in [(&event, "started"), (&event, "duplicate"), (&filtered, "filtered")] {
+    for (body, expected) in [(&event, "accepted"), (&event, "duplicate"), (&filtered, "filtered")] {
         let (status, answer) = app.call(Method::POST, "/api/v1/events", Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["results"][0]["outcomes"][0]["outcome"], expected, "{answer}");
@@ -177,7 +177,10 @@ async fn api_metrics_count_runs_tasks_events_and_repairs_by_definition() {
 
     let e = on_event.as_str();
     let outcome = |o: &str| after.sum("taskfactory_event_outcomes_total", &[("definition_id", e), ("outcome", o)]);
-    assert_eq!((outcome("started"), outcome("duplicate"), outcome("filtered"), outcome("error")), (1.0, 2.0, 1.0, 0.0));
+    assert_eq!(
+        (outcome("accepted"), outcome("duplicate"), outcome("filtered"), outcome("error")),
+        (1.0, 2.0, 1.0, 0.0)
+    );
     assert_eq!(after.sum("taskfactory_runs_started_total", &[("definition_id", e), ("trigger", "event")]), 1.0);
     assert_eq!(after.sum("taskfactory_runs_finished_total", &[("definition_id", e), ("status", "completed")]), 1.0);
 

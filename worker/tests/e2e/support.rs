@@ -476,8 +476,15 @@ impl TestApp {
     /// [`Self::wait_for_run`] with another deadline.
     pub async fn wait_for_run_within(&self, workflow_id: &str, limit: Duration) -> Value {
         let handle = self.client.get_workflow_handle::<RunActivityWorkflow>(workflow_id);
+        // An accepted event's run is started by the API's starter a moment later: wait for
+        // the workflow to exist, then for it to close.
+        let deadline = tokio::time::Instant::now() + limit;
+        eventually(limit, format!("run {workflow_id} to exist in Temporal"), || async {
+            handle.describe(Default::default()).await.is_ok()
+        })
+        .await;
         // A failed run is a valid outcome for some tests: only the closing matters here.
-        let _ = tokio::time::timeout(limit, handle.get_result(WorkflowGetResultOptions::default()))
+        let _ = tokio::time::timeout_at(deadline, handle.get_result(WorkflowGetResultOptions::default()))
             .await
             .unwrap_or_else(|_| panic!("run {workflow_id} did not finish within {limit:?}"));
         let (status, run) = self.call(reqwest::Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
