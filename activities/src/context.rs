@@ -178,6 +178,10 @@ pub async fn resolve(
         };
         let value = match source.kind {
             ContextKind::Static => source.value.clone().unwrap_or(Value::Null),
+            // A debounced or batched run: every event, and the last one.
+            ContextKind::Trigger if !trigger.events.is_empty() => {
+                serde_json::json!({"events": trigger.events, "event": trigger.event})
+            }
             ContextKind::Trigger => trigger.payload.clone(),
             ContextKind::Sql => {
                 let connection = clients.connection_for(source, &path).map_err(|e| ContextError {

@@ -38,6 +38,8 @@ pub const STORE_TABLES: &[&str] = &[
     "run_retries",
     "leases",
     "task_artifacts",
+    "run_admissions",
+    "event_groups",
     "_sqlx_migrations",
 ];
 

@@ -11,9 +11,9 @@ use taskfactory_orchestrator::contracts::markers as tf_activities;
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::Status;
 use taskfactory_schemas::run::{
-    CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
-    PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskLogEntry, TaskRanInput,
-    TaskStartedInput, TaskWritesInput, TasksSkippedInput,
+    Admission, AdmitInput, CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput,
+    LoadedDefinition, PlanRunInput, PlanTemplateInput, ReleaseInput, ResolveContextInput, RunTaskInput, StartRunInput,
+    TaskFinishedInput, TaskLogEntry, TaskRanInput, TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
 use taskfactory_schemas::{Plan, PlannedTask, TaskSpec};
 use temporalio_macros::activities;
@@ -23,6 +23,9 @@ use tracing::instrument;
 use crate::context::{self, ContextClients, ContextLimits};
 use crate::failure::{permanent, store_error};
 use crate::store::{Store, TaskLog, TaskWrite};
+
+/// Longest rendered concurrency key.
+pub const MAX_CONCURRENCY_KEY: usize = 200;
 
 /// Tunables of the activities.
 #[derive(Clone, Debug)]
@@ -391,5 +394,50 @@ impl TfActivityImpls {
             .map_err(store_error)?;
         tracing::info!(reason = %reason, recorded = closed, "run cancelled");
         Ok(())
+    }
+
+    #[activity(definition = tf_activities::AdmitRun)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx)))]
+    pub async fn admit_run(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AdmitInput,
+    ) -> Result<Admission, ActivityError> {
+        let c = &input.concurrency;
+        let key = match &c.key {
+            None => String::new(),
+            Some(template) => {
+                let scope = serde_json::json!({"event": input.trigger.event, "trigger": input.trigger});
+                match taskfactory_schemas::template::Templates::new().render_text(template, &scope) {
+                    Ok(key) if key.len() <= MAX_CONCURRENCY_KEY => key,
+                    Ok(key) => {
+                        return Ok(Admission::Invalid {
+                            message: format!(
+                                "concurrency.key rendered to {} characters (at most {MAX_CONCURRENCY_KEY})",
+                                key.len()
+                            ),
+                        });
+                    }
+                    Err(e) => return Ok(Admission::Invalid { message: format!("concurrency.key: {e}") }),
+                }
+            }
+        };
+        let admission = self
+            .store
+            .admit_run(&input.run_workflow_id, input.definition_id.as_str(), &key, c.limit, c.on_limit)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(key = %key, admission = ?admission, "concurrency admission");
+        Ok(admission)
+    }
+
+    #[activity(definition = tf_activities::NextAdmissions)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx)))]
+    pub async fn next_admissions(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ReleaseInput,
+    ) -> Result<Vec<String>, ActivityError> {
+        self.store.next_admissions(&input.run_workflow_id).await.map_err(store_error)
     }
 }

@@ -10,8 +10,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use taskfactory_orchestrator::RunActivityWorkflow;
 use taskfactory_schemas::run::Status;
-use temporalio_client::WorkflowExecutionStatus;
+use temporalio_client::{WorkflowExecutionStatus, WorkflowSignalOptions};
 use temporalio_common::UntypedWorkflow;
 use tokio_util::sync::CancellationToken;
 
@@ -91,12 +92,36 @@ pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
     match state.store.close_run_in_temporal(workflow_id, status, reason).await {
         Ok(true) => {
             tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
+            wake_queued(state, workflow_id).await;
             true
         }
         Ok(false) => false,
         Err(e) => {
             tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed");
             false
+        }
+    }
+}
+
+/// A run closed without its workflow code freed its concurrency slot with its status: the
+/// queued runs of its key are signalled to ask again (they also ask on their own every
+/// `ADMISSION_RECHECK`).
+async fn wake_queued(state: &ApiState, ended: &str) {
+    let queued = match state.store.next_admissions(ended).await {
+        Ok(queued) => queued,
+        Err(e) => {
+            tracing::warn!(workflow_id = %ended, error = %e, "run reconciler: cannot list queued runs");
+            return;
+        }
+    };
+    for run in queued {
+        let signal = state
+            .temporal
+            .get_workflow_handle::<RunActivityWorkflow>(run.clone())
+            .signal(RunActivityWorkflow::admission, ended.to_owned(), WorkflowSignalOptions::default())
+            .await;
+        if let Err(e) = signal {
+            tracing::debug!(workflow_id = %run, error = %e, "run reconciler: cannot wake a queued run");
         }
     }
 }

@@ -143,6 +143,7 @@ pub async fn observe_schedule(
                 kind: RunTrigger::Schedule,
                 key: None,
                 event: None,
+                events: Vec::new(),
                 payload: serde_json::Value::Null,
                 scheduled_for: Some(slot),
             };

@@ -135,6 +135,7 @@ pub fn schedule_for(definition: &ActivityDefinition, task_queue: &str, paused: b
             kind: RunTrigger::Schedule,
             key: None,
             event: None,
+            events: Vec::new(),
             payload: Value::Null,
             scheduled_for: None,
         },

@@ -8,9 +8,9 @@
 
 use serde_json::Value;
 use taskfactory_schemas::run::{
-    CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
-    PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskRanInput,
-    TaskStartedInput, TaskWritesInput, TasksSkippedInput,
+    Admission, AdmitInput, CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput,
+    LoadedDefinition, PlanRunInput, PlanTemplateInput, ReleaseInput, ResolveContextInput, RunTaskInput, StartRunInput,
+    TaskFinishedInput, TaskRanInput, TaskStartedInput, TaskWritesInput, TasksSkippedInput,
 };
 use taskfactory_schemas::{Plan, PlannedTask};
 use temporalio_macros::activity_definitions;
@@ -24,6 +24,21 @@ impl TfActivities {
     /// Records the run (row + `WORKFLOW_STARTED`) and loads the definition version it uses.
     #[activity(name = "tf.start_run")]
     pub fn start_run(input: StartRunInput) -> Result<LoadedDefinition, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Asks for a slot of the run's concurrency key (definitions with `concurrency` only):
+    /// admitted, queued (the run is `queued`, with a `queued` decision), or skipped (the run
+    /// ended `skipped`). Idempotent: a run asking again gets its standing.
+    #[activity(name = "tf.admit_run")]
+    pub fn admit_run(input: AdmitInput) -> Result<Admission, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A run with a concurrency key ended: answers the queued runs of its key that a free
+    /// slot may now admit (the run signals them to ask again).
+    #[activity(name = "tf.next_admissions")]
+    pub fn next_admissions(input: ReleaseInput) -> Result<Vec<String>, ActivityError> {
         unimplemented!()
     }
 
@@ -123,7 +138,7 @@ impl TfActivities {
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
     pub use super::tf_activities::{
-        CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, RunTask,
-        StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
+        AdmitRun, CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, NextAdmissions, PlanRun,
+        PlanTemplate, ResolveContext, RunTask, StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
     };
 }

@@ -2,6 +2,9 @@
 //!
 //! 1. `start_run` records the run and loads the definition version it will use for its whole
 //!    life (a later edit never changes a running run);
+//!    A definition with `concurrency` then waits for a slot of its key ([`wait_for_slot`]):
+//!    queued runs wait for a signal, skipped ones end here; a run's end frees its slot
+//!    ([`release_slot`]);
 //! 2. `resolve_context` resolves the context sources;
 //! 3. `plan_run` runs the pure planner; the plan lands in history, so replay never re-renders a
 //!    template with newer code;
@@ -35,15 +38,15 @@ use taskfactory_schemas::Plan;
 use taskfactory_schemas::definition::FailurePolicy;
 use taskfactory_schemas::plan::TemplatePlan;
 use taskfactory_schemas::run::{
-    BatchInput, BatchOutcome, CancelRunInput, FinishRunInput, LoadedDefinition, PlanRunInput, PlanTemplateInput,
-    ResolveContextInput, RunInput, RunOutcome, RunTrigger, StartRunInput, Status, TaskMeta, TasksSkippedInput,
-    TriggerInfo,
+    Admission, AdmitInput, BatchInput, BatchOutcome, CancelRunInput, FinishRunInput, LoadedDefinition, PlanRunInput,
+    PlanTemplateInput, ReleaseInput, ResolveContextInput, RunInput, RunOutcome, RunTrigger, StartRunInput, Status,
+    TaskMeta, TasksSkippedInput, TriggerInfo,
 };
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, WorkflowCancellationToken, WorkflowContext,
-    WorkflowResult, WorkflowTermination,
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, MemoValue, SignalWorkflowOptions, SyncWorkflowContext,
+    WorkflowCancellationToken, WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
 use crate::batch_workflow::TaskBatchWorkflow;
@@ -64,7 +67,15 @@ pub struct RunActivityWorkflow {
     stop_starting: bool,
     /// Errors planning deferred templates; they fail the run.
     plan_errors: Vec<String>,
+    /// The concurrency key the run asked a slot of (definitions with `concurrency`).
+    admission_key: Option<String>,
+    /// Signals received that a slot may have freed (`tf_admission`).
+    admission_wakes: u64,
 }
+
+/// How often a queued run asks for its slot again when no signal woke it (a run that ended
+/// without workflow code, e.g. terminated, sends none).
+pub const ADMISSION_RECHECK: Duration = Duration::from_secs(30);
 
 /// Most tasks one `TaskBatchWorkflow` runs.
 pub const BATCH_SIZE: usize = 250;
@@ -118,6 +129,23 @@ impl RunActivityWorkflow {
             };
         ctx.upsert_search_attributes([TF_VERSION.value_set(i64::from(loaded.version))]);
         ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(loaded.definition.name.clone())))])?;
+
+        if let Some(concurrency) = loaded.definition.concurrency.clone() {
+            let admit = AdmitInput {
+                run_workflow_id: run_workflow_id.clone(),
+                definition_id: input.definition_id.clone(),
+                concurrency,
+                trigger: input.trigger.clone(),
+            };
+            match wait_for_slot(ctx, admit).await {
+                Gate::Admitted => {}
+                Gate::Skipped => return Ok(RunOutcome::default()),
+                Gate::Cancelled => return cancelled(ctx, &run_workflow_id).await,
+                Gate::Failed(message) => {
+                    return fail(ctx, &run_workflow_id, RunOutcome::default(), message).await;
+                }
+            }
+        }
 
         let resolve = ResolveContextInput {
             run_workflow_id: run_workflow_id.clone(),
@@ -184,10 +212,102 @@ impl RunActivityWorkflow {
             let message = format!("{} of {} tasks failed", outcome.tasks_failed, outcome.tasks_spawned);
             return fail(ctx, &run_workflow_id, outcome, message).await;
         }
-        let finish =
-            FinishRunInput { run_workflow_id, status: Status::Completed, outcome: outcome.clone(), error: None };
+        let finish = FinishRunInput {
+            run_workflow_id: run_workflow_id.clone(),
+            status: Status::Completed,
+            outcome: outcome.clone(),
+            error: None,
+        };
         ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
+        release_slot(ctx, &run_workflow_id).await;
         Ok(outcome)
+    }
+
+    /// A slot of this run's concurrency key may have freed: the run (if queued) asks again.
+    #[signal(name = "tf_admission")]
+    pub fn admission(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _ended: String) {
+        self.admission_wakes += 1;
+    }
+}
+
+/// How the wait for a concurrency slot ended.
+enum Gate {
+    Admitted,
+    Skipped,
+    Cancelled,
+    Failed(String),
+}
+
+/// Asks for a slot of the run's concurrency key until it has one (`queue`, `cancel_running`)
+/// or is turned away (`skip`). Queued, the run waits for a `tf_admission` signal (sent by the
+/// run that ends, or by the API for a run closed in Temporal) or [`ADMISSION_RECHECK`], then
+/// asks again; the store decides under a lock per key, so no slot is granted twice.
+async fn wait_for_slot(ctx: &WorkflowContext<RunActivityWorkflow>, input: AdmitInput) -> Gate {
+    let mut cancel_asked = false;
+    loop {
+        let seen = ctx.state(|s| s.admission_wakes);
+        let admission = match ctx
+            .execute_activity(TfActivities::admit_run, input.clone(), step_options(Duration::from_secs(60)))
+            .await
+        {
+            Ok(admission) => admission,
+            Err(_) if ctx.cancellation_token().is_cancelled() => return Gate::Cancelled,
+            Err(e) => {
+                return Gate::Failed(format!("asking for a concurrency slot failed: {}", failure::describe_error(&e)));
+            }
+        };
+        match admission {
+            Admission::Admitted { key } => {
+                ctx.state_mut(|s| s.admission_key = Some(key));
+                return Gate::Admitted;
+            }
+            Admission::Skipped { .. } => return Gate::Skipped,
+            Admission::Invalid { message } => return Gate::Failed(message),
+            Admission::Queued { key, cancel } => {
+                ctx.state_mut(|s| s.admission_key = Some(key.clone()));
+                if let Some(victim) = cancel.filter(|_| !cancel_asked) {
+                    cancel_asked = true;
+                    let reason = format!(
+                        "concurrency key {key:?}: {} takes its slot (on_limit: cancel_running)",
+                        input.run_workflow_id
+                    );
+                    // A run that has ended meanwhile cannot be cancelled: nothing to do then.
+                    let _ = ctx.external_workflow(victim, None).cancel(Some(reason)).await;
+                }
+                let mut woken = std::pin::pin!(ctx.wait_condition(|s| s.admission_wakes > seen));
+                let mut recheck = std::pin::pin!(ctx.timer(ADMISSION_RECHECK));
+                select! {
+                    _ = woken => {},
+                    _ = recheck => {},
+                };
+                if ctx.cancellation_token().is_cancelled() {
+                    return Gate::Cancelled;
+                }
+            }
+        }
+    }
+}
+
+/// The run has ended: the queued runs of its concurrency key that may now have a slot are
+/// signalled to ask again (on detached tokens: a cancelled run frees its slot too). Best
+/// effort: a queued run also asks again every [`ADMISSION_RECHECK`].
+async fn release_slot(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: &str) {
+    if ctx.state(|s| s.admission_key.is_none()) {
+        return;
+    }
+    let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build();
+    let input = ReleaseInput { run_workflow_id: run_workflow_id.to_owned() };
+    let Ok(next) = ctx.execute_activity(TfActivities::next_admissions, input, options).await else {
+        return;
+    };
+    for queued in next {
+        let options = SignalWorkflowOptions::builder().cancellation_token(WorkflowCancellationToken::new()).build();
+        let _ = ctx
+            .external_workflow(queued, None)
+            .signal(RunActivityWorkflow::admission, run_workflow_id.to_owned(), options)
+            .await;
     }
 }
 
@@ -209,6 +329,7 @@ async fn fail(
         error: Some(message.clone()),
     };
     ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
+    release_slot(ctx, run_workflow_id).await;
     Err(ApplicationFailure::non_retryable(message).into())
 }
 
@@ -221,6 +342,7 @@ async fn cancelled(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_id: 
         .cancellation_token(WorkflowCancellationToken::new())
         .build();
     ctx.execute_activity(TfActivities::cancel_run, input, options).await?;
+    release_slot(ctx, run_workflow_id).await;
     Err(WorkflowTermination::cancelled())
 }
 

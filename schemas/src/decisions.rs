@@ -26,6 +26,16 @@ pub enum DecisionOutcome {
     Filtered,
     /// The trigger could not be evaluated or Temporal refused it: `message` says why.
     Error,
+    /// An event was taken (its receipt committed) and its run is about to start: the API's
+    /// starter turns this into `fired` once Temporal has the run, or `error`.
+    Accepted,
+    /// A run is waiting for a slot of its concurrency key: `message` says how many run and
+    /// where it stands in the queue.
+    Queued,
+    /// An event went into a debounced run with the events around it: `workflow_id` names it.
+    Debounced,
+    /// An event went into a batch run: `workflow_id` names it.
+    Batched,
 }
 
 impl DecisionOutcome {
@@ -38,6 +48,10 @@ impl DecisionOutcome {
             Self::Deduplicated => "deduplicated",
             Self::Filtered => "filtered",
             Self::Error => "error",
+            Self::Accepted => "accepted",
+            Self::Queued => "queued",
+            Self::Debounced => "debounced",
+            Self::Batched => "batched",
         }
     }
 

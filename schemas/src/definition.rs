@@ -53,6 +53,53 @@ pub struct ActivityDefinition {
     /// Most tasks of one run running at once (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u32>,
+    /// At most `limit` runs per concurrency key at once, and what a run beyond it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// Runs of one definition that may run at once, per key (any trigger).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Template over the trigger (`{{ event.payload.customer }}`; `trigger.key`,
+    /// `trigger.payload`); default: one key for the whole definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Most runs of one key running at once (at least 1; default 1).
+    #[serde(default = "one")]
+    pub limit: u32,
+    /// What a run does when its key is at the limit (default `queue`).
+    #[serde(default)]
+    pub on_limit: OnLimit,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a run does when its concurrency key is at the limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// It waits (status `queued`), first in first out per key, and starts when a slot frees.
+    #[default]
+    Queue,
+    /// It starts nothing: the run ends `skipped` (decision `skipped`, reason `concurrency`).
+    Skip,
+    /// The oldest running run of the key is cancelled; this one starts when it has ended.
+    CancelRunning,
+}
+
+impl OnLimit {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Skip => "skip",
+            Self::CancelRunning => "cancel_running",
+        }
+    }
 }
 
 /// What a failed task does to the rest of its run.
@@ -154,6 +201,40 @@ pub struct Trigger {
     /// event: template of the dedupe key (default: the event's `key`, else a payload hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_key: Option<String>,
+    /// event: events with the same key, each within `period` of the previous, become one run,
+    /// started `period` after the last (or `max_wait` after the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Debounce>,
+    /// event: up to `max_size` events, or what came within `max_wait`, become one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
+}
+
+/// Debouncing of an event trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Debounce {
+    /// Template over `event` of the key events are grouped by (default: one group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Quiet time after the last event before the run starts, e.g. `2s`.
+    pub period: String,
+    /// Longest wait after the first event of a group, e.g. `1m` (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<String>,
+}
+
+/// Batching of an event trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most events in one run (at least 1).
+    pub max_size: u32,
+    /// Longest wait after the first event of a batch, e.g. `10s`.
+    pub max_wait: String,
+    /// Template over `event` of the key batches are grouped by (default: one group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Kinds of context source.

@@ -69,6 +69,12 @@ pub enum EventType {
     WorkflowReset,
     /// A task attached an artifact (a link, or content served by `GET /api/v1/artifacts/{id}`).
     NodeArtifact,
+    /// The run waits for a slot of its concurrency key (payload: key, running, limit, position).
+    WorkflowQueued,
+    /// The run got a slot of its concurrency key and goes on (after waiting, if it was queued).
+    WorkflowAdmitted,
+    /// The run ended without work: its concurrency key was at the limit (`on_limit: skip`).
+    WorkflowSkipped,
 }
 
 impl EventType {
@@ -94,6 +100,9 @@ impl EventType {
             Self::WorkflowTimedOut,
             Self::WorkflowReset,
             Self::NodeArtifact,
+            Self::WorkflowQueued,
+            Self::WorkflowAdmitted,
+            Self::WorkflowSkipped,
         ]
     }
 
@@ -107,6 +116,7 @@ impl EventType {
                 | Self::WorkflowCancelled
                 | Self::WorkflowTerminated
                 | Self::WorkflowTimedOut
+                | Self::WorkflowSkipped
         )
     }
 
@@ -132,6 +142,9 @@ impl EventType {
             Self::WorkflowTimedOut => "WORKFLOW_TIMED_OUT",
             Self::WorkflowReset => "WORKFLOW_RESET",
             Self::NodeArtifact => "NODE_ARTIFACT",
+            Self::WorkflowQueued => "WORKFLOW_QUEUED",
+            Self::WorkflowAdmitted => "WORKFLOW_ADMITTED",
+            Self::WorkflowSkipped => "WORKFLOW_SKIPPED",
         }
     }
 }

@@ -225,9 +225,13 @@ fn plan_template(
     let list: Option<&Vec<Value>> = match &template.for_each {
         None => None,
         Some(source) => {
-            let found = match source.strip_prefix("tasks.") {
-                Some(path) => scope.get("tasks").and_then(|outputs| lookup(outputs, path)),
-                None => lookup(req.context, source),
+            let found = if let Some(path) = source.strip_prefix("tasks.") {
+                scope.get("tasks").and_then(|outputs| lookup(outputs, path))
+            } else if let Some(path) = source.strip_prefix("trigger.") {
+                // `trigger.events`: the events of a debounced or batched run.
+                scope.get("trigger").and_then(|trigger| lookup(trigger, path))
+            } else {
+                lookup(req.context, source)
             };
             let list = found.ok_or_else(|| err("for_each", None, format!("context {source:?} has no value")))?;
             let Value::Array(list) = list else {

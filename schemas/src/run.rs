@@ -70,11 +70,14 @@ pub enum Status {
     Pending,
     /// Started, not finished.
     Running,
+    /// A run waiting for a slot of its concurrency key (started in Temporal, no work yet).
+    Queued,
     /// Finished successfully.
     Completed,
     /// Finished with an error.
     Failed,
-    /// Not run because a dependency failed.
+    /// A task: not run because a dependency failed. A run: not run because its concurrency
+    /// key was at the limit (`on_limit: skip`).
     Skipped,
     /// A run: cancelled in Temporal. A task: its run closed before it finished.
     Cancelled,
@@ -90,6 +93,7 @@ impl Status {
         &[
             Self::Pending,
             Self::Running,
+            Self::Queued,
             Self::Completed,
             Self::Failed,
             Self::Skipped,
@@ -99,11 +103,17 @@ impl Status {
         ]
     }
 
+    /// Whether a run in this status has not ended (`running` or `queued`).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Running | Self::Queued)
+    }
+
     /// The wire name, as stored in Postgres.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
+            Self::Queued => "queued",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
@@ -382,6 +392,58 @@ pub struct CancelRunInput {
     pub run_workflow_id: String,
     /// The reason Temporal delivered with the cancellation, if any.
     pub reason: Option<String>,
+}
+
+/// Input of `admit_run`: a run of a definition with `concurrency` asks for a slot of its key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AdmitInput {
+    /// The run's workflow id.
+    pub run_workflow_id: String,
+    /// The definition.
+    pub definition_id: DefinitionId,
+    /// The definition's concurrency settings (of the version the run uses).
+    pub concurrency: crate::definition::Concurrency,
+    /// The run's trigger (the key template reads it).
+    pub trigger: TriggerInfo,
+}
+
+/// What `admit_run` answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "admission", rename_all = "snake_case")]
+pub enum Admission {
+    /// The run has a slot: it goes on.
+    Admitted {
+        /// The rendered concurrency key.
+        key: String,
+    },
+    /// The run waits (status `queued`) until a slot frees; it is woken by a signal, and asks
+    /// again.
+    Queued {
+        /// The rendered concurrency key.
+        key: String,
+        /// `on_limit: cancel_running`: the run to cancel to free a slot (asked once).
+        cancel: Option<String>,
+    },
+    /// `on_limit: skip`: the run ended `skipped` without work.
+    Skipped {
+        /// The rendered concurrency key.
+        key: String,
+        /// Why, in words.
+        message: String,
+    },
+    /// The key template could not be rendered: the run fails with this message.
+    Invalid {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Input of `next_admissions`: a run of a definition with `concurrency` ended; which queued
+/// runs of its key may now have a slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseInput {
+    /// The run that ended.
+    pub run_workflow_id: String,
 }
 
 /// Input of `run_task`: one task of an own kind (`noop`, `http`) in activity mode, run by the

@@ -38,9 +38,12 @@ pub struct TriggerInfo {
     /// The idempotency or dedupe key, when there is one.
     #[serde(default)]
     pub key: Option<String>,
-    /// The event, for event runs.
+    /// The event, for event runs (the last one, for a debounced or batched run).
     #[serde(default)]
     pub event: Option<TriggerEvent>,
+    /// A debounced or batched run: all its events, in arrival order (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<TriggerEvent>,
     /// The trigger's payload (the event's payload, or a manual run's payload).
     #[serde(default)]
     pub payload: Value,
@@ -52,6 +55,6 @@ pub struct TriggerInfo {
 impl TriggerInfo {
     /// A manual trigger with an optional key and payload.
     pub fn manual(key: Option<String>, payload: Value) -> Self {
-        Self { kind: RunTrigger::Manual, key, event: None, payload, scheduled_for: None }
+        Self { kind: RunTrigger::Manual, key, event: None, events: Vec::new(), payload, scheduled_for: None }
     }
 }

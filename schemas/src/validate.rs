@@ -199,8 +199,22 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
     if def.max_parallel == Some(0) {
         errs.push("max_parallel", "must be at least 1");
     }
+    if let Some(c) = &def.concurrency {
+        if c.limit == 0 {
+            errs.push("concurrency.limit", "must be at least 1");
+        }
+        if c.limit > MAX_CONCURRENCY_LIMIT {
+            errs.push("concurrency.limit", format!("at most {MAX_CONCURRENCY_LIMIT}"));
+        }
+        if let Some(key) = &c.key {
+            errs.check("concurrency.key", templates.check(key));
+        }
+    }
     if errs.0.is_empty() { Ok(()) } else { Err(ValidationErrors { errors: errs.0 }) }
 }
+
+/// Largest `concurrency.limit`.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
 
 /// Most tags one definition may carry.
 pub const MAX_TAGS: usize = 20;
@@ -318,11 +332,52 @@ fn validate_trigger(t: &Trigger, templates: &Templates, errs: &mut Errors) {
         if let Some(key) = &t.dedupe_key {
             errs.check("trigger.dedupe_key", templates.check(key));
         }
+        if let Some(d) = &t.debounce {
+            errs.check("trigger.debounce.period", check_positive_duration(&d.period));
+            if let Some(max_wait) = &d.max_wait {
+                errs.check("trigger.debounce.max_wait", check_positive_duration(max_wait));
+            }
+            if let Some(key) = &d.key {
+                errs.check("trigger.debounce.key", templates.check(key));
+            }
+        }
+        if let Some(b) = &t.batch {
+            if b.max_size == 0 {
+                errs.push("trigger.batch.max_size", "must be at least 1");
+            }
+            if b.max_size > MAX_BATCH_SIZE {
+                errs.push("trigger.batch.max_size", format!("at most {MAX_BATCH_SIZE}"));
+            }
+            errs.check("trigger.batch.max_wait", check_positive_duration(&b.max_wait));
+            if let Some(key) = &b.key {
+                errs.check("trigger.batch.key", templates.check(key));
+            }
+        }
+        if t.debounce.is_some() && t.batch.is_some() {
+            errs.push("trigger.batch", "a trigger debounces or batches, not both");
+        }
     } else {
         not_for_kind(errs, "trigger", "event_type", t.event_type.is_some(), kind);
         not_for_kind(errs, "trigger", "filter", t.filter.is_some(), kind);
         not_for_kind(errs, "trigger", "dedupe_key", t.dedupe_key.is_some(), kind);
+        not_for_kind(errs, "trigger", "debounce", t.debounce.is_some(), kind);
+        not_for_kind(errs, "trigger", "batch", t.batch.is_some(), kind);
     }
+}
+
+/// Most events one batch run carries.
+pub const MAX_BATCH_SIZE: u32 = 1000;
+
+/// A duration like `2s` or `1m`, greater than zero and at most a day.
+fn check_positive_duration(raw: &str) -> Result<(), String> {
+    let d = crate::duration::parse_duration(raw)?;
+    if d.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    if d > std::time::Duration::from_secs(86_400) {
+        return Err("must be at most 1d".into());
+    }
+    Ok(())
 }
 
 fn check_context_name(name: &str) -> Result<(), String> {
@@ -454,7 +509,7 @@ fn validate_tasks(tasks: &[TaskTemplate], context_names: &HashSet<String>, templ
                         format!("{for_each:?}: use tasks.{dep}.outputs or tasks.{dep}.output.<path>"),
                     );
                 }
-            } else if !context_names.contains(root) {
+            } else if root != "trigger" && !context_names.contains(root) {
                 errs.push(format!("{path}.for_each"), format!("unknown context {root:?}"));
             }
         }

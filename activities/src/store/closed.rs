@@ -9,7 +9,7 @@ impl Store {
     /// Runs the log says are running, oldest first, at most `limit`.
     pub async fn open_runs(&self, limit: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "select workflow_id from activity_runs where status = 'running' order by fired_at limit $1",
+            "select workflow_id from activity_runs where status in ('running', 'queued') order by fired_at limit $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -37,7 +37,7 @@ impl Store {
     pub async fn request_cancel(&self, run: &str, by: &str, reason: Option<&str>) -> Result<CancelRequest> {
         let updated = sqlx::query(
             "update activity_runs set cancel_requested_by = coalesce(cancel_requested_by, $2), \
-             cancel_reason = coalesce(cancel_reason, $3) where workflow_id = $1 and status = 'running'",
+             cancel_reason = coalesce(cancel_reason, $3) where workflow_id = $1 and status in ('running', 'queued')",
         )
         .bind(run)
         .bind(nul::text(by))
@@ -71,7 +71,7 @@ impl Store {
         let closed: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(
             "update activity_runs set status = $2, finished_at = coalesce(finished_at, now()), \
              error = case when $2 = 'cancelled' then coalesce(cancel_reason, $3) else $3 end \
-             where workflow_id = $1 and status = 'running' \
+             where workflow_id = $1 and status in ('running', 'queued') \
              returning definition_id, resets, cancel_requested_by, cancel_reason",
         )
         .bind(run)

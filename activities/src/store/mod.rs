@@ -5,9 +5,11 @@
 //! row's lock to hand out `seq`, so seq is gapless and commits happen in seq order: readers
 //! never see a gap, even transiently (ADR-003).
 //!
+//! - [`admissions`]: concurrency keys: which run of a key may run now;
 //! - [`closed`]: runs closed in Temporal that no workflow code recorded (the run reconciler's);
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
+//! - [`ingress`]: accepted events and the starts of their runs;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
 //! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
@@ -16,10 +18,12 @@
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
+mod admissions;
 mod closed;
 mod decisions;
 mod definitions;
 mod human_tasks;
+mod ingress;
 pub mod nul;
 mod reads;
 mod reports;
@@ -29,6 +33,8 @@ mod writes;
 
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
+pub use definitions::Listening;
+pub use ingress::{Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};

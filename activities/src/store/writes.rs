@@ -121,10 +121,22 @@ impl Store {
             // crash between the two never forgets an accepted event.
             let event_json = serde_json::to_value(received).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             write_receipt(&mut *tx, definition_id.as_str(), key, run, Some(temporal_run_id), &event_json).await?;
+            // The run may record its start before the API's starter records that it started it.
+            sqlx::query(
+                "update event_receipts set state = 'started', run_id = coalesce(run_id, $3), started_at = now() \
+                 where definition_id = $1 and dedupe_key = $2 and state = 'pending'",
+            )
+            .bind(definition_id.as_str())
+            .bind(nul::text(key))
+            .bind(temporal_run_id)
+            .execute(&mut *tx)
+            .await?;
         }
-        // The decision log's entry for this trigger (the API may have written it already).
+        // The decision log's entry for this trigger (the API may have written it already, as
+        // `accepted` for an event: it is `fired` now).
         super::decisions::insert_decision(&mut *tx, &super::NewDecision::fired(definition_id.as_str(), trigger, run))
             .await?;
+        super::ingress::fire_accepted(&mut tx, definition_id.as_str(), run).await?;
         let started = event(
             "run:started",
             EventType::WorkflowStarted,

@@ -201,7 +201,7 @@ pub async fn retry(
         check_key(key)?;
     }
     let retried = state.store.retried(&workflow_id).await?;
-    if retried.status == "running" {
+    if retried.status == "running" || retried.status == "queued" {
         return Err(ApiError::Conflict {
             code: "run_running",
             message: format!("run {workflow_id} is still running: cancel it or wait until it ends to retry it"),

@@ -36,6 +36,10 @@ pub struct DryRunRequest {
     /// A sample event: the run is planned as that event's run.
     #[serde(default)]
     pub event: Option<TriggerEvent>,
+    /// Sample events for a debounced or batched trigger: the run is planned as the run of
+    /// those the filter takes, in order (`trigger.events`; `trigger.event` is the last).
+    #[serde(default)]
+    pub events: Vec<TriggerEvent>,
     /// The payload of a manual run (ignored with `event`).
     #[serde(default)]
     pub payload: Value,
@@ -114,6 +118,32 @@ pub async fn dry_run(
     let definition = &loaded.definition;
     let mut filter = None;
     let trigger = match request.event {
+        None if !request.events.is_empty() => {
+            let mut taken = Vec::new();
+            for (i, event) in request.events.into_iter().enumerate() {
+                let holds = match &definition.trigger.filter {
+                    None => true,
+                    Some(expr) => Templates::new()
+                        .eval_condition(expr, &json!({"event": event}))
+                        .map_err(|m| ApiError::field(format!("events[{i}]"), format!("trigger.filter: {m}")))?,
+                };
+                if holds {
+                    taken.push(event);
+                }
+            }
+            if let Some(expr) = &definition.trigger.filter {
+                filter = Some(FilterCheck { expression: expr.clone(), holds: !taken.is_empty() });
+            }
+            let last = taken.last().cloned();
+            TriggerInfo {
+                kind: RunTrigger::Event,
+                key: taken.first().map(TriggerEvent::default_dedupe_key),
+                payload: last.as_ref().map(|e| e.payload.clone()).unwrap_or_default(),
+                event: last,
+                events: taken,
+                scheduled_for: None,
+            }
+        }
         Some(event) => {
             if let Some(expr) = &definition.trigger.filter {
                 let holds = Templates::new()
@@ -125,6 +155,7 @@ pub async fn dry_run(
             TriggerInfo {
                 kind: RunTrigger::Event,
                 key: Some(key),
+                events: Vec::new(),
                 payload: event.payload.clone(),
                 event: Some(event),
                 scheduled_for: None,
@@ -253,6 +284,7 @@ pub async fn behaviour_diff(
         let trigger = TriggerInfo {
             kind: RunTrigger::Event,
             key: Some(key),
+            events: Vec::new(),
             payload: event.payload.clone(),
             event: Some(event),
             scheduled_for: None,

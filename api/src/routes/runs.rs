@@ -187,7 +187,11 @@ pub struct RunList {
         (status = 422, description = "A bad filter or cursor (with the parameter's name)"),
     ))]
 pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Json<RunList>, ApiError> {
-    one_of("status", &q.status, &["running", "completed", "failed", "cancelled", "terminated", "timed_out"])?;
+    one_of(
+        "status",
+        &q.status,
+        &["queued", "running", "completed", "skipped", "failed", "cancelled", "terminated", "timed_out"],
+    )?;
     one_of("trigger", &q.trigger, &["schedule", "event", "manual"])?;
     let after = match q.cursor.as_deref() {
         None => None,
@@ -232,7 +236,9 @@ pub async fn get(
     let mut run = state.store.get_run(&workflow_id).await?;
     // An open run is checked against Temporal on every read: what an operator did there
     // shows at once.
-    if run.summary.status == "running" && crate::run_reconciler::reconcile_run(&state, &workflow_id).await {
+    if matches!(run.summary.status.as_str(), "running" | "queued")
+        && crate::run_reconciler::reconcile_run(&state, &workflow_id).await
+    {
         run = state.store.get_run(&workflow_id).await?;
     }
     if !sees_sensitive(principal.as_deref()) {

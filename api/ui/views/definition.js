@@ -36,7 +36,7 @@ export async function definitionView(id) {
     }
   };
   const decisionsOut = el("div", {}, el("span", { class: "muted" }, "loading…"));
-  const outcomeColour = { fired: "completed", fired_zero_tasks: "waiting", skipped: "failed", deduplicated: "skipped", filtered: "skipped", error: "failed" };
+  const outcomeColour = { fired: "completed", fired_zero_tasks: "waiting", skipped: "failed", deduplicated: "skipped", filtered: "skipped", error: "failed", accepted: "waiting", queued: "waiting", debounced: "skipped", batched: "skipped" };
   api(`/api/v1/definitions/${enc(id)}/decisions?limit=50`).then((log) => {
     fill(decisionsOut,
       el("p", { class: "counters" }, ...Object.entries(log.counts).map(([k, v]) => el("span", {}, `${k}: ${v}`)),

@@ -28,6 +28,9 @@ function deriveState(run, events, upTo) {
     if (e.type === "WORKFLOW_CANCELLED") runStatus = "cancelled";
     if (e.type === "WORKFLOW_TERMINATED") runStatus = "terminated";
     if (e.type === "WORKFLOW_TIMED_OUT") runStatus = "timed_out";
+    if (e.type === "WORKFLOW_QUEUED") runStatus = "queued";
+    if (e.type === "WORKFLOW_ADMITTED") runStatus = "running";
+    if (e.type === "WORKFLOW_SKIPPED") runStatus = "skipped";
     if (!id) continue;
     const status = { NODE_STARTED: "running", NODE_WAITING: "waiting", NODE_COMPLETED: "completed", NODE_FAILED: "failed", NODE_CANCELLED: "cancelled" }[e.type];
     const entry = tasks.get(id) || { id, status: "pending", group: id.startsWith("job:") ? "external jobs" : id.slice(run.length + 1).split("/")[0] };
@@ -211,7 +214,7 @@ export async function runView(workflowId, config) {
     detail = await api(`/api/v1/runs/${enc(workflowId)}`);
     fill(actions, runActions(workflowId, detail, result));
   };
-  for (const closed of ["WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT"]) {
+  for (const closed of ["WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT", "WORKFLOW_SKIPPED"]) {
     source.addEventListener(closed, ended);
   }
   onLeave(() => source.close());
@@ -266,11 +269,11 @@ function runActions(workflowId, detail, result) {
     }
   };
   const base = `/api/v1/runs/${enc(workflowId)}`;
-  const cancel = detail.status === "running"
+  const cancel = (detail.status === "running" || detail.status === "queued")
     ? el("button", { "data-testid": "cancel-run", onclick: () => act(`Cancel run ${workflowId}? Tasks in flight are cancelled.`,
       `${base}/cancel`, { reason: "cancelled from the web UI" }, (a) => fill(result, `cancelling (asked by ${a.by})`)) }, "Cancel run")
     : null;
-  const retry = detail.status !== "running" && detail.status !== "completed"
+  const retry = !["running", "queued", "completed"].includes(detail.status)
     ? el("button", { "data-testid": "retry-run", onclick: () => act(`Retry what did not complete in ${workflowId}? Completed tasks are reused.`,
       `${base}/retry`, { tasks: "failed" }, async (a) => {
         fill(result, `started ${a.workflow_id}: ${a.tasks.reused} task(s) reused, ${a.tasks.rerun.length} to run`);

@@ -10,8 +10,14 @@ impl Bench {
             json!({"id": name, "name": name, "trigger": {"kind": "manual"}, "tasks": [{"id": "t", "kind": "noop"}]});
         self.put(&self.api, &definition).await?;
         let workflow_id = format!("tf:{name}:manual:{}", uuid::Uuid::new_v4().simple());
-        let trigger =
-            TriggerInfo { kind: RunTrigger::Manual, key: None, event: None, payload: Value::Null, scheduled_for: None };
+        let trigger = TriggerInfo {
+            kind: RunTrigger::Manual,
+            key: None,
+            event: None,
+            events: Vec::new(),
+            payload: Value::Null,
+            scheduled_for: None,
+        };
         let definition_id = DefinitionId::parse(name).map_err(anyhow::Error::msg)?;
         self.store.start_run(&workflow_id, "bench", &definition_id, &trigger, None).await?;
         Ok(workflow_id)

@@ -157,7 +157,7 @@ pub enum Command {
     Decisions {
         /// Definition id.
         id: String,
-        /// Only this outcome (fired, fired_zero_tasks, skipped, deduplicated, filtered, error).
+        /// Only this outcome (accepted, fired, fired_zero_tasks, queued, skipped, deduplicated, debounced, batched, filtered, error).
         #[arg(long)]
         outcome: Option<String>,
         /// How many (at most 500).

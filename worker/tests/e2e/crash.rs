@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 use crate::support::{TestApp, servers, unique};
 
-fn worker_process(app: &TestApp) -> Child {
+pub(crate) fn worker_process(app: &TestApp) -> Child {
     Command::new(env!("CARGO_BIN_EXE_taskfactory"))
         .args(["worker", "--temporal-address", &servers().temporal_address, "--task-queue", app.task_queue()])
         .args(["--database-url", app.database_url(), "--allow-private-targets"])

@@ -31,4 +31,5 @@ mod secrets;
 mod sql_context;
 mod support;
 mod tasks;
+mod trigger_controls;
 mod ui;

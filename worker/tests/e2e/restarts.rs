@@ -17,8 +17,8 @@ use crate::support::{Servers, SseClient, TestApp, eventually, scratch_root, serv
 const OUTAGE: Duration = Duration::from_secs(3);
 
 /// A Temporal dev server and a Postgres cluster of one test.
-struct OwnServers {
-    servers: Servers,
+pub(crate) struct OwnServers {
+    pub(crate) servers: Servers,
     temporal: Option<TemporalDevServer>,
     postgres: Option<PostgresCluster>,
     temporal_config: TemporalConfig,
@@ -27,7 +27,7 @@ struct OwnServers {
 }
 
 impl OwnServers {
-    fn start(name: &str, temporal_db_file: bool) -> Self {
+    pub(crate) fn start(name: &str, temporal_db_file: bool) -> Self {
         let root = scratch_root().join(format!("own-{name}-{}", unique()));
         let (mut temporal_config, mut postgres_config) =
             server_configs(&root, temporal_db_file).expect("server settings");
@@ -50,6 +50,19 @@ impl OwnServers {
     /// Stops the dev server (SIGTERM), waits [`OUTAGE`], starts it again on the same SQLite file.
     fn restart_temporal(&mut self) {
         self.restart_temporal_after(OUTAGE);
+    }
+
+    /// Stops the dev server (SIGTERM) until [`Self::start_temporal`].
+    pub(crate) fn stop_temporal(&mut self) {
+        tokio::task::block_in_place(|| self.temporal.take().expect("running").stop());
+    }
+
+    /// Starts the dev server stopped by [`Self::stop_temporal`] again, on the same file.
+    pub(crate) fn start_temporal(&mut self) {
+        tokio::task::block_in_place(|| {
+            self.temporal =
+                Some(TemporalDevServer::spawn(&self.temporal_config).expect("restarting the Temporal dev server"));
+        });
     }
 
     /// Stops the dev server, keeps it down for `outage`, starts it again on the same file.
