@@ -38,6 +38,7 @@ pub const STORE_TABLES: &[&str] = &[
     "run_retries",
     "leases",
     "task_artifacts",
+    "notifications",
     "_sqlx_migrations",
 ];
 

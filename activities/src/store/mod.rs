@@ -9,6 +9,7 @@
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
+//! - [`notifications`]: webhook deliveries, claimed once per dedupe key, and their attempts;
 //! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
 //! - [`retries`]: retries of finished runs, and the tasks they reuse;
@@ -20,6 +21,7 @@ mod closed;
 mod decisions;
 mod definitions;
 mod human_tasks;
+mod notifications;
 pub mod nul;
 mod reads;
 mod reports;
@@ -29,6 +31,7 @@ mod writes;
 
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
+pub use notifications::{Attempted, Claim, NotificationRow};
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};
