@@ -7,6 +7,7 @@
 #![allow(unused_variables, clippy::unused_unit)]
 
 use serde_json::Value;
+use taskfactory_schemas::notify::{Notification, NotifyOutcome, NotifyRunInput};
 use taskfactory_schemas::run::{
     CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput, LoadedDefinition, PlanRunInput,
     PlanTemplateInput, ResolveContextInput, RunTaskInput, StartRunInput, TaskFinishedInput, TaskRanInput,
@@ -118,12 +119,26 @@ impl TfActivities {
     pub fn cancel_run(input: CancelRunInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
+
+    /// The notifications a run's end asks for: one per kind that applies (`run_failed`,
+    /// `task_failed`, `run_recovered`) and entry subscribed to it.
+    #[activity(name = "tf.notify_plan")]
+    pub fn notify_plan(input: NotifyRunInput) -> Result<Vec<Notification>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Delivers one notification once: claims its row, POSTs the webhook, records the attempt;
+    /// a delivered row is never posted again.
+    #[activity(name = "tf.notify")]
+    pub fn notify(input: Notification) -> Result<NotifyOutcome, ActivityError> {
+        unimplemented!()
+    }
 }
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
     pub use super::tf_activities::{
-        CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, PlanRun, PlanTemplate, ResolveContext, RunTask,
-        StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
+        CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, Notify, NotifyPlan, PlanRun, PlanTemplate,
+        ResolveContext, RunTask, StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
     };
 }
