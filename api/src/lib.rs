@@ -13,6 +13,7 @@
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
+//! - [`notify`]: `schedule_silent` notifications, delivered by a `NotifyWorkflow` per slot.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
 //!
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod boundary;
 pub mod error;
 pub mod live;
+pub mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
