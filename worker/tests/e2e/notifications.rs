@@ -1,6 +1,6 @@
 //! Notifications end to end: a local webhook target receives what a definition's `notify`
-//! entries ask for — once per (run, kind, entry) — through the worker's real `tf.notify`
-//! activity; retries and failures are recorded on the rows and never change a run's outcome;
+//! entries ask for — once per (run, kind, entry), a reset of the run included — through the
+//! worker's real `tf.notify` activity; retries and failures are recorded on the rows and never change a run's outcome;
 //! a cron slot that passes without a run (the schedule paused in Temporal behind our back)
 //! sends `schedule_silent` through a `NotifyWorkflow` the API's observer starts.
 
@@ -132,6 +132,21 @@ async fn a_failing_run_notifies_once_and_the_next_completed_run_recovers_once() 
     assert!(slack[0].body["blocks"].as_array().is_some_and(|b| !b.is_empty()), "{:?}", slack[0].body);
     let history = taskfactory::temporal::history_json(&app.client, &failed).await.unwrap();
     save_history_if_asked(&history, "orchestrator/tests/histories/run_activity_workflow_notify.json");
+
+    // A reset runs the workflow again, notifications included: the delivered rows stop them.
+    crate::operators::temporal_cli("reset", &failed, &["--type", "FirstWorkflowTask", "--reason", "e2e reset"]).await;
+    eventually(Duration::from_secs(60), "the reset run recorded its failure", || async {
+        let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{failed}"), None).await;
+        if run["resets"] == 1 && run["status"] == "failed" { Ok(()) } else { Err(format!("{run}")) }
+    })
+    .await;
+    let handle = app.client.get_workflow_handle::<taskfactory_orchestrator::RunActivityWorkflow>(&failed);
+    let _ = handle.get_result(temporalio_client::WorkflowGetResultOptions::default()).await;
+    let reset = taskfactory::temporal::history_json(&app.client, &failed).await.unwrap();
+    let reset = String::from_utf8_lossy(&reset);
+    assert_eq!(reset.matches(r#""name":"tf.notify""#).count(), 3, "the reset run delivered again: {reset}");
+    assert_eq!(target.kinds("main"), ["run_failed", "task_failed"], "nothing posted again after the reset");
+    assert_eq!(target.of("slack").len(), 1);
 
     target.broken.store(false, Ordering::SeqCst);
     let fixed = app.start_run(&id, &json!({})).await;
