@@ -5,7 +5,8 @@
 //! Once a row is `delivered`, a retry of the activity, a second execution or a reset of the
 //! workflow posts nothing. The one window left is a crash after the webhook answered 2xx and
 //! before the row's commit: that delivery is attempted again (at least once, never twice
-//! after it was recorded). Secrets in the url and headers are revealed for the request only;
+//! after it was recorded); every request carries the delivery's dedupe key as
+//! `Idempotency-Key` so a receiver can drop that resend. Secrets in the url and headers are revealed for the request only;
 //! the stored body and errors never hold a value.
 
 use std::time::Duration;
@@ -147,7 +148,7 @@ pub async fn deliver(
         return Ok(NotifyOutcome { sent: false, http_status: None });
     }
     let mut revealed = Revealed::default();
-    let result = post(tools, &mut revealed, &notification.webhook, body).await;
+    let result = post(tools, &mut revealed, notification, body).await;
     let (http_status, error, last) = match &result {
         Ok(status) => (Some(*status), None, true),
         Err(f) => (f.http_status, Some(revealed.redact(&f.message)), f.permanent || attempt >= MAX_ATTEMPTS),
@@ -166,8 +167,18 @@ pub async fn deliver(
     }
 }
 
+/// Header carrying the delivery's dedupe key, so a receiver can drop the one resend a crash
+/// between its answer and our commit can cause (unless the entry sets it itself).
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
 /// POSTs `body` to the webhook; answers the HTTP status of a 2xx.
-async fn post(tools: &Delivery<'_>, revealed: &mut Revealed, webhook: &Webhook, body: Value) -> Result<u16, Failed> {
+async fn post(
+    tools: &Delivery<'_>,
+    revealed: &mut Revealed,
+    notification: &Notification,
+    body: Value,
+) -> Result<u16, Failed> {
+    let webhook: &Webhook = &notification.webhook;
     let templates = Templates::new();
     let rendered = notify::render_field(&webhook.url, &templates).map_err(Failed::permanent)?;
     let raw_url = revealed.reveal(tools.secrets, &rendered).map_err(Failed::permanent)?;
@@ -181,7 +192,12 @@ async fn post(tools: &Delivery<'_>, revealed: &mut Revealed, webhook: &Webhook, 
         let rendered = notify::render_field(value, &templates).map_err(Failed::permanent)?;
         headers.push((name, revealed.reveal(tools.secrets, &rendered).map_err(Failed::permanent)?));
     }
-    let headers = header_map(headers).map_err(Failed::permanent)?;
+    let mut headers = header_map(headers).map_err(Failed::permanent)?;
+    if !headers.contains_key(IDEMPOTENCY_HEADER)
+        && let Ok(key) = reqwest::header::HeaderValue::from_str(&notification.dedupe_key)
+    {
+        headers.insert(IDEMPOTENCY_HEADER, key);
+    }
     let request = Outgoing { method: Method::POST, url, headers, body: Some(body), timeout: REQUEST_TIMEOUT };
     let shown = &webhook.url;
     let response = egress::send(tools.http, tools.egress, request).await.map_err(|e| match e {

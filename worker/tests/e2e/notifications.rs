@@ -22,6 +22,7 @@ use crate::support::{TEST_SECRET, TestApp, eventually, save_history_if_asked, se
 #[derive(Clone, Debug)]
 struct Received {
     authorization: Option<String>,
+    idempotency_key: Option<String>,
     body: Value,
 }
 
@@ -53,11 +54,12 @@ async fn hook(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> AxumStatus {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (authorization, idempotency_key) = (header("authorization"), header("idempotency-key"));
     let calls = {
         let mut received = target.received.lock().unwrap();
         let calls = received.entry(name.clone()).or_default();
-        calls.push(Received { authorization, body });
+        calls.push(Received { authorization, idempotency_key, body });
         calls.len()
     };
     if name.starts_with("down") || (name.starts_with("flaky") && calls <= 2) {
@@ -122,6 +124,8 @@ async fn a_failing_run_notifies_once_and_the_next_completed_run_recovers_once() 
     let task_failed = main.iter().find(|r| r.body["kind"] == "task_failed").unwrap().body.clone();
     assert_eq!(task_failed["failed_tasks"], json!([format!("{failed}/call/_")]), "{task_failed}");
     assert_eq!(task_failed["failed_task_count"], 1);
+    let keyed = main.iter().find(|r| r.body["kind"] == "task_failed").unwrap();
+    assert_eq!(keyed.idempotency_key.as_deref(), Some(format!("run:{failed}:task_failed:0").as_str()));
     assert_eq!(task_failed["definition_id"], id.as_str());
     assert_eq!(task_failed["run_workflow_id"], failed.as_str());
     assert_eq!(task_failed["status"], "failed");
