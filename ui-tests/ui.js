@@ -79,6 +79,13 @@ const scenarios = {
     })));
     return { rows };
   },
+  // Open a definition's page and report its notifications as listed.
+  async notifications(page) {
+    await page.goto(`${base}/#/definitions/${encodeURIComponent(arg)}`);
+    await page.waitForSelector("[data-testid=notifications] tr[data-kind]", { timeout: 30000 });
+    const rows = await page.$$eval("[data-testid=notifications] tr[data-kind]", (trs) => trs.map((tr) => ({ kind: tr.dataset.kind, status: tr.dataset.status })));
+    return { rows };
+  },
   // Not a test: save a screenshot for the wiki. arg: "<hash>|<css selector to wait for>|<png path>".
   async screenshot(page) {
     const [hash, selector, file] = arg.split("|");

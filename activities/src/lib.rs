@@ -8,6 +8,7 @@
 //! - [`sql_access`]: the databases `sql` context sources query, and the check of their roles.
 //! - [`kinds`]: each task kind's work outside the workflow (`http`: the request and how its
 //!   answer is classified).
+//! - [`notify`]: webhook notifications: which a run's end asks for, and delivering one once.
 //! - [`failure`]: which activity errors Temporal retries and which it does not.
 //! - [`metrics`]: the Prometheus registry both processes record into (and the SDK's meter).
 //! - [`worker_activities`]: the activity implementations the workflows call.
@@ -18,6 +19,7 @@ pub mod egress;
 pub mod failure;
 pub mod kinds;
 pub mod metrics;
+pub mod notify;
 pub mod secrets;
 pub mod sql_access;
 pub mod store;

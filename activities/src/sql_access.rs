@@ -40,6 +40,7 @@ pub const STORE_TABLES: &[&str] = &[
     "task_artifacts",
     "run_admissions",
     "event_groups",
+    "notifications",
     "_sqlx_migrations",
 ];
 

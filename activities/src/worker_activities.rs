@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use taskfactory_orchestrator::contracts::markers as tf_activities;
+use taskfactory_schemas::notify::{Notification, NotifyOutcome, NotifyRunInput};
 use taskfactory_schemas::plan::{PlanRequest, plan, plan_deferred};
 use taskfactory_schemas::run::Status;
 use taskfactory_schemas::run::{
@@ -37,11 +38,22 @@ pub struct ActivityConfig {
     /// Group concurrent task writes into shared transactions ([`TaskLog`]); off writes each
     /// one in its own transaction (kept to measure what grouping buys).
     pub group_task_writes: bool,
+    /// The UI's public base URL, for the links notifications carry.
+    pub public_url: String,
 }
+
+/// Default of [`ActivityConfig::public_url`]: where `taskfactory dev` and `taskfactory api`
+/// serve by default.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 impl Default for ActivityConfig {
     fn default() -> Self {
-        Self { context_limits: ContextLimits::default(), max_tasks_per_run: 50_000, group_task_writes: true }
+        Self {
+            context_limits: ContextLimits::default(),
+            max_tasks_per_run: 50_000,
+            group_task_writes: true,
+            public_url: DEFAULT_PUBLIC_URL.to_owned(),
+        }
     }
 }
 
@@ -439,5 +451,32 @@ impl TfActivityImpls {
         input: ReleaseInput,
     ) -> Result<Vec<String>, ActivityError> {
         self.store.next_admissions(&input.run_workflow_id).await.map_err(store_error)
+    }
+
+    #[activity(definition = tf_activities::NotifyPlan)]
+    #[instrument(skip_all, fields(run = %input.run_workflow_id, workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn notify_plan(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: NotifyRunInput,
+    ) -> Result<Vec<Notification>, ActivityError> {
+        crate::notify::plan(&self.store, &input).await
+    }
+
+    #[activity(definition = tf_activities::Notify)]
+    #[instrument(skip_all, fields(key = %input.dedupe_key, kind = input.event.kind.as_str(), workflow_id = workflow_id(&ctx), temporal_run_id = temporal_run_id(&ctx)))]
+    pub async fn notify(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Notification,
+    ) -> Result<NotifyOutcome, ActivityError> {
+        let tools = crate::notify::Delivery {
+            store: &self.store,
+            http: &self.http,
+            egress: &self.context.egress,
+            secrets: &self.context.secrets,
+            public_url: &self.config.public_url,
+        };
+        crate::notify::deliver(&tools, &input, ctx.info().attempt).await
     }
 }

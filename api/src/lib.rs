@@ -14,6 +14,7 @@
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
 //! - [`event_starter`]: starts the runs of the events ingress accepted.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
+//! - [`notify`]: `schedule_silent` notifications, delivered by a `NotifyWorkflow` per slot.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
 //!
@@ -38,6 +39,7 @@ pub mod boundary;
 pub mod error;
 pub mod event_starter;
 pub mod live;
+pub mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -28,8 +28,8 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Role, required_role};
 use crate::error::ErrorBody;
 use crate::routes::{
-    control, decisions, definitions, docs, events, fleet, health, human, keys, metrics, observe, plans, runs,
-    schedules, stream, task_events, ui,
+    control, decisions, definitions, docs, events, fleet, health, human, keys, metrics, notifications, observe, plans,
+    runs, schedules, stream, task_events, ui,
 };
 
 /// The operations: one `#[utoipa::path]` handler per route and method.
@@ -46,6 +46,7 @@ use crate::routes::{
         definitions::list, definitions::get, definitions::put, definitions::delete,
         definitions::versions, definitions::version, definitions::diff, definitions::validate, plans::dry_run,
         plans::behaviour_diff, decisions::list, decisions::preview,
+        notifications::list,
         runs::trigger,
         schedules::describe, schedules::pause, schedules::unpause, schedules::trigger, schedules::backfill, schedules::reconcile,
         fleet::pause, fleet::resume, fleet::trigger, fleet::backfill,
@@ -193,6 +194,7 @@ pub fn body_schemas() -> Map<String, Value> {
         definitions::VersionList, definitions::VersionAnswer, definitions::DiffAnswer,
         plans::DryRunRequest, plans::DryRunAnswer, plans::BehaviourDiffAnswer,
         decisions::DecisionLog, decisions::PreviewAnswer,
+        notifications::NotificationList,
         runs::TriggerRequest, runs::TriggerAnswer, runs::RunList, runs::EventPage,
         control::CancelBody, control::CancelAnswer, control::RetryBody, control::RetryAnswer,
         schedules::ScheduleDescription, schedules::NoteRequest, schedules::PauseAnswer, schedules::ScheduleTriggered,

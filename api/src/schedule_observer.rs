@@ -11,6 +11,8 @@
 //! settled [`SETTLE_AFTER`] (plus the jitter) after its time, so a run still starting is not
 //! mistaken for a skip. An advisory lock per definition serialises observers of several API
 //! processes, and every slot is counted once in `taskfactory_schedule_slots_{expected,fired}_total`.
+//! A slot settled without a run starts the definition's `schedule_silent` notifications
+//! ([`crate::notify`]) unless the definition is disabled.
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use temporalio_client::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiState;
+use crate::notify::{SilentSlot, notify_silent};
 use crate::schedules::{DISABLED_NOTE, describe_raw};
 
 /// How long after its time (plus jitter) a slot without a run counts as skipped.
@@ -84,10 +87,13 @@ fn skip(
     skipped
 }
 
-/// Observes one definition's schedule (see the module docs); idempotent.
+/// Observes one definition's schedule (see the module docs); idempotent. Slots settled
+/// without a run start the definition's `schedule_silent` notifications (on `task_queue`)
+/// before the observation commits, so a failed start leaves them to the next observation.
 pub async fn observe_schedule(
     client: &Client,
     store: &Store,
+    task_queue: &str,
     definition: &ActivityDefinition,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Observed> {
@@ -132,6 +138,7 @@ pub async fn observe_schedule(
     let mut catchup_left = (counters.missed_catchup_window - seen.missed_catchup).max(0);
     let (mut decisions, mut through, mut pending) = (Vec::new(), seen.slots_through, false);
     let (mut expected, mut fired) = (0u64, 0u64);
+    let mut silent = Vec::new();
     for slot in slots.iter().map(|f| f.utc).take_while(|t| *t <= now) {
         if store.slot_fired(id, slot, window).await? {
             (expected, fired, through) = (expected + 1, fired + 1, slot);
@@ -181,6 +188,10 @@ pub async fn observe_schedule(
                 ),
             )
         };
+        if !disabled {
+            // A disabled definition's slots are silent by design.
+            silent.push(SilentSlot { slot, message: message.clone() });
+        }
         decisions.push(skip(definition, reason, Some(slot), format!("slot:{at}"), message, &counters));
         (expected, through) = (expected + 1, slot);
     }
@@ -225,6 +236,7 @@ pub async fn observe_schedule(
             paused: counters.paused,
         }
     };
+    notify_silent(client, task_queue, definition, &silent, now).await?;
     let recorded = Store::finish_observation(tx, id, &decisions, &next).await?;
     if expected > 0 {
         metrics().schedule_slots_expected.with_label_values(&[id]).inc_by(expected);
@@ -267,7 +279,8 @@ async fn observe_all(state: &ApiState, retention: Option<Duration>) {
         }
     };
     for definition in definitions.iter().filter(|d| d.trigger.kind == TriggerKind::Cron) {
-        if let Err(e) = observe_schedule(&state.temporal, &state.store, definition, Utc::now()).await {
+        if let Err(e) = observe_schedule(&state.temporal, &state.store, &state.task_queue, definition, Utc::now()).await
+        {
             tracing::warn!(definition = %definition.id, error = %format!("{e:#}"), "schedule observer failed");
         }
     }

@@ -7,6 +7,7 @@
 #![allow(unused_variables, clippy::unused_unit)]
 
 use serde_json::Value;
+use taskfactory_schemas::notify::{Notification, NotifyOutcome, NotifyRunInput};
 use taskfactory_schemas::run::{
     Admission, AdmitInput, CancelRunInput, FinishRunInput, HttpRequestInput, HumanTaskInput, LoadBatchInput,
     LoadedDefinition, PlanRunInput, PlanTemplateInput, ReleaseInput, ResolveContextInput, RunTaskInput, StartRunInput,
@@ -133,12 +134,27 @@ impl TfActivities {
     pub fn cancel_run(input: CancelRunInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
+
+    /// The notifications a run's end asks for: one per kind that applies (`run_failed`,
+    /// `task_failed`, `run_recovered`) and entry subscribed to it.
+    #[activity(name = "tf.notify_plan")]
+    pub fn notify_plan(input: NotifyRunInput) -> Result<Vec<Notification>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Delivers one notification once: claims its row, POSTs the webhook, records the attempt;
+    /// a delivered row is never posted again.
+    #[activity(name = "tf.notify")]
+    pub fn notify(input: Notification) -> Result<NotifyOutcome, ActivityError> {
+        unimplemented!()
+    }
 }
 
 /// The marker types, for `#[activity(definition = ...)]` in the implementing crate.
 pub mod markers {
     pub use super::tf_activities::{
-        AdmitRun, CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, NextAdmissions, PlanRun,
-        PlanTemplate, ResolveContext, RunTask, StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites, TasksSkipped,
+        AdmitRun, CancelRun, FinishRun, HttpRequest, HumanTaskCreated, LoadBatch, NextAdmissions, Notify, NotifyPlan,
+        PlanRun, PlanTemplate, ResolveContext, RunTask, StartRun, TaskFinished, TaskRan, TaskStarted, TaskWrites,
+        TasksSkipped,
     };
 }

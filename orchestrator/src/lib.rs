@@ -12,6 +12,8 @@
 //! - `activity_tasks`: a task as an activity of its batch (`activity` execution mode).
 //! - `convert`: retry policies and result payloads between the plan's types and the SDK's.
 //! - `children`: starting a task's `TaskWorkflow` (batches and the pre-batching path).
+//! - [`notify_workflow`]: delivering notifications (`tf.notify` per webhook) at a run's end, and
+//!   `NotifyWorkflow` for those no run sends (`schedule_silent`).
 //! - [`search`]: search attribute keys, the set every workflow of a run carries, [`search::Kind`].
 //! - [`failure`]: turning Temporal failures into readable messages.
 
@@ -21,15 +23,19 @@ mod children;
 pub mod contracts;
 mod convert;
 pub mod failure;
+pub mod notify_workflow;
 pub mod run_workflow;
 pub mod search;
 pub mod task_workflow;
 
 pub use batch_workflow::TaskBatchWorkflow;
+pub use notify_workflow::NotifyWorkflow;
 pub use run_workflow::RunActivityWorkflow;
 pub use task_workflow::TaskWorkflow;
 
 /// Workflow type name of the run workflow, for starters that use it by name.
 pub const RUN_WORKFLOW_TYPE: &str = "RunActivityWorkflow";
+/// Workflow type name of the notification workflow.
+pub const NOTIFY_WORKFLOW_TYPE: &str = "NotifyWorkflow";
 /// Workflow type name of the task workflow.
 pub const TASK_WORKFLOW_TYPE: &str = "TaskWorkflow";

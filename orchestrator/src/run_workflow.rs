@@ -14,7 +14,12 @@
 //!    children of at most [`BATCH_SIZE`] tasks each. The batches load their tasks from the run
 //!    log, so a run of 10,000 tasks keeps a small history here. At most `max_parallel` tasks of
 //!    the run are in flight; independent branches run in parallel (SDK `join_all`);
-//! 5. `finish_run` records the outcome.
+//! 5. `finish_run` records the outcome;
+//! 6. only when the definition has `notify` entries: `notify_plan` says which notifications
+//!    the outcome asks for (`run_failed`, `task_failed`, `run_recovered`) and each is
+//!    delivered by a `tf.notify` of its own ([`crate::notify_workflow::deliver`]); a failed
+//!    delivery never changes the run's outcome. Definitions without entries issue exactly the
+//!    commands they always did, so older histories replay unchanged.
 //!
 //! Failures: with `failure_policy: continue` (default), templates depending on a failed one are
 //! skipped (recorded as such) and the run fails once everything that could run has finished;
@@ -36,6 +41,7 @@ use chrono::DateTime;
 
 use taskfactory_schemas::Plan;
 use taskfactory_schemas::definition::FailurePolicy;
+use taskfactory_schemas::notify::{NotifyEntry, NotifyRunInput};
 use taskfactory_schemas::plan::TemplatePlan;
 use taskfactory_schemas::run::{
     Admission, AdmitInput, BatchInput, BatchOutcome, CancelRunInput, FinishRunInput, LoadedDefinition, PlanRunInput,
@@ -53,6 +59,7 @@ use crate::batch_workflow::TaskBatchWorkflow;
 use crate::children::run_child;
 use crate::contracts::TfActivities;
 use crate::failure;
+use crate::notify_workflow;
 use crate::search::{self, Kind, MEMO_DEFINITION_NAME, SCHEDULED_START_TIME, TF_VERSION};
 
 /// Durable state of a run: which templates have finished, and which of them failed.
@@ -71,6 +78,16 @@ pub struct RunActivityWorkflow {
     admission_key: Option<String>,
     /// Signals received that a slot may have freed (`tf_admission`).
     admission_wakes: u64,
+    /// The definition's `notify` entries, once loaded (`None`: nothing to notify).
+    notify: Option<NotifyScope>,
+}
+
+/// Who to notify at the run's end.
+#[derive(Clone)]
+struct NotifyScope {
+    definition_id: String,
+    definition_name: String,
+    entries: Vec<NotifyEntry>,
 }
 
 /// How often a queued run asks for its slot again when no signal woke it (a run that ended
@@ -127,6 +144,14 @@ impl RunActivityWorkflow {
                     .await;
                 }
             };
+        if !loaded.definition.notify.is_empty() {
+            let scope = NotifyScope {
+                definition_id: input.definition_id.as_str().to_owned(),
+                definition_name: loaded.definition.name.clone(),
+                entries: loaded.definition.notify.clone(),
+            };
+            ctx.state_mut(|s| s.notify = Some(scope));
+        }
         ctx.upsert_search_attributes([TF_VERSION.value_set(i64::from(loaded.version))]);
         ctx.upsert_memo([(MEMO_DEFINITION_NAME, Some(MemoValue::new(loaded.definition.name.clone())))])?;
 
@@ -220,6 +245,7 @@ impl RunActivityWorkflow {
         };
         ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
         release_slot(ctx, &run_workflow_id).await;
+        notify(ctx, &run_workflow_id, Status::Completed, None).await;
         Ok(outcome)
     }
 
@@ -311,6 +337,30 @@ async fn release_slot(ctx: &WorkflowContext<RunActivityWorkflow>, run_workflow_i
     }
 }
 
+/// Sends the notifications the run's outcome asks for, when its definition has `notify`
+/// entries (best effort: deliveries record their own failures).
+async fn notify(
+    ctx: &WorkflowContext<RunActivityWorkflow>,
+    run_workflow_id: &str,
+    status: Status,
+    error: Option<String>,
+) {
+    let Some(scope) = ctx.state(|s| s.notify.clone()) else { return };
+    let input = NotifyRunInput {
+        run_workflow_id: run_workflow_id.to_owned(),
+        definition_id: scope.definition_id,
+        definition_name: scope.definition_name,
+        status,
+        error,
+        entries: scope.entries,
+    };
+    if let Ok(notifications) =
+        ctx.execute_activity(TfActivities::notify_plan, input, step_options(Duration::from_secs(60))).await
+    {
+        notify_workflow::deliver(ctx, notifications).await;
+    }
+}
+
 /// Records the failure in the run log, then fails the workflow with the same message; a run
 /// failing because it was cancelled records its cancellation instead.
 async fn fail(
@@ -330,6 +380,7 @@ async fn fail(
     };
     ctx.execute_activity(TfActivities::finish_run, finish, step_options(Duration::from_secs(60))).await?;
     release_slot(ctx, run_workflow_id).await;
+    notify(ctx, run_workflow_id, Status::Failed, Some(message.clone())).await;
     Err(ApplicationFailure::non_retryable(message).into())
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
+use taskfactory_orchestrator::{NotifyWorkflow, RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -22,6 +22,8 @@ fn replayer() -> WorkflowReplayer {
         .register_workflow::<TaskWorkflow>()
         .unwrap()
         .register_workflow::<TaskBatchWorkflow>()
+        .unwrap()
+        .register_workflow::<NotifyWorkflow>()
         .unwrap()
         .build();
     WorkflowReplayer::new(options).unwrap()

@@ -53,6 +53,10 @@ pub struct ActivityDefinition {
     /// Most tasks of one run running at once (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u32>,
+    /// Webhooks told when a run fails, recovers or has failed tasks, or a cron slot passes
+    /// without a run (see [`crate::notify`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyEntry>,
     /// At most `limit` runs per concurrency key at once, and what a run beyond it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,

@@ -10,6 +10,7 @@
 //! - [`validate`]: parsing a document from JSON or YAML and reporting every problem with its
 //!   field path.
 //! - [`kinds`]: one module per task kind: its template fields, checks and [`TaskSpec`].
+//! - [`notify`]: a definition's webhook notifications, their checks and delivery wire types.
 //! - [`template`]: the minijinja environment used for `when`, `key`, `params` and friends.
 //! - [`plan`]: the planner, a pure function from definition + resolved context to a task plan
 //!   that explains every spawn and skip.
@@ -29,6 +30,7 @@ pub mod events;
 pub mod ids;
 pub mod json_schema;
 pub mod kinds;
+pub mod notify;
 pub mod plan;
 pub mod preview;
 pub mod run;

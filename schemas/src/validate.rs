@@ -199,6 +199,9 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
     if def.max_parallel == Some(0) {
         errs.push("max_parallel", "must be at least 1");
     }
+    for (path, message) in crate::notify::validate(&def.notify, def.trigger.kind, &templates) {
+        errs.push(path, message);
+    }
     if let Some(c) = &def.concurrency {
         if c.limit == 0 {
             errs.push("concurrency.limit", "must be at least 1");

@@ -78,6 +78,15 @@ pub struct ApiArgs {
     pub decision_retention: std::time::Duration,
 }
 
+/// What the worker's notifications say about where taskfactory is.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NotifyArgs {
+    /// The public base URL of taskfactory's API and UI, for the run links notifications
+    /// carry (e.g. `https://taskfactory.example.com`).
+    #[arg(long, env = "TASKFACTORY_PUBLIC_URL", default_value = taskfactory_activities::worker_activities::DEFAULT_PUBLIC_URL)]
+    pub public_url: String,
+}
+
 /// Where the worker serves its metrics.
 #[derive(Clone, Debug, clap::Args)]
 pub struct MetricsArgs {

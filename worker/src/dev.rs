@@ -197,7 +197,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ApiConfig::new(client.clone(), store.clone(), args.task_queue.clone(), context.clone(), args.api_addr);
     api_config.temporal_ui_url = temporal_server.ui_url.clone();
     let api = ApiProcess::build(api_config, shutdown.clone()).await?;
-    let worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
+    let mut worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
+    // Notifications link to this process's UI.
+    worker_config.activity_config.public_url = format!("http://{}", args.api_addr);
     let worker = WorkerProcess::build(worker_config, None).await?;
     let (_, admin_key) =
         store.create_key("taskfactory dev", Role::Admin, None).await.context("creating the dev admin key")?;

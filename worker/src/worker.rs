@@ -5,7 +5,7 @@ use std::future::Future;
 use anyhow::Context;
 use taskfactory_activities::context::ContextClients;
 use taskfactory_activities::{ActivityConfig, Store, TfActivityImpls};
-use taskfactory_orchestrator::{RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
+use taskfactory_orchestrator::{NotifyWorkflow, RunActivityWorkflow, TaskBatchWorkflow, TaskWorkflow};
 use temporalio_client::Client;
 use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder, WorkerTuner};
@@ -78,6 +78,7 @@ pub fn build(runtime: &Runtime, setup: WorkerConfig) -> anyhow::Result<Worker> {
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<TaskWorkflow>()?
         .register_workflow::<TaskBatchWorkflow>()?
+        .register_workflow::<NotifyWorkflow>()?
         .register_activities(activities)
         .build();
     Worker::new(runtime, setup.client, options).context("creating the Temporal worker")

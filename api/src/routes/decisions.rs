@@ -93,7 +93,7 @@ pub async fn list(
     };
     let record = state.store.get_definition(id.as_str()).await?;
     let (schedule, observer_error) = if record.definition.trigger.kind == TriggerKind::Cron {
-        match observe_schedule(&state.temporal, &state.store, &record.definition, Utc::now()).await {
+        match observe_schedule(&state.temporal, &state.store, &state.task_queue, &record.definition, Utc::now()).await {
             Ok(observed) => (observed.counters, None),
             Err(e) => (None, Some(format!("{e:#}"))),
         }

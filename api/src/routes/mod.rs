@@ -19,6 +19,7 @@ pub mod health;
 pub mod human;
 pub mod keys;
 pub mod metrics;
+pub mod notifications;
 pub mod observe;
 pub mod plans;
 pub mod runs;
@@ -46,6 +47,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/diff/behaviour", get(plans::behaviour_diff))
         .route("/api/v1/definitions/{id}/decisions", get(decisions::list))
         .route("/api/v1/definitions/{id}/preview", get(decisions::preview))
+        .route("/api/v1/definitions/{id}/notifications", get(notifications::list))
         .route("/api/v1/definitions/{id}/dry-run", post(plans::dry_run))
         .route("/api/v1/validate", post(definitions::validate))
         .route("/api/v1/definitions/{id}/runs", post(runs::trigger))

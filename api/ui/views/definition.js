@@ -1,5 +1,5 @@
 // One definition: its document, version diffs (structural and behavioural), trigger
-// decisions, next fires (cron), a dry-run form and "Run now".
+// decisions, notifications, next fires (cron), a dry-run form and "Run now".
 import { api } from "../lib/api.js";
 import { badge, el, enc, fill, main, pretty, when } from "../lib/dom.js";
 
@@ -47,6 +47,16 @@ export async function definitionView(id) {
           el("td", {}, el("span", { class: `badge ${outcomeColour[d.outcome] || ""}` }, d.outcome)), el("td", {}, d.message),
           el("td", {}, d.workflow_id ? el("a", { href: `#/runs/${enc(d.workflow_id)}` }, "run") : "")))) : el("p", { class: "muted" }, "no trigger seen yet"));
   }).catch((e) => fill(decisionsOut, el("div", { class: "error-box" }, String(e.message))));
+  const notificationsOut = el("div", { "data-testid": "notifications" }, el("span", { class: "muted" }, "loading…"));
+  const deliveryColour = { delivered: "completed", pending: "waiting", failed: "failed" };
+  api(`/api/v1/definitions/${enc(id)}/notifications?limit=20`).then((list) => fill(notificationsOut,
+    list.notifications.length ? el("table", { class: "notifications" }, el("tr", {}, ...["when", "kind", "entry", "status", "attempts", "HTTP", "error", "run"].map((h) => el("th", {}, h))),
+      list.notifications.map((n) => el("tr", { "data-kind": n.kind, "data-status": n.status }, el("td", {}, when(n.delivered_at || n.created_at)), el("td", {}, n.kind),
+        el("td", {}, String(n.entry)), el("td", {}, el("span", { class: `badge ${deliveryColour[n.status] || ""}` }, n.status)),
+        el("td", {}, String(n.attempts)), el("td", {}, n.http_status ?? ""), el("td", {}, n.error ?? ""),
+        el("td", {}, n.run_workflow_id ? el("a", { href: `#/runs/${enc(n.run_workflow_id)}` }, "run") : ""))))
+      : el("p", { class: "muted" }, def.notify && def.notify.length ? "nothing sent yet" : "no notify entries in this definition")))
+    .catch((e) => fill(notificationsOut, el("div", { class: "error-box" }, String(e.message))));
   const fires = el("div");
   if (def.trigger.kind === "cron") {
     api(`/api/v1/definitions/${enc(id)}/preview?count=10`).then((p) => fill(fires,
@@ -87,6 +97,7 @@ export async function definitionView(id) {
         el("div", { class: "card" }, el("h3", {}, "Versions"), "from ", from, " to ", to, " ", el("button", { onclick: showDiff }, "Diff"), " ",
           el("button", { onclick: showBehaviour, title: "Replay the last 10 recorded triggers through both versions" }, "Behavioural diff"), diffOut, behaviourOut),
         el("div", { class: "card" }, el("h3", {}, "Trigger decisions"), decisionsOut),
+        el("div", { class: "card" }, el("h3", {}, "Notifications"), notificationsOut),
         def.trigger.kind === "cron" ? el("div", { class: "card" }, el("h3", {}, "Next fires"), fires) : "",
         el("div", { class: "card" }, el("h3", {}, "Dry-run"), el("label", {}, "sample event"), event, el("label", {}, "payload"), payload,
           el("label", {}, "context overrides"), context, el("p", {}, el("button", { onclick: dryRun }, "Dry-run"), " ",

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::json_arg;
-use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, MetricsArgs, TemporalArgs, TuningArgs};
+use crate::config::{ApiArgs, ClientArgs, DatabaseArgs, MetricsArgs, NotifyArgs, TemporalArgs, TuningArgs};
 use crate::dev::DevArgs;
 use crate::telemetry::LogFormat;
 
@@ -41,6 +41,8 @@ pub enum Command {
         tuning: TuningArgs,
         #[command(flatten)]
         metrics: MetricsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// The benchmark's floor worker (Temporal alone: its reference workflows, SDK defaults);
     /// `taskfactory bench` starts it.

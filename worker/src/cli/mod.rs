@@ -25,9 +25,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::Worker { temporal, database, tuning, metrics } => {
+        Command::Worker { temporal, database, tuning, metrics, notify } => {
             let shutdown = shutdown_on_signals();
-            let config = WorkerConfig::from_args(&temporal, &database, &tuning).await?;
+            let mut config = WorkerConfig::from_args(&temporal, &database, &tuning).await?;
+            config.activity_config.public_url = notify.public_url;
             WorkerProcess::build(config, metrics.metrics_addr).await?.run(shutdown).await
         }
         Command::Api { temporal, database, api } => {

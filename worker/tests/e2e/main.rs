@@ -20,6 +20,7 @@ mod fuzz;
 mod kinds;
 mod live;
 mod metrics;
+mod notifications;
 mod openapi;
 mod operators;
 mod plans;

@@ -1,6 +1,6 @@
 //! The web UI in a real browser (Debian's headless Chromium, driven by `ui-tests/ui.js`
 //! through playwright-core): live updates, the replay scrubber, the human task inbox, the
-//! trigger decision log.
+//! trigger decision log, the notifications.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -155,6 +155,26 @@ async fn a_definition_page_lists_its_trigger_decisions() {
     let outcomes: Vec<&str> = rows.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["filtered", "fired"], "newest first: {seen}");
     assert!(rows[0]["why"].as_str().unwrap().contains("event.payload.branch = \"dev\""), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_page_lists_its_notifications() {
+    let app = TestApp::spawn("uinotify").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let target = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, target).await });
+    let id = format!("uinotify-{}", unique());
+    let definition = json!({
+        "id": id, "name": "Notified", "trigger": {"kind": "manual"},
+        "tasks": [{"id": "t", "kind": "http", "url": "http://127.0.0.1:1/refused", "retry": {"max_attempts": 1}}],
+        "notify": [{"on": ["run_failed"], "webhook": {"url": hook}}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let run = app.wait_for_run(&app.start_run(&id, &json!({})).await).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let seen = Browser::start("notifications", &app, &id).report().await;
+    assert_eq!(seen["rows"], json!([{"kind": "run_failed", "status": "delivered"}]), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
