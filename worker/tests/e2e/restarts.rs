@@ -186,7 +186,7 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
 
     // Generous: after the restart the API's connection to Temporal must come back first.
     let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    eventually(Duration::from_secs(150), format!("a decision for the slot {slot_text}"), || async {
+    eventually(Duration::from_secs(240), format!("a decision for the slot {slot_text}"), || async {
         // While the API reconnects to Temporal the observer may fail (any status): keep asking.
         let (_, log) = app.call(reqwest::Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
         let found =
