@@ -350,6 +350,14 @@ async fn decide_event(
     }
     let event_json = serde_json::to_value(event).map_err(anyhow::Error::from)?;
     let detail = json!({"event": recorded_event(event)});
+    let acceptance = Acceptance {
+        definition_id: definition.id.as_str(),
+        version: loaded.version,
+        dedupe_key: &key,
+        workflow_id: &workflow_id,
+        event: &event_json,
+        detail: &detail,
+    };
     let trigger = &definition.trigger;
     let grouping = match (&trigger.debounce, &trigger.batch) {
         (Some(d), _) => {
@@ -382,31 +390,12 @@ async fn decide_event(
                 Err(e) => return Ok(EventDecision::Error(format!("{field}: {e}"))),
             },
         };
-        let acceptance = GroupAcceptance {
-            event: Acceptance {
-                definition_id: definition.id.as_str(),
-                version: loaded.version,
-                dedupe_key: &key,
-                workflow_id: &workflow_id,
-                event: &event_json,
-                detail: &detail,
-            },
-            mode,
-            group_key: &group_key,
-        };
+        let acceptance = GroupAcceptance { event: acceptance, mode, group_key: &group_key };
         return Ok(match state.store.accept_grouped_event(&acceptance).await? {
             Grouped::Joined { workflow_id, .. } => EventDecision::Grouped { mode, workflow_id },
             Grouped::Duplicate { workflow_id } => EventDecision::Duplicate { workflow_id },
         });
     }
-    let acceptance = Acceptance {
-        definition_id: definition.id.as_str(),
-        version: loaded.version,
-        dedupe_key: &key,
-        workflow_id: &workflow_id,
-        event: &event_json,
-        detail: &detail,
-    };
     Ok(if state.store.accept_event(&acceptance).await? {
         EventDecision::Accepted { workflow_id }
     } else {
