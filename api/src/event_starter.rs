@@ -116,14 +116,7 @@ pub async fn start_pending(state: &ApiState) -> Result<Pass, StoreError> {
         if definitions.contains_key(&key) {
             continue;
         }
-        let loaded = match DefinitionId::parse(&p.definition_id) {
-            Ok(id) => match state.store.load_for_run(&id, p.version).await {
-                Ok(loaded) => Ok(loaded),
-                Err(StoreError::NotFound(what)) => Err(format!("{what} not found")),
-                Err(e) => return Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let loaded = load_version(state, &p.definition_id, p.version).await?;
         definitions.insert(key, loaded);
     }
     let definitions = &definitions;
@@ -143,21 +136,32 @@ pub async fn start_pending(state: &ApiState) -> Result<Pass, StoreError> {
     Ok(pass)
 }
 
+/// The definition version an event was accepted for; `Ok(Err(why))` when it is gone (its
+/// runs cannot start), `Err` when Postgres failed (tried again).
+async fn load_version(
+    state: &ApiState,
+    definition_id: &str,
+    version: Option<i32>,
+) -> Result<Result<LoadedDefinition, String>, StoreError> {
+    let id = match DefinitionId::parse(definition_id) {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    match state.store.load_for_run(&id, version).await {
+        Ok(loaded) => Ok(Ok(loaded)),
+        Err(StoreError::NotFound(what)) => Ok(Err(format!("{what} not found"))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Starts the runs of due groups, each with all its events.
 async fn start_groups(state: &ApiState, groups: Vec<DueGroup>) -> Result<Pass, StoreError> {
     let mut pass = Pass { read: groups.len(), ..Pass::default() };
     for group in groups {
-        let loaded = match DefinitionId::parse(&group.definition_id) {
-            Ok(id) => match state.store.load_for_run(&id, Some(group.version)).await {
-                Ok(loaded) => loaded,
-                Err(StoreError::NotFound(what)) => {
-                    state.store.mark_group(group.id, Some(&format!("{what} not found"))).await?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
-            Err(e) => {
-                state.store.mark_group(group.id, Some(&e)).await?;
+        let loaded = match load_version(state, &group.definition_id, Some(group.version)).await? {
+            Ok(loaded) => loaded,
+            Err(gone) => {
+                state.store.mark_group(group.id, Some(&gone)).await?;
                 continue;
             }
         };
