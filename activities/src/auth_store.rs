@@ -263,19 +263,23 @@ impl Store {
         Ok(())
     }
 
-    /// Records an audited call.
-    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let p = entry.principal.as_ref();
-        sqlx::query("insert into audit_log (key_id, key_name, role, action, target, request_id, status) values ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(p.map(|p| p.key_id.as_str()))
-            .bind(p.map(|p| p.name.as_str()))
-            .bind(p.map(|p| p.role.as_str()))
-            .bind(&entry.action)
-            .bind(&entry.target)
-            .bind(&entry.request_id)
-            .bind(i32::from(entry.status))
-            .execute(self.pool())
-            .await?;
+    /// Records audited calls, in order, in one statement.
+    pub async fn audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let column = |f: fn(&AuditEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "insert into audit_log (key_id, key_name, role, action, target, request_id, status) \
+             select key_id, key_name, role, action, target, request_id, status from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) \
+             with ordinality as e(key_id, key_name, role, action, target, request_id, status, n) order by n",
+        )
+        .bind(column(|e| e.principal.as_ref().map(|p| p.key_id.as_str())))
+        .bind(column(|e| e.principal.as_ref().map(|p| p.name.as_str())))
+        .bind(column(|e| e.principal.as_ref().map(|p| p.role.as_str())))
+        .bind(column(|e| Some(e.action.as_str())))
+        .bind(column(|e| Some(e.target.as_str())))
+        .bind(column(|e| Some(e.request_id.as_str())))
+        .bind(entries.iter().map(|e| i32::from(e.status)).collect::<Vec<_>>())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

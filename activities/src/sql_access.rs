@@ -41,6 +41,7 @@ pub const STORE_TABLES: &[&str] = &[
     "run_admissions",
     "event_groups",
     "notifications",
+    "definition_generation",
     "_sqlx_migrations",
 ];
 

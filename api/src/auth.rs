@@ -7,7 +7,12 @@
 //! triggers, pauses, backfills, sends events and decides human tasks; `admin` also manages
 //! definitions and keys. Aside of them, `reporter` (for workers: least privilege) may only
 //! send events, external job events and task events — what operators may send too — and reads
-//! nothing. Every mutating call is audited with its answer and request id.
+//! nothing. Every mutating call is audited with its answer and request id ([`crate::audit`]).
+//! Keys are asked of Postgres at most every [`KEY_CACHE_TTL`] per process ([`KeyCache`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
@@ -15,8 +20,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 // `Role` lives with the keys in the store, which the CLI uses too; re-exported here, where the
 // routes' needs are decided.
+use sha2::{Digest, Sha256};
 pub use taskfactory_activities::auth_store::Role;
 use taskfactory_activities::auth_store::{AuditEntry, Principal};
+use taskfactory_activities::store::{Store, StoreError};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -83,6 +90,52 @@ fn presented_key(request: &Request) -> Option<String> {
     request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(str::to_owned))
 }
 
+/// How long an authenticated key is taken without asking Postgres again: a key revoked or
+/// expired elsewhere (the CLI, another API process) is refused within this time; one revoked
+/// through this process's API at once.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Keys this process authenticated in the last [`KEY_CACHE_TTL`], by the hash of the key.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<Mutex<Remembered>>);
+
+/// A key's SHA-256 to its principal and when Postgres last confirmed it.
+type Remembered = HashMap<[u8; 32], (Principal, Instant)>;
+
+/// Keys remembered at most; past it the cache starts over.
+const MAX_KEYS: usize = 10_000;
+
+impl KeyCache {
+    /// The key's principal: remembered, or asked of Postgres (`None`: unknown, revoked or
+    /// expired; never remembered).
+    pub async fn authenticate(&self, store: &Store, key: &str) -> Result<Option<Principal>, StoreError> {
+        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some((principal, at)) = self.lock().get(&hash)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(Some(principal.clone()));
+        }
+        let principal = store.authenticate(key).await?;
+        if let Some(p) = &principal {
+            let mut keys = self.lock();
+            if keys.len() >= MAX_KEYS {
+                keys.clear();
+            }
+            keys.insert(hash, (p.clone(), Instant::now()));
+        }
+        Ok(principal)
+    }
+
+    /// Forgets every key (one was revoked).
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The middleware: authenticate, authorise, audit.
 pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -96,7 +149,7 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
             None => {
                 ApiError::Unauthorized("an API key is required (Authorization: Bearer tfk_...)".into()).into_response()
             }
-            Some(key) => match state.store.authenticate(&key).await {
+            Some(key) => match state.keys.authenticate(&state.store, &key).await {
                 Err(e) => ApiError::Unavailable(format!("postgres: {e}")).into_response(),
                 Ok(None) => ApiError::Unauthorized("the API key is unknown, revoked or expired".into()).into_response(),
                 Ok(Some(p)) => {
@@ -118,7 +171,11 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    if mutating && required_role(&method, &path).is_some() {
+    // Reports that were taken (events, task and external job events) are data, kept in
+    // their own logs (receipts, decisions, the run log); refused ones are audited like any
+    // other call.
+    let taken_report = is_reporting(&method, &path) && response.status().is_success();
+    if mutating && required_role(&method, &path).is_some() && !taken_report {
         let entry = AuditEntry {
             principal,
             action: format!("{method} {path}"),
@@ -126,9 +183,7 @@ pub async fn guard(State(state): State<ApiState>, mut request: Request, next: Ne
             request_id,
             status: response.status().as_u16(),
         };
-        if let Err(e) = state.store.audit(&entry).await {
-            tracing::error!(error = %e, action = %entry.action, "writing the audit log failed");
-        }
+        state.audit.record(&state.store, entry).await;
     }
     response
 }

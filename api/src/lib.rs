@@ -34,10 +34,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod answers;
+pub mod audit;
 pub mod auth;
 pub mod boundary;
 pub mod error;
 pub mod event_starter;
+pub mod listening;
 pub mod live;
 pub mod notify;
 pub mod openapi;
@@ -65,6 +67,12 @@ pub struct ApiState {
     pub temporal_ui_url: Option<String>,
     /// Wakes the event starter of this process (event ingress accepted something).
     pub starter: event_starter::Wake,
+    /// Writes the audit log.
+    pub audit: audit::AuditLog,
+    /// Recently authenticated keys ([`auth::KeyCache`]).
+    pub keys: auth::KeyCache,
+    /// The definitions each event type reaches, as ingress last read them.
+    pub listening: listening::ListeningCache,
     /// Events per second per key accepted by `POST /api/v1/events`.
     pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
     /// Cancelled when the process shuts down: background loops stop and open streams end, so
@@ -92,6 +100,9 @@ impl ApiState {
             live,
             temporal_ui_url: None,
             starter: event_starter::Wake::default(),
+            listening: listening::ListeningCache::default(),
+            audit: audit::AuditLog::default(),
+            keys: auth::KeyCache::default(),
             event_limiter,
             shutdown,
         }
@@ -191,7 +202,15 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
         }
     };
     let starting = event_starter::run(state.clone(), shutdown.clone());
+    // The audit writer stops after the last request is answered, writing what is left.
+    let (audit, audit_stop) = (state.audit.clone(), CancellationToken::new());
+    let auditing = audit.write(state.store.clone(), audit_stop.clone());
     let serving = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).into_future();
-    let (served, (), (), (), ()) = tokio::join!(serving, listening, observing, reconciling, starting);
+    let serving = async {
+        let served = serving.await;
+        audit_stop.cancel();
+        served
+    };
+    let (served, (), (), (), (), ()) = tokio::join!(serving, listening, observing, reconciling, starting, auditing);
     served
 }

@@ -9,6 +9,9 @@ pub struct Listening {
     pub enabled: Vec<LoadedDefinition>,
     /// Disabled: ids only.
     pub disabled: Vec<String>,
+    /// The definitions' change counter this was read at: writes of an event's outcome made
+    /// with it commit only while it is current ([`Store::accept_event`]).
+    pub generation: i64,
 }
 
 impl Store {
@@ -214,18 +217,26 @@ impl Store {
     /// `event_type`, in one query: the enabled ones, loaded, and the ids of the disabled ones
     /// (their decision logs record that an event came and started nothing).
     pub async fn event_definitions(&self, event_type: &str) -> Result<Listening> {
-        let rows: Vec<(String, bool, i32, Value)> = sqlx::query_as(
-            "select d.id, d.enabled, v.version, case when d.enabled then v.document else 'null'::jsonb end \
-             from activity_definitions d join activity_definition_versions v \
-             on v.definition_id = d.id and v.version = d.current_version \
-             where d.deleted_at is null and d.trigger_kind = 'event' \
-             and v.document -> 'trigger' ->> 'event_type' = $1 order by d.id",
+        // The counter and the definitions from one snapshot (one statement).
+        // The counter, then a definition's id, enabled, version and document (none if no row).
+        type Row = (i64, Option<String>, Option<bool>, Option<i32>, Option<Value>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "select g.n, l.id, l.enabled, l.version, l.document from definition_generation g left join ( \
+               select d.id, d.enabled, v.version, case when d.enabled then v.document else 'null'::jsonb end as document \
+               from activity_definitions d join activity_definition_versions v \
+               on v.definition_id = d.id and v.version = d.current_version \
+               where d.deleted_at is null and d.trigger_kind = 'event' \
+               and v.document -> 'trigger' ->> 'event_type' = $1) l on true order by l.id",
         )
         .bind(event_type)
         .fetch_all(&self.pool)
         .await?;
         let mut listening = Listening::default();
-        for (id, enabled, version, document) in rows {
+        for (generation, id, enabled, version, document) in rows {
+            listening.generation = generation;
+            let (Some(id), Some(enabled), Some(version), Some(document)) = (id, enabled, version, document) else {
+                continue;
+            };
             if !enabled {
                 listening.disabled.push(id);
                 continue;

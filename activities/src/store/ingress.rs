@@ -39,28 +39,43 @@ pub struct Acceptance<'a> {
     pub event: &'a Value,
     /// The decision log's `detail` (the event, maybe truncated).
     pub detail: &'a Value,
+    /// The definitions' change counter the definition was read at ([`Listening::generation`]).
+    pub generation: i64,
+}
+
+/// What [`Store::accept_event`] committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// A new dedupe key: a `pending` receipt and an `accepted` decision.
+    New,
+    /// A key seen before: a `deduplicated` decision.
+    Duplicate,
+    /// Nothing: the definitions changed since they were read; read them again.
+    Stale,
 }
 
 impl Store {
     /// Commits an event for a definition in one statement: a new dedupe key gets a `pending`
     /// receipt and an `accepted` decision (keyed by the run, so the starter and the run turn
-    /// it into `fired`); a key seen before gets a `deduplicated` decision. Answers whether
-    /// the key was new.
-    pub async fn accept_event(&self, a: &Acceptance<'_>) -> Result<bool> {
+    /// it into `fired`); a key seen before gets a `deduplicated` decision; nothing is written
+    /// when the definitions changed since `a.generation` ([`Accept::Stale`]).
+    pub async fn accept_event(&self, a: &Acceptance<'_>) -> Result<Accept> {
         let accepted = format!("accepted: {} starts shortly", a.workflow_id);
         let duplicate = format!("dedupe key {:?} already started {}", a.dedupe_key, a.workflow_id);
-        let new: bool = sqlx::query_scalar(
-            "with receipt as ( \
+        let answer: String = sqlx::query_scalar(
+            "with current as (select n = $9 as ok from definition_generation), receipt as ( \
                insert into event_receipts (definition_id, dedupe_key, workflow_id, event, state, version) \
-               values ($1, $2, $3, $4, 'pending', $5) on conflict (definition_id, dedupe_key) do nothing returning 1 \
+               select $1, $2, $3, $4, 'pending', $5 from current where ok \
+               on conflict (definition_id, dedupe_key) do nothing returning 1 \
              ), accepted as ( \
                insert into trigger_decisions (definition_id, source, outcome, message, workflow_id, dedupe_key, detail, decision_key) \
                select $1, 'event', 'accepted', $6, $3, $2, $7, 'run:' || $3 from receipt \
                on conflict (definition_id, decision_key) where decision_key is not null do nothing \
              ), duplicate as ( \
                insert into trigger_decisions (definition_id, source, outcome, message, workflow_id, dedupe_key, detail) \
-               select $1, 'event', 'deduplicated', $8, $3, $2, $7 where not exists (select 1 from receipt) \
-             ) select exists (select 1 from receipt)",
+               select $1, 'event', 'deduplicated', $8, $3, $2, $7 from current where ok and not exists (select 1 from receipt) \
+             ) select case when not (select ok from current) then 'stale' \
+               when exists (select 1 from receipt) then 'new' else 'duplicate' end",
         )
         .bind(a.definition_id)
         .bind(nul::text(a.dedupe_key))
@@ -70,11 +85,34 @@ impl Store {
         .bind(nul::text(&accepted))
         .bind(nul::encode(a.detail).as_ref())
         .bind(nul::text(&duplicate))
+        .bind(a.generation)
         .fetch_one(&self.pool)
         .await?;
-        let outcome = if new { DecisionOutcome::Accepted } else { DecisionOutcome::Deduplicated };
+        let (accept, outcome) = match answer.as_str() {
+            "new" => (Accept::New, DecisionOutcome::Accepted),
+            "duplicate" => (Accept::Duplicate, DecisionOutcome::Deduplicated),
+            _ => return Ok(Accept::Stale),
+        };
         metrics().trigger_decisions.with_label_values(&[a.definition_id, "event", outcome.as_str()]).inc();
-        Ok(new)
+        Ok(accept)
+    }
+
+    /// The definitions' change counter now (see [`Listening::generation`]).
+    pub async fn definition_generation(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("select n from definition_generation").fetch_one(&self.pool).await?)
+    }
+
+    /// Records an event's decision that starts nothing (filtered, an error, a disabled
+    /// definition) while the definitions' change counter is still `generation`; `false`
+    /// records nothing: they changed, read them again.
+    pub async fn record_event_decision(&self, decision: &NewDecision, generation: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !definitions_current(&mut tx, generation).await? {
+            return Ok(false);
+        }
+        super::decisions::insert_decision(&mut *tx, decision).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Accepted events whose run has not been started, oldest first, at most `limit`.
@@ -154,6 +192,12 @@ impl Store {
     }
 }
 
+/// Whether the definitions' change counter is still `generation`.
+async fn definitions_current(tx: &mut Transaction<'_, Postgres>, generation: i64) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar("select n from definition_generation").fetch_one(&mut **tx).await?;
+    Ok(n == generation)
+}
+
 /// Turns a run's `accepted` decision into `fired` (the starter started it, or the run itself
 /// recorded its start first).
 pub(crate) async fn fire_accepted(
@@ -230,6 +274,8 @@ pub enum Grouped {
         /// The run of the earlier event.
         workflow_id: String,
     },
+    /// Nothing: the definitions changed since they were read; read them again.
+    Stale,
 }
 
 /// A debounced or batched group due to start.
@@ -258,6 +304,9 @@ impl Store {
         let a = &g.event;
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
+        if !definitions_current(&mut tx, a.generation).await? {
+            return Ok(Grouped::Stale);
+        }
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 19))")
             .bind(a.definition_id)
             .bind(nul::text(g.group_key))

@@ -36,7 +36,7 @@ mod writes;
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
 pub use definitions::Listening;
-pub use ingress::{Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
+pub use ingress::{Accept, Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use notifications::{Attempted, Claim, NotificationRow};
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};

@@ -3,7 +3,8 @@
 //! Each event starts one run per enabled `kind: event` definition whose `event_type` matches
 //! and whose `filter` holds. The run's workflow id is `tf:{definition}:event:{dedupe_key}`.
 //! Acceptance never waits on Temporal: the request commits an `event_receipts` row (`pending`)
-//! and an `accepted` decision in Postgres, one statement per (event, definition), and answers
+//! and an `accepted` decision in Postgres, one statement per (event, definition) against the
+//! definitions cached per event type ([`crate::listening`]), and answers
 //! `accepted` with the workflow id; the starter ([`crate::event_starter`]) then starts the
 //! runs. A key seen before answers `duplicate` (the receipt keeps it deduplicated after
 //! Temporal forgot the workflow), and Temporal's id reuse policy keeps a start repeated after
@@ -28,7 +29,7 @@ use taskfactory_schemas::validate::{FieldError, control_character_errors};
 
 use taskfactory_activities::auth_store::Principal;
 use taskfactory_activities::metrics::metrics;
-use taskfactory_activities::store::{Acceptance, GroupAcceptance, GroupMode, Grouped, NewDecision};
+use taskfactory_activities::store::{Accept, Acceptance, GroupAcceptance, GroupMode, Grouped, Listening, NewDecision};
 use taskfactory_schemas::decisions::DecisionOutcome;
 use taskfactory_schemas::duration::parse_duration;
 
@@ -201,11 +202,52 @@ pub async fn ingest(
     Ok((StatusCode::OK, Json(IngestAnswer { results })))
 }
 
+/// Times an event is decided again because the definitions changed while it was decided.
+const MAX_REREADS: usize = 5;
+
 async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEvent) -> Result<Vec<Outcome>, ApiError> {
-    let listening = state.store.event_definitions(&event.event_type).await?;
+    let mut listening = state.listening.get(&state.store, &event.event_type).await?;
+    let scope = json!({"event": event});
+    // Definitions decided so far: a stale write rereads the definitions and goes on with the
+    // ones not decided yet, so no (event, definition) is decided twice.
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(listening.enabled.len());
+    let mut told_disabled: Vec<String> = Vec::new();
+    for _ in 0..=MAX_REREADS {
+        if ingest_with(state, templates, event, &scope, &listening, &mut outcomes, &mut told_disabled).await? {
+            return Ok(outcomes);
+        }
+        listening = state.listening.reload(&state.store, &event.event_type).await?;
+    }
+    Err(ApiError::Unavailable(format!(
+        "the definitions of event type {:?} kept changing while the event was taken: send it again",
+        event.event_type
+    )))
+}
+
+/// Decides the event for every definition of `listening` not decided yet; `false` when a
+/// write found `listening` stale.
+async fn ingest_with(
+    state: &ApiState,
+    templates: &Templates,
+    event: &TriggerEvent,
+    scope: &Value,
+    listening: &Listening,
+    outcomes: &mut Vec<Outcome>,
+    told_disabled: &mut Vec<String>,
+) -> Result<bool, ApiError> {
+    // An event no definition takes writes nothing that could find the cache stale: ask.
+    if listening.enabled.is_empty()
+        && listening.disabled.is_empty()
+        && state.store.definition_generation().await? != listening.generation
+    {
+        return Ok(false);
+    }
     // Disabled definitions start nothing and get no outcome here, but their decision logs say
     // the event came.
     for id in &listening.disabled {
+        if told_disabled.contains(id) {
+            continue;
+        }
         let mut skipped = NewDecision::unkeyed(
             id,
             RunTrigger::Event,
@@ -214,32 +256,42 @@ async fn ingest_one(state: &ApiState, templates: &Templates, event: &TriggerEven
         );
         skipped.entry.reason = Some("disabled".into());
         skipped.entry.detail = json!({"event": recorded_event(event)});
-        state.store.record_decision(&skipped).await?;
+        if !state.store.record_event_decision(&skipped, listening.generation).await? {
+            return Ok(false);
+        }
+        told_disabled.push(id.clone());
     }
-    let scope = json!({"event": event});
-    let mut outcomes = Vec::with_capacity(listening.enabled.len());
     for loaded in &listening.enabled {
-        let outcome = ingest_for(state, templates, event, &scope, loaded).await?;
+        if outcomes.iter().any(|o| o.definition_id == loaded.definition.id.as_str()) {
+            continue;
+        }
+        let Some(outcome) = ingest_for(state, templates, event, scope, loaded, listening.generation).await? else {
+            return Ok(false);
+        };
         metrics().event_outcomes.with_label_values(&[outcome.definition_id.as_str(), outcome.outcome.as_str()]).inc();
         outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok(true)
 }
 
+/// The event's outcome for one definition, committed; `None` when the definitions changed
+/// since `generation` (nothing was written).
 async fn ingest_for(
     state: &ApiState,
     templates: &Templates,
     event: &TriggerEvent,
     scope: &Value,
     loaded: &LoadedDefinition,
-) -> Result<Outcome, ApiError> {
+    generation: i64,
+) -> Result<Option<Outcome>, ApiError> {
     let definition = &loaded.definition;
     let decide = |outcome, message: String| {
         let mut decision = NewDecision::unkeyed(definition.id.as_str(), RunTrigger::Event, outcome, message);
         decision.entry.detail = json!({"event": recorded_event(event)});
         decision
     };
-    let (outcome, decision) = match decide_event(state, templates, event, scope, loaded).await? {
+    let (outcome, decision) = match decide_event(state, templates, event, scope, loaded, generation).await? {
+        EventDecision::Stale => return Ok(None),
         EventDecision::Filtered { filter, saw } => {
             let shown: Vec<String> = saw.iter().map(|(path, value)| format!("{path} = {value}")).collect();
             let message = format!(
@@ -257,21 +309,20 @@ async fn ingest_for(
         }
         // Both recorded their decision with the receipt, in one statement.
         EventDecision::Duplicate { workflow_id } => {
-            return Ok(Outcome::new(definition, "duplicate", Some(workflow_id), None));
+            return Ok(Some(Outcome::new(definition, "duplicate", Some(workflow_id), None)));
         }
         EventDecision::Accepted { workflow_id } => {
-            return Ok(Outcome::new(definition, "accepted", Some(workflow_id), None));
+            return Ok(Some(Outcome::new(definition, "accepted", Some(workflow_id), None)));
         }
         EventDecision::Grouped { mode, workflow_id } => {
             let outcome = match mode {
                 GroupMode::Debounce { .. } => "debounced",
                 GroupMode::Batch { .. } => "batched",
             };
-            return Ok(Outcome::new(definition, outcome, Some(workflow_id), None));
+            return Ok(Some(Outcome::new(definition, outcome, Some(workflow_id), None)));
         }
     };
-    state.store.record_decision(&decision).await?;
-    Ok(outcome)
+    Ok(state.store.record_event_decision(&decision, generation).await?.then_some(outcome))
 }
 
 impl Outcome {
@@ -287,11 +338,23 @@ impl Outcome {
 
 /// What one event does for one definition, before it is recorded.
 enum EventDecision {
-    Filtered { filter: String, saw: std::collections::BTreeMap<String, Value> },
+    Filtered {
+        filter: String,
+        saw: std::collections::BTreeMap<String, Value>,
+    },
     Error(String),
-    Duplicate { workflow_id: String },
-    Accepted { workflow_id: String },
-    Grouped { mode: GroupMode, workflow_id: String },
+    Duplicate {
+        workflow_id: String,
+    },
+    Accepted {
+        workflow_id: String,
+    },
+    Grouped {
+        mode: GroupMode,
+        workflow_id: String,
+    },
+    /// The definitions changed since they were read: nothing was written.
+    Stale,
 }
 
 /// Biggest event (as JSON) the decision log keeps whole; bigger ones keep type and key only.
@@ -312,6 +375,7 @@ async fn decide_event(
     event: &TriggerEvent,
     scope: &Value,
     loaded: &LoadedDefinition,
+    generation: i64,
 ) -> Result<EventDecision, ApiError> {
     let definition = &loaded.definition;
     if let Some(filter) = &definition.trigger.filter {
@@ -357,6 +421,7 @@ async fn decide_event(
         workflow_id: &workflow_id,
         event: &event_json,
         detail: &detail,
+        generation,
     };
     let trigger = &definition.trigger;
     let grouping = match (&trigger.debounce, &trigger.batch) {
@@ -394,12 +459,13 @@ async fn decide_event(
         return Ok(match state.store.accept_grouped_event(&acceptance).await? {
             Grouped::Joined { workflow_id, .. } => EventDecision::Grouped { mode, workflow_id },
             Grouped::Duplicate { workflow_id } => EventDecision::Duplicate { workflow_id },
+            Grouped::Stale => EventDecision::Stale,
         });
     }
-    Ok(if state.store.accept_event(&acceptance).await? {
-        EventDecision::Accepted { workflow_id }
-    } else {
-        EventDecision::Duplicate { workflow_id }
+    Ok(match state.store.accept_event(&acceptance).await? {
+        Accept::New => EventDecision::Accepted { workflow_id },
+        Accept::Duplicate => EventDecision::Duplicate { workflow_id },
+        Accept::Stale => EventDecision::Stale,
     })
 }
 

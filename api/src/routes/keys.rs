@@ -87,6 +87,7 @@ pub async fn revoke(
     Path(KeyPath { id }): Path<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_key(&id).await?;
+    state.keys.forget_all();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,5 +113,6 @@ pub struct AuditList {
 #[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit", tag = "keys", params(AuditQuery),
     responses((status = 200, description = "Newest first", body = ref("#/components/schemas/AuditList"))))]
 pub async fn audit(State(state): State<ApiState>, Query(q): Query<AuditQuery>) -> Result<Json<AuditList>, ApiError> {
+    state.audit.flush().await;
     Ok(Json(AuditList { audit: state.store.list_audit(q.limit.unwrap_or(100)).await? }))
 }

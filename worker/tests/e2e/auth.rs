@@ -151,3 +151,32 @@ async fn event_ingress_is_rate_limited_per_key_and_bodies_are_capped() {
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+/// Keys are remembered for a few seconds per API process: one revoked through this API is
+/// refused at once, one revoked behind its back (the CLI writes Postgres directly) within
+/// `KEY_CACHE_TTL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_at_once_here_and_soon_everywhere() {
+    let app = TestApp::spawn("revoke").await;
+    let base = app.api_url.clone();
+    let mut made = Vec::new();
+    for name in ["through the api", "through the cli"] {
+        let (status, body) =
+            app.call(Method::POST, "/api/v1/keys", Some(&json!({"name": name, "role": "viewer"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let client = authed_client(body["key"].as_str().unwrap());
+        // Used once, so this process remembers it.
+        assert_eq!(call(&client, Method::GET, format!("{base}/api/v1/runs"), None).await.0, StatusCode::OK);
+        made.push((client, body["info"]["id"].as_str().unwrap().to_owned()));
+    }
+    let (status, _) = app.call(Method::DELETE, &format!("/api/v1/keys/{}", made[0].1), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&made[0].0, Method::GET, format!("{base}/api/v1/runs"), None).await.0, StatusCode::UNAUTHORIZED);
+
+    app.store.revoke_key(&made[1].1).await.unwrap();
+    let deadline = taskfactory_api::auth::KEY_CACHE_TTL + std::time::Duration::from_secs(5);
+    crate::support::eventually(deadline, "the key revoked behind the API's back to be refused", || async {
+        call(&made[1].0, Method::GET, format!("{base}/api/v1/runs"), None).await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}

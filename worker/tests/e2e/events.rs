@@ -147,3 +147,50 @@ async fn a_bad_event_in_a_batch_is_reported_without_losing_the_others() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     app.wait_for_run(&format!("tf:{id}:event:order-4")).await;
 }
+
+/// Each API process caches the definitions an event type reaches; a change made through
+/// another process (a new definition, a new version, a disable) applies to the very next
+/// event, because every write of an outcome commits only against current definitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_changed_through_another_api_process_apply_to_the_next_event() {
+    let app = TestApp::spawn("eventcache").await;
+    let (other, _stop) = app.spawn_api().await;
+    let id = format!("cache-{}", unique());
+    let event_type = format!("repo.pushed.{}", unique());
+    async fn put_through(app: &TestApp, api: &str, definition: &Value) {
+        let url = format!("{api}/api/v1/definitions/{}", definition["id"].as_str().unwrap());
+        let response = app.http.put(url).json(definition).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    }
+    async fn send(app: &TestApp, event_type: &str, key: &str) -> Value {
+        let event = json!({"type": event_type, "key": key, "payload": {"branch": "main", "files": []}});
+        app.call(Method::POST, "/api/v1/events", Some(&event)).await.1
+    }
+
+    // The type is read (and cached) while nothing listens to it.
+    assert_eq!(send(&app, &event_type, "k1").await["results"][0]["outcomes"], json!([]));
+    // A definition created through the other process takes the next event.
+    let mut definition = push_definition(&id, &event_type);
+    put_through(&app, &other, &definition).await;
+    assert_eq!(
+        outcomes(&send(&app, &event_type, "k2").await, 0),
+        [("accepted".to_owned(), format!("tf:{id}:event:k2"))]
+    );
+    // A new version's filter applies to the next event.
+    definition["trigger"]["filter"] = json!("event.payload.branch == 'release'");
+    put_through(&app, &other, &definition).await;
+    assert_eq!(outcomes(&send(&app, &event_type, "k3").await, 0), [("filtered".to_owned(), String::new())]);
+    // Disabled: no outcome, and the decision log says the event came.
+    definition["enabled"] = json!(false);
+    put_through(&app, &other, &definition).await;
+    assert_eq!(send(&app, &event_type, "k4").await["results"][0]["outcomes"], json!([]));
+    let (_, decisions) = app.call(Method::GET, &format!("/api/v1/definitions/{id}/decisions"), None).await;
+    let newest = &decisions["decisions"][0];
+    assert_eq!(
+        (newest["outcome"].as_str(), newest["reason"].as_str()),
+        (Some("skipped"), Some("disabled")),
+        "{decisions}"
+    );
+    assert_eq!(newest["detail"]["event"]["key"], "k4");
+    app.wait_for_run(&format!("tf:{id}:event:k2")).await;
+}
