@@ -144,6 +144,9 @@ const scenarios = {
   },
 };
 
+// The scenarios of the runs list and the definition page's chart live in lists.js.
+Object.assign(scenarios, require("./lists.js")({ base, arg }));
+
 (async () => {
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
   try {

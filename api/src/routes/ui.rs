@@ -39,10 +39,12 @@ macro_rules! asset {
 /// missing here, or when a module imports one that is.
 static ASSETS: &[Asset] = &[
     asset!("style.css", CSS),
+    asset!("lists.css", CSS),
     asset!("app.js", JS),
     asset!("lib/api.js", JS),
     asset!("lib/dom.js", JS),
     asset!("lib/router.js", JS),
+    asset!("lib/chart.js", JS),
     asset!("views/definitions.js", JS),
     asset!("views/definition.js", JS),
     asset!("views/runs.js", JS),

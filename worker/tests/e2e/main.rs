@@ -34,3 +34,4 @@ mod support;
 mod tasks;
 mod trigger_controls;
 mod ui;
+mod ui_lists;

@@ -13,14 +13,14 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use crate::support::{TestApp, held_definition, unique};
 
-struct Browser {
+pub(crate) struct Browser {
     _child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Browser {
     /// Starts a scenario of `ui-tests/ui.js`; fails (never skips) when its tools are missing.
-    fn start(scenario: &str, app: &TestApp, arg: &str) -> Self {
+    pub(crate) fn start(scenario: &str, app: &TestApp, arg: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui-tests");
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
@@ -40,7 +40,7 @@ impl Browser {
     }
 
     /// The next observation the script reports (deadline 90 s).
-    async fn report(&mut self) -> Value {
+    pub(crate) async fn report(&mut self) -> Value {
         let line = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line())
             .await
             .expect("the browser reported nothing within 90 s")

@@ -1,0 +1,1 @@
+// Small SVG charts drawn from API answers (no library): the definition page's run durations.
