@@ -52,6 +52,42 @@ const scenarios = {
     await page.waitForSelector(".counters", { timeout: 30000 });
     return { cancelled, hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
   },
+  // A finished run's graph and timeline: its edges, where its template nodes sit, its
+  // timeline's bars and phases; then the same after dragging the scrubber back to the plan.
+  async graph(page) {
+    await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
+    await page.waitForSelector(".counters .badge.completed", { timeout: 30000 });
+    await page.waitForSelector("[data-testid=timeline-bar]", { timeout: 30000 });
+    const seen = () => page.evaluate(() => ({
+      edges: [...document.querySelectorAll("[data-testid=edge]")].map((e) => ({ from: e.dataset.from, to: e.dataset.to, d: e.getAttribute("d") })),
+      nodes: [...document.querySelectorAll("[data-testid=graph-node]")].map((n) => ({ group: n.dataset.group, left: parseFloat(n.style.left), top: parseFloat(n.style.top),
+        counts: Object.fromEntries([...n.querySelectorAll("[data-state]")].map((c) => [c.dataset.state, Number(c.dataset.count)])) })),
+      bars: [...document.querySelectorAll("[data-testid=timeline-bar]")].map((b) => ({ task: b.dataset.task, status: b.dataset.status, ms: Number(b.dataset.ms), x: Number(b.getAttribute("x")) })),
+      phases: [...document.querySelectorAll("[data-testid=timeline-phase]")].map((p) => p.dataset.phase),
+    }));
+    const end = await seen();
+    // Zoom out once with the wheel: the canvas scales, nothing is drawn again.
+    const box = await page.$eval("[data-testid=run-graph]", (v) => { const r = v.getBoundingClientRect(); return { x: r.x + 20, y: r.y + 20 }; });
+    await page.mouse.move(box.x, box.y);
+    await page.mouse.wheel(0, 200);
+    const transform = await page.$eval(".graph-canvas", (c) => c.style.transform);
+    // Event 3 is PLAN_CREATED: no task has started, so no bar is drawn yet.
+    await page.$eval("input[type=range]", (r) => { r.value = "3"; r.dispatchEvent(new Event("input")); });
+    const early = await seen();
+    return { end, early, transform };
+  },
+  // A failed run: select its failed task `arg` ("<run>|<task id>") and retry it alone from
+  // the task panel; report what the panel said and where the page went.
+  async retrytask(page) {
+    const [run, task] = arg.split("|");
+    page.on("dialog", (d) => d.accept());
+    await page.goto(`${base}/#/runs/${encodeURIComponent(run)}`);
+    await (await page.waitForSelector(`.task[title="${task}: failed"]`, { timeout: 30000 })).click();
+    await (await page.waitForSelector("[data-testid=retry-task]", { timeout: 30000 })).click();
+    await page.waitForFunction((id) => decodeURIComponent(location.hash).includes(`${id}:retry:`), run, { timeout: 30000 });
+    await page.waitForSelector(".counters", { timeout: 30000 });
+    return { hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
+  },
   // Open a run page on the task `arg` ("<run>|<task id>"), report its progress bar as the
   // Rust test reports progress 1 and then 2 (it waits for each "progress" line), then its log
   // lines and artifact links.

@@ -41,7 +41,7 @@ use crate::routes::{
                        Errors are `{\"error\": {\"code\", \"message\", \"details\": [{\"path\", \"message\"}]}}`."
     ),
     paths(
-        ui::index, ui::asset, ui::config,
+        ui::index, ui::asset, ui::config, ui::whoami,
         health::healthz, health::readyz, metrics::metrics, docs::openapi_json,
         definitions::list, definitions::get, definitions::put, definitions::delete,
         definitions::versions, definitions::version, definitions::diff, definitions::validate, plans::dry_run,
@@ -205,7 +205,7 @@ pub fn body_schemas() -> Map<String, Value> {
         human::HumanTaskList, human::DecisionRequest, human::DecisionAnswer,
         observe::ExternalEventsBody, observe::ExternalAnswer,
         task_events::TaskEventsBody, task_events::TaskEventsAnswer,
-        health::HealthAnswer, ui::UiConfig,
+        health::HealthAnswer, ui::UiConfig, ui::WhoAmI,
     );
     generator.take_definitions(true)
 }

@@ -35,6 +35,7 @@ pub fn router() -> Router<ApiState> {
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::asset))
         .route("/api/v1/ui-config", get(ui::config))
+        .route("/api/v1/whoami", get(ui::whoami))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

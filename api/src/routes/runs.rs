@@ -272,7 +272,7 @@ async fn redact_snapshot(state: &ApiState, run: &mut RunDetail) -> Result<(), Ap
 pub struct EventsQuery {
     /// Only events with a greater seq.
     pub after: Option<i64>,
-    /// Page size (default 100, at most 1,000).
+    /// Page size (default 100, at most 10,000).
     pub limit: Option<i64>,
 }
 
@@ -298,7 +298,7 @@ pub async fn events(
     Path(RunPath { workflow_id }): Path<RunPath>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let events = state.store.list_events(&workflow_id, q.after.unwrap_or(0), limit).await?;
     let next = if events.len() as i64 == limit { events.last().map(|e| e.seq) } else { None };
     Ok(Json(EventPage { events, next }))

@@ -2,11 +2,12 @@
 //! build to run it, no file read at run time), and the settings it reads at start-up.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use schemars::JsonSchema;
 use serde::Serialize;
+use taskfactory_activities::auth_store::{Principal, Role};
 use taskfactory_schemas::EventType;
 use taskfactory_schemas::run::Status;
 use temporalio_client::NamespacedClient;
@@ -45,10 +46,13 @@ static ASSETS: &[Asset] = &[
     asset!("lib/dom.js", JS),
     asset!("lib/router.js", JS),
     asset!("lib/chart.js", JS),
+    asset!("lib/run-model.js", JS),
     asset!("views/definitions.js", JS),
     asset!("views/definition.js", JS),
     asset!("views/runs.js", JS),
     asset!("views/run.js", JS),
+    asset!("views/run-graph.js", JS),
+    asset!("views/run-timeline.js", JS),
     asset!("views/inbox.js", JS),
 ];
 
@@ -100,6 +104,27 @@ impl UiConfig {
     responses((status = 200, description = "What the UI links to, its event types and statuses", body = ref("#/components/schemas/UiConfig"))))]
 pub async fn config(State(state): State<ApiState>) -> Json<UiConfig> {
     Json(UiConfig::new(state.temporal_ui_url, state.temporal.namespace()))
+}
+
+/// Who is calling: the UI shows the actions the key's role may take.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhoAmI {
+    /// The key's name; `null` when the API runs without keys.
+    pub name: Option<String>,
+    /// `viewer`, `operator` or `admin` (`admin` when the API runs without keys).
+    pub role: String,
+}
+
+/// The caller's key
+///
+/// Its name and role.
+#[utoipa::path(get, path = "/api/v1/whoami", operation_id = "whoami", tag = "ui",
+    responses((status = 200, description = "The key's name and role", body = ref("#/components/schemas/WhoAmI"))))]
+pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<WhoAmI> {
+    Json(match principal {
+        Some(Extension(p)) => WhoAmI { name: Some(p.name), role: p.role.as_str().to_owned() },
+        None => WhoAmI { name: None, role: Role::Admin.as_str().to_owned() },
+    })
 }
 
 #[cfg(test)]

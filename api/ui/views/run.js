@@ -1,65 +1,54 @@
-// One run: its graph (templates in DAG columns, a square per task), counters, the replay
-// scrubber, the event log and task details. The page derives every state from the run's
-// trace events, which is also what the scrubber re-plays; it follows the run's stream live.
+// One run: its graph (templates as nodes with edges, task squares, pan and zoom), a timeline
+// of its phases and tasks, counters, the replay scrubber, the event log, the task panel and
+// the actions the key's role may take. Every state is derived from the run's trace events
+// (lib/run-model.js), which is also what the scrubber re-plays; the page follows the run's
+// stream live.
 import { api, currentKey, streamUrl } from "../lib/api.js";
 import { badge, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
 import { onLeave } from "../lib/router.js";
+import { EXTERNAL, RunModel, duration, taskStates } from "../lib/run-model.js";
+import { GraphView } from "./run-graph.js";
+import { TimelineView } from "./run-timeline.js";
 
-/**
- * What a task square can show, in the order counters and bars list them: a status the run log
- * stores (`statuses`, from /api/v1/ui-config), or one of two states only the trace events
- * tell: waiting (for a person: NODE_WAITING) and retrying (started again after failing).
- */
-function taskStates(statuses) {
-  const at = statuses.indexOf("running") + 1;
-  return [...statuses.slice(0, at), "waiting", "retrying", ...statuses.slice(at)];
-}
+const OPEN = ["running", "queued"];
+const ROLES = ["reporter", "viewer", "operator", "admin"];
+/** Whether the key's role (`whoami`) may operate runs. */
+const operates = (me) => ROLES.indexOf(me.role) >= ROLES.indexOf("operator");
 
-/** Task and job states after the first `upTo` events. */
-function deriveState(run, events, upTo) {
-  const tasks = new Map();
-  const skippedTemplates = new Map();
-  let runStatus = "running";
-  for (const e of events.slice(0, upTo)) {
-    const id = e.node_id;
-    if (e.type === "NODE_SKIPPED" && e.payload && e.payload.template_id) skippedTemplates.set(e.payload.template_id, e.message);
-    if (e.type === "WORKFLOW_COMPLETED") runStatus = "completed";
-    if (e.type === "WORKFLOW_FAILED") runStatus = "failed";
-    if (e.type === "WORKFLOW_CANCELLED") runStatus = "cancelled";
-    if (e.type === "WORKFLOW_TERMINATED") runStatus = "terminated";
-    if (e.type === "WORKFLOW_TIMED_OUT") runStatus = "timed_out";
-    if (e.type === "WORKFLOW_QUEUED") runStatus = "queued";
-    if (e.type === "WORKFLOW_ADMITTED") runStatus = "running";
-    if (e.type === "WORKFLOW_SKIPPED") runStatus = "skipped";
-    if (!id) continue;
-    const status = { NODE_STARTED: "running", NODE_WAITING: "waiting", NODE_COMPLETED: "completed", NODE_FAILED: "failed", NODE_CANCELLED: "cancelled" }[e.type];
-    const entry = tasks.get(id) || { id, status: "pending", group: id.startsWith("job:") ? "external jobs" : id.slice(run.length + 1).split("/")[0] };
-    if (status) entry.status = entry.status === "failed" && status === "running" ? "retrying" : status;
-    entry.last = e;
-    tasks.set(id, entry);
+/** All of a run's trace events, in pages of 10,000. */
+async function allEvents(workflowId) {
+  const events = [];
+  for (let after = 0; ;) {
+    const page = await api(`/api/v1/runs/${enc(workflowId)}/events?after=${after}&limit=10000`);
+    events.push(...page.events);
+    if (page.next === null) return events;
+    after = page.next;
   }
-  return { tasks, skippedTemplates, runStatus };
 }
 
 /** Fills the page with run `workflowId`; `config` is what /api/v1/ui-config answered. */
 export async function runView(workflowId, config) {
   const states = taskStates(config.statuses);
-  let graph = await api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`);
-  let detail = await api(`/api/v1/runs/${enc(workflowId)}`);
-  const events = [];
-  for (let after = 0; ;) {
-    const page = await api(`/api/v1/runs/${enc(workflowId)}/events?after=${after}&limit=1000`);
-    events.push(...page.events);
-    if (page.next === null) break;
-    after = page.next;
-  }
+  const [first, firstDetail, me, events] = await Promise.all([
+    api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`), api(`/api/v1/runs/${enc(workflowId)}`),
+    api("/api/v1/whoami"), allEvents(workflowId)]);
+  let graph = first;
+  let detail = firstDetail;
+  let attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
   let cursor = events.length;
   let follow = true;
   let selected = null;
-  const expanded = new Set();
+  let model = new RunModel(workflowId);
+  /** The model as of event `cursor`: folded forward, or again from the start when going back. */
+  const modelAt = (upTo) => {
+    if (model.applied > upTo) model = new RunModel(workflowId);
+    for (let i = model.applied; i < upTo; i++) model.apply(events[i]);
+    return model;
+  };
   const counters = el("div", { class: "counters" });
-  const dag = el("div", { class: "dag" });
-  const side = el("div", { class: "card", style: "width: 360px" }, el("p", { class: "muted" }, "Click a task for its details."));
+  const graphView = new GraphView((id) => select(id));
+  const timeline = new TimelineView((id) => select(id), (id) => attempts.get(id));
+  const side = el("div", { class: "card side" }, el("p", { class: "muted" }, "Click a task for its details."));
   const scrub = el("input", { type: "range", min: 0, max: events.length, value: events.length });
   const scrubLabel = el("span", { class: "muted" });
   const followBox = el("input", { type: "checkbox", checked: true });
@@ -67,64 +56,35 @@ export async function runView(workflowId, config) {
   const nodeFilter = el("input", { placeholder: "filter by node" });
   const log = el("div", { class: "log" });
 
+  const renderTimeline = () => {
+    const m = modelAt(cursor);
+    const live = follow && m.end === null;
+    timeline.render(m, live ? Math.max(Date.now(), m.now ?? 0) : (m.end ?? m.now));
+  };
+  const scheduleTimeline = throttle(renderTimeline, 500);
   const render = () => {
-    const state = deriveState(workflowId, events, cursor);
+    const m = modelAt(cursor);
     const totals = Object.fromEntries(states.map((s) => [s, 0]));
-    const byGroup = new Map();
-    for (const g of graph.groups) byGroup.set(g.id, []);
-    for (const t of state.tasks.values()) {
-      if (!byGroup.has(t.group)) byGroup.set(t.group, []);
-      byGroup.get(t.group).push(t);
-    }
-    // Planned tasks not yet started are pending; skipped templates skip what never started.
-    for (const g of graph.groups) {
-      const seen = byGroup.get(g.id).length;
-      const missing = Math.max(0, g.total - seen);
-      for (let i = 0; i < missing; i++) byGroup.get(g.id).push({ id: null, status: state.skippedTemplates.has(g.id) ? "skipped" : "pending", group: g.id });
-    }
-    for (const list of byGroup.values()) for (const t of list) totals[t.status] += 1;
-    fill(counters, badge(state.runStatus), " ", ...states.filter((s) => totals[s]).map((s) => el("span", {}, `${s}: ${totals[s]}`)));
-    // Columns by depth in the DAG.
-    const depth = new Map();
-    const depthOf = (id) => {
-      if (depth.has(id)) return depth.get(id);
-      const g = graph.groups.find((x) => x.id === id);
-      const d = g && g.depends_on.length ? 1 + Math.max(...g.depends_on.map(depthOf)) : 0;
-      depth.set(id, d);
-      return d;
-    };
-    const columns = [];
-    for (const id of byGroup.keys()) {
-      const d = id === "external jobs" ? 0 : depthOf(id);
-      (columns[d] = columns[d] || []).push(id);
-    }
-    fill(dag, ...columns.filter(Boolean).map((ids) => el("div", { class: "column" }, ids.map((id) => {
-      const group = graph.groups.find((g) => g.id === id) || { depends_on: [], deferred: false };
-      const list = byGroup.get(id).slice().sort((a, b) => (b.status === "failed") - (a.status === "failed"));
-      const counts = Object.fromEntries(states.map((s) => [s, list.filter((t) => t.status === s).length]));
-      const bar = el("div", { class: "bar" }, states.filter((s) => counts[s]).map((s) =>
-        el("div", { style: `width:${(100 * counts[s]) / list.length}%;background:var(--${s})`, title: `${s}: ${counts[s]}` })));
-      const big = list.length > 200 && !expanded.has(id);
-      const shown = big ? list.filter((t) => t.status === "failed").slice(0, 20) : list.slice(0, 2000);
-      return el("div", { class: "group" },
-        el("h4", {}, id, " ", el("span", { class: "muted" }, `${list.length}`)),
-        group.depends_on.length ? el("div", { class: "deps" }, `after ${group.depends_on.join(", ")}`) : null,
-        bar,
-        el("div", { class: "tasks" }, shown.map((t) => el("div", {
-          class: `task ${t.status}${t.id && t.id.startsWith("job:") ? " external" : ""}${t.id && t.id === selected ? " selected" : ""}`,
-          title: t.id ? `${t.id}: ${t.status}` : t.status,
-          onclick: () => t.id && select(t.id),
-        }))),
-        big ? el("button", { onclick: () => { expanded.add(id); render(); } }, `show all ${list.length}`) : null);
-    }))));
+    for (const g of graph.groups) for (const [s, n] of Object.entries(m.countsOf(g.id, g.total))) totals[s] = (totals[s] || 0) + n;
+    for (const [s, n] of Object.entries(m.groups.get(EXTERNAL)?.counts || {})) totals[s] = (totals[s] || 0) + n;
+    const runEnd = m.end ?? (follow && OPEN.includes(m.status) ? null : m.now);
+    fill(counters, badge(m.status), " ", ...states.filter((s) => totals[s]).map((s) => el("span", {}, `${s}: ${totals[s]}`)),
+      m.start !== null ? el("span", { class: "muted", "data-testid": "run-duration" }, runEnd === null ? `running for ${duration(Date.now() - m.start)}` : duration(runEnd - m.start)) : null);
+    graphView.render(graph, m, states, selected);
     scrubLabel.textContent = `event ${cursor} of ${events.length}`;
     const level = levelFilter.value;
     const node = nodeFilter.value.trim();
-    const visible = events.slice(0, cursor).filter((e) => (level === "all" || e.level === level) && (!node || (e.node_id || "").includes(node)));
-    fill(log, ...visible.slice(-500).map((e) => el("div", { class: e.level, title: JSON.stringify(e.payload) },
+    const visible = [];
+    for (let i = cursor - 1; i >= 0 && visible.length < 500; i--) {
+      const e = events[i];
+      if ((level === "all" || e.level === level) && (!node || (e.node_id || "").includes(node))) visible.push(e);
+    }
+    fill(log, ...visible.reverse().map((e) => el("div", { class: e.level, title: JSON.stringify(e.payload) },
       `${String(e.seq).padStart(5)} ${e.ts.slice(11, 23)} ${e.type.padEnd(18)} ${e.node_id || "-"} ${e.message || ""}`)));
     if (follow) log.scrollTop = log.scrollHeight;
+    scheduleTimeline();
   };
+  graphView.onExpand = render;
   const scheduleRender = throttle(render, 200);
   const scheduleReports = throttle(() => renderReports(), 200);
 
@@ -132,18 +92,23 @@ export async function runView(workflowId, config) {
     selected = id;
     render();
     if (id.startsWith("job:")) {
-      fill(side, el("h3", {}, id), el("p", {}, "external job"), pretty(events.filter((e) => e.node_id === id)));
+      fill(side, el("h3", {}, id), el("p", {}, "external job"), reports, pretty(events.filter((e) => e.node_id === id).map((e) => e.payload)));
+      renderReports();
       return;
     }
     let task = detail.tasks.find((t) => t.id === id);
-    if (!task || task.status === "running" || task.status === "pending") {
+    if (!task || OPEN.includes(task.status) || task.status === "pending" || task.status === "waiting") {
       detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+      attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
       task = detail.tasks.find((t) => t.id === id);
     }
+    if (selected !== id) return;
     const inTemporal = task?.temporal_workflow_id ?? id;
     const link = config.temporal_ui_url ? el("a", { href: `${config.temporal_ui_url}/namespaces/${enc(config.namespace)}/workflows/${enc(inTemporal)}`, target: "_blank" }, task?.execution === "activity" || task?.execution === "local" ? "open its batch in the Temporal Web UI (activity " + id + ")" : "open in the Temporal Web UI") : null;
+    const took = task && task.started_at ? duration((task.finished_at ? Date.parse(task.finished_at) : Date.now()) - Date.parse(task.started_at)) : "";
     fill(side, el("h3", {}, id), link,
-      task ? [el("p", {}, badge(task.status), ` attempt ${task.attempt} · ${when(task.started_at)} → ${when(task.finished_at)}`),
+      task ? [el("p", {}, badge(task.status), ` attempt ${task.attempt} · ${when(task.started_at)} → ${when(task.finished_at)}`, took ? ` · ${took}` : ""),
+        el("div", { class: "row" }, taskActions(workflowId, detail, task, me)),
         reports,
         el("h4", {}, "params"), pretty(task.params), el("h4", {}, "output"), pretty(task.output),
         task.error ? [el("h4", {}, "error"), el("div", { class: "error-box" }, task.error)] : null]
@@ -185,6 +150,7 @@ export async function runView(workflowId, config) {
     follow = cursor === events.length;
     followBox.checked = follow;
     render();
+    renderTimeline();
     renderReports();
   });
   followBox.addEventListener("change", () => { follow = followBox.checked; if (follow) { cursor = events.length; scrub.value = cursor; } render(); });
@@ -205,19 +171,24 @@ export async function runView(workflowId, config) {
     scheduleRender();
   };
   for (const type of config.event_types) source.addEventListener(type, onEvent);
+  // Running bars and the run's duration grow with the clock while nothing else happens.
+  const clock = setInterval(() => { if (follow && model.end === null && OPEN.includes(model.status)) scheduleRender(); }, 1000);
   // The run's end closes the stream and shows what can be done next (retry).
   // What the last action answered stays shown when the buttons change.
   const result = el("span", { class: "action-result", "data-testid": "action-result" });
-  const actions = el("div", {}, runActions(workflowId, detail, result));
+  const actions = el("div", {}, runActions(workflowId, detail, me, result));
   const ended = async () => {
     source.close();
     detail = await api(`/api/v1/runs/${enc(workflowId)}`);
-    fill(actions, runActions(workflowId, detail, result));
+    attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
+    fill(actions, runActions(workflowId, detail, me, result));
+    if (selected) select(selected);
+    scheduleRender();
   };
   for (const closed of ["WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT", "WORKFLOW_SKIPPED"]) {
     source.addEventListener(closed, ended);
   }
-  onLeave(() => source.close());
+  onLeave(() => { source.close(); clearInterval(clock); });
 
   fill(main,
     el("h2", {}, workflowId, " ", el("span", { class: "muted" }, `${detail.definition_id} v${detail.version_used ?? "?"} · ${detail.trigger_kind}`)),
@@ -226,9 +197,11 @@ export async function runView(workflowId, config) {
     detail.error ? el("div", { class: "card error-box" }, detail.error) : null,
     el("div", { class: "card" }, counters, el("div", { class: "row" }, el("label", {}, "replay "), el("div", { class: "grow" }, scrub), scrubLabel,
       el("label", {}, followBox, " live"))),
-    el("div", { class: "row" }, el("div", { class: "grow" }, dag,
+    el("div", { class: "row" }, el("div", { class: "grow" }, graphView.root, timeline.root,
       el("h3", {}, "Events ", levelFilter, " ", nodeFilter), log), side));
   render();
+  renderTimeline();
+  window.dispatchEvent(new CustomEvent("run-page-ready", { detail: { events: events.length } }));
 }
 
 /** Waits (at most 15 s) until the run log has a just-started run, which its worker records. */
@@ -254,32 +227,67 @@ function runLinks(detail) {
   return parts.length ? el("p", { class: "muted" }, ...parts.flatMap((p, i) => (i ? [" · ", ...p] : p))) : null;
 }
 
+/** Asks `question`, posts `body` to `path` and hands the answer to `after`; errors go to `result`. */
+async function act(question, path, body, result, after) {
+  if (!window.confirm(question)) return;
+  try {
+    await after(await api(path, { method: "POST", body: JSON.stringify(body) }));
+  } catch (e) {
+    fill(result, el("span", { class: "error-box" }, e.message));
+  }
+}
+
+/** Says what a retry will do, waits until its run is recorded, and opens it. */
+async function openRetry(answer, result) {
+  fill(result, `started ${answer.workflow_id}: ${answer.tasks.reused} task(s) reused, ${answer.tasks.rerun.length} to run`);
+  await recorded(answer.workflow_id);
+  location.hash = `#/runs/${enc(answer.workflow_id)}`;
+}
+
 /**
  * Cancel (a running run) and retry (a finished one that did not complete), each after a
- * confirmation; the answer, or the API's error, is shown in `result` next to the buttons. A
- * retry opens the new run.
+ * confirmation, for keys that operate runs; the answer, or the API's error, is shown in
+ * `result` next to the buttons. A retry opens the new run.
  */
-function runActions(workflowId, detail, result) {
-  const act = async (question, path, body, after) => {
-    if (!window.confirm(question)) return;
-    try {
-      await after(await api(path, { method: "POST", body: JSON.stringify(body) }));
-    } catch (e) {
-      fill(result, el("span", { class: "error-box" }, e.message));
-    }
-  };
+function runActions(workflowId, detail, me, result) {
+  if (!operates(me)) return el("p", { class: "muted" }, `read-only: the key ${me.name ?? ""} is a ${me.role}`);
   const base = `/api/v1/runs/${enc(workflowId)}`;
-  const cancel = (detail.status === "running" || detail.status === "queued")
-    ? el("button", { "data-testid": "cancel-run", onclick: () => act(`Cancel run ${workflowId}? Tasks in flight are cancelled.`,
-      `${base}/cancel`, { reason: "cancelled from the web UI" }, (a) => fill(result, `cancelling (asked by ${a.by})`)) }, "Cancel run")
+  const cancel = OPEN.includes(detail.status)
+    ? el("button", { class: "danger", "data-testid": "cancel-run", onclick: () => act(`Cancel run ${workflowId}? Tasks in flight are cancelled.`,
+      `${base}/cancel`, { reason: "cancelled from the web UI" }, result, (a) => fill(result, `cancelling (asked by ${a.by})`)) }, "⊘ Cancel run")
     : null;
-  const retry = !["running", "queued", "completed"].includes(detail.status)
+  const retry = ![...OPEN, "completed"].includes(detail.status)
     ? el("button", { "data-testid": "retry-run", onclick: () => act(`Retry what did not complete in ${workflowId}? Completed tasks are reused.`,
-      `${base}/retry`, { tasks: "failed" }, async (a) => {
-        fill(result, `started ${a.workflow_id}: ${a.tasks.reused} task(s) reused, ${a.tasks.rerun.length} to run`);
-        await recorded(a.workflow_id);
-        location.hash = `#/runs/${enc(a.workflow_id)}`;
-      }) }, "Retry what failed")
+      `${base}/retry`, { tasks: "failed" }, result, (a) => openRetry(a, result)) }, "↻ Retry what failed")
     : null;
   return el("div", { class: "row" }, cancel, retry, result);
+}
+
+/**
+ * The selected task's actions: retry it alone (a new run that reuses every other completed
+ * task) once the run has ended, and complete or reject it when it waits for a person.
+ */
+function taskActions(workflowId, detail, task, me) {
+  if (!operates(me)) return null;
+  const result = el("span", { class: "action-result", "data-testid": "task-action-result" });
+  const retry = !OPEN.includes(detail.status) && ["failed", "cancelled", "skipped"].includes(task.status)
+    ? el("button", { "data-testid": "retry-task", onclick: () => act(`Run ${task.id} again in a new run? The run's other completed tasks are reused.`,
+      `/api/v1/runs/${enc(workflowId)}/retry`, { tasks: [task.id] }, result, (a) => openRetry(a, result)) }, "↻ Retry this task")
+    : null;
+  const human = el("span");
+  if (task.status === "waiting" || task.kind === "human") {
+    api("/api/v1/human-tasks?status=waiting&limit=500").then(({ human_tasks }) => {
+      const waiting = human_tasks.find((h) => h.task_id === task.id);
+      if (!waiting) return;
+      const answer = el("textarea", { placeholder: '{"approved": true}', "data-testid": "human-answer" });
+      const decide = (action) => act(`${action === "complete" ? "Complete" : "Reject"} ${waiting.title}?`,
+        `/api/v1/human-tasks/${enc(waiting.id)}/${action}`,
+        action === "complete" ? { payload: answer.value.trim() ? JSON.parse(answer.value) : null } : { reason: answer.value.trim() || "rejected from the web UI" },
+        result, (a) => fill(result, `${a.status}`));
+      fill(human, el("div", {}, el("p", {}, `waiting for ${waiting.assignee || "anyone"}: ${waiting.title}`), answer,
+        el("button", { class: "primary", "data-testid": "complete-human", onclick: () => decide("complete") }, "✓ Complete"), " ",
+        el("button", { class: "danger", "data-testid": "reject-human", onclick: () => decide("reject") }, "✗ Reject")));
+    }).catch((e) => fill(result, el("span", { class: "error-box" }, e.message)));
+  }
+  return [retry, human, result];
 }

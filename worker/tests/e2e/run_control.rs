@@ -22,13 +22,13 @@ use crate::support::{TestApp, eventually, save_history_if_asked, unique};
 
 /// A local service: `/hang` never answers (counting arrivals), `/flip` answers 404 until
 /// flipped, then 200.
-struct Service {
-    base: String,
+pub(crate) struct Service {
+    pub(crate) base: String,
     hung: Arc<AtomicUsize>,
     fixed: Arc<AtomicBool>,
 }
 
-async fn spawn_service() -> Service {
+pub(crate) async fn spawn_service() -> Service {
     let hung = Arc::new(AtomicUsize::new(0));
     let fixed = Arc::new(AtomicBool::new(false));
     let (h, f) = (hung.clone(), fixed.clone());
@@ -248,7 +248,7 @@ async fn a_run_reset_in_temporal_completes_again_without_duplicates() {
 }
 
 /// A run whose `fetch` fails (404) after three `each` tasks completed; `after` depends on it.
-fn flaky_definition(id: &str, base: &str, note: &str) -> Value {
+pub(crate) fn flaky_definition(id: &str, base: &str, note: &str) -> Value {
     json!({
         "id": id, "name": "Retry me", "trigger": {"kind": "manual"},
         "context": [{"name": "items", "kind": "static", "value": [1, 2, 3]}],

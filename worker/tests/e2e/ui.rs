@@ -1,6 +1,6 @@
 //! The web UI in a real browser (Debian's headless Chromium, driven by `ui-tests/ui.js`
 //! through playwright-core): live updates, the replay scrubber, the human task inbox, the
-//! trigger decision log, the notifications.
+//! trigger decision log, the notifications, the graph and timeline, actions on tasks.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+use crate::run_control::{flaky_definition, spawn_service};
 use crate::support::{TestApp, held_definition, unique};
 
 pub(crate) struct Browser {
@@ -237,4 +238,108 @@ async fn a_tasks_progress_log_and_artifacts_show_live_in_its_panel() {
     assert!(seen["log"][0].as_str().unwrap().ends_with("half done"), "{seen}");
     assert_eq!(seen["artifacts"][0]["text"], "summary.txt", "{seen}");
     assert!(seen["artifacts"][0]["href"].as_str().unwrap().starts_with("/api/v1/artifacts/"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diamonds_graph_has_its_edges_and_its_timeline_a_bar_per_finished_task() {
+    let app = TestApp::spawn("uigraph").await;
+    let id = format!("uigraph-{}", unique());
+    let definition = json!({"id": id, "name": "Diamond", "trigger": {"kind": "manual"},
+        "context": [{"name": "items", "kind": "static", "value": [1, 2]}],
+        "tasks": [{"id": "a", "kind": "noop"}, {"id": "b", "kind": "noop", "depends_on": ["a"], "for_each": "items"},
+                  {"id": "c", "kind": "noop", "depends_on": ["a"]}, {"id": "d", "kind": "noop", "depends_on": ["b", "c"]}]});
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let run = app.wait_for_run(&workflow_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+
+    let seen = Browser::start("graph", &app, &workflow_id).report().await;
+    let end = &seen["end"];
+    let mut edges: Vec<(String, String)> = end["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].as_str().unwrap().to_owned(), e["to"].as_str().unwrap().to_owned()))
+        .collect();
+    edges.sort();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(edges, [pair("a", "b"), pair("a", "c"), pair("b", "d"), pair("c", "d")], "{seen}");
+    assert!(
+        end["edges"].as_array().unwrap().iter().all(|e| e["d"].as_str().unwrap().starts_with('M')),
+        "drawn: {seen}"
+    );
+    // Layers by longest path: a, then b and c in one column, then d.
+    let left = |group: &str| {
+        end["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["group"] == group)
+            .unwrap_or_else(|| panic!("no node {group}: {seen}"))["left"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(left("a") < left("b") && left("b") == left("c") && left("c") < left("d"), "{seen}");
+    let b = end["nodes"].as_array().unwrap().iter().find(|n| n["group"] == "b").unwrap();
+    assert_eq!(b["counts"], json!({"completed": 2}), "the fan-out's counts: {seen}");
+    // One bar per finished task, each as the run log says, and the run's phases above them.
+    let tasks = run["tasks"].as_array().unwrap();
+    let mut bars: Vec<(String, String)> = end["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["task"].as_str().unwrap().to_owned(), b["status"].as_str().unwrap().to_owned()))
+        .collect();
+    bars.sort();
+    let mut expected: Vec<(String, String)> = tasks
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(bars.len(), 5, "{seen}");
+    assert_eq!(bars, expected, "{seen}");
+    assert!(end["bars"].as_array().unwrap().iter().all(|b| b["ms"].as_f64().unwrap() >= 0.0), "{seen}");
+    assert_eq!(end["phases"], json!(["context", "plan", "tasks"]), "{seen}");
+    // d starts after a ended: its bar sits to the right of a's.
+    let x = |group: &str| {
+        end["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["task"].as_str().unwrap().contains(&format!("/{group}/")))
+            .unwrap()["x"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(x("a") <= x("d"), "{seen}");
+    assert!(seen["transform"].as_str().unwrap().contains("scale("), "zoomed: {seen}");
+    // Replayed to the plan: the graph and its edges are there, no task has a bar yet.
+    assert_eq!(seen["early"]["edges"].as_array().unwrap().len(), 4, "{seen}");
+    assert_eq!(seen["early"]["bars"], json!([]), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_retried_alone_from_its_panel() {
+    let app = TestApp::spawn("uiretrytask").await;
+    let service = spawn_service().await;
+    let id = format!("uiretrytask-{}", unique());
+    assert_eq!(app.put_definition(&flaky_definition(&id, &service.base, "v1")).await.0, StatusCode::CREATED);
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    let failed = app.wait_for_run(&workflow_id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let fetch = failed["tasks"].as_array().unwrap().iter().find(|t| t["template_id"] == "fetch").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let seen = Browser::start("retrytask", &app, &format!("{workflow_id}|{fetch}")).report().await;
+    let retry = format!("{workflow_id}:retry:1");
+    assert_eq!(seen["hash"], format!("#/runs/{retry}"), "the new run opens: {seen}");
+    assert_eq!(seen["links"], format!("retry of {workflow_id}"), "{seen}");
+    let retried = app.wait_for_run(&retry).await;
+    // Only the chosen task (and what depends on it) ran again: the three `each` were reused.
+    let reused: Vec<&Value> =
+        retried["tasks"].as_array().unwrap().iter().filter(|t| !t["reused_from"].is_null()).collect();
+    assert_eq!(reused.len(), 3, "{retried}");
+    assert!(reused.iter().all(|t| t["template_id"] == "each"), "{retried}");
 }
