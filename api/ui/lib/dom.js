@@ -31,6 +31,18 @@ export const when = (t) => (t ? new Date(t).toLocaleString() : "");
 export const pretty = (v) => el("pre", {}, JSON.stringify(v, null, 2));
 export const enc = encodeURIComponent;
 
+/** A duration in ms as people read it: `850 ms`, `4.2 s`, `3 m 4 s`, `2 h 5 m`, `1 d 1 h`; "" for none. */
+export function duration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? (Math.floor(s * 10) / 10).toFixed(1) : Math.floor(s)} s`;
+  const whole = Math.floor(s);
+  if (whole < 3600) return `${Math.floor(whole / 60)} m ${whole % 60} s`;
+  if (whole < 86400) return `${Math.floor(whole / 3600)} h ${Math.floor((whole % 3600) / 60)} m`;
+  return `${Math.floor(whole / 86400)} d ${Math.floor((whole % 86400) / 3600)} h`;
+}
+
 /** Calls `fn` at most once per `ms`, with the arguments of the call that armed it. */
 export function throttle(fn, ms) {
   let timer = null;

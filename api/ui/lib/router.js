@@ -1,4 +1,4 @@
-// The hash router: `#/<tab>/<rest>` picks a view, which fills the main area. It also owns
+// The hash router: `#/<tab>/<rest>[?query]` picks a view, which fills the main area. It also owns
 // what the main area shows when a view fails (the error, or the API key prompt when the API
 // answers 401) and the clean-up of the view being left (its streams and listeners).
 import { NeedsKey, currentKey, setKey } from "./api.js";
@@ -31,7 +31,8 @@ export async function route() {
   if (!table) return;
   leaving.forEach((f) => f());
   leaving = [];
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  // A `?query` after the path (`#/runs?status=failed`) is the view's to read, not a path part.
+  const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/").map(decodeURIComponent);
   const tab = parts[0] || table.fallback;
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.tab === tab));
   try {

@@ -119,12 +119,3 @@ export class RunModel {
     return counts;
   }
 }
-
-/** A duration in ms as people read it: `850 ms`, `4.2 s`, `3 m 4 s`, `2 h 5 m`. */
-export function duration(ms) {
-  if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} m ${Math.round((ms % 60_000) / 1000)} s`;
-  return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} m`;
-}

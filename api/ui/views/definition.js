@@ -1,7 +1,10 @@
 // One definition: its document, version diffs (structural and behavioural), trigger
-// decisions, notifications, next fires (cron), a dry-run form and "Run now".
-import { api } from "../lib/api.js";
-import { badge, el, enc, fill, main, pretty, when } from "../lib/dom.js";
+// decisions, its last runs' durations and outcomes (a chart), notifications, next fires
+// (cron), a dry-run form and "Run now".
+import { NeedsKey, api } from "../lib/api.js";
+import { durationChart } from "../lib/chart.js";
+import { badge, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
+import { onLeave, showError } from "../lib/router.js";
 
 /** Fills the page with definition `id`. */
 export async function definitionView(id) {
@@ -47,6 +50,19 @@ export async function definitionView(id) {
           el("td", {}, el("span", { class: `badge ${outcomeColour[d.outcome] || ""}` }, d.outcome)), el("td", {}, d.message),
           el("td", {}, d.workflow_id ? el("a", { href: `#/runs/${enc(d.workflow_id)}` }, "run") : "")))) : el("p", { class: "muted" }, "no trigger seen yet"));
   }).catch((e) => fill(decisionsOut, el("div", { class: "error-box" }, String(e.message))));
+  // The last 50 runs, redrawn (throttled) when the global stream announces a run change:
+  // its note names the run, not the definition, so any change redraws.
+  const runsOut = el("div", { "data-testid": "definition-runs" }, el("span", { class: "muted" }, "loading…"));
+  let runLoads = 0;
+  const loadRuns = () => {
+    const mine = ++runLoads; // only the latest answer draws
+    return api(`/api/v1/runs?definition_id=${enc(id)}&limit=50`).then((page) => mine === runLoads && fill(runsOut, durationChart(page.runs)))
+      .catch((e) => (e instanceof NeedsKey ? showError(e) : mine === runLoads && fill(runsOut, el("div", { class: "error-box" }, String(e.message)))));
+  };
+  loadRuns();
+  const redraw = throttle(loadRuns, 1000);
+  window.addEventListener("run-change", redraw);
+  onLeave(() => window.removeEventListener("run-change", redraw));
   const notificationsOut = el("div", { "data-testid": "notifications" }, el("span", { class: "muted" }, "loading…"));
   const deliveryColour = { delivered: "completed", pending: "waiting", failed: "failed" };
   api(`/api/v1/definitions/${enc(id)}/notifications?limit=20`).then((list) => fill(notificationsOut,
@@ -97,6 +113,7 @@ export async function definitionView(id) {
         el("div", { class: "card" }, el("h3", {}, "Versions"), "from ", from, " to ", to, " ", el("button", { onclick: showDiff }, "Diff"), " ",
           el("button", { onclick: showBehaviour, title: "Replay the last 10 recorded triggers through both versions" }, "Behavioural diff"), diffOut, behaviourOut),
         el("div", { class: "card" }, el("h3", {}, "Trigger decisions"), decisionsOut),
+        el("div", { class: "card" }, el("h3", {}, "Runs ", el("a", { href: `#/runs?definition_id=${enc(id)}`, class: "muted" }, "(list)")), runsOut),
         el("div", { class: "card" }, el("h3", {}, "Notifications"), notificationsOut),
         def.trigger.kind === "cron" ? el("div", { class: "card" }, el("h3", {}, "Next fires"), fires) : "",
         el("div", { class: "card" }, el("h3", {}, "Dry-run"), el("label", {}, "sample event"), event, el("label", {}, "payload"), payload,

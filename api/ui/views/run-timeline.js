@@ -2,8 +2,7 @@
 // waterfall of its tasks by start and end, as of the replay scrubber's event. A bar per task
 // (running ones grow to "now"), its attempts written on it when Temporal retried it, reused
 // tasks of a retry marked; big runs show their failed and retried tasks and a sample.
-import { el, fill } from "../lib/dom.js";
-import { duration } from "../lib/run-model.js";
+import { duration, el, fill } from "../lib/dom.js";
 import { GLYPH } from "./run-graph.js";
 
 const ROWS = 300;

@@ -4,9 +4,9 @@
 // (lib/run-model.js), which is also what the scrubber re-plays; the page follows the run's
 // stream live.
 import { api, currentKey, streamUrl } from "../lib/api.js";
-import { badge, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
+import { badge, duration, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
 import { onLeave } from "../lib/router.js";
-import { EXTERNAL, RunModel, duration, taskStates } from "../lib/run-model.js";
+import { EXTERNAL, RunModel, taskStates } from "../lib/run-model.js";
 import { GraphView } from "./run-graph.js";
 import { TimelineView } from "./run-timeline.js";
 
@@ -61,7 +61,29 @@ export async function runView(workflowId, config) {
     const live = follow && m.end === null;
     timeline.render(m, live ? Math.max(Date.now(), m.now ?? 0) : (m.end ?? m.now));
   };
-  const scheduleTimeline = throttle(renderTimeline, 500);
+  const scheduleTimeline = throttle(renderTimeline, 1000);
+  // The event log: the last 500 lines that pass the filters, as of the scrubber. While the
+  // page follows the run, new lines are appended (and the oldest dropped) instead of drawing
+  // all 500 again; the scroll to the end waits for the next frame, so no render forces a
+  // layout of the page.
+  let logged = null;
+  const renderLog = () => {
+    const level = levelFilter.value;
+    const node = nodeFilter.value.trim();
+    const passes = (e) => (level === "all" || e.level === level) && (!node || (e.node_id || "").includes(node));
+    const line = (e) => el("div", { class: e.level, title: JSON.stringify(e.payload) },
+      `${String(e.seq).padStart(5)} ${e.ts.slice(11, 23)} ${e.type.padEnd(18)} ${e.node_id || "-"} ${e.message || ""}`);
+    if (logged && logged.level === level && logged.node === node && logged.upTo <= cursor && cursor - logged.upTo <= 500) {
+      for (let i = logged.upTo; i < cursor; i++) if (passes(events[i])) log.append(line(events[i]));
+      for (let extra = log.childElementCount - 500; extra > 0; extra--) log.firstElementChild.remove();
+    } else {
+      const visible = [];
+      for (let i = cursor - 1; i >= 0 && visible.length < 500; i--) if (passes(events[i])) visible.push(events[i]);
+      fill(log, visible.reverse().map(line));
+    }
+    logged = { level, node, upTo: cursor };
+    if (follow) requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
+  };
   const render = () => {
     const m = modelAt(cursor);
     const totals = Object.fromEntries(states.map((s) => [s, 0]));
@@ -72,16 +94,7 @@ export async function runView(workflowId, config) {
       m.start !== null ? el("span", { class: "muted", "data-testid": "run-duration" }, runEnd === null ? `running for ${duration(Date.now() - m.start)}` : duration(runEnd - m.start)) : null);
     graphView.render(graph, m, states, selected);
     scrubLabel.textContent = `event ${cursor} of ${events.length}`;
-    const level = levelFilter.value;
-    const node = nodeFilter.value.trim();
-    const visible = [];
-    for (let i = cursor - 1; i >= 0 && visible.length < 500; i--) {
-      const e = events[i];
-      if ((level === "all" || e.level === level) && (!node || (e.node_id || "").includes(node))) visible.push(e);
-    }
-    fill(log, ...visible.reverse().map((e) => el("div", { class: e.level, title: JSON.stringify(e.payload) },
-      `${String(e.seq).padStart(5)} ${e.ts.slice(11, 23)} ${e.type.padEnd(18)} ${e.node_id || "-"} ${e.message || ""}`)));
-    if (follow) log.scrollTop = log.scrollHeight;
+    renderLog();
     scheduleTimeline();
   };
   graphView.onExpand = render;
