@@ -62,8 +62,9 @@ pub struct TaskChange {
 /// One recorded trigger replayed through both versions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TriggerReplay {
-    /// `run` (a recorded run with its context snapshot) or `filtered_event` (an event the
-    /// filter turned away, from the decision log).
+    /// `run` (a recorded run with its context snapshot), `filtered_event` (an event the
+    /// filter turned away, from the decision log), `sample_event` (an event given to the
+    /// diff) or `sample_events` (sample events replayed as one debounced or batched run).
     pub recorded: String,
     /// The recorded run, or the run the event would have started.
     pub workflow_id: String,

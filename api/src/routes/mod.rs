@@ -45,7 +45,10 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/definitions/{id}/versions", get(definitions::versions))
         .route("/api/v1/definitions/{id}/versions/{version}", get(definitions::version))
         .route("/api/v1/definitions/{id}/diff", get(definitions::diff))
-        .route("/api/v1/definitions/{id}/diff/behaviour", get(plans::behaviour_diff))
+        .route(
+            "/api/v1/definitions/{id}/diff/behaviour",
+            get(plans::behaviour_diff).post(plans::behaviour_diff_with_samples),
+        )
         .route("/api/v1/definitions/{id}/decisions", get(decisions::list))
         .route("/api/v1/definitions/{id}/preview", get(decisions::preview))
         .route("/api/v1/definitions/{id}/notifications", get(notifications::list))

@@ -134,15 +134,7 @@ pub async fn dry_run(
             if let Some(expr) = &definition.trigger.filter {
                 filter = Some(FilterCheck { expression: expr.clone(), holds: !taken.is_empty() });
             }
-            let last = taken.last().cloned();
-            TriggerInfo {
-                kind: RunTrigger::Event,
-                key: taken.first().map(TriggerEvent::default_dedupe_key),
-                payload: last.as_ref().map(|e| e.payload.clone()).unwrap_or_default(),
-                event: last,
-                events: taken,
-                scheduled_for: None,
-            }
+            grouped_trigger(taken)
         }
         Some(event) => {
             if let Some(expr) = &definition.trigger.filter {
@@ -151,15 +143,7 @@ pub async fn dry_run(
                     .map_err(|m| ApiError::field("trigger.filter", m))?;
                 filter = Some(FilterCheck { expression: expr.clone(), holds });
             }
-            let key = event.default_dedupe_key();
-            TriggerInfo {
-                kind: RunTrigger::Event,
-                key: Some(key),
-                events: Vec::new(),
-                payload: event.payload.clone(),
-                event: Some(event),
-                scheduled_for: None,
-            }
+            event_trigger(event)
         }
         None => TriggerInfo::manual(None, request.payload),
     };
@@ -200,6 +184,28 @@ pub struct BehaviourQuery {
     /// How many recorded runs, and how many filtered events, to replay, newest first (default
     /// 10 each, at most 100).
     pub last: Option<String>,
+}
+
+/// Body of `POST /api/v1/definitions/{id}/diff/behaviour`: the query's fields, and sample events.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourRequest {
+    /// The old version (required).
+    pub from: Option<i32>,
+    /// The new version (default: the current one).
+    #[serde(default)]
+    pub to: Option<i32>,
+    /// How many recorded runs, and how many filtered events, to replay as well (default 10
+    /// each, at most 100; 0 replays the samples only).
+    #[serde(default)]
+    pub last: Option<i64>,
+    /// Sample events (at most 1,000), replayed through both versions: each as its own
+    /// trigger, or with `group` as one debounced or batched run's (`trigger.events`, in order).
+    #[serde(default)]
+    pub events: Vec<TriggerEvent>,
+    /// Replay `events` as one group instead of one trigger each.
+    #[serde(default)]
+    pub group: bool,
 }
 
 /// Totals of a behavioural diff.
@@ -255,11 +261,92 @@ pub async fn behaviour_diff(
     let from = from_version(q.from.as_deref())?;
     let to = q.to.as_deref().map(|raw| parse_version("to", raw)).transpose()?;
     let last = query_number("last", &q.last, 1..=100)?.unwrap_or(10);
+    Ok(Json(behaviour(&state, id, from, to, last, Vec::new()).await?))
+}
+
+/// Behavioural diff of two versions, with sample events
+///
+/// What `GET` does, and the sample events of the body replayed through both versions too
+/// (`recorded: sample_event`, or `sample_events` for a group), with each version's filter.
+#[utoipa::path(post, path = "/api/v1/definitions/{id}/diff/behaviour", operation_id = "behaviour_diff_with_samples", tag = "definitions", params(IdPath),
+    request_body(content = ref("#/components/schemas/BehaviourRequest")),
+    responses(
+        (status = 200, description = "Per recorded trigger and sample, what changes", body = ref("#/components/schemas/BehaviourDiffAnswer")),
+        (status = 404, description = "No such definition or version"),
+        (status = 422, description = "A bad body (with the field's path): `from` missing, `last` or `events` out of range"),
+    ))]
+pub async fn behaviour_diff_with_samples(
+    State(state): State<ApiState>,
+    Path(IdPath { id }): Path<IdPath>,
+    body: Bytes,
+) -> Result<Json<BehaviourDiffAnswer>, ApiError> {
+    let request: BehaviourRequest = json_body(&body)?;
+    let id = path_id(&id)?;
+    let from = request.from.ok_or_else(|| ApiError::field("from", "the old version is required"))?;
+    for (field, version) in [("from", Some(from)), ("to", request.to)] {
+        if version.is_some_and(|v| v < 1) {
+            return Err(ApiError::field(field, "a version is a number from 1"));
+        }
+    }
+    let last = request.last.unwrap_or(10);
+    if !(0..=100).contains(&last) {
+        return Err(ApiError::field("last", "must be 0 to 100"));
+    }
+    if request.events.len() > MAX_SAMPLES {
+        return Err(ApiError::field("events", format!("at most {MAX_SAMPLES} sample events")));
+    }
+    let samples = if request.group && !request.events.is_empty() {
+        vec![grouped_trigger(request.events)]
+    } else {
+        request.events.into_iter().map(event_trigger).collect()
+    };
+    Ok(Json(behaviour(&state, id, from, request.to, last, samples).await?))
+}
+
+/// Most sample events one behavioural diff replays.
+const MAX_SAMPLES: usize = 1_000;
+
+/// The trigger the run of one event sees.
+fn event_trigger(event: TriggerEvent) -> TriggerInfo {
+    TriggerInfo {
+        kind: RunTrigger::Event,
+        key: Some(event.default_dedupe_key()),
+        events: Vec::new(),
+        payload: event.payload.clone(),
+        event: Some(event),
+        scheduled_for: None,
+    }
+}
+
+/// The trigger a debounced or batched run of `events` sees (`event` is the last).
+fn grouped_trigger(events: Vec<TriggerEvent>) -> TriggerInfo {
+    let last = events.last().cloned();
+    TriggerInfo {
+        kind: RunTrigger::Event,
+        key: events.first().map(TriggerEvent::default_dedupe_key),
+        payload: last.as_ref().map(|e| e.payload.clone()).unwrap_or_default(),
+        event: last,
+        events,
+        scheduled_for: None,
+    }
+}
+
+/// The recorded runs and filtered events (the `last` of each) and the `samples` replayed
+/// through versions `from` and `to`.
+async fn behaviour(
+    state: &ApiState,
+    id: DefinitionId,
+    from: i32,
+    to: Option<i32>,
+    last: i64,
+    samples: Vec<TriggerInfo>,
+) -> Result<BehaviourDiffAnswer, ApiError> {
     let old = state.store.load_for_run(&id, Some(from)).await?;
     let new = state.store.load_for_run(&id, to).await?;
     let dependencies = output_dependencies(&[&old, &new]);
     let mut triggers = Vec::new();
-    for run in state.store.recorded_triggers(id.as_str(), last).await? {
+    let recorded_runs = if last > 0 { state.store.recorded_triggers(id.as_str(), last).await? } else { Vec::new() };
+    for run in recorded_runs {
         let outputs = if dependencies.is_empty() {
             json!({})
         } else {
@@ -277,18 +364,11 @@ pub async fn behaviour_diff(
         triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
     }
     // Events a filter turned away: a wider filter in the new version would fire on them.
-    for (when, event) in state.store.filtered_events(id.as_str(), last).await? {
+    let filtered = if last > 0 { state.store.filtered_events(id.as_str(), last).await? } else { Vec::new() };
+    for (when, event) in filtered {
         let Ok(event) = serde_json::from_value::<TriggerEvent>(event) else { continue };
-        let key = event.default_dedupe_key();
-        let workflow_id = event_workflow_id(&id, &key);
-        let trigger = TriggerInfo {
-            kind: RunTrigger::Event,
-            key: Some(key),
-            events: Vec::new(),
-            payload: event.payload.clone(),
-            event: Some(event),
-            scheduled_for: None,
-        };
+        let trigger = event_trigger(event);
+        let workflow_id = event_workflow_id(&id, trigger.key.as_deref().unwrap_or_default());
         let at = when.to_rfc3339();
         let recorded = Recorded {
             kind: "filtered_event",
@@ -301,6 +381,19 @@ pub async fn behaviour_diff(
         triggers.push(replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS));
     }
     triggers.sort_by(|a, b| b.fired_at.cmp(&a.fired_at));
+    // Samples come first, in the order given.
+    let now = chrono::Utc::now().to_rfc3339();
+    let kind = if samples.iter().any(|t| !t.events.is_empty()) { "sample_events" } else { "sample_event" };
+    let replayed: Vec<TriggerReplay> = samples
+        .iter()
+        .map(|trigger| {
+            let workflow_id = event_workflow_id(&id, trigger.key.as_deref().unwrap_or_default());
+            let recorded =
+                Recorded { kind, workflow_id: &workflow_id, at: &now, trigger, context: None, outputs: &json!({}) };
+            replay_both(&old, &new, &recorded, MAX_REPLAY_TASKS)
+        })
+        .collect();
+    triggers.splice(0..0, replayed);
     let summary = BehaviourSummary {
         replayed: triggers.len(),
         differing: triggers.iter().filter(|t| t.differs()).count(),
@@ -309,7 +402,7 @@ pub async fn behaviour_diff(
         tasks_removed: triggers.iter().map(|t| t.removed.len()).sum(),
         tasks_changed: triggers.iter().map(|t| t.changed.len()).sum(),
     };
-    Ok(Json(BehaviourDiffAnswer { definition_id: id, from: old.version, to: new.version, summary, triggers }))
+    Ok(BehaviourDiffAnswer { definition_id: id, from: old.version, to: new.version, summary, triggers })
 }
 
 /// Most tasks a dry-run or a replayed plan may hold (the worker's default per-run limit).

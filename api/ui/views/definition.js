@@ -22,13 +22,18 @@ export async function definitionView(id) {
   const behaviourOut = el("div", { class: "diff" });
   const showBehaviour = async () => {
     try {
-      const d = await api(`/api/v1/definitions/${enc(id)}/diff/behaviour?from=${from.value}&to=${to.value}&last=10`);
+      // The dry-run form's sample event(s), when given, are replayed too: an array one by one.
+      const sample = event.value.trim() ? JSON.parse(event.value) : null;
+      const d = sample === null
+        ? await api(`/api/v1/definitions/${enc(id)}/diff/behaviour?from=${from.value}&to=${to.value}&last=10`)
+        : await api(`/api/v1/definitions/${enc(id)}/diff/behaviour`, { method: "POST",
+          body: JSON.stringify({ from: Number(from.value), to: Number(to.value), last: 10, events: Array.isArray(sample) ? sample : [sample] }) });
       const s = d.summary;
       const side = (v) => v.error ? `v${v.version} fails: ${v.error}` : v.fires ? `v${v.version}: ${v.tasks} task(s)` : `v${v.version}: no run (${v.not_fired_because})`;
       fill(behaviourOut, el("p", {}, `${s.replayed} recorded trigger(s) replayed, ${s.differing} behave differently: `,
           `+${s.tasks_added} −${s.tasks_removed} ~${s.tasks_changed} task(s), ${s.fire_changes} fire change(s)`),
         el("table", {}, el("tr", {}, ...["run", "old", "new", "tasks"].map((h) => el("th", {}, h))),
-          d.triggers.map((t) => el("tr", {}, el("td", {}, t.recorded === "run" ? el("a", { href: `#/runs/${enc(t.workflow_id)}` }, t.workflow_id) : `${t.workflow_id} (filtered event)`),
+          d.triggers.map((t) => el("tr", {}, el("td", {}, t.recorded === "run" ? el("a", { href: `#/runs/${enc(t.workflow_id)}` }, t.workflow_id) : `${t.workflow_id} (${t.recorded.replace("_", " ")})`),
             el("td", {}, side(t.from)), el("td", {}, side(t.to)),
             el("td", {}, ...t.added.map((a) => el("div", { class: "added" }, `+ ${a.template_id}/${a.item_key}`)),
               ...t.removed.map((r) => el("div", { class: "removed" }, `− ${r.template_id}/${r.item_key}`)),
@@ -111,7 +116,7 @@ export async function definitionView(id) {
       el("div", { class: "grow card" }, el("h3", {}, "Document"), pretty(def)),
       el("div", { class: "grow" },
         el("div", { class: "card" }, el("h3", {}, "Versions"), "from ", from, " to ", to, " ", el("button", { onclick: showDiff }, "Diff"), " ",
-          el("button", { onclick: showBehaviour, title: "Replay the last 10 recorded triggers through both versions" }, "Behavioural diff"), diffOut, behaviourOut),
+          el("button", { onclick: showBehaviour, title: "Replay the last 10 recorded triggers, and the dry-run form's sample event(s), through both versions" }, "Behavioural diff"), diffOut, behaviourOut),
         el("div", { class: "card" }, el("h3", {}, "Trigger decisions"), decisionsOut),
         el("div", { class: "card" }, el("h3", {}, "Runs ", el("a", { href: `#/runs?definition_id=${enc(id)}`, class: "muted" }, "(list)")), runsOut),
         el("div", { class: "card" }, el("h3", {}, "Notifications"), notificationsOut),

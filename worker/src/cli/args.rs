@@ -198,9 +198,16 @@ pub enum Command {
         /// Replay recorded triggers through both versions' planners (nothing is started).
         #[arg(long)]
         behaviour: bool,
-        /// With `--behaviour`: how many recorded triggers, newest first.
+        /// With `--behaviour`: how many recorded triggers, newest first (0: the samples only).
         #[arg(long, default_value_t = 10)]
         last: u32,
+        /// With `--behaviour`: sample events replayed too, a JSON array (or @file), each as
+        /// its own trigger.
+        #[arg(long, requires = "behaviour")]
+        events: Option<String>,
+        /// With `--events`: replay the sample events as one debounced or batched run.
+        #[arg(long, requires = "events")]
+        group: bool,
         /// Print the whole answer as JSON.
         #[arg(long)]
         json: bool,

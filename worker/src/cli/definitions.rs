@@ -132,27 +132,47 @@ pub async fn diff(client: &ApiClient, id: &str, versions: Versions, as_json: boo
     Ok(())
 }
 
-/// `taskfactory diff ID --from N --behaviour`: the last recorded triggers replayed through
-/// both versions' planners.
+/// Sample events of a behavioural diff (`--events`, `--group`).
+pub struct Samples {
+    /// A JSON array of events, or @file.
+    pub events: Option<String>,
+    /// Replay them as one grouped run.
+    pub group: bool,
+}
+
+/// `taskfactory diff ID --from N --behaviour [--events JSON|@file [--group]]`: the last
+/// recorded triggers, and the sample events, replayed through both versions' planners.
 pub async fn behaviour_diff(
     client: &ApiClient,
     id: &str,
     versions: Versions,
     last: u32,
+    samples: &Samples,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let path = format!("/api/v1/definitions/{id}/diff/behaviour?{}&last={last}", versions.query());
+    let answer: Value = match &samples.events {
+        None => {
+            let path = format!("/api/v1/definitions/{id}/diff/behaviour?{}&last={last}", versions.query());
+            client.get(&path).await?
+        }
+        Some(events) => {
+            let events = json_arg(events)?;
+            anyhow::ensure!(events.is_array(), "--events: a JSON array of events is needed");
+            let body = json!({"from": versions.from, "to": versions.to, "last": last, "events": events, "group": samples.group});
+            client.post(&format!("/api/v1/definitions/{id}/diff/behaviour"), &body).await?
+        }
+    };
     if as_json {
-        return print_json(&client.get::<Value>(&path).await?);
+        return print_json(&answer);
     }
-    let answer: BehaviourDiffAnswer = client.get(&path).await?;
+    let answer: BehaviourDiffAnswer = serde_json::from_value(answer)?;
     let outcome = |v: &VersionReplay| match (v.fires, v.error.as_deref()) {
         (_, Some(e)) => format!("v{} fails: {e}", v.version),
         (false, _) => format!("v{} does not fire ({})", v.version, v.not_fired_because.as_deref().unwrap_or_default()),
         _ => format!("v{} plans {}", v.version, v.tasks),
     };
     for t in &answer.triggers {
-        let what = if t.recorded == "filtered_event" { "filtered event".to_owned() } else { wire(&t.trigger_kind) };
+        let what = if t.recorded == "run" { wire(&t.trigger_kind) } else { t.recorded.replace('_', " ") };
         println!("{} ({what}): {}; {}", t.workflow_id, outcome(&t.from), outcome(&t.to));
         for a in &t.added {
             println!("  + {}", a.task_id);

@@ -59,11 +59,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preview { id, count, after, client } => {
             definitions::preview(&ApiClient::from_args(&client), &id, count, after.as_deref()).await
         }
-        Command::Diff { id, from, to, behaviour, last, json, client } => {
+        Command::Diff { id, from, to, behaviour, last, events, group, json, client } => {
             let versions = definitions::Versions { from, to };
             let client = ApiClient::from_args(&client);
             if behaviour {
-                definitions::behaviour_diff(&client, &id, versions, last, json).await
+                let samples = definitions::Samples { events, group };
+                definitions::behaviour_diff(&client, &id, versions, last, &samples, json).await
             } else {
                 definitions::diff(&client, &id, versions, json).await
             }

@@ -359,3 +359,75 @@ async fn a_behavioural_diff_shows_filtered_events_a_wider_filter_would_fire_on()
     let run = diff["triggers"].as_array().unwrap().iter().find(|t| t["recorded"] == "run").unwrap();
     assert_eq!((run["unchanged"].as_i64(), run["added"].as_array().map(Vec::len)), (Some(2), Some(0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_behavioural_diff_replays_sample_events_one_by_one_and_as_a_group() {
+    let app = TestApp::spawn("decisions-diff-samples").await;
+    let id = format!("samples-{}", unique());
+    let event_type = format!("repo.pushed.{}", unique());
+    let mut definition = json!({
+        "id": id, "name": "Reindex on push",
+        "trigger": {"kind": "event", "event_type": event_type, "filter": "event.payload.branch == 'main'"},
+        "context": [{"name": "push", "kind": "trigger"}],
+        "tasks": [{"id": "reindex", "kind": "noop", "for_each": "push.files", "key": "{{ item }}"}]
+    });
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    definition["trigger"]["filter"] = json!("event.payload.branch in ['main', 'dev']");
+    assert_eq!(app.put_definition(&definition).await.1["version"], 2);
+    definition["trigger"]["batch"] = json!({"max_size": 10, "max_wait": "1m"});
+    definition["tasks"] =
+        json!([{"id": "each_push", "kind": "noop", "for_each": "trigger.events", "key": "{{ item.key }}"}]);
+    assert_eq!(app.put_definition(&definition).await.1["version"], 3);
+    let event = |key: &str, branch: &str| json!({"type": event_type, "key": key, "payload": {"branch": branch, "files": ["a.rs", "b.rs"]}});
+    let path = format!("/api/v1/definitions/{id}/diff/behaviour");
+
+    // One by one, in the order given, nothing recorded replayed with `last: 0`.
+    let body = json!({"from": 1, "to": 2, "last": 0, "events": [event("m1", "main"), event("d1", "dev")]});
+    let (status, diff) = app.call(Method::POST, &path, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(
+        diff["summary"],
+        json!({"replayed": 2, "differing": 1, "fire_changes": 1, "tasks_added": 2, "tasks_removed": 0, "tasks_changed": 0}),
+        "{diff:#}"
+    );
+    let triggers = diff["triggers"].as_array().unwrap();
+    assert_eq!(triggers.iter().map(|t| t["recorded"].as_str().unwrap()).collect::<Vec<_>>(), ["sample_event"; 2]);
+    assert_eq!(triggers[0]["workflow_id"], format!("tf:{id}:event:m1"));
+    assert_eq!(triggers[0]["unchanged"], 2, "{diff:#}");
+    assert_eq!(triggers[1]["workflow_id"], format!("tf:{id}:event:d1"));
+    assert_eq!(
+        (triggers[1]["from"]["fires"].as_bool(), triggers[1]["to"]["fires"].as_bool()),
+        (Some(false), Some(true))
+    );
+
+    // As one batched run: version 3 makes a task per event, version 2 the last event's files.
+    let body = json!({"from": 2, "to": 3, "last": 0, "group": true,
+        "events": [event("m1", "main"), event("m2", "main"), event("m3", "main")]});
+    let (status, diff) = app.call(Method::POST, &path, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    let triggers = diff["triggers"].as_array().unwrap();
+    assert_eq!(triggers.len(), 1, "{diff:#}");
+    assert_eq!(triggers[0]["recorded"], "sample_events");
+    assert_eq!(
+        (triggers[0]["from"]["tasks"].as_i64(), triggers[0]["to"]["tasks"].as_i64()),
+        (Some(2), Some(3)),
+        "{diff:#}"
+    );
+    let added: Vec<&str> =
+        triggers[0]["added"].as_array().unwrap().iter().map(|t| t["item_key"].as_str().unwrap()).collect();
+    assert_eq!(added, ["m1", "m2", "m3"]);
+
+    // Refused, naming the field.
+    for (body, field) in [
+        (json!({"events": []}), "from"),
+        (json!({"from": 1, "last": 101}), "last"),
+        (json!({"from": 0}), "from"),
+        (json!({"from": 1, "events": [{"key": "no type"}]}), "events[0]"),
+        (json!({"from": 1, "samples": []}), ""),
+    ] {
+        let (status, refused) = app.call(Method::POST, &path, Some(&body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {refused}");
+        let at = refused["error"]["details"][0]["path"].as_str().unwrap_or_default();
+        assert!(at.starts_with(field), "{body}: {refused}");
+    }
+}
