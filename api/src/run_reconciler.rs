@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use taskfactory_orchestrator::RunActivityWorkflow;
 use taskfactory_schemas::run::Status;
-use temporalio_client::{WorkflowExecutionStatus, WorkflowSignalOptions};
+use temporalio_client::{NamespacedClient, WorkflowExecutionStatus, WorkflowSignalOptions};
 use temporalio_common::UntypedWorkflow;
 use tokio_util::sync::CancellationToken;
 
@@ -81,15 +81,15 @@ pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
     };
     let closed_for = description.close_time().and_then(|t| SystemTime::now().duration_since(t).ok());
     let (status, reason) = match description.status() {
-        WorkflowExecutionStatus::Canceled => (Status::Cancelled, "cancelled in Temporal"),
-        WorkflowExecutionStatus::Terminated => (Status::Terminated, "terminated in Temporal"),
-        WorkflowExecutionStatus::TimedOut => (Status::TimedOut, "the execution timed out in Temporal"),
+        WorkflowExecutionStatus::Canceled => (Status::Cancelled, "cancelled in Temporal".to_owned()),
+        WorkflowExecutionStatus::Terminated => (Status::Terminated, termination(state, workflow_id).await),
+        WorkflowExecutionStatus::TimedOut => (Status::TimedOut, "the execution timed out in Temporal".to_owned()),
         WorkflowExecutionStatus::Failed if closed_for.is_some_and(|d| d > GRACE) => {
-            (Status::Failed, "failed in Temporal without recording its end")
+            (Status::Failed, "failed in Temporal without recording its end".to_owned())
         }
         _ => return false,
     };
-    match state.store.close_run_in_temporal(workflow_id, status, reason).await {
+    match state.store.close_run_in_temporal(workflow_id, status, &reason).await {
         Ok(true) => {
             tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
             wake_queued(state, workflow_id).await;
@@ -100,6 +100,39 @@ pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
             tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed");
             false
         }
+    }
+}
+
+/// "terminated in Temporal", with the operator's reason and identity when the execution's last
+/// history event (read newest first, one event) carries them.
+async fn termination(state: &ApiState, workflow_id: &str) -> String {
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryReverseRequest;
+
+    let request = GetWorkflowExecutionHistoryReverseRequest {
+        namespace: state.temporal.namespace(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.to_owned(), run_id: String::new() }),
+        maximum_page_size: 1,
+        next_page_token: Vec::new(),
+    };
+    let last = state
+        .temporal
+        .connection()
+        .workflow_service()
+        .get_workflow_execution_history_reverse(temporalio_client::tonic::Request::new(request))
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().history)
+        .and_then(|h| h.events.into_iter().next())
+        .and_then(|e| e.attributes);
+    match last {
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(a)) => {
+            let by = if a.identity.is_empty() { String::new() } else { format!(" by {}", a.identity) };
+            let why = if a.reason.is_empty() { String::new() } else { format!(": {}", a.reason) };
+            format!("terminated in Temporal{by}{why}")
+        }
+        _ => "terminated in Temporal".to_owned(),
     }
 }
 

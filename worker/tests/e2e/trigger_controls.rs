@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::crash::worker_process;
+use crate::operators::temporal_cli;
 use crate::restarts::OwnServers;
 use crate::support::{TestApp, eventually, save_history_if_asked, unique};
 
@@ -231,6 +232,38 @@ async fn skip_ends_the_run_skipped_and_cancel_running_cancels_the_oldest() {
         let history = taskfactory::temporal::history_json(&app.client, workflow).await.unwrap();
         save_history_if_asked(&history, &format!("orchestrator/tests/histories/{file}.json"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_terminated_in_temporal_is_recorded_and_gives_up_its_place() {
+    let app = TestApp::spawn("concurrency-terminate").await;
+    let (target, base) = Target::spawn(Duration::from_secs(3)).await;
+    let id = format!("conc-term-{}", unique());
+    put_ok(&app, &limited(&id, &base, 1, "queue")).await;
+    let mut runs = Vec::new();
+    for n in 0..3u64 {
+        let run = app.start_run(&id, &json!({"key": format!("t{n}"), "payload": {"customer": "t", "n": n}})).await;
+        wait_for_status(&app, &run, if n == 0 { "running" } else { "queued" }).await;
+        runs.push(run);
+    }
+    // An operator terminates the first queued run in Temporal: no workflow code runs, the
+    // run log still says so, and the run behind it moves up.
+    temporal_cli("terminate", &runs[1], &["--reason", "not needed"]).await;
+    let terminated = wait_for_status(&app, &runs[1], "terminated").await;
+    assert!(terminated["error"].as_str().unwrap_or_default().contains("not needed"), "{terminated}");
+    let log = decisions(&app, &id).await;
+    let position = log.iter().find(|d| d["outcome"] == "queued" && d["workflow_id"] == runs[2].as_str());
+    assert!(position.is_some(), "{log:#?}");
+    for run in [&runs[0], &runs[2]] {
+        let done = app.wait_for_run_within(run, Duration::from_secs(120)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    assert_eq!(target.arrivals(), BTreeMap::from([("t".to_owned(), vec![0, 2])]), "the terminated run did no work");
+    assert_eq!(target.peak(), BTreeMap::from([("t".to_owned(), 1)]));
+    let events = app.all_events(&runs[1], 100).await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.last(), Some(&"WORKFLOW_TERMINATED"), "{types:?}");
+    assert!(!types.contains(&"WORKFLOW_ADMITTED"), "{types:?}");
 }
 
 fn grouped(id: &str, event_type: &str, grouping: Value) -> Value {
