@@ -76,6 +76,14 @@ const scenarios = {
     const early = await seen();
     return { end, early, transform };
   },
+  // Which actions a running run's page offers the key in use (and what it says instead).
+  async roles(page) {
+    await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
+    await page.waitForSelector(".counters .badge", { timeout: 30000 });
+    const buttons = await page.$$eval("main [data-testid$=-run]", (b) => b.map((x) => x.dataset.testid));
+    const note = await page.$eval("main h2", (h) => (h.parentElement.textContent || ""));
+    return { buttons, note };
+  },
   // A failed run: select its failed task `arg` ("<run>|<task id>") and retry it alone from
   // the task panel; report what the panel said and where the page went.
   async retrytask(page) {

@@ -218,7 +218,7 @@ impl Store {
         Ok(written)
     }
 
-    /// A page of a run's events with `seq > after`, in seq order.
+    /// A page of a run's events with `seq > after`, in seq order (at most 10,000).
     pub async fn list_events(&self, workflow_id: &str, after: i64, limit: i64) -> Result<Vec<TraceEvent>> {
         let exists: Option<i64> = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1")
             .bind(workflow_id)
@@ -233,7 +233,7 @@ impl Store {
         )
         .bind(workflow_id)
         .bind(after)
-        .bind(limit.clamp(1, 1000))
+        .bind(limit.clamp(1, 10_000))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -3,7 +3,7 @@
 // the actions the key's role may take. Every state is derived from the run's trace events
 // (lib/run-model.js), which is also what the scrubber re-plays; the page follows the run's
 // stream live.
-import { api, currentKey, streamUrl } from "../lib/api.js";
+import { NeedsKey, api, currentKey, streamUrl } from "../lib/api.js";
 import { badge, duration, el, enc, fill, main, pretty, throttle, when } from "../lib/dom.js";
 import { onLeave } from "../lib/router.js";
 import { EXTERNAL, RunModel, taskStates } from "../lib/run-model.js";
@@ -29,9 +29,10 @@ async function allEvents(workflowId) {
 /** Fills the page with run `workflowId`; `config` is what /api/v1/ui-config answered. */
 export async function runView(workflowId, config) {
   const states = taskStates(config.statuses);
-  const [first, firstDetail, me, events] = await Promise.all([
-    api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`), api(`/api/v1/runs/${enc(workflowId)}`),
-    api("/api/v1/whoami"), allEvents(workflowId)]);
+  // A run just started (Run now, a retry) is recorded by its worker a moment later.
+  const firstDetail = (await recorded(workflowId)) ?? (await api(`/api/v1/runs/${enc(workflowId)}`));
+  const [first, me, events] = await Promise.all([
+    api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`), api("/api/v1/whoami"), allEvents(workflowId)]);
   let graph = first;
   let detail = firstDetail;
   let attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
@@ -217,12 +218,16 @@ export async function runView(workflowId, config) {
   window.dispatchEvent(new CustomEvent("run-page-ready", { detail: { events: events.length } }));
 }
 
-/** Waits (at most 15 s) until the run log has a just-started run, which its worker records. */
+/**
+ * Waits (at most 15 s) until the run log has a just-started run, which its worker records;
+ * answers it, or null when it is still unknown (other errors, like a missing key, at once).
+ */
 async function recorded(workflowId) {
   for (const deadline = Date.now() + 15000; Date.now() < deadline;) {
     try {
       return await api(`/api/v1/runs/${enc(workflowId)}`);
     } catch (e) {
+      if (e instanceof NeedsKey) throw e;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }

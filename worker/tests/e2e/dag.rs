@@ -1,7 +1,7 @@
 //! The task DAG: parallel branches with output passing, failure policies, `max_parallel`, and
 //! a large fan-out through the batching path.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, unique};
@@ -149,6 +149,9 @@ async fn a_2000_task_fan_out_runs_through_batches_with_a_small_history() {
     let events = app.all_events(&workflow_id, 1000).await;
     assert_eq!(events.len(), 4 + 2 * 2000);
     assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == json!(i + 1)), "gapless");
+    // One page holds them all when asked for (the run page reads 10,000 at a time).
+    let (_, page) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}/events?limit=10000"), None).await;
+    assert_eq!((page["events"].as_array().map(Vec::len), page["next"].clone()), (Some(4 + 2 * 2000), Value::Null));
 
     // 8 batches of 250 keep the run's own history small.
     let handle = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.clone());

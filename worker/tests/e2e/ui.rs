@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 use crate::run_control::{flaky_definition, spawn_service};
-use crate::support::{TestApp, held_definition, unique};
+use crate::support::{TestApp, authed_client, held_definition, unique};
 
 pub(crate) struct Browser {
     _child: Child,
@@ -22,6 +22,11 @@ pub(crate) struct Browser {
 impl Browser {
     /// Starts a scenario of `ui-tests/ui.js`; fails (never skips) when its tools are missing.
     pub(crate) fn start(scenario: &str, app: &TestApp, arg: &str) -> Self {
+        Self::start_as(scenario, app, arg, &app.api_key)
+    }
+
+    /// [`Self::start`] with the API key `key` in the browser.
+    pub(crate) fn start_as(scenario: &str, app: &TestApp, arg: &str, key: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui-tests");
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
@@ -30,7 +35,7 @@ impl Browser {
         let mut child = Command::new("node")
             .arg(dir.join("ui.js"))
             .args([scenario, &app.api_url, arg])
-            .env("TF_API_KEY", &app.api_key)
+            .env("TF_API_KEY", key)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -342,4 +347,38 @@ async fn a_failed_task_is_retried_alone_from_its_panel() {
         retried["tasks"].as_array().unwrap().iter().filter(|t| !t["reused_from"].is_null()).collect();
     assert_eq!(reused.len(), 3, "{retried}");
     assert!(reused.iter().all(|t| t["template_id"] == "each"), "{retried}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_a_running_run_without_its_actions_and_an_operator_with_them() {
+    let app = TestApp::spawn("uiroles").await;
+    let assignee = format!("ops-{}", unique());
+    let id = format!("uiroles-{}", unique());
+    app.put_definition(&held_definition(&id, &assignee)).await;
+    let workflow_id = app.start_run(&id, &json!({})).await;
+    app.waiting_human_task(&assignee).await;
+    let key = |role: &'static str| {
+        let app = &app;
+        async move {
+            let (status, created) = app
+                .call(
+                    Method::POST,
+                    "/api/v1/keys",
+                    Some(&json!({"name": format!("{role} in the browser"), "role": role})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            created["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let (viewer, operator) = (key("viewer").await, key("operator").await);
+    let answer = authed_client(&viewer).get(format!("{}/api/v1/whoami", app.api_url)).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({"name": "viewer in the browser", "role": "viewer"}));
+
+    let seen = Browser::start_as("roles", &app, &workflow_id, &viewer).report().await;
+    assert_eq!(seen["buttons"], json!([]), "a viewer gets no action: {seen}");
+    assert!(seen["note"].as_str().unwrap().contains("is a viewer"), "{seen}");
+    let seen = Browser::start_as("roles", &app, &workflow_id, &operator).report().await;
+    assert_eq!(seen["buttons"], json!(["cancel-run"]), "{seen}");
 }
