@@ -30,15 +30,20 @@ const percentile = (values, p) => {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : null;
 };
 const median = (values) => percentile(values, 50);
+let loaded = null;
 
-/** Opens the run page; answers ms from navigation start until the page drew the run. */
+/** Opens the run page; answers ms from navigation start until the page drew the run (and
+ * `loaded`: how many events it had read by then). */
 async function load(page, workflowId) {
   await page.goto("about:blank");
   await page.goto(`${base}/#/runs/${encodeURIComponent(workflowId)}`);
-  return page.evaluate(() => new Promise((resolve) => {
+  const ms = await page.evaluate(() => new Promise((resolve, reject) => {
     if (window.__ready) return resolve(window.__ready);
     window.addEventListener("run-page-ready", () => resolve(performance.now()));
+    setTimeout(() => reject(new Error(`the run page did not load within 60 s: ${document.querySelector("main").textContent.slice(0, 300)}`)), 60000);
   }));
+  loaded = await page.evaluate(() => window.__readyEvents);
+  return ms;
 }
 
 (async () => {
@@ -54,7 +59,7 @@ async function load(page, workflowId) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   await page.addInitScript((k) => {
     localStorage.setItem("tf_api_key", k);
-    window.addEventListener("run-page-ready", () => { window.__ready = performance.now(); });
+    window.addEventListener("run-page-ready", (e) => { window.__ready = performance.now(); window.__readyEvents = e.detail.events; });
     // Event-loop lag: how late each 20 ms timer fires.
     window.__lag = [];
     let expected = performance.now() + 20;
@@ -69,7 +74,7 @@ async function load(page, workflowId) {
     const done = await page.$(".counters .badge.completed, .counters .badge.failed");
     if (done) break;
     if (!shot && shots && Date.now() - began > 8000) {
-      await page.screenshot({ path: `${shots}/ui-run-live.png` });
+      await page.screenshot({ path: `${shots}/run-live-10000.png` });
       shot = true;
     }
     if (Date.now() - began > 900000) throw new Error("the run did not end within 15 minutes");
@@ -80,6 +85,7 @@ async function load(page, workflowId) {
   const events = await page.$eval(".row .muted", (n) => n.textContent);
   const loads = [];
   for (let i = 0; i < 3; i++) loads.push(await load(page, workflowId));
+  const loadedEvents = loaded;
   await page.evaluate(() => { window.__lag = []; });
   // Scrub to the middle and back, as a person replaying the run would.
   const scrubbed = await page.evaluate(() => {
@@ -90,23 +96,19 @@ async function load(page, workflowId) {
     return performance.now() - began;
   });
   if (shots) {
-    await page.screenshot({ path: `${shots}/ui-run-replay.png` });
+    await page.screenshot({ path: `${shots}/run-replay-10000.png` });
     await load(page, workflowId);
-    await page.screenshot({ path: `${shots}/ui-run-finished.png` });
-    await page.goto(`${base}/#/definitions/${encodeURIComponent(id)}`);
-    await page.waitForSelector("main h2");
-    await page.waitForLoadState("networkidle");
-    await page.screenshot({ path: `${shots}/ui-definition.png` });
+    await page.screenshot({ path: `${shots}/run-detail.png` });
     await page.goto(`${base}/#/runs`);
     await page.waitForSelector("main table tr td");
-    await page.screenshot({ path: `${shots}/ui-runs.png` });
+    await page.screenshot({ path: `${shots}/runs.png` });
   }
   await browser.close();
   const round = (v) => (v === null ? null : Math.round(v * 10) / 10);
   console.log(JSON.stringify({
     tasks, workflow_id: workflowId, events,
     live: { seconds: round(liveSeconds), load_ms: round(liveLoad), lag_samples: live.length, lag_p50_ms: round(percentile(live, 50)), lag_p99_ms: round(percentile(live, 99)), lag_max_ms: round(Math.max(...live)) },
-    finished: { load_ms: loads.map(round), load_median_ms: round(median(loads)), scrub_to_middle_ms: round(scrubbed) },
+    finished: { events_read_at_load: loadedEvents, load_ms: loads.map(round), load_median_ms: round(median(loads)), scrub_to_middle_ms: round(scrubbed) },
     goal: { load_ms: 1500, lag_p99_ms: 50 },
   }, null, 2));
 })().catch((e) => {
