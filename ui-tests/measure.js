@@ -3,6 +3,7 @@
 //   TF_API_KEY=<the admin key it printed> node ui-tests/measure.js http://127.0.0.1:8080 [tasks] [shots-dir]
 // It applies a definition fanning out `tasks` noop tasks (default 10,000), starts a run, opens
 // its page at once and follows it live to the end, then reloads the finished page three times.
+// With `TF_MEASURE_RUN=<workflow id>` it only loads that (finished) run's page three times.
 //   load:  from navigation start until the page has drawn the run (the `run-page-ready` event)
 //   lag:   how late a 20 ms timer fires while the page follows the run live (event-loop lag)
 "use strict";
@@ -46,7 +47,22 @@ async function load(page, workflowId) {
   return ms;
 }
 
+/** `TF_MEASURE_RUN`: three loads of an existing run's page, nothing started. */
+async function loadsOnly(workflowId) {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.addInitScript((k) => {
+    localStorage.setItem("tf_api_key", k);
+    window.addEventListener("run-page-ready", (e) => { window.__ready = performance.now(); window.__readyEvents = e.detail.events; });
+  }, key);
+  const loads = [];
+  for (let i = 0; i < 3; i++) loads.push(Math.round(await load(page, workflowId)));
+  await browser.close();
+  console.log(JSON.stringify({ workflow_id: workflowId, events_read_at_load: loaded, load_ms: loads, load_median_ms: median(loads), goal_ms: 1500 }, null, 2));
+}
+
 (async () => {
+  if (process.env.TF_MEASURE_RUN) return loadsOnly(process.env.TF_MEASURE_RUN);
   const id = `ui-measure-${Date.now()}`;
   await call("PUT", `/api/v1/definitions/${id}`, {
     id, name: `UI measure: ${tasks} tasks`, trigger: { kind: "manual" },

@@ -247,9 +247,13 @@ mod tests {
     fn router_routes() -> BTreeMap<String, BTreeSet<String>> {
         let source = include_str!("routes/mod.rs");
         let mut routes = BTreeMap::new();
-        for (start, _) in source.match_indices(".route(\"") {
-            // The call's text, up to its closing parenthesis (it may span lines).
-            let call = &source[start + ".route(".len()..];
+        for (start, _) in source.match_indices(".route(") {
+            // The call's text, up to its closing parenthesis (it may span lines, and rustfmt
+            // puts a long one's path on a line of its own).
+            let call = source[start + ".route(".len()..].trim_start();
+            if !call.starts_with('"') {
+                continue;
+            }
             let mut depth = 1;
             let end = call
                 .char_indices()

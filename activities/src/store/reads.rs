@@ -77,13 +77,20 @@ impl Store {
 
     /// One run with its plan and tasks.
     pub async fn get_run(&self, workflow_id: &str) -> Result<RunDetail> {
+        self.get_run_with(workflow_id, true).await
+    }
+
+    /// [`Self::get_run`], without the plan unless `with_plan` (a fan-out's plan lists every
+    /// task and decision: megabytes the run page does not read).
+    pub async fn get_run_with(&self, workflow_id: &str, with_plan: bool) -> Result<RunDetail> {
         let sql = format!(
-            "select {}, r.trigger, r.scheduled_for, r.context_snapshot, r.plan, r.retry_of, r.resets \
-             from activity_runs r where r.workflow_id = $1",
+            "select {}, r.trigger, r.scheduled_for, r.context_snapshot, case when $2 then r.plan end as plan, \
+             r.retry_of, r.resets from activity_runs r where r.workflow_id = $1",
             Self::RUN_COLUMNS
         );
         let row = sqlx::query(&sql)
             .bind(workflow_id)
+            .bind(with_plan)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
@@ -133,13 +140,16 @@ impl Store {
     /// tasks of groups up to `expand_up_to` tasks (others collapsed, failed tasks listed first),
     /// and jobs reported from outside Temporal (`external-events`).
     pub async fn graph(&self, workflow_id: &str, expand_up_to: i64) -> Result<Value> {
+        // Only the plan's templates: a fan-out's plan holds every task and decision too.
         let row: Option<(String, Option<Value>)> =
-            sqlx::query_as("select status, plan from activity_runs where workflow_id = $1")
+            sqlx::query_as("select status, plan->'templates' from activity_runs where workflow_id = $1")
                 .bind(workflow_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let (status, plan) = row.ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
-        let plan: Plan = plan.and_then(|p| serde_json::from_value(nul::decode(p)).ok()).unwrap_or_default();
+        let (status, templates) = row.ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
+        let templates: Vec<taskfactory_schemas::plan::TemplatePlan> =
+            templates.and_then(|t| serde_json::from_value(nul::decode(t)).ok()).unwrap_or_default();
+        let plan = Plan { templates, ..Plan::default() };
         let counts: Vec<(String, String, i64)> = sqlx::query_as(
             "select template_id, status, count(*) from task_runs where run_workflow_id = $1 group by 1, 2",
         )

@@ -219,11 +219,19 @@ pub async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> 
     Ok(Json(RunList { runs, next }))
 }
 
+/// Query of `GET /api/v1/runs/{workflow_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// `false`: leave the plan out (`null`); a fan-out's plan lists every task (default `true`).
+    pub plan: Option<bool>,
+}
+
 /// Read a run
 ///
 /// Status, counts, trigger, context, the plan (with its explanation), the tasks, and the
 /// retry links. A run the log says is open is checked against Temporal first.
-#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}", operation_id = "get_run", tag = "runs", params(RunPath),
+#[utoipa::path(get, path = "/api/v1/runs/{workflow_id}", operation_id = "get_run", tag = "runs", params(RunPath, RunQuery),
     responses(
         (status = 200, description = "The run", body = ref("#/components/schemas/RunDetail")),
         (status = 404, description = "No such run in the run log"),
@@ -232,14 +240,16 @@ pub async fn get(
     State(state): State<ApiState>,
     principal: Option<Extension<Principal>>,
     Path(RunPath { workflow_id }): Path<RunPath>,
+    Query(q): Query<RunQuery>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let mut run = state.store.get_run(&workflow_id).await?;
+    let with_plan = q.plan.unwrap_or(true);
+    let mut run = state.store.get_run_with(&workflow_id, with_plan).await?;
     // An open run is checked against Temporal on every read: what an operator did there
     // shows at once.
     if matches!(run.summary.status.as_str(), "running" | "queued")
         && crate::run_reconciler::reconcile_run(&state, &workflow_id).await
     {
-        run = state.store.get_run(&workflow_id).await?;
+        run = state.store.get_run_with(&workflow_id, with_plan).await?;
     }
     if !sees_sensitive(principal.as_deref()) {
         redact_snapshot(&state, &mut run).await?;

@@ -15,24 +15,36 @@ const ROLES = ["reporter", "viewer", "operator", "admin"];
 /** Whether the key's role (`whoami`) may operate runs. */
 const operates = (me) => ROLES.indexOf(me.role) >= ROLES.indexOf("operator");
 
-/** All of a run's trace events, in pages of 10,000. */
+const PAGE = 10000;
+
+/**
+ * All of a run's trace events, in pages of 10,000, two pages at a time: seqs are gapless from
+ * 1, so the page after a full one starts at the next multiple of the page size.
+ */
 async function allEvents(workflowId) {
+  const page = (after) => api(`/api/v1/runs/${enc(workflowId)}/events?after=${after}&limit=${PAGE}`);
   const events = [];
   for (let after = 0; ;) {
-    const page = await api(`/api/v1/runs/${enc(workflowId)}/events?after=${after}&limit=10000`);
-    events.push(...page.events);
-    if (page.next === null) return events;
-    after = page.next;
+    const [first, second] = await Promise.all([page(after), page(after + PAGE)]);
+    events.push(...first.events);
+    if (first.next === null) return events;
+    events.push(...second.events);
+    if (second.next === null) return events;
+    after = second.next;
   }
 }
 
 /** Fills the page with run `workflowId`; `config` is what /api/v1/ui-config answered. */
 export async function runView(workflowId, config) {
   const states = taskStates(config.statuses);
-  // A run just started (Run now, a retry) is recorded by its worker a moment later.
-  const firstDetail = (await recorded(workflowId)) ?? (await api(`/api/v1/runs/${enc(workflowId)}`));
-  const [first, me, events] = await Promise.all([
+  // Everything at once; a run just started (Run now, a retry) is recorded by its worker a
+  // moment later: then the rest is asked again once it is.
+  const load = () => Promise.all([api(`/api/v1/runs/${enc(workflowId)}?plan=false`),
     api(`/api/v1/runs/${enc(workflowId)}/graph?expand_up_to=0`), api("/api/v1/whoami"), allEvents(workflowId)]);
+  const [firstDetail, first, me, events] = await load().catch(async (e) => {
+    if (e instanceof NeedsKey || !(await recorded(workflowId))) throw e;
+    return load();
+  });
   let graph = first;
   let detail = firstDetail;
   let attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
@@ -112,7 +124,7 @@ export async function runView(workflowId, config) {
     }
     let task = detail.tasks.find((t) => t.id === id);
     if (!task || OPEN.includes(task.status) || task.status === "pending" || task.status === "waiting") {
-      detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+      detail = await api(`/api/v1/runs/${enc(workflowId)}?plan=false`);
       attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
       task = detail.tasks.find((t) => t.id === id);
     }
@@ -193,7 +205,7 @@ export async function runView(workflowId, config) {
   const actions = el("div", {}, runActions(workflowId, detail, me, result));
   const ended = async () => {
     source.close();
-    detail = await api(`/api/v1/runs/${enc(workflowId)}`);
+    detail = await api(`/api/v1/runs/${enc(workflowId)}?plan=false`);
     attempts = new Map(detail.tasks.map((t) => [t.id, t.attempt]));
     fill(actions, runActions(workflowId, detail, me, result));
     if (selected) select(selected);
@@ -225,7 +237,7 @@ export async function runView(workflowId, config) {
 async function recorded(workflowId) {
   for (const deadline = Date.now() + 15000; Date.now() < deadline;) {
     try {
-      return await api(`/api/v1/runs/${enc(workflowId)}`);
+      return await api(`/api/v1/runs/${enc(workflowId)}?plan=false`);
     } catch (e) {
       if (e instanceof NeedsKey) throw e;
       await new Promise((resolve) => setTimeout(resolve, 250));

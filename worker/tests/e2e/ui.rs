@@ -257,6 +257,10 @@ async fn a_diamonds_graph_has_its_edges_and_its_timeline_a_bar_per_finished_task
     let workflow_id = app.start_run(&id, &json!({})).await;
     let run = app.wait_for_run(&workflow_id).await;
     assert_eq!(run["status"], "completed", "{run}");
+    assert!(run["plan"]["tasks"].is_array(), "{run}");
+    // What the page reads: the run without its plan.
+    let (_, lean) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}?plan=false"), None).await;
+    assert_eq!((lean["plan"].clone(), lean["tasks"].as_array().map(Vec::len)), (Value::Null, Some(5)), "{lean}");
 
     let seen = Browser::start("graph", &app, &workflow_id).report().await;
     let end = &seen["end"];
