@@ -1,8 +1,12 @@
-//! `schedule_silent` notifications: the schedule observer settles a cron slot that started no
-//! run, and when the definition subscribes to `schedule_silent` it starts a `NotifyWorkflow`
-//! that delivers them (the API runs no activities itself). Its id is one per (definition,
-//! slot, kind), rejected when it exists already, so a second observer or a restart starts
-//! nothing twice; each delivery's dedupe key then makes posting happen once.
+//! Notifications with no run workflow to send them, delivered by a `NotifyWorkflow` the API
+//! starts (the API runs no activities itself):
+//! - `schedule_silent`: the schedule observer settles a cron slot that started no run;
+//! - `run_failed` of a run Temporal ended without its workflow code recording the end (its
+//!   execution timed out, or it failed without recording it): the run reconciler records it.
+//!
+//! The workflow's id is one per (definition and slot, or run; kind), rejected when it exists
+//! already, so a second API process or a restart starts nothing twice; each delivery's dedupe
+//! key (the one the run workflow itself would use) then makes posting happen once.
 
 use chrono::{DateTime, Utc};
 use taskfactory_orchestrator::NotifyWorkflow;
@@ -79,19 +83,77 @@ pub async fn notify_silent(
     let newest = &slots[slots.len().saturating_sub(MAX_SILENT_SLOTS)..];
     for slot in newest {
         let id = workflow_id(definition.id.as_str(), slot.slot);
-        let notifications = silent_notifications(definition, slot, now);
-        let options = WorkflowStartOptions::new(task_queue.to_owned(), id.clone())
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-            .static_summary(format!("{}: no run at {}", definition.name, slot.slot.to_rfc3339()))
-            .build();
-        match client.start_workflow(NotifyWorkflow::run, notifications, options).await {
-            Ok(_) => {
-                tracing::info!(definition = %definition.id, workflow_id = %id, "schedule_silent notification started")
+        let summary = format!("{}: no run at {}", definition.name, slot.slot.to_rfc3339());
+        start(client, task_queue, &id, summary, silent_notifications(definition, slot, now)).await?;
+    }
+    Ok(())
+}
+
+/// Sends `run_failed` for run `run_workflow_id`, which Temporal ended with `status`
+/// (`timed_out`, or `failed` without its workflow recording it) and `error`, to the
+/// definition's entries that want it. Nothing when none does.
+pub async fn notify_closed_run(
+    client: &Client,
+    task_queue: &str,
+    definition: &ActivityDefinition,
+    run_workflow_id: &str,
+    status: &str,
+    error: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let kind = NotifyKind::RunFailed;
+    let event = NotificationEvent {
+        kind,
+        definition_id: definition.id.as_str().to_owned(),
+        definition_name: definition.name.clone(),
+        run_workflow_id: Some(run_workflow_id.to_owned()),
+        status: Some(status.to_owned()),
+        error: Some(error.to_owned()),
+        failed_tasks: Vec::new(),
+        failed_task_count: 0,
+        slot: None,
+        occurred_at: now,
+    };
+    let notifications: Vec<Notification> = definition
+        .notify
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.wants(kind))
+        .map(|(index, entry)| {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            Notification {
+                dedupe_key: Notification::run_key(run_workflow_id, kind, index),
+                entry: index,
+                webhook: entry.webhook.clone(),
+                event: event.clone(),
             }
-            Err(WorkflowStartError::AlreadyStarted { .. }) => {}
-            Err(e) => anyhow::bail!("starting {id}: {e}"),
-        }
+        })
+        .collect();
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    let id = format!("{run_workflow_id}:notify:{}", kind.as_str());
+    start(client, task_queue, &id, format!("{}: run {status}", definition.name), notifications).await
+}
+
+/// Starts the `NotifyWorkflow` `id` delivering `notifications`; one that exists already is
+/// left alone.
+async fn start(
+    client: &Client,
+    task_queue: &str,
+    id: &str,
+    summary: String,
+    notifications: Vec<Notification>,
+) -> anyhow::Result<()> {
+    let options = WorkflowStartOptions::new(task_queue.to_owned(), id.to_owned())
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .static_summary(summary)
+        .build();
+    match client.start_workflow(NotifyWorkflow::run, notifications, options).await {
+        Ok(_) => tracing::info!(workflow_id = %id, "notification workflow started"),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => {}
+        Err(e) => anyhow::bail!("starting {id}: {e}"),
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 use std::time::{Duration, SystemTime};
 
 use taskfactory_orchestrator::RunActivityWorkflow;
+use taskfactory_schemas::DefinitionId;
 use taskfactory_schemas::run::Status;
 use temporalio_client::{NamespacedClient, WorkflowExecutionStatus, WorkflowSignalOptions};
 use temporalio_common::UntypedWorkflow;
@@ -93,6 +94,9 @@ pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
         Ok(true) => {
             tracing::info!(workflow_id = %workflow_id, status = status.as_str(), "run closed in Temporal recorded");
             wake_queued(state, workflow_id).await;
+            if matches!(status, Status::TimedOut | Status::Failed) {
+                notify_failed(state, workflow_id, status, &reason).await;
+            }
             true
         }
         Ok(false) => false,
@@ -100,6 +104,39 @@ pub async fn reconcile_run(state: &ApiState, workflow_id: &str) -> bool {
             tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: recording failed");
             false
         }
+    }
+}
+
+/// A run that timed out, or failed without its workflow recording it, sends no `run_failed`
+/// of its own: the definition's entries that want one get it from a `NotifyWorkflow`. A
+/// cancel or a terminate is an operator's act and notifies nobody. Best effort: a failure to
+/// start it is logged (the run is recorded closed already, so no later pass retries it).
+async fn notify_failed(state: &ApiState, workflow_id: &str, status: Status, reason: &str) {
+    let run = match state.store.get_run_with(workflow_id, false).await {
+        Ok(run) => run.summary,
+        Err(e) => {
+            return tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: cannot read the run to notify");
+        }
+    };
+    let Ok(id) = DefinitionId::parse(&run.definition_id) else { return };
+    let definition = match state.store.load_for_run(&id, run.version_used).await {
+        Ok(loaded) => loaded.definition,
+        Err(e) => {
+            return tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: cannot load the definition to notify");
+        }
+    };
+    let sent = crate::notify::notify_closed_run(
+        &state.temporal,
+        &state.task_queue,
+        &definition,
+        workflow_id,
+        status.as_str(),
+        reason,
+        chrono::Utc::now(),
+    )
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(workflow_id = %workflow_id, error = %e, "run reconciler: cannot start the run_failed notification");
     }
 }
 

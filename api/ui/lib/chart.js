@@ -1,6 +1,6 @@
 // Small SVG charts drawn from API answers (no library): the definition page's run durations,
 // and the run durations the runs list shows too (their human format is `duration` in dom.js).
-import { duration, el, enc } from "./dom.js";
+import { duration, el, enc, svg } from "./dom.js";
 
 /** A run is open until the run log has its end. */
 export const isOpen = (run) => !run.finished_at;
@@ -33,20 +33,7 @@ export function runStats(runs) {
   };
 }
 
-const SVG = "http://www.w3.org/2000/svg";
 
-/** An SVG element, like `el` (text children become text nodes). */
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 // Each outcome has a colour (lists.css, from style.css's variables) AND a shape, so the chart
 // reads without colour too; the legend shows both.

@@ -5,9 +5,8 @@
 /** The page's main area, which each view fills. */
 export const main = document.getElementById("main");
 
-/** An element: `on<event>` attributes become listeners; null, undefined and false are skipped. */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
+/** Sets `attrs` (`on<event>` ones become listeners; null, undefined and false are skipped) and appends `children` (text as text nodes). */
+function build(node, attrs, children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value === true ? "" : value);
@@ -18,6 +17,12 @@ export function el(tag, attrs = {}, ...children) {
   }
   return node;
 }
+
+/** An HTML element (see `build`). */
+export const el = (tag, attrs = {}, ...children) => build(document.createElement(tag), attrs, children);
+
+/** An SVG element (see `build`). */
+export const svg = (tag, attrs = {}, ...children) => build(document.createElementNS("http://www.w3.org/2000/svg", tag), attrs, children);
 
 /** Replaces a node's children; arrays are flattened, null/false skipped (like `el`). */
 export function fill(node, ...children) {

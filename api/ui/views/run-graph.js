@@ -2,7 +2,7 @@
 // root, SVG edges for every `depends_on` (and from a template to the external jobs lane when
 // a job reported into one of its tasks), per-state counts, a progress bar and the task squares
 // (failed first, then a sample, for big groups; expandable), with pan and zoom.
-import { el, fill } from "../lib/dom.js";
+import { el, fill, svg } from "../lib/dom.js";
 import { EXTERNAL } from "../lib/run-model.js";
 
 const WIDTH = 240;
@@ -13,17 +13,10 @@ const SQUARE = 17;
 const PER_ROW = 12;
 const SAMPLE = 48;
 const EXPANDED = 2000;
-const SVG = "http://www.w3.org/2000/svg";
 
 /** A text glyph per state, so no state is told by colour alone. */
 export const GLYPH = { pending: "○", queued: "⧗", running: "▶", waiting: "⏸", retrying: "↻", completed: "✓", failed: "✗", skipped: "⤼", cancelled: "⊘", terminated: "■", timed_out: "⌛" };
 
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) node.setAttribute(k, v);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 /**
  * Layers by longest path (a template sits one layer right of its deepest dependency), each

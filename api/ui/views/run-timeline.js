@@ -2,21 +2,14 @@
 // waterfall of its tasks by start and end, as of the replay scrubber's event. A bar per task
 // (running ones grow to "now"), its attempts written on it when Temporal retried it, reused
 // tasks of a retry marked; big runs show their failed and retried tasks and a sample.
-import { duration, el, fill } from "../lib/dom.js";
+import { duration, el, fill, svg } from "../lib/dom.js";
 import { GLYPH } from "./run-graph.js";
 
 const ROWS = 300;
 const ROW = 16;
 const LABEL = 220;
 const WIDTH = 1100;
-const SVG = "http://www.w3.org/2000/svg";
 
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) node.setAttribute(k, v);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 /** The tasks to draw: all, or (past ROWS) the failed and retried ones and an even sample. */
 function pick(tasks, attempts) {

@@ -214,6 +214,11 @@ export async function runView(workflowId, config) {
   for (const closed of ["WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_TERMINATED", "WORKFLOW_TIMED_OUT", "WORKFLOW_SKIPPED"]) {
     source.addEventListener(closed, ended);
   }
+  // Retention deleted the run while the page showed it: what is shown stays, nothing more comes.
+  source.addEventListener("run_pruned", () => {
+    source.close();
+    fill(result, el("span", { class: "error-box" }, "this run has been pruned from the run log (retention)"));
+  });
   onLeave(() => { source.close(); clearInterval(clock); });
 
   fill(main,

@@ -312,3 +312,51 @@ async fn bad_notify_settings_are_422_naming_the_field() {
     let (status, body) = app.call(Method::GET, "/api/v1/definitions/nope/notifications", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_execution_times_out_notifies_run_failed_once() {
+    use taskfactory_orchestrator::RunActivityWorkflow;
+    use taskfactory_schemas::DefinitionId;
+    use taskfactory_schemas::run::{RunInput, TriggerInfo};
+    use temporalio_client::WorkflowStartOptions;
+
+    let app = TestApp::spawn("notify-timeout").await;
+    let (base, target) = spawn_target().await;
+    let assignee = format!("timeout-{}", unique());
+    let id = format!("notify-timeout-{}", unique());
+    let mut definition = crate::support::held_definition(&id, &assignee);
+    definition["notify"] = json!([{"on": ["run_failed"], "webhook": {"url": format!("{base}/hook/timeout")}}]);
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    // Started as an operator would from Temporal, with an execution timeout: no workflow code
+    // runs when it expires, so the run reconciler records it and sends the notification.
+    let workflow_id = format!("tf:{id}:manual:timeout");
+    let input = RunInput {
+        definition_id: DefinitionId::parse(&id).unwrap(),
+        version: None,
+        trigger: TriggerInfo::manual(Some("timeout".to_owned()), Value::Null),
+        retry_of: None,
+    };
+    let options = WorkflowStartOptions::new(app.task_queue().to_owned(), workflow_id.clone())
+        .execution_timeout(Duration::from_secs(4))
+        .build();
+    app.client.start_workflow(RunActivityWorkflow::run, input, options).await.unwrap();
+    app.waiting_human_task(&assignee).await;
+    let sent = eventually(Duration::from_secs(60), "run_failed of the timed-out run", || async {
+        let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+        let received = target.of("timeout");
+        if run["status"] == "timed_out" && !received.is_empty() { Ok(received) } else { Err(format!("{run}")) }
+    })
+    .await;
+    let body = &sent[0].body;
+    assert_eq!((body["kind"].clone(), body["status"].clone()), (json!("run_failed"), json!("timed_out")), "{body}");
+    assert_eq!(body["run_workflow_id"], workflow_id.as_str());
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("run:{workflow_id}:run_failed:0").as_str()));
+    // Listed like any other delivery, and sent once: reading the run again starts nothing new.
+    eventually(Duration::from_secs(30), "the delivery recorded", || async {
+        let listed = notifications(&app, &id).await;
+        if listed.len() == 1 && listed[0]["status"] == "delivered" { Ok(()) } else { Err(format!("{listed:?}")) }
+    })
+    .await;
+    app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
+    assert_eq!(target.of("timeout").len(), 1);
+}
