@@ -190,3 +190,19 @@ fn parse_run_retention(raw: &str) -> Result<std::time::Duration, String> {
     }
     Ok(keep)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_run_retention;
+
+    #[test]
+    fn a_run_retention_is_at_least_a_minute() {
+        assert_eq!(parse_run_retention("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_run_retention("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["0s", "30s", "30", "forever"] {
+            assert!(parse_run_retention(bad).is_err(), "{bad}");
+        }
+    }
+}
