@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use taskfactory_activities::store::RunPrune;
 
-use crate::support::{SseClient, TestApp, held_definition, unique};
+use crate::support::{SseClient, TestApp, eventually, held_definition, unique};
 
 /// Every table with rows keyed by a run, and its run column.
 const RUN_TABLES: &[(&str, &str)] = &[
@@ -225,4 +225,34 @@ async fn a_stream_following_a_run_that_is_pruned_ends() {
     assert!(!exists(&app, &run).await);
     let again = app.http.get(&url).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::NOT_FOUND, "a new stream of the pruned run: 404");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_processes_prune_on_their_timer_under_a_lease() {
+    let app = TestApp::spawn("retention-pruner").await;
+    let id = format!("timed-{}", unique());
+    app.put_definition(&definition(&id, None)).await;
+    let old = finished_run(&app, &id).await;
+    let recent = finished_run(&app, &id).await;
+    backdate(&app, &old, 2).await;
+    // Two API processes with a pruner each and a default of one day.
+    let pruning = |mut config: taskfactory::startup::ApiConfig| {
+        config.background.prune_every = Some(Duration::from_millis(500));
+        config.background.run_retention = Some(Duration::from_secs(86_400));
+        config
+    };
+    let (api_a, _a) = app.spawn_api_with(pruning).await;
+    let (_api_b, _b) = app.spawn_api_with(pruning).await;
+    eventually(Duration::from_secs(30), "the old run to be pruned", || async { !exists(&app, &old).await }).await;
+    assert!(exists(&app, &recent).await);
+    let held: Option<String> =
+        sqlx::query_scalar("select holder from leases where name = 'run-pruner' and until > now()")
+            .fetch_optional(app.store.pool())
+            .await
+            .unwrap();
+    assert!(held.is_some(), "the pruning process holds the lease");
+    // The counter is process-wide (both API processes, and the tests, share it here).
+    let metrics = reqwest::get(format!("{api_a}/metrics")).await.unwrap().text().await.unwrap();
+    let line = format!("taskfactory_runs_pruned_total{{definition_id=\"{id}\"}} 1");
+    assert!(metrics.lines().any(|l| l == line), "{line} not in the metrics");
 }
