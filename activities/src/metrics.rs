@@ -17,6 +17,7 @@
 //! | `taskfactory_event_outcomes_total` | counter | `definition_id`, `outcome` |
 //! | `taskfactory_trace_write_seconds` | histogram | `op` |
 //! | `taskfactory_schedule_reconcile_actions_total` | counter | `action` |
+//! | `taskfactory_runs_pruned_total` | counter | `definition_id` |
 
 mod sdk;
 
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub schedule_slots_expected: IntCounterVec,
     /// Of those, the slots that started a run. `expected - fired` growing means a silent schedule.
     pub schedule_slots_fired: IntCounterVec,
+    /// Finished runs deleted by run-log retention.
+    pub runs_pruned: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -131,6 +134,12 @@ impl Metrics {
                 &registry,
                 "taskfactory_schedule_slots_fired_total",
                 "Settled schedule slots that started a run (compare with taskfactory_schedule_slots_expected_total)",
+                &["definition_id"],
+            ),
+            runs_pruned: counter(
+                &registry,
+                "taskfactory_runs_pruned_total",
+                "Finished runs deleted by run-log retention, with their tasks, events and other rows",
                 &["definition_id"],
             ),
             registry,

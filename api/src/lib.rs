@@ -14,6 +14,7 @@
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
 //! - [`event_starter`]: starts the runs of the events ingress accepted.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
+//! - [`run_pruner`]: deletes finished runs past their retention.
 //! - [`notify`]: `schedule_silent` notifications, delivered by a `NotifyWorkflow` per slot.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
@@ -45,6 +46,7 @@ pub mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod run_pruner;
 pub mod run_reconciler;
 pub mod schedule_observer;
 pub mod schedules;
@@ -165,6 +167,11 @@ pub struct Background {
     pub decision_retention: Option<Duration>,
     /// How often the run reconciler records runs closed in Temporal (`None`: it does not run).
     pub reconcile_every: Option<Duration>,
+    /// How often the run pruner deletes finished runs past their retention (`None`: it does
+    /// not run, and no run is ever deleted).
+    pub prune_every: Option<Duration>,
+    /// How long finished runs of definitions without `retention` are kept (`None`: forever).
+    pub run_retention: Option<Duration>,
 }
 
 impl Default for Background {
@@ -174,6 +181,8 @@ impl Default for Background {
             observe_every: Some(schedule_observer::OBSERVE_EVERY),
             decision_retention: retention,
             reconcile_every: Some(run_reconciler::RECONCILE_EVERY),
+            prune_every: Some(run_pruner::PRUNE_EVERY),
+            run_retention: None,
         }
     }
 }
@@ -201,6 +210,14 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
             }
         }
     };
+    let pruning = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move {
+            if let Some(every) = background.prune_every {
+                run_pruner::run(state, every, background.run_retention, shutdown).await;
+            }
+        }
+    };
     let starting = event_starter::run(state.clone(), shutdown.clone());
     // The audit writer stops after the last request is answered, writing what is left.
     let (audit, audit_stop) = (state.audit.clone(), CancellationToken::new());
@@ -211,6 +228,7 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
         audit_stop.cancel();
         served
     };
-    let (served, (), (), (), (), ()) = tokio::join!(serving, listening, observing, reconciling, starting, auditing);
+    let (served, (), (), (), (), (), ()) =
+        tokio::join!(serving, listening, observing, reconciling, pruning, starting, auditing);
     served
 }

@@ -60,7 +60,29 @@ pub struct ActivityDefinition {
     /// At most `limit` runs per concurrency key at once, and what a run beyond it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// How long this definition's finished runs stay in the run log; wins over the API's
+    /// `--run-retention` (default: that, which by default keeps runs forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
+
+/// How long a definition's finished runs are kept: give exactly one of `days` and
+/// `last_runs`. Open runs are never pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Runs that finished more than this many days ago are pruned (1 to 36,500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// Only the newest this many finished runs are kept (1 to 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_runs: Option<u32>,
+}
+
+/// Largest `retention.days` (a hundred years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Largest `retention.last_runs`.
+pub const MAX_RETENTION_RUNS: u32 = 1_000_000;
 
 /// Runs of one definition that may run at once, per key (any trigger).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -213,7 +213,25 @@ pub fn validate(def: &ActivityDefinition) -> Result<(), ValidationErrors> {
             errs.check("concurrency.key", templates.check(key));
         }
     }
+    if let Some(r) = &def.retention {
+        validate_retention(r, &mut errs);
+    }
     if errs.0.is_empty() { Ok(()) } else { Err(ValidationErrors { errors: errs.0 }) }
+}
+
+fn validate_retention(r: &crate::definition::Retention, errs: &mut Errors) {
+    use crate::definition::{MAX_RETENTION_DAYS, MAX_RETENTION_RUNS};
+    match (r.days, r.last_runs) {
+        (Some(_), Some(_)) => errs.push("retention", "give either days or last_runs, not both"),
+        (None, None) => errs.push("retention", "give days or last_runs"),
+        (Some(days), None) if !(1..=MAX_RETENTION_DAYS).contains(&days) => {
+            errs.push("retention.days", format!("must be 1 to {MAX_RETENTION_DAYS}"));
+        }
+        (None, Some(runs)) if !(1..=MAX_RETENTION_RUNS).contains(&runs) => {
+            errs.push("retention.last_runs", format!("must be 1 to {MAX_RETENTION_RUNS}"));
+        }
+        _ => {}
+    }
 }
 
 /// Largest `concurrency.limit`.
@@ -632,6 +650,30 @@ mod tests {
         assert!(errs.contains(&"tasks[0].for_each: unknown context \"invoicez\"".to_string()), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("trigger.timezone: unknown time zone")), "{errs:?}");
         assert!(errs.contains(&"tasks[0].depends_on[0]: unknown task \"nope\"".to_string()), "{errs:?}");
+    }
+
+    #[test]
+    fn retention_takes_days_or_last_runs_in_range() {
+        for good in [json!({"days": 90}), json!({"last_runs": 500}), json!({"days": 36_500}), json!({"last_runs": 1})] {
+            let mut v = base();
+            v["retention"] = good.clone();
+            parse_definition(v).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
+        for (bad, path) in [
+            (json!({"days": 0}), "retention.days"),
+            (json!({"days": 36_501}), "retention.days"),
+            (json!({"last_runs": 0}), "retention.last_runs"),
+            (json!({"last_runs": 1_000_001}), "retention.last_runs"),
+            (json!({"days": -1}), "retention.days"),
+            (json!({"days": 3, "last_runs": 3}), "retention"),
+            (json!({}), "retention"),
+            (json!({"weeks": 3}), "retention.weeks"),
+        ] {
+            let mut v = base();
+            v["retention"] = bad.clone();
+            let errs = errors(v);
+            assert!(errs.iter().any(|e| e.starts_with(&format!("{path}:"))), "{bad}: {errs:?}");
+        }
     }
 
     #[test]

@@ -76,6 +76,25 @@ pub struct ApiArgs {
     /// How long trigger decisions are kept (e.g. `30d`, `12h`; `0s` keeps them forever).
     #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::schedule_observer::DEFAULT_RETENTION, value_parser = parse_retention)]
     pub decision_retention: std::time::Duration,
+    #[command(flatten)]
+    pub run_retention: RunRetentionArgs,
+}
+
+/// How long the run log keeps finished runs (`taskfactory api` and `taskfactory dev`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunRetentionArgs {
+    /// How long finished runs are kept, with their tasks, trace events, human tasks and
+    /// artifacts (e.g. `30d`); a definition's `retention` wins over it. Default: forever (no
+    /// run is pruned unless its definition says so). Open runs are never pruned.
+    #[arg(long, env = "TASKFACTORY_RUN_RETENTION", value_parser = parse_run_retention)]
+    pub run_retention: Option<std::time::Duration>,
+}
+
+impl RunRetentionArgs {
+    /// The API's default retention: `None` keeps runs forever.
+    pub fn default_keep(&self) -> Option<std::time::Duration> {
+        self.run_retention
+    }
 }
 
 /// What the worker's notifications say about where taskfactory is.
@@ -160,4 +179,30 @@ impl TuningArgs {
 
 fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
     taskfactory_schemas::duration::parse_duration(raw)
+}
+
+/// A run retention: a duration of at least a minute (`0s` is refused: omit the flag to keep
+/// runs forever), so a typo like `30` seconds cannot wipe the run log.
+fn parse_run_retention(raw: &str) -> Result<std::time::Duration, String> {
+    let keep = taskfactory_schemas::duration::parse_duration(raw)?;
+    if keep < std::time::Duration::from_secs(60) {
+        return Err(format!("{raw:?}: at least 1m (omit the flag to keep runs forever)"));
+    }
+    Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_run_retention;
+
+    #[test]
+    fn a_run_retention_is_at_least_a_minute() {
+        assert_eq!(parse_run_retention("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_run_retention("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["0s", "30s", "30", "forever"] {
+            assert!(parse_run_retention(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -55,6 +55,8 @@ pub struct DevArgs {
     /// Task queue of the worker.
     #[arg(long, default_value = "taskfactory")]
     pub task_queue: String,
+    #[command(flatten)]
+    pub run_retention: crate::config::RunRetentionArgs,
 }
 
 fn ensure_free(port: u16, flag: &str) -> anyhow::Result<()> {
@@ -196,6 +198,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut api_config =
         ApiConfig::new(client.clone(), store.clone(), args.task_queue.clone(), context.clone(), args.api_addr);
     api_config.temporal_ui_url = temporal_server.ui_url.clone();
+    api_config.background.run_retention = args.run_retention.default_keep();
     let api = ApiProcess::build(api_config, shutdown.clone()).await?;
     let mut worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
     // Notifications link to this process's UI.

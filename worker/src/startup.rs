@@ -114,7 +114,11 @@ impl ApiConfig {
         let mut config = Self::new(client, store, temporal.task_queue.clone(), context, api.api_addr);
         config.temporal_ui_url = api.temporal_ui_url.clone();
         let retention = Some(api.decision_retention).filter(|r| !r.is_zero());
-        config.background = Background { decision_retention: retention, ..Background::default() };
+        config.background = Background {
+            decision_retention: retention,
+            run_retention: api.run_retention.default_keep(),
+            ..Background::default()
+        };
         Ok(config)
     }
 }

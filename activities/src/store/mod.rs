@@ -14,6 +14,7 @@
 //! - [`notifications`]: webhook deliveries, claimed once per dedupe key, and their attempts;
 //! - [`human_tasks`]: the inbox of `human` tasks and the decisions taken on them;
 //! - [`reads`]: runs, events and graphs for the read API;
+//! - [`retention`]: pruning finished runs past their retention, with their rows;
 //! - [`retries`]: retries of finished runs, and the tasks they reuse;
 //! - [`reports`]: progress, log lines and artifacts task code reports from outside;
 //! - [`task_log`]: group commit of the task writes concurrent activities make;
@@ -29,6 +30,7 @@ mod notifications;
 pub mod nul;
 mod reads;
 mod reports;
+mod retention;
 mod retries;
 mod task_log;
 mod writes;
@@ -39,6 +41,7 @@ pub use definitions::Listening;
 pub use ingress::{Accept, Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use notifications::{Attempted, Claim, NotificationRow};
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
+pub use retention::RunPrune;
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};
 

@@ -3,7 +3,8 @@
 //!
 //! A run stream sends each event once, in seq order, with `id: <seq>`; a client that
 //! reconnects with `Last-Event-ID` (browsers do it by themselves) resumes right after the last
-//! event it saw, on any API process. The stream ends after the run's final event.
+//! event it saw, on any API process. The stream ends after the run's final event, or with a
+//! `run_pruned` event when run-log retention deletes the run while the stream follows it.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -47,6 +48,14 @@ struct Cursor {
     notes: broadcast::Receiver<Arc<Note>>,
     pending: VecDeque<TraceEvent>,
     done: bool,
+    /// The run log has had the run: its absence now means it was pruned (before, that the
+    /// worker has not recorded a just-started run yet).
+    recorded: bool,
+}
+
+/// The last event of a stream whose run was pruned.
+fn pruned_event(run: &str) -> Event {
+    Event::default().event("run_pruned").data(serde_json::json!({"workflow_id": run}).to_string())
 }
 
 fn sse_event(e: &TraceEvent) -> Event {
@@ -69,11 +78,18 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
         }
         match cursor.store.list_events(&cursor.run, cursor.after, 500).await {
             Ok(events) if !events.is_empty() => {
+                cursor.recorded = true;
                 cursor.after = events.last().map_or(cursor.after, |e| e.seq);
                 cursor.pending.extend(events);
                 continue;
             }
-            Ok(_) => {}
+            Ok(_) => cursor.recorded = true,
+            // Recorded before, gone now: retention deleted the run. Say so once and end.
+            Err(taskfactory_activities::StoreError::NotFound(_)) if cursor.recorded => {
+                cursor.done = true;
+                let event = pruned_event(&cursor.run);
+                return Some((Ok(event), cursor));
+            }
             // Started in Temporal, not yet recorded by the worker: wait like for any event.
             Err(taskfactory_activities::StoreError::NotFound(_)) => {}
             Err(e) => {
@@ -103,7 +119,9 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
 /// Server-Sent Events: one per trace event, in seq order, with `id: <seq>`, `event: <type>`
 /// and `data: <the TraceEvent as JSON>` (see the `TraceEvent` schema). Reconnecting with
 /// `Last-Event-ID` resumes after that event, on any API process. The stream ends after the
-/// run's final event. `EventSource` cannot set headers: pass the key as `?access_token=`.
+/// run's final event; a run deleted by run-log retention while it is followed ends its stream
+/// with one `run_pruned` event (`data: {"workflow_id"}`). `EventSource` cannot set headers:
+/// pass the key as `?access_token=`.
 #[utoipa::path(get, path = "/api/v1/runs/{workflow_id}/stream", operation_id = "stream_run", tag = "runs",
     params(RunPath, StreamQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq (wins over `after`)")),
     responses(
@@ -128,14 +146,19 @@ pub async fn run_stream(
     };
     // Subscribe before the first read, so no notification falls between the two.
     let notes = state.live.subscribe();
-    // 404 for an unknown run, before the stream starts. A run Temporal knows but the worker
-    // has not recorded yet (just triggered) is streamed as soon as it is.
-    if let Err(e) = state.store.list_events(&workflow_id, 0, 1).await {
-        let handle = state.temporal.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.clone());
-        if handle.describe(Default::default()).await.is_err() {
-            return Err(e.into());
+    // 404 for an unknown run, before the stream starts. A run Temporal has running but the
+    // worker has not recorded yet (just triggered) is streamed as soon as it is; one Temporal
+    // has closed and the log does not have was pruned (or never started): 404 too.
+    let recorded = match state.store.list_events(&workflow_id, 0, 1).await {
+        Ok(_) => true,
+        Err(e) => {
+            let handle = state.temporal.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.clone());
+            match handle.describe(Default::default()).await {
+                Ok(d) if d.status() == temporalio_client::WorkflowExecutionStatus::Running => false,
+                _ => return Err(e.into()),
+            }
         }
-    }
+    };
     let cursor = Cursor {
         shutdown: state.shutdown.clone(),
         store: state.store.clone(),
@@ -144,6 +167,7 @@ pub async fn run_stream(
         notes,
         pending: VecDeque::new(),
         done: false,
+        recorded,
     };
     Ok(Sse::new(stream::unfold(cursor, next_event)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -391,7 +391,13 @@ impl Bench {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let mut config =
             ApiConfig::new(client.clone(), store.clone(), task_queue.to_owned(), ContextClients::default(), listen);
-        config.background = Background { observe_every: None, decision_retention: None, reconcile_every: None };
+        config.background = Background {
+            observe_every: None,
+            decision_retention: None,
+            reconcile_every: None,
+            prune_every: None,
+            run_retention: None,
+        };
         config.reconcile_at_startup = false;
         config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });
         let api = ApiProcess::build(config, shutdown.clone()).await?;

@@ -119,6 +119,38 @@ async fn assert_refused(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_retention_is_refused_naming_the_field() {
+    let app = TestApp::spawn("badretention").await;
+    let id = format!("ret-{}", unique());
+    let put = format!("/api/v1/definitions/{id}");
+    for (retention, field) in [
+        (json!({"days": 0}), "retention.days"),
+        (json!({"days": 36_501}), "retention.days"),
+        (json!({"days": "30d"}), "retention.days"),
+        (json!({"last_runs": 0}), "retention.last_runs"),
+        (json!({"last_runs": 1_000_001}), "retention.last_runs"),
+        (json!({"days": 30, "last_runs": 10}), "retention"),
+        (json!({}), "retention"),
+        (json!({"months": 1}), "retention.months"),
+    ] {
+        let definition = json!({"id": id, "name": "Kept", "trigger": {"kind": "manual"},
+            "tasks": [{"id": "t", "kind": "noop"}], "retention": retention});
+        assert_refused(&app, Method::PUT, &put, Some(&definition), StatusCode::UNPROCESSABLE_ENTITY, field).await;
+        assert_refused(
+            &app,
+            Method::POST,
+            "/api/v1/validate",
+            Some(&definition),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            field,
+        )
+        .await;
+    }
+    let (status, _) = app.call(Method::GET, &put, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_are_refused_naming_the_field() {
     let app = TestApp::spawn("nulfields").await;
     let id = format!("ctl-{}", unique());

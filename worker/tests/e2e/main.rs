@@ -26,6 +26,7 @@ mod operators;
 mod plans;
 mod reports;
 mod restarts;
+mod retention;
 mod run_control;
 mod schedules;
 mod secrets;

@@ -149,8 +149,14 @@ fn test_api_config(client: &Client, store: &Store, task_queue: &str, context_db:
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config =
         ApiConfig::new(client.clone(), store.clone(), task_queue.to_owned(), test_context(context_db), listen);
-    config.background =
-        Background { observe_every: None, decision_retention: None, reconcile_every: Some(Duration::from_secs(2)) };
+    // No run pruner: retention tests prune by calling the store, at the moment they choose.
+    config.background = Background {
+        observe_every: None,
+        decision_retention: None,
+        reconcile_every: Some(Duration::from_secs(2)),
+        prune_every: None,
+        run_retention: None,
+    };
     config.reconcile_at_startup = false;
     config
 }

@@ -1,0 +1,43 @@
+//! The run pruner: deletes finished runs past their retention (a definition's `retention`,
+//! else the API's `--run-retention`) with their rows (`Store::prune_runs`). One API process
+//! at a time prunes (a lease in Postgres, as the run reconciler's), every minute.
+
+use std::time::Duration;
+
+use taskfactory_activities::store::RunPrune;
+use tokio_util::sync::CancellationToken;
+
+use crate::ApiState;
+
+/// How often the pruner looks.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs deleted per transaction: short transactions, so writers and readers never wait long.
+pub const BATCH: i64 = 100;
+
+/// The lease of the passes.
+const LEASE: &str = "run-pruner";
+
+/// Prunes every `every` while this process holds the lease, until `shutdown` is cancelled.
+/// `default_keep`: how long runs of definitions without `retention` are kept (`None`: forever).
+pub async fn run(state: ApiState, every: Duration, default_keep: Option<Duration>, shutdown: CancellationToken) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let prune = RunPrune { default_keep, batch: BATCH };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match state.store.take_lease(LEASE, &holder, every * 3).await {
+            Ok(true) => match state.store.prune_runs(&prune).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "finished runs past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "run pruner: pruning failed"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "run pruner: cannot take its lease"),
+        }
+    }
+}
