@@ -171,16 +171,26 @@ async fn a_slot_missed_while_temporal_is_down_is_logged_as_a_catch_up_skip() {
     let definition = json!({"id": id, "name": "Every minute", "tasks": [{"id": "t", "kind": "noop"}],
         "trigger": {"kind": "cron", "cron": ["* * * * *"], "catchup_window": "10s"}});
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    // Take the server down just before a minute's slot and bring it back 15 s after it: the
-    // slot is later than the 10 s catch-up window when the scheduler sees it.
+    // The schedule must be in Temporal, with its next fires planned, before the server goes
+    // down: a slot the scheduler never planned is neither run nor counted as missed.
+    let path = format!("/api/v1/definitions/{id}/schedule");
+    eventually(Duration::from_secs(60), "the schedule in Temporal", || async {
+        let (code, described) = app.call(reqwest::Method::GET, &path, None).await;
+        let planned = described["next_fire_times"].as_array().is_some_and(|f| !f.is_empty());
+        if code == StatusCode::OK && planned { Ok(()) } else { Err(format!("{code} {described}")) }
+    })
+    .await;
+    // Take the server down 3 s before a minute's slot at least 13 s away (so the schedule is
+    // settled well before), and bring it back 15 s after the slot: the slot is then later than
+    // the 10 s catch-up window when the scheduler sees it.
     let now = chrono::Utc::now();
-    let next_minute = chrono::DurationRound::duration_trunc(now, chrono::Duration::minutes(1)).unwrap()
+    let mut slot = chrono::DurationRound::duration_trunc(now, chrono::Duration::minutes(1)).unwrap()
         + chrono::Duration::minutes(1);
-    let down_at = next_minute - chrono::Duration::seconds(3);
-    if down_at > chrono::Utc::now() {
-        tokio::time::sleep((down_at - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    if slot - now < chrono::Duration::seconds(13) {
+        slot += chrono::Duration::minutes(1);
     }
-    let slot = if down_at > now { next_minute } else { next_minute + chrono::Duration::seconds(60) };
+    let down_at = slot - chrono::Duration::seconds(3);
+    tokio::time::sleep((down_at - chrono::Utc::now()).to_std().unwrap_or_default()).await;
     let back_after = (slot - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(15);
     own.restart_temporal_after(back_after);
 
