@@ -21,23 +21,13 @@ const LEASE: &str = "run-pruner";
 /// Prunes every `every` while this process holds the lease, until `shutdown` is cancelled.
 /// `default_keep`: how long runs of definitions without `retention` are kept (`None`: forever).
 pub async fn run(state: ApiState, every: Duration, default_keep: Option<Duration>, shutdown: CancellationToken) {
-    let holder = uuid::Uuid::new_v4().to_string();
     let prune = RunPrune { default_keep, batch: BATCH };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
+    crate::run_reconciler::while_leased(&state, LEASE, every, shutdown, || async {
+        match state.store.prune_runs(&prune).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "finished runs past their retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "run pruner: pruning failed"),
         }
-        match state.store.take_lease(LEASE, &holder, every * 3).await {
-            Ok(true) => match state.store.prune_runs(&prune).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "finished runs past their retention deleted"),
-                Err(e) => tracing::warn!(error = %e, "run pruner: pruning failed"),
-            },
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "run pruner: cannot take its lease"),
-        }
-    }
+    })
+    .await;
 }

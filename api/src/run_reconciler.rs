@@ -33,6 +33,25 @@ const LEASE: &str = "run-reconciler";
 
 /// Reconciles every `every`, while this process holds the lease, until `shutdown` is cancelled.
 pub async fn run(state: ApiState, every: Duration, shutdown: CancellationToken) {
+    while_leased(&state, LEASE, every, shutdown, || async {
+        reconcile(&state).await;
+    })
+    .await;
+}
+
+/// Runs `pass` every `every` while this process holds the lease `lease` (taken for three
+/// periods, renewed each pass, so another process takes over once this one stops), until
+/// `shutdown` is cancelled. The run reconciler's passes and the run pruner's use it.
+pub async fn while_leased<F, Fut>(
+    state: &ApiState,
+    lease: &str,
+    every: Duration,
+    shutdown: CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let holder = uuid::Uuid::new_v4().to_string();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,12 +60,10 @@ pub async fn run(state: ApiState, every: Duration, shutdown: CancellationToken) 
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match state.store.take_lease(LEASE, &holder, every * 3).await {
-            Ok(true) => {
-                reconcile(&state).await;
-            }
+        match state.store.take_lease(lease, &holder, every * 3).await {
+            Ok(true) => pass().await,
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "run reconciler: cannot take its lease"),
+            Err(e) => tracing::warn!(error = %e, lease, "cannot take the lease"),
         }
     }
 }

@@ -315,11 +315,6 @@ async fn bad_notify_settings_are_422_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_execution_times_out_notifies_run_failed_once() {
-    use taskfactory_orchestrator::RunActivityWorkflow;
-    use taskfactory_schemas::DefinitionId;
-    use taskfactory_schemas::run::{RunInput, TriggerInfo};
-    use temporalio_client::WorkflowStartOptions;
-
     let app = TestApp::spawn("notify-timeout").await;
     let (base, target) = spawn_target().await;
     let assignee = format!("timeout-{}", unique());
@@ -329,17 +324,7 @@ async fn a_run_whose_execution_times_out_notifies_run_failed_once() {
     assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
     // Started as an operator would from Temporal, with an execution timeout: no workflow code
     // runs when it expires, so the run reconciler records it and sends the notification.
-    let workflow_id = format!("tf:{id}:manual:timeout");
-    let input = RunInput {
-        definition_id: DefinitionId::parse(&id).unwrap(),
-        version: None,
-        trigger: TriggerInfo::manual(Some("timeout".to_owned()), Value::Null),
-        retry_of: None,
-    };
-    let options = WorkflowStartOptions::new(app.task_queue().to_owned(), workflow_id.clone())
-        .execution_timeout(Duration::from_secs(4))
-        .build();
-    app.client.start_workflow(RunActivityWorkflow::run, input, options).await.unwrap();
+    let workflow_id = crate::run_control::start_timing_out(&app, &id).await;
     app.waiting_human_task(&assignee).await;
     let sent = eventually(Duration::from_secs(60), "run_failed of the timed-out run", || async {
         let (_, run) = app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;

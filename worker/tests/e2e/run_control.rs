@@ -174,17 +174,12 @@ async fn cancel_through_the_api_stops_tasks_in_flight_and_closes_the_waiting_hum
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_execution_times_out_is_recorded_timed_out() {
-    let app = TestApp::spawn("timedout").await;
-    let assignee = format!("timeout-{}", unique());
-    let id = format!("timedout-{}", unique());
-    let definition = crate::support::held_definition(&id, &assignee);
-    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
-    // Started as an operator would from Temporal itself, with an execution timeout.
+/// Starts a run of definition `id` as an operator would from Temporal itself, with an
+/// execution timeout of 4 s; answers its workflow id.
+pub(crate) async fn start_timing_out(app: &TestApp, id: &str) -> String {
     let workflow_id = format!("tf:{id}:manual:timeout");
     let input = RunInput {
-        definition_id: DefinitionId::parse(&id).unwrap(),
+        definition_id: DefinitionId::parse(id).unwrap(),
         version: None,
         trigger: TriggerInfo::manual(Some("timeout".to_owned()), Value::Null),
         retry_of: None,
@@ -193,6 +188,17 @@ async fn a_run_whose_execution_times_out_is_recorded_timed_out() {
         .execution_timeout(Duration::from_secs(4))
         .build();
     app.client.start_workflow(RunActivityWorkflow::run, input, options).await.unwrap();
+    workflow_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_execution_times_out_is_recorded_timed_out() {
+    let app = TestApp::spawn("timedout").await;
+    let assignee = format!("timeout-{}", unique());
+    let id = format!("timedout-{}", unique());
+    let definition = crate::support::held_definition(&id, &assignee);
+    assert_eq!(app.put_definition(&definition).await.0, StatusCode::CREATED);
+    let workflow_id = start_timing_out(&app, &id).await;
     app.waiting_human_task(&assignee).await;
     let run = wait_for_status(&app, &workflow_id, "timed_out").await;
     assert_eq!(temporal_status(&app, &workflow_id).await, WorkflowExecutionStatus::TimedOut);
