@@ -18,6 +18,7 @@
 //! | `taskfactory_trace_write_seconds` | histogram | `op` |
 //! | `taskfactory_schedule_reconcile_actions_total` | counter | `action` |
 //! | `taskfactory_runs_pruned_total` | counter | `definition_id` |
+//! | `taskfactory_event_partitions_dropped_total` | counter | |
 
 mod sdk;
 
@@ -59,6 +60,8 @@ pub struct Metrics {
     pub schedule_slots_fired: IntCounterVec,
     /// Finished runs deleted by run-log retention.
     pub runs_pruned: IntCounterVec,
+    /// Day partitions of `run_events` dropped by run-log retention.
+    pub event_partitions_dropped: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -141,6 +144,12 @@ impl Metrics {
                 "taskfactory_runs_pruned_total",
                 "Finished runs deleted by run-log retention, with their tasks, events and other rows",
                 &["definition_id"],
+            ),
+            event_partitions_dropped: counter(
+                &registry,
+                "taskfactory_event_partitions_dropped_total",
+                "Day partitions of run_events dropped whole by run-log retention (none of their runs was kept)",
+                &[],
             ),
             registry,
         }

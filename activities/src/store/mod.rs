@@ -28,6 +28,7 @@ mod human_tasks;
 mod ingress;
 mod notifications;
 pub mod nul;
+mod partitions;
 mod reads;
 mod reports;
 mod retention;
@@ -40,6 +41,7 @@ pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
 pub use definitions::Listening;
 pub use ingress::{Accept, Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use notifications::{Attempted, Claim, NotificationRow};
+pub use partitions::EventPartition;
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
 pub use retention::RunPrune;
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
@@ -105,6 +107,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The day (days from the common era, UTC) this handle last made sure of the `run_events`
+    /// partitions ahead ([`Store::ensure_event_partitions`]).
+    partitions_ensured_on: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A definition's current version.
@@ -400,12 +405,12 @@ impl Store {
     /// Connects a pool.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(max_connections).connect(url).await?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, partitions_ensured_on: Default::default() }
     }
 
     /// The pool, for health checks.

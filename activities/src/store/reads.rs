@@ -198,7 +198,8 @@ impl Store {
             .collect();
         let jobs: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
             "select distinct on (node_id) node_id, type, message, ts from run_events \
-             where run_workflow_id = $1 and node_id like 'job:%' and type <> 'NODE_LOG' order by node_id, seq desc",
+             where run_workflow_id = $1 and run_fired_at = (select fired_at from activity_runs where workflow_id = $1) \
+               and node_id like 'job:%' and type <> 'NODE_LOG' order by node_id, seq desc",
         )
         .bind(workflow_id)
         .fetch_all(&self.pool)
@@ -230,20 +231,20 @@ impl Store {
 
     /// A page of a run's events with `seq > after`, in seq order (at most 10,000).
     pub async fn list_events(&self, workflow_id: &str, after: i64, limit: i64) -> Result<Vec<TraceEvent>> {
-        let exists: Option<i64> = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1")
+        // The run's fired_at names the one partition holding its events.
+        let fired_at: DateTime<Utc> = sqlx::query_scalar("select fired_at from activity_runs where workflow_id = $1")
             .bind(workflow_id)
             .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!("run {workflow_id:?}")));
-        }
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {workflow_id:?}")))?;
         let rows = sqlx::query(
             "select seq, ts, type, node_id, level, message, payload from run_events \
-             where run_workflow_id = $1 and seq > $2 order by seq limit $3",
+             where run_workflow_id = $1 and run_fired_at = $4 and seq > $2 order by seq limit $3",
         )
         .bind(workflow_id)
         .bind(after)
         .bind(limit.clamp(1, 10_000))
+        .bind(fired_at)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -1,5 +1,5 @@
 //! Run-log retention: finished runs past their definition's policy (or the API's default)
-//! are deleted with every row keyed by them, a batch of runs per transaction.
+//! are deleted with every row keyed by them.
 //!
 //! Deleted with a run: its tasks, trace events, human tasks, artifacts, notifications, the
 //! retries asked of it and its admission (`on delete cascade`). Kept: event receipts and
@@ -8,11 +8,14 @@
 //! or without `finished_at`) is never deleted: candidates are re-checked under their row
 //! lock inside the deleting transaction, so a run reopened by a reset in Temporal is left.
 //!
-//! Row-by-row deletes are the interim design (ADR-026): partitioning `run_events` by time
-//! would make pruning a partition drop.
+//! A pass first drops the `run_events` partitions of past days none of whose runs is kept
+//! ([`super::partitions`], ADR-027): their events go with the partition, not row by row. The
+//! runs left past their policy (a day that also holds runs still kept) are then deleted a
+//! batch of runs per transaction, events included.
 
 use std::time::Duration;
 
+use super::partitions::POLICY;
 use super::*;
 
 /// What [`Store::prune_runs`] prunes.
@@ -27,13 +30,9 @@ pub struct RunPrune {
 
 /// The finished runs past their policy, oldest first within each rule. A definition's policy
 /// is its current version's `retention`; a run whose definition is unknown gets the default.
+/// `$1`: the default horizon in seconds (null: forever), `$2`: at most this many.
 const CANDIDATES: &str = "\
-with policy as ( \
-    select d.id, (v.document -> 'retention' ->> 'days')::int as days, \
-           (v.document -> 'retention' ->> 'last_runs')::int as last_runs \
-    from activity_definitions d \
-    join activity_definition_versions v on v.definition_id = d.id and v.version = d.current_version \
-) \
+select workflow_id from ( \
 (select r.workflow_id from activity_runs r left join policy p on p.id = r.definition_id \
   where r.status not in ('running', 'queued') and r.finished_at is not null \
     and ((p.days is not null and r.finished_at < now() - make_interval(days => p.days)) \
@@ -47,14 +46,17 @@ union all \
     from activity_runs r join policy p on p.id = r.definition_id and p.last_runs is not null \
     where r.status not in ('running', 'queued') and r.finished_at is not null \
   ) ranked where newest > last_runs limit $2) \
-limit $2";
+) candidates limit $2";
 
-/// The rows keyed by a run that go with it, children before parents. `run_admissions` goes
-/// by its `on delete cascade`.
+/// Deletes the events of the runs `$1` (before their rows go: it reads their partition).
+const EVENTS: &str = "delete from run_events e using activity_runs r \
+     where r.workflow_id = any($1) and e.run_workflow_id = r.workflow_id and e.run_fired_at = r.fired_at";
+
+/// The other rows keyed by a run that go with it, children before parents. `run_admissions`
+/// goes by its `on delete cascade`.
 const CHILDREN: &[&str] = &[
     "delete from task_artifacts where run_workflow_id = any($1)",
     "delete from human_tasks where run_workflow_id = any($1)",
-    "delete from run_events where run_workflow_id = any($1)",
     "delete from task_runs where run_workflow_id = any($1)",
     "delete from notifications where run_workflow_id = any($1)",
     "delete from run_retries where run_workflow_id = any($1)",
@@ -64,16 +66,17 @@ impl Store {
     /// Deletes the finished runs past their retention, `prune.batch` runs per transaction,
     /// until none is left; answers how many runs it deleted.
     pub async fn prune_runs(&self, prune: &RunPrune) -> Result<u64> {
+        let (mut total, _) = self.drop_pruned_partitions(prune).await?;
         let default_secs = prune.default_keep.map(|d| d.as_secs_f64());
         let batch = prune.batch.max(1);
-        let mut total = 0;
+        let candidates_query = format!("with {POLICY} {CANDIDATES}");
         loop {
             let candidates: Vec<String> =
-                sqlx::query_scalar(CANDIDATES).bind(default_secs).bind(batch).fetch_all(&self.pool).await?;
+                sqlx::query_scalar(&candidates_query).bind(default_secs).bind(batch).fetch_all(&self.pool).await?;
             if candidates.is_empty() {
                 return Ok(total);
             }
-            let deleted = self.delete_runs(&candidates).await?;
+            let deleted = self.delete_runs(&candidates, true).await?;
             total += deleted;
             // Every candidate locked elsewhere or reopened: the next pass tries again.
             if deleted == 0 || candidates.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
@@ -83,8 +86,9 @@ impl Store {
     }
 
     /// Deletes those of `runs` that are still finished and not locked by a writer, with their
-    /// rows, in one transaction.
-    async fn delete_runs(&self, runs: &[String]) -> Result<u64> {
+    /// rows (their events only `with_events`: otherwise their partition is dropped next), in
+    /// one transaction.
+    pub(super) async fn delete_runs(&self, runs: &[String], with_events: bool) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let locked: Vec<String> = sqlx::query_scalar(
             "select workflow_id from activity_runs where workflow_id = any($1) \
@@ -95,6 +99,9 @@ impl Store {
         .await?;
         if locked.is_empty() {
             return Ok(0);
+        }
+        if with_events {
+            sqlx::query(EVENTS).bind(&locked).execute(&mut *tx).await?;
         }
         for statement in CHILDREN {
             sqlx::query(statement).bind(&locked).execute(&mut *tx).await?;

@@ -18,18 +18,22 @@ impl Store {
         run: &str,
         events: &[NewTraceEvent],
     ) -> Result<std::collections::HashSet<String>> {
-        let last_seq: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1 for update")
-            .bind(run)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("run {run:?}")))?;
-        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
-        let existing: Vec<String> =
-            sqlx::query_scalar("select event_key from run_events where run_workflow_id = $1 and event_key = any($2)")
+        // The run's row lock orders appends; its fired_at names the partition of its events.
+        let (last_seq, fired_at): (i64, DateTime<Utc>) =
+            sqlx::query_as("select last_seq, fired_at from activity_runs where workflow_id = $1 for update")
                 .bind(run)
-                .bind(&keys)
-                .fetch_all(&mut **tx)
-                .await?;
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("run {run:?}")))?;
+        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "select event_key from run_events where run_workflow_id = $1 and run_fired_at = $2 and event_key = any($3)",
+        )
+        .bind(run)
+        .bind(fired_at)
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await?;
         let mut seen: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
         let fresh: Vec<&NewTraceEvent> = events.iter().filter(|e| seen.insert(e.key.as_str())).collect();
         if fresh.is_empty() {
@@ -43,8 +47,8 @@ impl Store {
             fresh.iter().map(|e| nul::text_opt(e.message.as_deref())).collect();
         let payloads: Vec<Value> = fresh.iter().map(|e| nul::encode(&e.payload).into_owned()).collect();
         sqlx::query(
-            "insert into run_events (run_workflow_id, seq, event_key, type, node_id, level, message, payload) \
-             select $1, $2 + u.ord, u.k, u.t, u.n, u.l, u.m, u.p \
+            "insert into run_events (run_workflow_id, run_fired_at, seq, event_key, type, node_id, level, message, payload) \
+             select $1, $9, $2 + u.ord, u.k, u.t, u.n, u.l, u.m, u.p \
              from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[]) with ordinality as u(k, t, n, l, m, p, ord)",
         )
         .bind(run)
@@ -55,6 +59,7 @@ impl Store {
         .bind(&levels)
         .bind(&messages)
         .bind(&payloads)
+        .bind(fired_at)
         .execute(&mut **tx)
         .await?;
         let new_last = last_seq + fresh.len() as i64;
@@ -84,6 +89,8 @@ impl Store {
         retry_of: Option<&str>,
     ) -> Result<()> {
         let trigger_json = serde_json::to_value(trigger).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The partition of this run's events exists before the run does (once a day, per handle).
+        self.ensure_event_partitions().await?;
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         // A new Temporal run id for a run already recorded is a reset done in Temporal: the run

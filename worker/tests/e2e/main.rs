@@ -23,6 +23,7 @@ mod metrics;
 mod notifications;
 mod openapi;
 mod operators;
+mod partitions;
 mod plans;
 mod reports;
 mod restarts;

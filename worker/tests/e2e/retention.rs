@@ -23,7 +23,7 @@ const RUN_TABLES: &[(&str, &str)] = &[
     ("run_admissions", "run_workflow_id"),
 ];
 
-fn definition(id: &str, retention: Option<Value>) -> Value {
+pub(crate) fn definition(id: &str, retention: Option<Value>) -> Value {
     let mut d = json!({"id": id, "name": "Kept a while", "trigger": {"kind": "manual"},
         "tasks": [{"id": "a", "kind": "noop"}, {"id": "b", "kind": "noop", "depends_on": ["a"]}]});
     if let Some(r) = retention {
@@ -33,27 +33,32 @@ fn definition(id: &str, retention: Option<Value>) -> Value {
 }
 
 /// Starts a run of `id` and waits for it to finish.
-async fn finished_run(app: &TestApp, id: &str) -> String {
+pub(crate) async fn finished_run(app: &TestApp, id: &str) -> String {
     let run = app.start_run(id, &json!({"key": unique()})).await;
     assert_eq!(app.wait_for_run(&run).await["status"], "completed");
     run
 }
 
-/// Moves a run's start and end `days` into the past.
-async fn backdate(app: &TestApp, run: &str, days: i32) {
-    sqlx::query(
+/// Moves a run's start and end `days` into the past; its events move with it, to the
+/// partition of its new start (a run's start never changes outside tests).
+pub(crate) async fn backdate(app: &TestApp, run: &str, days: i32) {
+    let mut tx = app.store.pool().begin().await.unwrap();
+    let statements = [
+        "select taskfactory_event_partition((((select fired_at from activity_runs where workflow_id = $1) \
+           - make_interval(days => $2)) at time zone 'UTC')::date)",
         "update activity_runs set fired_at = fired_at - make_interval(days => $2), \
          finished_at = finished_at - make_interval(days => $2) where workflow_id = $1",
-    )
-    .bind(run)
-    .bind(days)
-    .execute(app.store.pool())
-    .await
-    .unwrap();
+        "update run_events set run_fired_at = (select fired_at from activity_runs where workflow_id = $1) \
+         where run_workflow_id = $1",
+    ];
+    for statement in statements {
+        sqlx::query(statement).bind(run).bind(days).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
 }
 
 /// How many rows of each run table `run` has.
-async fn rows(app: &TestApp, run: &str) -> Vec<(&'static str, i64)> {
+pub(crate) async fn rows(app: &TestApp, run: &str) -> Vec<(&'static str, i64)> {
     let mut counts = Vec::new();
     for (table, column) in RUN_TABLES {
         let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where {column} = $1"))
@@ -84,11 +89,11 @@ async fn add_child_rows(app: &TestApp, run: &str, definition: &str) {
     }
 }
 
-async fn prune(app: &TestApp, default_keep: Option<Duration>) -> u64 {
+pub(crate) async fn prune(app: &TestApp, default_keep: Option<Duration>) -> u64 {
     app.store.prune_runs(&RunPrune { default_keep, batch: 1 }).await.unwrap()
 }
 
-async fn exists(app: &TestApp, run: &str) -> bool {
+pub(crate) async fn exists(app: &TestApp, run: &str) -> bool {
     let (status, body) = app.call(Method::GET, &format!("/api/v1/runs/{run}"), None).await;
     assert!(matches!(status, StatusCode::OK | StatusCode::NOT_FOUND), "{status}: {body}");
     status == StatusCode::OK
@@ -188,15 +193,13 @@ async fn an_open_run_is_never_pruned_however_old() {
     assert_eq!(app.put_definition(&held).await.0, StatusCode::CREATED);
     let open = app.start_run(&id, &json!({})).await;
     app.waiting_human_task(&assignee).await;
-    // Old, and even carrying a finish time: still `running`, so kept.
-    sqlx::query(
-        "update activity_runs set fired_at = now() - interval '400 days', finished_at = now() - interval '399 days' \
-         where workflow_id = $1",
-    )
-    .bind(&open)
-    .execute(app.store.pool())
-    .await
-    .unwrap();
+    // Old, and even carrying a finish time: still `running`, so kept (and so is its partition).
+    backdate(&app, &open, 400).await;
+    sqlx::query("update activity_runs set finished_at = fired_at + interval '1 day' where workflow_id = $1")
+        .bind(&open)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
     held["retention"] = json!({"days": 1});
     app.put_definition(&held).await;
     assert_eq!(prune(&app, Some(Duration::from_secs(60))).await, 0);
