@@ -9,8 +9,15 @@
 //! the receipts stay pending and the starter backs off; nothing is lost and nothing starts
 //! twice. Ingress wakes the starter of its own process; the others find new receipts within
 //! [`POLL_EVERY`].
+//!
+//! Acceptance comes first: while this process's ingress is busy ([`BUSY_REQUESTS`] requests in
+//! flight at once), each start of a pass waits for it to calm down, for at most the pass's
+//! yield budget (`--starter-yield`, default [`YIELD_AT_MOST`]); past it, the pass starts
+//! regardless, so a steady flood delays starts by at most that much per pass.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -37,14 +44,47 @@ const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Longest wait between passes while Temporal is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Wakes the starter of this process (cheap; a wake with nothing pending does one query).
+/// Event ingress requests in flight at once from which the starter yields to them.
+pub const BUSY_REQUESTS: usize = 4;
+/// The default of the most a pass of the starter waits for a busy ingress.
+pub const YIELD_AT_MOST: Duration = Duration::from_secs(5);
+/// How often a yielding start looks at the ingress again.
+const YIELD_CHECK: Duration = Duration::from_millis(20);
+
+/// Wakes the starter of this process (cheap; a wake with nothing pending does one query), and
+/// tells it how busy this process's event ingress is.
 #[derive(Clone, Default)]
-pub struct Wake(std::sync::Arc<Notify>);
+pub struct Wake {
+    notify: Arc<Notify>,
+    ingress_in_flight: Arc<AtomicUsize>,
+}
 
 impl Wake {
     /// Wakes the starter now.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Counts an ingress request in flight until the guard is dropped.
+    pub fn ingress_request(&self) -> IngressRequest {
+        self.ingress_in_flight.fetch_add(1, Ordering::Relaxed);
+        IngressRequest(self.ingress_in_flight.clone())
+    }
+
+    /// Waits while the ingress is busy, until `deadline` at the latest.
+    async fn yield_to_ingress(&self, deadline: tokio::time::Instant) {
+        while self.ingress_in_flight.load(Ordering::Relaxed) >= BUSY_REQUESTS && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(YIELD_CHECK).await;
+        }
+    }
+}
+
+/// An event ingress request in flight ([`Wake::ingress_request`]).
+pub struct IngressRequest(Arc<AtomicUsize>);
+
+impl Drop for IngressRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -60,13 +100,14 @@ pub struct Pass {
     pub unavailable: usize,
 }
 
-/// Starts pending runs, while this process holds the lease, until `shutdown` is cancelled.
-pub async fn run(state: ApiState, shutdown: CancellationToken) {
+/// Starts pending runs, while this process holds the lease, until `shutdown` is cancelled;
+/// each pass yields to a busy ingress for at most `yield_at_most`.
+pub async fn run(state: ApiState, yield_at_most: Duration, shutdown: CancellationToken) {
     let holder = uuid::Uuid::new_v4().to_string();
     let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
-            () = state.starter.0.notified(), if backoff.is_zero() => {}
+            () = state.starter.notify.notified(), if backoff.is_zero() => {}
             () = tokio::time::sleep(POLL_EVERY + backoff) => {}
             () = shutdown.cancelled() => return,
         }
@@ -79,7 +120,7 @@ pub async fn run(state: ApiState, shutdown: CancellationToken) {
                     break;
                 }
             }
-            let pass = match start_pending(&state).await {
+            let pass = match start_pending(&state, yield_at_most).await {
                 Ok(pass) => pass,
                 Err(e) => {
                     tracing::warn!(error = %e, "event starter: cannot read pending receipts");
@@ -100,8 +141,10 @@ pub async fn run(state: ApiState, shutdown: CancellationToken) {
 }
 
 /// One pass: the debounced and batched groups that are due, then the pending receipts (the
-/// oldest [`PER_PASS`] of each).
-pub async fn start_pending(state: &ApiState) -> Result<Pass, StoreError> {
+/// oldest [`PER_PASS`] of each), each start yielding to a busy ingress until `yield_at_most`
+/// after the pass began.
+pub async fn start_pending(state: &ApiState, yield_at_most: Duration) -> Result<Pass, StoreError> {
+    let yield_until = tokio::time::Instant::now() + yield_at_most;
     let groups = state.store.due_groups(PER_PASS).await?;
     let mut pass = start_groups(state, groups).await?;
     let pending = state.store.pending_starts(PER_PASS).await?;
@@ -123,6 +166,7 @@ pub async fn start_pending(state: &ApiState) -> Result<Pass, StoreError> {
     let mut outcomes = futures_util::stream::iter(pending)
         .map(|p| async move {
             let loaded = &definitions[&(p.definition_id.clone(), p.version)];
+            state.starter.yield_to_ingress(yield_until).await;
             start_one(state, p, loaded).await
         })
         .buffer_unordered(START_CONCURRENCY);

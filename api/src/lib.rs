@@ -172,6 +172,8 @@ pub struct Background {
     pub prune_every: Option<Duration>,
     /// How long finished runs of definitions without `retention` are kept (`None`: forever).
     pub run_retention: Option<Duration>,
+    /// The most a pass of the event starter waits for a busy event ingress (zero: never).
+    pub starter_yield: Duration,
 }
 
 impl Default for Background {
@@ -183,6 +185,7 @@ impl Default for Background {
             reconcile_every: Some(run_reconciler::RECONCILE_EVERY),
             prune_every: Some(run_pruner::PRUNE_EVERY),
             run_retention: None,
+            starter_yield: event_starter::YIELD_AT_MOST,
         }
     }
 }
@@ -218,7 +221,7 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
             }
         }
     };
-    let starting = event_starter::run(state.clone(), shutdown.clone());
+    let starting = event_starter::run(state.clone(), background.starter_yield, shutdown.clone());
     // The audit writer stops after the last request is answered, writing what is left.
     let (audit, audit_stop) = (state.audit.clone(), CancellationToken::new());
     let auditing = audit.write(state.store.clone(), audit_stop.clone());

@@ -74,10 +74,14 @@ pub struct ApiArgs {
     #[arg(long, env = "TEMPORAL_UI_URL")]
     pub temporal_ui_url: Option<String>,
     /// How long trigger decisions are kept (e.g. `30d`, `12h`; `0s` keeps them forever).
-    #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::schedule_observer::DEFAULT_RETENTION, value_parser = parse_retention)]
+    #[arg(long, env = "TASKFACTORY_DECISION_RETENTION", default_value = taskfactory_api::schedule_observer::DEFAULT_RETENTION, value_parser = parse_duration)]
     pub decision_retention: std::time::Duration,
     #[command(flatten)]
     pub run_retention: RunRetentionArgs,
+    /// The most the event starter waits, per pass, while this process's event ingress is busy
+    /// (4 or more requests at once), so acceptance keeps the machine first (`0s`: never wait).
+    #[arg(long, env = "TASKFACTORY_STARTER_YIELD", default_value = "5s", value_parser = parse_duration)]
+    pub starter_yield: std::time::Duration,
 }
 
 /// How long the run log keeps finished runs (`taskfactory api` and `taskfactory dev`).
@@ -177,7 +181,7 @@ impl TuningArgs {
     }
 }
 
-fn parse_retention(raw: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     taskfactory_schemas::duration::parse_duration(raw)
 }
 

@@ -117,6 +117,7 @@ impl ApiConfig {
         config.background = Background {
             decision_retention: retention,
             run_retention: api.run_retention.default_keep(),
+            starter_yield: api.starter_yield,
             ..Background::default()
         };
         Ok(config)

@@ -155,6 +155,8 @@ pub async fn ingest(
     principal: Option<Extension<Principal>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
+    // The starter of this process yields to a busy ingress.
+    let _in_flight = state.starter.ingress_request();
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let (items, batch) = match value {
         Value::Array(items) => (items, true),

@@ -4,8 +4,13 @@
 use super::*;
 
 impl Bench {
-    pub(super) async fn ingress(&self, events: usize, concurrency: usize) -> anyhow::Result<Value> {
-        let api = Self::serve_api(&self.store, &self.client, "bench-ingress", &self.shutdown).await?;
+    pub(super) async fn ingress(
+        &self,
+        events: usize,
+        concurrency: usize,
+        starter_yield: Duration,
+    ) -> anyhow::Result<Value> {
+        let api = Self::serve_api(&self.store, &self.client, "bench-ingress", starter_yield, &self.shutdown).await?;
         let id = "bench-ingress";
         let definition = json!({"id": id, "name": "Ingress", "trigger": {"kind": "event", "event_type": "bench.pushed"},
             "tasks": [{"id": "t", "kind": "noop"}]});
@@ -57,11 +62,15 @@ impl Bench {
         let receipts = self.store.count_receipts(id).await?;
         let report = json!({
             "events": events, "distinct_keys": distinct, "concurrency": concurrency,
+            "starter_yield_s": starter_yield.as_secs_f64(),
             "events_per_s": round2(events as f64 / wall), "latency": latency(samples),
             "runs_accepted_per_answers": started_runs, "run_workflows_in_temporal": visible, "receipts": receipts,
             "all_runs_in_temporal_after_s": round2(all_started_s),
             "runs_equal_distinct_keys": started_runs == distinct && visible == distinct && receipts == distinct as i64,
-            "command": format!("taskfactory bench --only ingress --events {events} --concurrency {concurrency}"),
+            "command": format!(
+                "taskfactory bench --only ingress --events {events} --concurrency {concurrency} --starter-yield {}s",
+                starter_yield.as_secs()
+            ),
         });
         eprintln!(
             "  {:.0} events/s accepted, p50 {} ms, p99 {} ms; {started_runs} runs accepted for {distinct} keys, \

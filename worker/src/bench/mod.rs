@@ -13,7 +13,8 @@
 //!   the runs started (must equal the distinct keys);
 //! - `trace`: run-log appends per second at batch sizes 1 and 100;
 //! - `read`: latency of run detail and of an events page on a run with many events;
-//! - `schedule`: from a schedule slot to the run's first task recorded as started.
+//! - `schedule`: from a schedule slot to the run's first task recorded as started;
+//! - `retention`: pruning half of a run log of millions of events, and the read API meanwhile.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ mod fanout;
 pub mod floor;
 mod http;
 mod ingress;
+mod retention;
 mod runlog;
 mod schedule;
 
@@ -87,19 +89,29 @@ pub struct BenchArgs {
     /// Concurrent clients sending events and reading the API.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// The most the ingress API's event starter waits, per pass, for a busy ingress (`0s`:
+    /// starts share the machine with acceptance): how the trade-off is measured.
+    #[arg(long, default_value = "5s", value_parser = taskfactory_schemas::duration::parse_duration)]
+    pub starter_yield: Duration,
     /// Trace events appended per batch size.
     #[arg(long, default_value_t = 10_000)]
     pub trace_events: usize,
     /// Events in the run the read API is measured on.
     #[arg(long, default_value_t = 100_000)]
     pub read_events: usize,
+    /// Events in the run log the retention benchmark fills (and prunes half of).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub retention_events: usize,
+    /// Finished runs the retention benchmark spreads those events over, ten a day.
+    #[arg(long, default_value_t = 100)]
+    pub retention_runs: usize,
     /// Definitions firing every minute for the schedule latency (0 skips it).
     #[arg(long, default_value_t = 10)]
     pub schedules: usize,
     /// Minutes of schedule fires to wait for.
     #[arg(long, default_value_t = 2)]
     pub schedule_minutes: u32,
-    /// Only these parts: fanout, http, ingress, trace, read, schedule (default: all).
+    /// Only these parts: fanout, http, ingress, trace, read, schedule, retention (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep the dev server's state in a SQLite file (default: in memory, the faster store).
@@ -181,7 +193,7 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
         report["http_fanout"] = bench.http_fanout(args.http_tasks, args.repeat).await?;
     }
     if args.wants("ingress") {
-        report["ingress"] = bench.ingress(args.events, args.concurrency).await?;
+        report["ingress"] = bench.ingress(args.events, args.concurrency, args.starter_yield).await?;
     }
     if args.wants("trace") {
         report["trace_writes"] = bench.trace_writes(args.trace_events).await?;
@@ -191,6 +203,9 @@ async fn run_in(args: &BenchArgs, root: &std::path::Path) -> anyhow::Result<Valu
     }
     if args.wants("schedule") && args.schedules > 0 && args.schedule_minutes > 0 {
         report["schedule"] = bench.schedule_latency(args.schedules, args.schedule_minutes).await?;
+    }
+    if args.wants("retention") {
+        report["retention"] = bench.retention(args.retention_events, args.retention_runs).await?;
     }
     Ok(report)
 }
@@ -366,7 +381,7 @@ impl Bench {
         // The API runs in this process; its runs start on `bench`, its event runs on
         // `bench-ingress` (no worker polls that queue: ingress is measured alone).
         let shutdown = CancellationToken::new();
-        let api = Self::serve_api(&store, &client, "bench", &shutdown).await?;
+        let api = Self::serve_api(&store, &client, "bench", Background::default().starter_yield, &shutdown).await?;
         Ok(Self {
             client,
             store,
@@ -386,6 +401,7 @@ impl Bench {
         store: &Store,
         client: &Client,
         task_queue: &str,
+        starter_yield: Duration,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<String> {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -397,6 +413,7 @@ impl Bench {
             reconcile_every: None,
             prune_every: None,
             run_retention: None,
+            starter_yield,
         };
         config.reconcile_at_startup = false;
         config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });

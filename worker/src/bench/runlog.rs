@@ -72,8 +72,7 @@ impl Bench {
         }
         let requests = 200usize;
         let mut detail = Vec::with_capacity(requests);
-        let mut pages = Vec::with_capacity(requests);
-        for i in 0..requests {
+        for _ in 0..requests {
             let at = Instant::now();
             let response = self.http.get(format!("{}/api/v1/runs/{run}", self.api)).send().await?;
             if !response.status().is_success() {
@@ -81,21 +80,10 @@ impl Bench {
             }
             response.bytes().await?;
             detail.push(at.elapsed());
-            // Pages spread evenly over the whole log.
-            let after = (i * events) / requests;
-            let at = Instant::now();
-            let response =
-                self.http.get(format!("{}/api/v1/runs/{run}/events?after={after}&limit=100", self.api)).send().await?;
-            if !response.status().is_success() {
-                bail!("events page: {}", response.status());
-            }
-            let page: Value = response.json().await?;
-            pages.push(at.elapsed());
-            if page["events"].as_array().map_or(0, Vec::len) == 0 {
-                bail!("an empty events page after {after}");
-            }
         }
-        let report = json!({"run_events": events, "requests": requests, "run_detail": latency(detail), "events_page_100": latency(pages),
+        // Pages spread evenly over the whole log.
+        let pages = self.read_pages(&run, events, requests).await?;
+        let report = json!({"run_events": events, "requests": requests, "run_detail": latency(detail), "events_page_100": pages,
             "command": format!("taskfactory bench --only read --read-events {events}")});
         eprintln!(
             "  run detail p50 {} ms p99 {} ms; events page p50 {} ms p99 {} ms",
@@ -105,5 +93,25 @@ impl Bench {
             report["events_page_100"]["p99_ms"]
         );
         Ok(report)
+    }
+
+    /// `requests` pages of 100 events of `run`, spread over its log, one after another.
+    pub(super) async fn read_pages(&self, run: &str, events: usize, requests: usize) -> anyhow::Result<Value> {
+        let mut samples = Vec::with_capacity(requests);
+        for i in 0..requests {
+            let after = (i * events) / requests;
+            let at = Instant::now();
+            let response =
+                self.http.get(format!("{}/api/v1/runs/{run}/events?after={after}&limit=100", self.api)).send().await?;
+            if !response.status().is_success() {
+                bail!("events page: {}", response.status());
+            }
+            let page: Value = response.json().await?;
+            samples.push(at.elapsed());
+            if page["events"].as_array().map_or(0, Vec::len) == 0 {
+                bail!("an empty events page of {run} after {after}");
+            }
+        }
+        Ok(latency(samples))
     }
 }
