@@ -81,7 +81,8 @@ impl From<sqlx::Error> for ExportError {
 /// An import that stopped at a line. The runs committed before it stay imported; the run
 /// being imported is rolled back whole.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line}: {reason} ({} run(s) imported before it, {} skipped; the run being imported was rolled back)", .progress.imported, .progress.skipped)]
+#[error("line {line}: {reason}; {} run(s) imported before it ({} skipped){}", .progress.imported, .progress.skipped,
+    .rolled_back.as_ref().map(|run| format!(", nothing of the run {run} (rolled back)")).unwrap_or_default())]
 pub struct ImportError {
     /// The line (1-based); for a batch the database refused, its first line.
     pub line: u64,
@@ -89,6 +90,8 @@ pub struct ImportError {
     pub reason: String,
     /// What was committed before it.
     pub progress: ImportProgress,
+    /// The run being imported when it stopped, rolled back.
+    pub rolled_back: Option<String>,
 }
 
 /// A table of rows keyed by a run (`run_workflow_id`), in the order an export writes them.
@@ -448,7 +451,8 @@ struct OpenRun {
 
 impl Import<'_> {
     fn fail(&self, bad: Bad) -> ImportError {
-        ImportError { line: bad.line.unwrap_or(self.line), reason: bad.reason, progress: self.done }
+        let rolled_back = self.run.as_ref().filter(|run| run.tx.is_some()).map(|run| run.workflow_id.clone());
+        ImportError { line: bad.line.unwrap_or(self.line), reason: bad.reason, progress: self.done, rolled_back }
     }
 
     /// Takes one line.
@@ -520,15 +524,17 @@ impl Import<'_> {
 
     /// Inserts what is left of the run being read and commits it.
     async fn finish_run(&mut self) -> std::result::Result<(), Bad> {
-        let Some(mut run) = self.run.take() else { return Ok(()) };
-        if run.tx.is_none() {
-            return Ok(());
+        match &mut self.run {
+            Some(run) if run.tx.is_some() => run.flush().await?,
+            _ => {
+                self.run = None;
+                return Ok(());
+            }
         }
-        run.flush().await?;
-        let tx = run.tx.take().ok_or("the run's transaction is gone")?;
-        tx.commit().await.map_err(|e| format!("committing the run {:?}: {e}", run.workflow_id))?;
+        let Some(OpenRun { tx: Some(tx), workflow_id, events, .. }) = self.run.take() else { return Ok(()) };
+        tx.commit().await.map_err(|e| format!("committing the run {workflow_id:?}: {e}"))?;
         self.done.imported += 1;
-        self.done.events += run.events;
+        self.done.events += events;
         Ok(())
     }
 }
