@@ -158,16 +158,30 @@ async fn export_then_import_into_another_database_equals_the_original() {
     let completed = finished_run(&app, &ok, "completed").await;
     let failed = finished_run(&app, &failing, "failed").await;
     add_child_rows(&app, &completed, &ok).await;
+    // Past a page of an export (5,000 events) and a batch of an import (1,000 rows).
+    for statement in [
+        "insert into run_events (run_workflow_id, seq, event_key, type, level, message, payload) \
+         select $1, r.last_seq + s, 'log:' || s, 'NODE_LOG', 'info', 'line ' || s, jsonb_build_object('n', s) \
+         from activity_runs r, generate_series(1, 12000) s where r.workflow_id = $1",
+        "update activity_runs set last_seq = last_seq + 12000 where workflow_id = $1",
+        "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, status, position) \
+         select $1 || '/bulk/' || s, $1, 'bulk', s::text, 'noop', '{}'::jsonb, 'completed', 100 + s \
+         from generate_series(1, 1500) s",
+    ] {
+        sqlx::query(statement).bind(&failed).execute(app.store.pool()).await.unwrap();
+    }
     let runs = vec![completed.clone(), failed.clone()];
     let original = rows(app.store.pool(), &runs).await;
     for (table, rows) in &original {
         assert!(!rows.is_empty(), "the runs have {table} rows");
     }
     let events = original.iter().find(|(t, _)| *t == "run_events").unwrap().1.len();
+    assert!(events > 12_000);
+    let counted = format!("{},{:03}", events / 1000, events % 1000);
 
     let file = scratch_file("roundtrip");
     let stderr = export(&app, &file, &[]).await;
-    assert!(stderr.contains(&format!("exported 2/2 runs, {events} events")), "{stderr}");
+    assert!(stderr.contains(&format!("exported 2/2 runs, {counted} events")), "{stderr}");
     let exported = lines(&file);
     assert_eq!(exported[0]["kind"], "header");
     assert_eq!((&exported[0]["format"], &exported[0]["version"]), (&json!("taskfactory-runs"), &json!(1)));
@@ -187,7 +201,7 @@ async fn export_then_import_into_another_database_equals_the_original() {
     let (target_url, target) = fresh_database("roundtrip").await;
     let (ok_import, stderr) = import(&target_url, &file).await;
     assert!(ok_import, "{stderr}");
-    assert!(stderr.contains(&format!("imported 2 runs (0 already present, skipped), {events} events")), "{stderr}");
+    assert!(stderr.contains(&format!("imported 2 runs (0 already present, skipped), {counted} events")), "{stderr}");
     let imported = rows(&target, &runs).await;
     for ((table, a), (_, b)) in original.iter().zip(&imported) {
         assert_eq!(a, b, "{table} rows differ after the import");
@@ -290,19 +304,29 @@ async fn a_bad_import_line_names_its_line_and_leaves_no_partial_run() {
         .iter()
         .position(|l| l.starts_with("{\"kind\":\"run\"") && l.contains(&format!("\"workflow_id\": \"{second}\"")))
         .unwrap();
-    let bad_at = good_lines
+    let events_of_second: Vec<usize> = good_lines
         .iter()
         .enumerate()
         .skip(second_at)
         .filter(|(_, l)| l.starts_with("{\"kind\":\"event\""))
-        .nth(2)
-        .unwrap()
-        .0;
+        .map(|(i, _)| i)
+        .collect();
+    let bad_at = events_of_second[2];
+    // An event the database refuses (seq must be positive) fails the batch it is in, named
+    // by the batch's first line.
+    let mut refused: Value = serde_json::from_str(good_lines[bad_at]).unwrap();
+    refused["row"]["seq"] = json!(0);
+    let refused = refused.to_string();
     let cases = [
-        ("{\"kind\":\"bogus\",\"row\":{}}", "unknown kind \"bogus\""),
-        ("{\"kind\":\"event\",\"row\":{\"run_workfl", "not a JSON line"),
+        ("{\"kind\":\"bogus\",\"row\":{}}", bad_at, "unknown kind \"bogus\"".to_owned()),
+        ("{\"kind\":\"event\",\"row\":{\"run_workfl", bad_at, "not a JSON line".to_owned()),
+        (
+            refused.as_str(),
+            events_of_second[0],
+            format!("inserting {} event row(s) from this line on", events_of_second.len()),
+        ),
     ];
-    for (bad, expected) in cases {
+    for (bad, at, expected) in cases {
         let mut broken: Vec<&str> = good_lines.clone();
         broken[bad_at] = bad;
         let file = scratch_file("broken");
@@ -310,8 +334,9 @@ async fn a_bad_import_line_names_its_line_and_leaves_no_partial_run() {
         let (target_url, target) = fresh_database("bad").await;
         let (ok, stderr) = import(&target_url, &file).await;
         assert!(!ok, "{stderr}");
-        let line = bad_at + 1;
+        let line = at + 1;
         assert!(stderr.contains(&format!("error: line {line}: {expected}")), "{stderr}");
+        assert!(stderr.contains(&format!("nothing of the run {second} (rolled back)")), "{stderr}");
         assert!(stderr.contains("1 run(s) imported before it"), "{stderr}");
         let kept = rows(&target, std::slice::from_ref(&first)).await;
         assert!(kept.iter().take(3).all(|(_, rows)| !rows.is_empty()), "the first run stays imported: {kept:?}");
