@@ -258,10 +258,10 @@ async fn export_filters_by_definition_and_before() {
     assert_eq!(lines(&file)[0]["definition"], a.as_str());
 
     export(&app, &file, &["--definition", &a, "--before", "5d"]).await;
-    assert_eq!(exported_runs(&file), [a_old.clone()]);
+    assert_eq!(exported_runs(&file), std::slice::from_ref(&a_old));
     let before = (chrono::Utc::now() - chrono::Duration::days(5)).to_rfc3339();
     export(&app, &file, &["--before", &before]).await;
-    assert_eq!(exported_runs(&file), [a_old.clone()]);
+    assert_eq!(exported_runs(&file), std::slice::from_ref(&a_old));
     assert!(lines(&file)[0]["before"].is_string(), "the header says the cut-off");
     export(&app, &file, &["--definition", &b, "--before", "1h"]).await;
     assert_eq!(exported_runs(&file), Vec::<String>::new());
