@@ -215,7 +215,18 @@ async fn export_then_import_into_another_database_equals_the_original() {
     .unwrap();
     assert!(next > max, "the next notification id {next} is past the imported {max}");
 
-    let (ok_again, stderr) = import(&target_url, &file).await;
+    // Again, from stdin (`-i -`).
+    let mut again = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskfactory"))
+        .args(["runs", "import", "--database-url", &target_url, "-i", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running taskfactory runs import");
+    let mut stdin = again.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &std::fs::read(&file).unwrap()).await.unwrap();
+    drop(stdin);
+    let output = again.wait_with_output().await.unwrap();
+    let (ok_again, stderr) = (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned());
     assert!(ok_again, "{stderr}");
     assert!(stderr.contains("imported 0 runs (2 already present, skipped), 0 events"), "{stderr}");
     assert_eq!(rows(&target, &runs).await, imported, "importing twice duplicates nothing");
@@ -266,7 +277,14 @@ async fn export_filters_by_definition_and_before() {
     export(&app, &file, &["--definition", &b, "--before", "1h"]).await;
     assert_eq!(exported_runs(&file), Vec::<String>::new());
     export(&app, &file, &["--definition", &b]).await;
-    assert_eq!(exported_runs(&file), [b_run]);
+    assert_eq!(exported_runs(&file), std::slice::from_ref(&b_run));
+    // `-o -`: the same lines on stdout, progress still on stderr.
+    let (ok, stdout, stderr) =
+        taskfactory(&["runs", "export", "--database-url", app.database_url(), "--definition", &b, "-o", "-"]).await;
+    assert!(ok && stderr.contains("exported 1/1 runs"), "{stderr}");
+    let file_lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(stdout.lines().skip(1).collect::<Vec<_>>(), file_lines.lines().skip(1).collect::<Vec<_>>());
+    assert_eq!(serde_json::from_str::<Value>(stdout.lines().next().unwrap()).unwrap()["kind"], "header");
 
     let (ok, _, stderr) = taskfactory(&[
         "runs",
