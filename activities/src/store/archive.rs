@@ -5,8 +5,8 @@
 //! per row keyed by it, table by table: `task`, `event` (by seq), `human_task`, `artifact`,
 //! `retry`, `notification`. A row travels as Postgres's `to_jsonb` of it and comes back
 //! through `jsonb_populate_recordset`, so every column goes along and a new column needs no
-//! code here; what a schema change does touch is one statement per table ([`Child`]).
-//! `run_admissions` stays behind: an admission only matters while a run is open.
+//! code here; what a schema change does touch is one statement per table (the `insert_*`
+//! functions). `run_admissions` stays behind: an admission only matters while a run is open.
 //!
 //! Memory stays bounded whatever a run's size: rows are read in keyset pages and written as
 //! they come, and an import inserts batches of at most [`BATCH_ROWS`] rows. An import takes
