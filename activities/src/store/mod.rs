@@ -6,6 +6,7 @@
 //! never see a gap, even transiently (ADR-003).
 //!
 //! - [`admissions`]: concurrency keys: which run of a key may run now;
+//! - [`archive`]: finished runs exported as JSON Lines and imported again;
 //! - [`closed`]: runs closed in Temporal that no workflow code recorded (the run reconciler's);
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
@@ -21,6 +22,7 @@
 //! - [`nul`]: how U+0000 in JSON and text is stored (Postgres cannot hold it).
 
 mod admissions;
+mod archive;
 mod closed;
 mod decisions;
 mod definitions;
@@ -36,6 +38,7 @@ mod retries;
 mod task_log;
 mod writes;
 
+pub use archive::{ExportError, ExportFilter, ExportProgress, ImportError, ImportProgress};
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
 pub use definitions::Listening;

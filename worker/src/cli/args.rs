@@ -215,10 +215,10 @@ pub enum Command {
         client: ClientArgs,
     },
     /// List runs, or show one run (with `--events`, its trace events); `runs cancel WF` and
-    /// `runs retry WF` control one.
+    /// `runs retry WF` control one; `runs export` and `runs import` archive finished runs.
     #[command(args_conflicts_with_subcommands = true)]
     Runs {
-        /// Cancel or retry a run.
+        /// Cancel or retry a run, export or import runs.
         #[command(subcommand)]
         action: Option<RunsCommand>,
         /// A run's workflow id.
@@ -234,7 +234,7 @@ pub enum Command {
     },
 }
 
-/// `taskfactory runs ...`: acting on one run.
+/// `taskfactory runs ...`: acting on one run, or archiving finished ones.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Cancel a running run: no new task starts, tasks in flight are cancelled, the run ends
@@ -263,6 +263,30 @@ pub enum RunsCommand {
         /// Idempotency key: the same key again answers the same retry.
         #[arg(long)]
         key: Option<String>,
+    },
+    /// Export finished runs with every row they own (tasks, trace events, human tasks,
+    /// artifacts, retries, notifications) as JSON Lines, straight from the database.
+    Export {
+        /// Only runs of this definition.
+        #[arg(long)]
+        definition: Option<String>,
+        /// Only runs that finished before this: an RFC 3339 timestamp, or an age such as
+        /// `30d` or `12h` (now minus it).
+        #[arg(long)]
+        before: Option<String>,
+        /// The file to write (`-`: stdout).
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Import an export into the database (migrated first); runs it has already are skipped.
+    Import {
+        /// The file to read (`-`: stdin).
+        #[arg(short = 'i', long = "in")]
+        input: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 

@@ -3,7 +3,8 @@
 //! - Process commands (`dev`, `worker`, `api`, `bench`, the demo and floor workers) build their
 //!   process in [`crate::startup`] and run it until Ctrl-C or SIGTERM.
 //! - Operator commands against Temporal or Postgres directly: [`admin`] (`setup`, `migrate`,
-//!   `history`) and [`keys`] (which works before any API key exists).
+//!   `history`), [`keys`] (which works before any API key exists) and `runs export` /
+//!   `runs import` (in [`runs`]).
 //! - Client commands talk to a running API, decode its answers into the API's own types and
 //!   print them: [`definitions`] (`apply`, `dry-run`, `diff`, `preview`), [`runs`] (`trigger`,
 //!   `runs`, `events send`), [`schedules`] (`schedules`, `fleet`, `decisions`).

@@ -4,6 +4,7 @@
 // A test crate: helpers unwrap too (clippy allows it only inside #[test] fns and #[cfg(test)]).
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod auth;
 mod bad_input;
 mod crash;
