@@ -73,7 +73,8 @@ impl Wake {
 
     /// Waits while the ingress is busy, until `deadline` at the latest.
     async fn yield_to_ingress(&self, deadline: tokio::time::Instant) {
-        while self.ingress_in_flight.load(Ordering::Relaxed) >= BUSY_REQUESTS && tokio::time::Instant::now() < deadline {
+        while self.ingress_in_flight.load(Ordering::Relaxed) >= BUSY_REQUESTS && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(YIELD_CHECK).await;
         }
     }

@@ -66,8 +66,10 @@ impl Bench {
                     let run = &kept[i % kept.len()];
                     let after = (i * 7_919) % per_run.max(1);
                     let at = Instant::now();
-                    let response =
-                        bench_http.get(format!("{api}/api/v1/runs/{run}/events?after={after}&limit=100")).send().await?;
+                    let response = bench_http
+                        .get(format!("{api}/api/v1/runs/{run}/events?after={after}&limit=100"))
+                        .send()
+                        .await?;
                     if !response.status().is_success() {
                         bail!("events page during the prune: {}", response.status());
                     }

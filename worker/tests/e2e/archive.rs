@@ -160,8 +160,8 @@ async fn export_then_import_into_another_database_equals_the_original() {
     add_child_rows(&app, &completed, &ok).await;
     // Past a page of an export (5,000 events) and a batch of an import (1,000 rows).
     for statement in [
-        "insert into run_events (run_workflow_id, seq, event_key, type, level, message, payload) \
-         select $1, r.last_seq + s, 'log:' || s, 'NODE_LOG', 'info', 'line ' || s, jsonb_build_object('n', s) \
+        "insert into run_events (run_workflow_id, run_fired_at, seq, event_key, type, level, message, payload) \
+         select $1, r.fired_at, r.last_seq + s, 'log:' || s, 'NODE_LOG', 'info', 'line ' || s, jsonb_build_object('n', s) \
          from activity_runs r, generate_series(1, 12000) s where r.workflow_id = $1",
         "update activity_runs set last_seq = last_seq + 12000 where workflow_id = $1",
         "insert into task_runs (id, run_workflow_id, template_id, item_key, kind, params, status, position) \
