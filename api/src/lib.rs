@@ -12,6 +12,7 @@
 //! - [`live`]: Postgres LISTEN/NOTIFY fanned out to the live streams.
 //! - [`starter`]: starting runs with the options every trigger shares.
 //! - [`schedules`]: cron definitions as Temporal Schedules, and the reconciler.
+//! - [`acceptor`]: group commit of the acceptances of concurrent event ingress requests.
 //! - [`event_starter`]: starts the runs of the events ingress accepted.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
 //! - [`run_pruner`]: deletes finished runs past their retention.
@@ -34,6 +35,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod acceptor;
 pub mod answers;
 pub mod audit;
 pub mod auth;
@@ -69,6 +71,8 @@ pub struct ApiState {
     pub temporal_ui_url: Option<String>,
     /// Wakes the event starter of this process (event ingress accepted something).
     pub starter: event_starter::Wake,
+    /// Commits the acceptances of concurrent ingress requests together.
+    pub acceptor: acceptor::Acceptor,
     /// Writes the audit log.
     pub audit: audit::AuditLog,
     /// Recently authenticated keys ([`auth::KeyCache`]).
@@ -102,6 +106,7 @@ impl ApiState {
             live,
             temporal_ui_url: None,
             starter: event_starter::Wake::default(),
+            acceptor: acceptor::Acceptor::default(),
             listening: listening::ListeningCache::default(),
             audit: audit::AuditLog::default(),
             keys: auth::KeyCache::default(),

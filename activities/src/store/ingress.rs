@@ -55,46 +55,78 @@ pub enum Accept {
 }
 
 impl Store {
-    /// Commits an event for a definition in one statement: a new dedupe key gets a `pending`
-    /// receipt and an `accepted` decision (keyed by the run, so the starter and the run turn
-    /// it into `fired`); a key seen before gets a `deduplicated` decision; nothing is written
-    /// when the definitions changed since `a.generation` ([`Accept::Stale`]).
+    /// Commits an event for a definition ([`Self::accept_events`] with one event).
     pub async fn accept_event(&self, a: &Acceptance<'_>) -> Result<Accept> {
-        let accepted = format!("accepted: {} starts shortly", a.workflow_id);
-        let duplicate = format!("dedupe key {:?} already started {}", a.dedupe_key, a.workflow_id);
-        let answer: String = sqlx::query_scalar(
-            "with current as (select n = $9 as ok from definition_generation), receipt as ( \
+        let answers = self.accept_events(std::slice::from_ref(a)).await?;
+        answers.into_iter().next().ok_or_else(|| StoreError::Corrupt("no answer for an acceptance".into()))
+    }
+
+    /// Commits events for definitions in one statement (a group commit of concurrent
+    /// requests), answering each in order: a new dedupe key gets a `pending` receipt and an
+    /// `accepted` decision (keyed by the run, so the starter and the run turn it into
+    /// `fired`); a key seen before, or earlier in the same batch, gets a `deduplicated`
+    /// decision; nothing is written for one whose `generation` is not the definitions' change
+    /// counter any more ([`Accept::Stale`]).
+    pub async fn accept_events(&self, batch: &[Acceptance<'_>]) -> Result<Vec<Accept>> {
+        let column = |f: fn(&Acceptance<'_>) -> String| batch.iter().map(f).collect::<Vec<String>>();
+        let definitions = column(|a| a.definition_id.to_owned());
+        let keys = column(|a| nul::text(a.dedupe_key).into_owned());
+        let workflows = column(|a| a.workflow_id.to_owned());
+        let accepted = column(|a| nul::text(&format!("accepted: {} starts shortly", a.workflow_id)).into_owned());
+        let duplicate = column(|a| {
+            nul::text(&format!("dedupe key {:?} already started {}", a.dedupe_key, a.workflow_id)).into_owned()
+        });
+        let events: Vec<Value> = batch.iter().map(|a| nul::encode(a.event).into_owned()).collect();
+        let details: Vec<Value> = batch.iter().map(|a| nul::encode(a.detail).into_owned()).collect();
+        let versions: Vec<i32> = batch.iter().map(|a| a.version).collect();
+        let generations: Vec<i64> = batch.iter().map(|a| a.generation).collect();
+        let answers: Vec<String> = sqlx::query_scalar(
+            "with input as ( \
+               select * from unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::text[], $7::jsonb[], $8::text[], $9::int8[]) \
+                 with ordinality as i(def, key, wf, event, version, accepted, detail, duplicate, gen, ord) \
+             ), ok as ( \
+               select i.*, row_number() over (partition by i.def, i.key order by i.ord) = 1 as first \
+               from input i join definition_generation g on g.n = i.gen \
+             ), receipt as ( \
                insert into event_receipts (definition_id, dedupe_key, workflow_id, event, state, version) \
-               select $1, $2, $3, $4, 'pending', $5 from current where ok \
-               on conflict (definition_id, dedupe_key) do nothing returning 1 \
+               select def, key, wf, event, 'pending', version from ok where first order by ord \
+               on conflict (definition_id, dedupe_key) do nothing returning definition_id, dedupe_key \
+             ), new as ( \
+               select ok.ord from ok join receipt r on r.definition_id = ok.def and r.dedupe_key = ok.key where ok.first \
              ), accepted as ( \
                insert into trigger_decisions (definition_id, source, outcome, message, workflow_id, dedupe_key, detail, decision_key) \
-               select $1, 'event', 'accepted', $6, $3, $2, $7, 'run:' || $3 from receipt \
+               select def, 'event', 'accepted', accepted, wf, key, detail, 'run:' || wf from ok where ord in (select ord from new) order by ord \
                on conflict (definition_id, decision_key) where decision_key is not null do nothing \
              ), duplicate as ( \
                insert into trigger_decisions (definition_id, source, outcome, message, workflow_id, dedupe_key, detail) \
-               select $1, 'event', 'deduplicated', $8, $3, $2, $7 from current where ok and not exists (select 1 from receipt) \
-             ) select case when not (select ok from current) then 'stale' \
-               when exists (select 1 from receipt) then 'new' else 'duplicate' end",
+               select def, 'event', 'deduplicated', duplicate, wf, key, detail from ok where ord not in (select ord from new) order by ord \
+             ) select case when ok.ord is null then 'stale' when i.ord in (select ord from new) then 'new' else 'duplicate' end \
+             from input i left join ok on ok.ord = i.ord order by i.ord",
         )
-        .bind(a.definition_id)
-        .bind(nul::text(a.dedupe_key))
-        .bind(a.workflow_id)
-        .bind(nul::encode(a.event).as_ref())
-        .bind(a.version)
-        .bind(nul::text(&accepted))
-        .bind(nul::encode(a.detail).as_ref())
-        .bind(nul::text(&duplicate))
-        .bind(a.generation)
-        .fetch_one(&self.pool)
+        .bind(&definitions)
+        .bind(&keys)
+        .bind(&workflows)
+        .bind(&events)
+        .bind(&versions)
+        .bind(&accepted)
+        .bind(&details)
+        .bind(&duplicate)
+        .bind(&generations)
+        .fetch_all(&self.pool)
         .await?;
-        let (accept, outcome) = match answer.as_str() {
-            "new" => (Accept::New, DecisionOutcome::Accepted),
-            "duplicate" => (Accept::Duplicate, DecisionOutcome::Deduplicated),
-            _ => return Ok(Accept::Stale),
-        };
-        metrics().trigger_decisions.with_label_values(&[a.definition_id, "event", outcome.as_str()]).inc();
-        Ok(accept)
+        Ok(batch
+            .iter()
+            .zip(answers)
+            .map(|(a, answer)| {
+                let (accept, outcome) = match answer.as_str() {
+                    "new" => (Accept::New, DecisionOutcome::Accepted),
+                    "duplicate" => (Accept::Duplicate, DecisionOutcome::Deduplicated),
+                    _ => return Accept::Stale,
+                };
+                metrics().trigger_decisions.with_label_values(&[a.definition_id, "event", outcome.as_str()]).inc();
+                accept
+            })
+            .collect())
     }
 
     /// The definitions' change counter now (see [`Listening::generation`]).

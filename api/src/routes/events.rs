@@ -35,6 +35,7 @@ use taskfactory_schemas::duration::parse_duration;
 
 use super::FREE_FORM_FIELDS;
 use crate::ApiState;
+use crate::acceptor::Pending;
 use crate::error::ApiError;
 
 /// Most events in one request.
@@ -464,7 +465,16 @@ async fn decide_event(
             Grouped::Stale => EventDecision::Stale,
         });
     }
-    Ok(match state.store.accept_event(&acceptance).await? {
+    let pending = Pending {
+        definition_id: definition.id.as_str().to_owned(),
+        version: loaded.version,
+        dedupe_key: key,
+        workflow_id: workflow_id.clone(),
+        event: event_json,
+        detail,
+        generation,
+    };
+    Ok(match state.acceptor.accept(&state.store, pending).await? {
         Accept::New => EventDecision::Accepted { workflow_id },
         Accept::Duplicate => EventDecision::Duplicate { workflow_id },
         Accept::Stale => EventDecision::Stale,
