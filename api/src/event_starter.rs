@@ -278,3 +278,29 @@ async fn start_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_start_yields_to_a_busy_ingress_until_its_deadline_and_not_to_a_quiet_one() {
+        let wake = Wake::default();
+        let few: Vec<IngressRequest> = (0..BUSY_REQUESTS - 1).map(|_| wake.ingress_request()).collect();
+        let far = tokio::time::Instant::now() + Duration::from_secs(600);
+        // Fewer requests than busy: no wait at all (the deadline is far).
+        tokio::time::timeout(Duration::from_secs(5), wake.yield_to_ingress(far)).await.expect("no yield");
+
+        let busy = wake.ingress_request();
+        let began = tokio::time::Instant::now();
+        let deadline = began + Duration::from_millis(200);
+        wake.yield_to_ingress(deadline).await;
+        assert!(tokio::time::Instant::now() >= deadline, "a busy ingress is yielded to until the deadline");
+
+        // The requests end: a waiting start goes on before its deadline.
+        drop(busy);
+        drop(few);
+        assert_eq!(wake.ingress_in_flight.load(Ordering::Relaxed), 0, "every guard gave its request back");
+        tokio::time::timeout(Duration::from_secs(5), wake.yield_to_ingress(far)).await.expect("no yield once quiet");
+    }
+}
