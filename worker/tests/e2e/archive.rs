@@ -232,7 +232,26 @@ async fn export_then_import_into_another_database_equals_the_original() {
     assert_eq!(rows(&target, &runs).await, imported, "importing twice duplicates nothing");
     let total: i64 = sqlx::query_scalar("select count(*) from run_events").fetch_one(&target).await.unwrap();
     assert_eq!(usize::try_from(total).unwrap(), events);
+
+    // A file written before run_events had its partition key imports the same: each event
+    // goes to the partition of its run's start.
+    let older = scratch_file("before-partitioning");
+    let text: Vec<String> = lines(&file)
+        .into_iter()
+        .map(|mut line| {
+            if line["kind"] == "event" {
+                line["row"].as_object_mut().unwrap().remove("run_fired_at").expect("exports carry run_fired_at");
+            }
+            line.to_string()
+        })
+        .collect();
+    std::fs::write(&older, text.join("\n") + "\n").unwrap();
+    let (older_url, older_target) = fresh_database("before-partitioning").await;
+    let (ok_older, stderr) = import(&older_url, &older).await;
+    assert!(ok_older, "{stderr}");
+    assert_eq!(rows(&older_target, &runs).await, original, "the same rows, partition key included");
     let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&older);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
