@@ -117,6 +117,7 @@ impl ApiConfig {
         config.background = Background {
             decision_retention: retention,
             run_retention: api.run_retention.default_keep(),
+            receipt_retention: api.run_retention.receipts_keep(),
             ..Background::default()
         };
         Ok(config)

@@ -397,6 +397,7 @@ impl Bench {
             reconcile_every: None,
             prune_every: None,
             run_retention: None,
+            receipt_retention: None,
         };
         config.reconcile_at_startup = false;
         config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });

@@ -17,6 +17,7 @@ mod first_contact;
 mod fleet;
 mod floor;
 mod fuzz;
+mod growth;
 mod kinds;
 mod live;
 mod metrics;
