@@ -19,13 +19,23 @@
 //! | `taskfactory_schedule_reconcile_actions_total` | counter | `action` |
 //! | `taskfactory_runs_pruned_total` | counter | `definition_id` |
 //! | `taskfactory_event_partitions_dropped_total` | counter | |
+//! | `taskfactory_receipts_pruned_total` | counter | `definition_id` |
+//! | `taskfactory_table_rows` | gauge (API only) | `table` |
+//! | `taskfactory_table_bytes` | gauge (API only) | `table` |
+//! | `taskfactory_oldest_run_timestamp_seconds` | gauge (API only; absent without runs) | |
+//!
+//! The gauges describe the API's database, read from Postgres' catalog when `/metrics` is
+//! scraped, at most every 15 s ([`growth_families`]): rows are `reltuples` estimates (what the
+//! last vacuum or analyze counted), bytes are `pg_total_relation_size` with indexes and
+//! TOAST, both summed over a partitioned table's partitions.
 
 mod sdk;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use temporalio_common::telemetry::metrics::CoreMeter;
 
 /// The `Content-Type` of [`render`]'s text (Prometheus text exposition format 0.0.4).
@@ -62,6 +72,8 @@ pub struct Metrics {
     pub runs_pruned: IntCounterVec,
     /// Day partitions of `run_events` dropped by run-log retention.
     pub event_partitions_dropped: IntCounterVec,
+    /// Event receipts deleted by `--receipt-retention`.
+    pub receipts_pruned: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -151,6 +163,12 @@ impl Metrics {
                 "Day partitions of run_events dropped whole by run-log retention (none of their runs was kept)",
                 &[],
             ),
+            receipts_pruned: counter(
+                &registry,
+                "taskfactory_receipts_pruned_total",
+                "Event receipts deleted by receipt retention (their dedupe keys are no longer deduplicated by the run log)",
+                &["definition_id"],
+            ),
             registry,
         }
     }
@@ -176,8 +194,48 @@ pub fn temporal_meter() -> Arc<dyn CoreMeter> {
 
 /// Every series of this process in the Prometheus text format.
 pub fn render() -> String {
+    render_with(Vec::new())
+}
+
+/// The growth gauges of a database as `growth` read it: rows and bytes per table, and the
+/// oldest run kept (left out when there is no run). A registry of their own per scrape, since
+/// they describe one database and a process may serve several (the test suite's APIs).
+pub fn growth_families(growth: &crate::store::Growth) -> Vec<MetricFamily> {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str| {
+        let gauge = GaugeVec::new(Opts::new(name, help), &["table"]).expect("a valid metric definition");
+        registry.register(Box::new(gauge.clone())).expect("each metric is registered once");
+        gauge
+    };
+    let rows = gauge(
+        "taskfactory_table_rows",
+        "Estimated rows of each of taskfactory's tables (reltuples, summed over partitions; 0 until first analyzed)",
+    );
+    let bytes = gauge(
+        "taskfactory_table_bytes",
+        "Bytes of each of taskfactory's tables with indexes and TOAST (pg_total_relation_size, summed over partitions)",
+    );
+    for table in &growth.tables {
+        rows.with_label_values(&[table.table.as_str()]).set(table.rows);
+        bytes.with_label_values(&[table.table.as_str()]).set(table.bytes);
+    }
+    if let Some(oldest) = growth.oldest_run {
+        let gauge = Gauge::new(
+            "taskfactory_oldest_run_timestamp_seconds",
+            "When the oldest run the run log keeps fired (unix seconds); absent when there is no run",
+        )
+        .expect("a valid metric definition");
+        gauge.set(oldest.timestamp() as f64);
+        registry.register(Box::new(gauge)).expect("each metric is registered once");
+    }
+    registry.gather()
+}
+
+/// [`render`], with `extra` families after the process's own (the API's growth gauges).
+pub fn render_with(extra: Vec<MetricFamily>) -> String {
     let mut families = METRICS.registry.gather();
     families.extend(sdk::gather());
+    families.extend(extra);
     let mut text = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&families, &mut text) {
         tracing::error!(error = %e, "encoding the metrics failed");

@@ -15,7 +15,7 @@
 //! - [`acceptor`]: group commit of the acceptances of concurrent event ingress requests.
 //! - [`event_starter`]: starts the runs of the events ingress accepted.
 //! - [`run_reconciler`]: records runs an operator (or a timeout) closed in Temporal.
-//! - [`run_pruner`]: deletes finished runs past their retention.
+//! - [`run_pruner`]: deletes finished runs past their retention, and event receipts past theirs.
 //! - [`notify`]: `schedule_silent` notifications, delivered by a `NotifyWorkflow` per slot.
 //! - [`schedule_observer`]: writes each cron slot's outcome into the trigger decision log,
 //!   and prunes old decisions.
@@ -81,6 +81,8 @@ pub struct ApiState {
     pub listening: listening::ListeningCache,
     /// Events per second per key accepted by `POST /api/v1/events`.
     pub event_limiter: std::sync::Arc<ratelimit::RateLimiter>,
+    /// The growth gauges `GET /metrics` last read ([`routes::metrics::GrowthCache`]).
+    pub growth: routes::metrics::GrowthCache,
     /// Cancelled when the process shuts down: background loops stop and open streams end, so
     /// draining can finish.
     pub shutdown: CancellationToken,
@@ -111,6 +113,7 @@ impl ApiState {
             audit: audit::AuditLog::default(),
             keys: auth::KeyCache::default(),
             event_limiter,
+            growth: routes::metrics::GrowthCache::default(),
             shutdown,
         }
     }
@@ -179,6 +182,9 @@ pub struct Background {
     pub run_retention: Option<Duration>,
     /// The most a pass of the event starter waits for a busy event ingress (zero: never).
     pub starter_yield: Duration,
+    /// How long event receipts are kept once their run was started (`None`: forever); the
+    /// run pruner deletes older ones.
+    pub receipt_retention: Option<Duration>,
 }
 
 impl Default for Background {
@@ -191,6 +197,7 @@ impl Default for Background {
             prune_every: Some(run_pruner::PRUNE_EVERY),
             run_retention: None,
             starter_yield: event_starter::YIELD_AT_MOST,
+            receipt_retention: None,
         }
     }
 }
@@ -222,7 +229,8 @@ pub async fn run(listener: TcpListener, state: ApiState, background: Background)
         let (state, shutdown) = (state.clone(), shutdown.clone());
         async move {
             if let Some(every) = background.prune_every {
-                run_pruner::run(state, every, background.run_retention, shutdown).await;
+                let keep = run_pruner::Keep { runs: background.run_retention, receipts: background.receipt_retention };
+                run_pruner::run(state, every, keep, shutdown).await;
             }
         }
     };

@@ -1,6 +1,7 @@
 //! The run pruner: deletes finished runs past their retention (a definition's `retention`,
-//! else the API's `--run-retention`) with their rows (`Store::prune_runs`). One API process
-//! at a time prunes (a lease in Postgres, as the run reconciler's), every minute.
+//! else the API's `--run-retention`) with their rows (`Store::prune_runs`), and event
+//! receipts past `--receipt-retention` (`Store::prune_receipts`). One API process at a time
+//! prunes (a lease in Postgres, as the run reconciler's), every minute.
 
 use std::time::Duration;
 
@@ -18,15 +19,29 @@ pub const BATCH: i64 = 100;
 /// The lease of the passes.
 const LEASE: &str = "run-pruner";
 
+/// How long the pruner keeps what it prunes (`None`: forever).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep {
+    /// Finished runs of definitions without `retention`.
+    pub runs: Option<Duration>,
+    /// Event receipts whose run was started.
+    pub receipts: Option<Duration>,
+}
+
 /// Prunes every `every` while this process holds the lease, until `shutdown` is cancelled.
-/// `default_keep`: how long runs of definitions without `retention` are kept (`None`: forever).
-pub async fn run(state: ApiState, every: Duration, default_keep: Option<Duration>, shutdown: CancellationToken) {
-    let prune = RunPrune { default_keep, batch: BATCH };
+pub async fn run(state: ApiState, every: Duration, keep: Keep, shutdown: CancellationToken) {
+    let prune = RunPrune { default_keep: keep.runs, batch: BATCH };
     crate::run_reconciler::while_leased(&state, LEASE, every, shutdown, || async {
         match state.store.prune_runs(&prune).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "finished runs past their retention deleted"),
             Err(e) => tracing::warn!(error = %e, "run pruner: pruning failed"),
+        }
+        let Some(receipts) = keep.receipts else { return };
+        match state.store.prune_receipts(receipts).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "event receipts past their retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "run pruner: pruning receipts failed"),
         }
     })
     .await;

@@ -92,12 +92,22 @@ pub struct RunRetentionArgs {
     /// run is pruned unless its definition says so). Open runs are never pruned.
     #[arg(long, env = "TASKFACTORY_RUN_RETENTION", value_parser = parse_run_retention)]
     pub run_retention: Option<std::time::Duration>,
+    /// How long event receipts are kept once their run was started (e.g. `90d`); they keep
+    /// an event's dedupe key deduplicated after its run is gone. Default: forever. A receipt
+    /// whose run has not started yet is never pruned.
+    #[arg(long, env = "TASKFACTORY_RECEIPT_RETENTION", value_parser = parse_receipt_retention)]
+    pub receipt_retention: Option<std::time::Duration>,
 }
 
 impl RunRetentionArgs {
     /// The API's default retention: `None` keeps runs forever.
     pub fn default_keep(&self) -> Option<std::time::Duration> {
         self.run_retention
+    }
+
+    /// How long event receipts are kept: `None` keeps them forever.
+    pub fn receipts_keep(&self) -> Option<std::time::Duration> {
+        self.receipt_retention
     }
 }
 
@@ -188,9 +198,18 @@ fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
 /// A run retention: a duration of at least a minute (`0s` is refused: omit the flag to keep
 /// runs forever), so a typo like `30` seconds cannot wipe the run log.
 fn parse_run_retention(raw: &str) -> Result<std::time::Duration, String> {
+    at_least_a_minute(raw, "runs")
+}
+
+/// A receipt retention: at least a minute, as [`parse_run_retention`].
+fn parse_receipt_retention(raw: &str) -> Result<std::time::Duration, String> {
+    at_least_a_minute(raw, "receipts")
+}
+
+fn at_least_a_minute(raw: &str, what: &str) -> Result<std::time::Duration, String> {
     let keep = taskfactory_schemas::duration::parse_duration(raw)?;
     if keep < std::time::Duration::from_secs(60) {
-        return Err(format!("{raw:?}: at least 1m (omit the flag to keep runs forever)"));
+        return Err(format!("{raw:?}: at least 1m (omit the flag to keep {what} forever)"));
     }
     Ok(keep)
 }
@@ -199,7 +218,9 @@ fn parse_run_retention(raw: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::parse_run_retention;
+    use clap::Parser;
+
+    use super::{RunRetentionArgs, parse_receipt_retention, parse_run_retention};
 
     #[test]
     fn a_run_retention_is_at_least_a_minute() {
@@ -208,5 +229,27 @@ mod tests {
         for bad in ["0s", "30s", "30", "forever"] {
             assert!(parse_run_retention(bad).is_err(), "{bad}");
         }
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        retention: RunRetentionArgs,
+    }
+
+    #[test]
+    fn a_receipt_retention_is_at_least_a_minute_and_a_bad_one_names_the_flag() {
+        assert_eq!(parse_receipt_retention("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_receipt_retention("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["0s", "30s", "30", "forever"] {
+            assert!(parse_receipt_retention(bad).is_err(), "{bad}");
+            let refused =
+                Cli::try_parse_from(["taskfactory", "--receipt-retention", bad]).err().expect(bad).to_string();
+            assert!(refused.contains("--receipt-retention"), "{bad}: {refused}");
+        }
+        let unset = Cli::try_parse_from(["taskfactory"]).unwrap();
+        assert_eq!(unset.retention.receipts_keep(), None, "default: forever");
+        let set = Cli::try_parse_from(["taskfactory", "--receipt-retention", "7d"]).unwrap();
+        assert_eq!(set.retention.receipts_keep(), Some(Duration::from_secs(7 * 86_400)));
     }
 }

@@ -199,6 +199,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ApiConfig::new(client.clone(), store.clone(), args.task_queue.clone(), context.clone(), args.api_addr);
     api_config.temporal_ui_url = temporal_server.ui_url.clone();
     api_config.background.run_retention = args.run_retention.default_keep();
+    api_config.background.receipt_retention = args.run_retention.receipts_keep();
     let api = ApiProcess::build(api_config, shutdown.clone()).await?;
     let mut worker_config = WorkerConfig::new(client, args.task_queue.clone(), store.clone(), context);
     // Notifications link to this process's UI.

@@ -118,6 +118,7 @@ impl ApiConfig {
             decision_retention: retention,
             run_retention: api.run_retention.default_keep(),
             starter_yield: api.starter_yield,
+            receipt_retention: api.run_retention.receipts_keep(),
             ..Background::default()
         };
         Ok(config)

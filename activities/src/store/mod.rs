@@ -10,6 +10,7 @@
 //! - [`closed`]: runs closed in Temporal that no workflow code recorded (the run reconciler's);
 //! - [`decisions`]: the trigger decision log and the schedule observer's state;
 //! - [`definitions`]: versioned definitions, event-definition lookup, event receipts;
+//! - [`growth`]: the receipts' horizon, and rows and bytes per table for the growth gauges;
 //! - [`ingress`]: accepted events and the starts of their runs;
 //! - [`writes`]: the run log's writes (run lifecycle, plans, tasks);
 //! - [`notifications`]: webhook deliveries, claimed once per dedupe key, and their attempts;
@@ -26,6 +27,7 @@ mod archive;
 mod closed;
 mod decisions;
 mod definitions;
+mod growth;
 mod human_tasks;
 mod ingress;
 mod notifications;
@@ -42,6 +44,7 @@ pub use archive::{ExportError, ExportFilter, ExportProgress, ImportError, Import
 pub use closed::CancelRequest;
 pub use decisions::{DecisionFilter, NewDecision, ScheduleObservation};
 pub use definitions::Listening;
+pub use growth::{Growth, RECEIPT_BATCH, TableGrowth};
 pub use ingress::{Accept, Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use notifications::{Attempted, Claim, NotificationRow};
 pub use partitions::EventPartition;

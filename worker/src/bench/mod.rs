@@ -414,6 +414,7 @@ impl Bench {
             prune_every: None,
             run_retention: None,
             starter_yield,
+            receipt_retention: None,
         };
         config.reconcile_at_startup = false;
         config.event_rate = Some(EventRate { per_second: 1e9, burst: 1e9 });

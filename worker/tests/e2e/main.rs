@@ -18,6 +18,7 @@ mod first_contact;
 mod fleet;
 mod floor;
 mod fuzz;
+mod growth;
 mod kinds;
 mod live;
 mod metrics;

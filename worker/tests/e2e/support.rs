@@ -156,6 +156,7 @@ fn test_api_config(client: &Client, store: &Store, task_queue: &str, context_db:
         reconcile_every: Some(Duration::from_secs(2)),
         prune_every: None,
         run_retention: None,
+        receipt_retention: None,
         ..Background::default()
     };
     config.reconcile_at_startup = false;
