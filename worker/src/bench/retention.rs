@@ -10,21 +10,20 @@ use super::*;
 
 /// Runs started per day of the fill (one partition of `run_events` a day).
 const RUNS_PER_DAY: usize = 10;
+/// Brings the tables to steady state before reads are timed.
+const VACUUM: &str = "vacuum (analyze) run_events, task_runs, activity_runs";
 
-/// The tables retention shrinks, as `(table, bytes, estimated rows)`.
+/// The tables retention shrinks, with their bytes and estimated rows.
 async fn table_sizes(store: &Store) -> anyhow::Result<Value> {
+    let growth = store.growth().await?;
     let mut sizes = serde_json::Map::new();
-    for table in ["run_events", "task_runs", "activity_runs"] {
-        let (bytes, rows): (i64, f64) = sqlx::query_as(
-            "select coalesce(sum(pg_total_relation_size(t.relid)), 0)::int8, \
-                    coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 \
-             from (select relid from pg_partition_tree($1::regclass) union select $1::regclass) t \
-             join pg_class c on c.oid = t.relid",
-        )
-        .bind(table)
-        .fetch_one(store.pool())
-        .await?;
-        sizes.insert(table.into(), json!({"mib": round2(bytes as f64 / 1_048_576.0), "rows_estimate": rows.round()}));
+    for table in
+        growth.tables.iter().filter(|t| ["run_events", "task_runs", "activity_runs"].contains(&t.table.as_str()))
+    {
+        sizes.insert(
+            table.table.clone(),
+            json!({"mib": round2(table.bytes / 1_048_576.0), "rows_estimate": table.rows.round()}),
+        );
     }
     Ok(Value::Object(sizes))
 }
@@ -48,7 +47,10 @@ impl Bench {
             }
         }
         let fill_s = filling.elapsed().as_secs_f64();
-        sqlx::query("analyze run_events, task_runs, activity_runs").execute(self.store.pool()).await?;
+        // Reads are timed on vacuumed tables, as they are in steady state (not while
+        // autovacuum catches up with the fill).
+        eprintln!("  vacuuming ...");
+        sqlx::raw_sql(VACUUM).execute(self.store.pool()).await?;
         let before = table_sizes(&self.store).await?;
         // The newest run lies in the newest day; every day's partition holds as many events.
         let probe = workflow_ids.last().context("no runs")?.clone();
@@ -85,7 +87,9 @@ impl Bench {
         let prune_s = pruning.elapsed().as_secs_f64();
         stop.cancel();
         let during = reader.await??;
-        sqlx::query("analyze run_events, task_runs, activity_runs").execute(self.store.pool()).await?;
+        let vacuuming = Instant::now();
+        sqlx::raw_sql(VACUUM).execute(self.store.pool()).await?;
+        let vacuum_s = vacuuming.elapsed().as_secs_f64();
         let after = table_sizes(&self.store).await?;
         let reads_after = self.read_pages(&probe, per_run, 200).await?;
         let pruned_runs = runs - keep;
@@ -93,6 +97,7 @@ impl Bench {
         let report = json!({
             "runs": runs, "events": per_run * runs, "tasks": per_run / 2 * runs, "partitions": days,
             "fill_s": round2(fill_s), "runs_pruned": pruned, "prune_s": round2(prune_s),
+            "vacuum_after_prune_s": round2(vacuum_s),
             "rows_per_s": round2(rows_deleted as f64 / prune_s.max(1e-9)),
             "tables_before": before, "tables_after": after,
             "events_page_100_during_prune": latency(during),
