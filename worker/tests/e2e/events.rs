@@ -1,14 +1,10 @@
 //! Event ingress: exactly one run per dedupe key, however often and concurrently an event is
 //! delivered, and still after Temporal has forgotten the workflow.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_common::protos::temporal::api::workflowservice::v1::DeleteWorkflowExecutionRequest;
 
-use crate::support::{TestApp, eventually, unique};
+use crate::support::{TestApp, unique};
 
 fn push_definition(id: &str, event_type: &str) -> Value {
     json!({
@@ -89,21 +85,7 @@ async fn two_hundred_concurrent_deliveries_start_one_run() {
     assert_eq!(list["runs"].as_array().unwrap().len(), 2, "{list}");
 
     // Temporal forgets the first run; the receipt still deduplicates its key.
-    app.client
-        .connection()
-        .workflow_service()
-        .delete_workflow_execution(temporalio_client::tonic::Request::new(DeleteWorkflowExecutionRequest {
-            namespace: "default".into(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: expected_id.clone(), run_id: String::new() }),
-        }))
-        .await
-        .expect("deleting the workflow execution");
-    let handle = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(expected_id.clone());
-    // The dev server deletes closed executions asynchronously: about 30 s here.
-    eventually(Duration::from_secs(120), "the workflow to be deleted", || async {
-        handle.describe(Default::default()).await.is_err()
-    })
-    .await;
+    app.forget_in_temporal(&expected_id).await;
     let (_, body) = app.call(Method::POST, "/api/v1/events", Some(&event)).await;
     assert_eq!(outcomes(&body, 0), [("duplicate".to_owned(), expected_id)]);
 }

@@ -8,8 +8,6 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use taskfactory_activities::store::RunPrune;
-use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_common::protos::temporal::api::workflowservice::v1::DeleteWorkflowExecutionRequest;
 
 use crate::support::{TestApp, eventually, unique};
 
@@ -179,21 +177,7 @@ async fn a_key_whose_receipt_was_pruned_starts_a_run_only_once_temporal_forgot_t
         .await
         .unwrap();
     assert_eq!(app.store.prune_runs(&RunPrune { default_keep: Some(THIRTY_DAYS), batch: 10 }).await.unwrap(), 1);
-    app.client
-        .connection()
-        .workflow_service()
-        .delete_workflow_execution(temporalio_client::tonic::Request::new(DeleteWorkflowExecutionRequest {
-            namespace: "default".into(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: workflow_id.clone(), run_id: String::new() }),
-        }))
-        .await
-        .expect("deleting the workflow execution");
-    let handle = app.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.clone());
-    // The dev server deletes closed executions asynchronously: about 30 s here.
-    eventually(Duration::from_secs(120), "the workflow to be deleted", || async {
-        handle.describe(Default::default()).await.is_err()
-    })
-    .await;
+    app.forget_in_temporal(&workflow_id).await;
     age_receipt(&app, &id, "k", 40).await;
     assert_eq!(app.store.prune_receipts(THIRTY_DAYS).await.unwrap(), 1);
     assert_eq!(send(&app, &event_type, "k").await, ("accepted".to_owned(), workflow_id.clone()));

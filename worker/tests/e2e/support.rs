@@ -335,6 +335,31 @@ impl TestApp {
         }
     }
 
+    /// Deletes a workflow's executions in Temporal, as its namespace retention would, and
+    /// waits until Temporal no longer knows it.
+    pub async fn forget_in_temporal(&self, workflow_id: &str) {
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::DeleteWorkflowExecutionRequest;
+        self.client
+            .connection()
+            .workflow_service()
+            .delete_workflow_execution(temporalio_client::tonic::Request::new(DeleteWorkflowExecutionRequest {
+                namespace: "default".into(),
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: workflow_id.to_owned(),
+                    run_id: String::new(),
+                }),
+            }))
+            .await
+            .expect("deleting the workflow execution");
+        let handle = self.client.get_workflow_handle::<temporalio_common::UntypedWorkflow>(workflow_id.to_owned());
+        // The dev server deletes closed executions asynchronously: about 30 s here.
+        eventually(Duration::from_secs(120), "the workflow to be deleted", || async {
+            handle.describe(Default::default()).await.is_err()
+        })
+        .await;
+    }
+
     /// Waits (deadline 300 s) until the run has at least `n` completed tasks.
     pub async fn wait_for_completed_tasks(&self, workflow_id: &str, n: i64) {
         eventually(Duration::from_secs(300), format!("{n} completed tasks"), || async {
