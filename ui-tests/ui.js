@@ -43,11 +43,12 @@ const scenarios = {
   async actions(page) {
     page.on("dialog", (d) => d.accept());
     await page.goto(`${base}/#/runs/${encodeURIComponent(arg)}`);
-    await (await page.waitForSelector("[data-testid=cancel-run]", { timeout: 30000 })).click();
+    // Clicks go through locators: they find the element again if a live update redrew it.
+    await page.locator("[data-testid=cancel-run]").first().click({ timeout: 30000 });
     await page.waitForFunction(() => document.querySelector("[data-testid=action-result]").textContent.includes("cancelling"), null, { timeout: 30000 });
     const cancelled = await page.textContent("[data-testid=action-result]");
     // The page follows the run: once it has ended cancelled, it offers the retry.
-    await (await page.waitForSelector("[data-testid=retry-run]", { timeout: 60000 })).click();
+    await page.locator("[data-testid=retry-run]").first().click({ timeout: 60000 });
     await page.waitForFunction((id) => decodeURIComponent(location.hash).includes(`${id}:retry:`), arg, { timeout: 30000 });
     await page.waitForSelector(".counters", { timeout: 30000 });
     return { cancelled, hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
@@ -90,8 +91,8 @@ const scenarios = {
     const [run, task] = arg.split("|");
     page.on("dialog", (d) => d.accept());
     await page.goto(`${base}/#/runs/${encodeURIComponent(run)}`);
-    await (await page.waitForSelector(`.task[title="${task}: failed"]`, { timeout: 30000 })).click();
-    await (await page.waitForSelector("[data-testid=retry-task]", { timeout: 30000 })).click();
+    await page.locator(`.task[title="${task}: failed"]`).first().click({ timeout: 30000 });
+    await page.locator("[data-testid=retry-task]").first().click({ timeout: 30000 });
     await page.waitForFunction((id) => decodeURIComponent(location.hash).includes(`${id}:retry:`), run, { timeout: 30000 });
     await page.waitForSelector(".counters", { timeout: 30000 });
     return { hash: decodeURIComponent(await page.evaluate(() => location.hash)), links: await page.textContent("main h2 + p") };
@@ -102,7 +103,7 @@ const scenarios = {
   async progress(page) {
     const [run, task] = arg.split("|");
     await page.goto(`${base}/#/runs/${encodeURIComponent(run)}`);
-    await (await page.waitForSelector(`.task[title^="${task}:"]`, { timeout: 30000 })).click();
+    await page.locator(`.task[title^="${task}:"]`).first().click({ timeout: 30000 });
     const seen = [];
     for (const current of ["1", "2"]) {
       const bar = await page.waitForSelector(`[data-testid=task-progress][data-current="${current}"]`, { timeout: 30000 });
