@@ -33,8 +33,14 @@ pub async fn run(state: ApiState, every: Duration, keep: Keep, shutdown: Cancell
     let prune = RunPrune { default_keep: keep.runs, batch: BATCH };
     crate::run_reconciler::while_leased(&state, LEASE, every, shutdown, || async {
         match state.store.prune_runs(&prune).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "finished runs past their retention deleted"),
+            Ok(report) if report.runs == 0 => {}
+            Ok(report) => tracing::info!(
+                runs = report.runs,
+                partitions = report.partitions,
+                deleting_s = report.deleting.as_secs_f64(),
+                dropping_s = report.dropping.as_secs_f64(),
+                "finished runs past their retention deleted"
+            ),
             Err(e) => tracing::warn!(error = %e, "run pruner: pruning failed"),
         }
         let Some(receipts) = keep.receipts else { return };

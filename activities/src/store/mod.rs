@@ -48,8 +48,9 @@ pub use growth::{Growth, RECEIPT_BATCH, TableGrowth};
 pub use ingress::{Accept, Acceptance, DueGroup, GroupAcceptance, GroupMode, Grouped, PendingStart};
 pub use notifications::{Attempted, Claim, NotificationRow};
 pub use partitions::EventPartition;
+pub use reads::{EVENTS_PAGE, RUN_FIRED_AT};
 pub use reports::{ArtifactBody, ArtifactRow, NewArtifact, StoredArtifact};
-pub use retention::RunPrune;
+pub use retention::{PruneReport, RunPrune};
 pub use retries::{Retried, RetriedTask, Retry, RetrySource};
 pub use task_log::{TaskLog, TaskWrite};
 

@@ -9,6 +9,9 @@
 //! detached table.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::retention::PruneReport;
 
 use super::*;
 
@@ -75,27 +78,24 @@ impl Store {
     /// Drops the partitions of closed days none of whose runs is kept any longer: their
     /// runs are deleted (with their tasks, human tasks, artifacts, ... but not their events,
     /// which go with the partition), then the partition is detached and dropped. Answers how
-    /// many runs went, and how many partitions.
-    pub(super) async fn drop_pruned_partitions(&self, prune: &super::retention::RunPrune) -> Result<(u64, u64)> {
+    /// many runs went, and how many partitions, with the time each took.
+    pub(super) async fn drop_pruned_partitions(&self, prune: &super::retention::RunPrune) -> Result<PruneReport> {
         self.finish_detached_partitions().await?;
         let now: DateTime<Utc> = sqlx::query_scalar("select now()").fetch_one(&self.pool).await?;
         let default_secs = prune.default_keep.map(|d| d.as_secs_f64());
-        let (mut runs, mut dropped) = (0, 0);
+        let mut report = PruneReport::default();
         for partition in self.event_partitions().await? {
             // A day is closed an hour after it ends: no transaction that began on it still adds
             // a run to it.
             if partition.to + chrono::Duration::hours(1) > now {
                 break;
             }
-            let kept: bool = sqlx::query_scalar(&format!(
-                "with {POLICY} select exists (select 1 from activity_runs r left join policy p on p.id = r.definition_id \
-                 where r.fired_at >= $2 and r.fired_at < $3 and not ({PRUNABLE}))"
-            ))
-            .bind(default_secs)
-            .bind(partition.from)
-            .bind(partition.to)
-            .fetch_one(&self.pool)
-            .await?;
+            let kept: bool = sqlx::query_scalar(super::retention::DAY_KEPT.as_str())
+                .bind(default_secs)
+                .bind(partition.from)
+                .bind(partition.to)
+                .fetch_one(&self.pool)
+                .await?;
             if kept {
                 continue;
             }
@@ -111,8 +111,10 @@ impl Store {
                 if batch.is_empty() {
                     break;
                 }
+                let deleting = Instant::now();
                 let deleted = self.delete_runs(&batch, false).await?;
-                runs += deleted;
+                report.deleting += deleting.elapsed();
+                report.runs += deleted;
                 if deleted == 0 {
                     break;
                 }
@@ -128,11 +130,13 @@ impl Store {
             if left {
                 continue;
             }
+            let dropping = Instant::now();
             self.detach_and_drop(&partition.name, false).await?;
+            report.dropping += dropping.elapsed();
             metrics().event_partitions_dropped.with_label_values::<&str>(&[]).inc();
-            dropped += 1;
+            report.partitions += 1;
         }
-        Ok((runs, dropped))
+        Ok(report)
     }
 
     /// Ends the drops a crash interrupted between detaching and dropping.
@@ -167,24 +171,6 @@ fn partition_of(name: &str) -> Option<EventPartition> {
     let from = day.and_hms_opt(0, 0, 0)?.and_utc();
     Some(EventPartition { name: name.to_owned(), from, to: from + chrono::Duration::days(1) })
 }
-
-/// The retention policy of each definition: its current version's `retention`.
-pub(super) const POLICY: &str = "policy as ( \
-    select d.id, (v.document -> 'retention' ->> 'days')::int as days, \
-           (v.document -> 'retention' ->> 'last_runs')::int as last_runs \
-    from activity_definitions d \
-    join activity_definition_versions v on v.definition_id = d.id and v.version = d.current_version)";
-
-/// Whether run `r` (joined with its definition's `policy` as `p`) is past retention; `$1` is
-/// the default horizon in seconds (null: forever). The rules of the pruner's candidates
-/// ([`super::retention`]), per run rather than ranked over a definition's runs.
-const PRUNABLE: &str = "r.status not in ('running', 'queued') and r.finished_at is not null and ( \
-    (p.days is not null and r.finished_at < now() - make_interval(days => p.days)) \
-    or (p.days is null and p.last_runs is null and $1::float8 is not null \
-        and r.finished_at < now() - make_interval(secs => $1::float8)) \
-    or (p.last_runs is not null and (select count(*) from activity_runs n \
-        where n.definition_id = r.definition_id and n.status not in ('running', 'queued') and n.finished_at is not null \
-          and (n.finished_at, n.workflow_id) > (r.finished_at, r.workflow_id)) >= p.last_runs))";
 
 #[cfg(test)]
 mod tests {

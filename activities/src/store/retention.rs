@@ -13,9 +13,9 @@
 //! runs left past their policy (a day that also holds runs still kept) are then deleted a
 //! batch of runs per transaction, events included.
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
-use super::partitions::POLICY;
 use super::*;
 
 /// What [`Store::prune_runs`] prunes.
@@ -28,25 +28,71 @@ pub struct RunPrune {
     pub batch: i64,
 }
 
+/// What a [`Store::prune_runs`] pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PruneReport {
+    /// Runs deleted, with their rows.
+    pub runs: u64,
+    /// Partitions of `run_events` dropped whole.
+    pub partitions: u64,
+    /// Time spent deleting rows: the runs with their tasks, human tasks, ..., and the events
+    /// of runs whose day holds a run still kept.
+    pub deleting: Duration,
+    /// Time spent detaching and dropping partitions.
+    pub dropping: Duration,
+}
+
+/// The retention policy of each definition: its current version's `retention`.
+const POLICY: &str = "policy as ( \
+    select d.id, (v.document -> 'retention' ->> 'days')::int as days, \
+           (v.document -> 'retention' ->> 'last_runs')::int as last_runs \
+    from activity_definitions d \
+    join activity_definition_versions v on v.definition_id = d.id and v.version = d.current_version)";
+
+/// Run `alias` is finished: an open run is never pruned.
+fn finished(alias: &str) -> String {
+    format!("{alias}.status not in ('running', 'queued') and {alias}.finished_at is not null")
+}
+
+/// Run `r` (joined with its definition's `policy` as `p`) is past a horizon: its definition's
+/// `days`, or for a definition without `retention` the default, `$1` seconds (null: forever).
+const PAST_HORIZON: &str = "(p.days is not null and r.finished_at < now() - make_interval(days => p.days)) \
+    or (p.days is null and p.last_runs is null and $1::float8 is not null \
+        and r.finished_at < now() - make_interval(secs => $1::float8))";
+
 /// The finished runs past their policy, oldest first within each rule. A definition's policy
 /// is its current version's `retention`; a run whose definition is unknown gets the default.
 /// `$1`: the default horizon in seconds (null: forever), `$2`: at most this many.
-const CANDIDATES: &str = "\
-select workflow_id from ( \
-(select r.workflow_id from activity_runs r left join policy p on p.id = r.definition_id \
-  where r.status not in ('running', 'queued') and r.finished_at is not null \
-    and ((p.days is not null and r.finished_at < now() - make_interval(days => p.days)) \
-      or (p.days is null and p.last_runs is null and $1::float8 is not null \
-          and r.finished_at < now() - make_interval(secs => $1::float8))) \
-  order by r.finished_at limit $2) \
-union all \
-(select workflow_id from ( \
-    select r.workflow_id, p.last_runs, \
-           row_number() over (partition by r.definition_id order by r.finished_at desc, r.workflow_id desc) as newest \
-    from activity_runs r join policy p on p.id = r.definition_id and p.last_runs is not null \
-    where r.status not in ('running', 'queued') and r.finished_at is not null \
-  ) ranked where newest > last_runs limit $2) \
-) candidates limit $2";
+static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    let finished = finished("r");
+    format!(
+        "with {POLICY} select workflow_id from ( \
+         (select r.workflow_id from activity_runs r left join policy p on p.id = r.definition_id \
+           where {finished} and ({PAST_HORIZON}) order by r.finished_at limit $2) \
+         union all \
+         (select workflow_id from ( \
+             select r.workflow_id, p.last_runs, \
+                    row_number() over (partition by r.definition_id order by r.finished_at desc, r.workflow_id desc) as newest \
+             from activity_runs r join policy p on p.id = r.definition_id and p.last_runs is not null \
+             where {finished} \
+           ) ranked where newest > last_runs limit $2) \
+         ) candidates limit $2"
+    )
+});
+
+/// Whether some run started in `[$2, $3)` is still kept: the rules of [`CANDIDATES`], per run
+/// rather than ranked over a definition's runs. `$1` as there.
+pub(super) static DAY_KEPT: LazyLock<String> = LazyLock::new(|| {
+    let (finished_r, finished_n) = (finished("r"), finished("n"));
+    format!(
+        "with {POLICY} select exists (select 1 from activity_runs r left join policy p on p.id = r.definition_id \
+         where r.fired_at >= $2 and r.fired_at < $3 and not ({finished_r} and ( \
+             {PAST_HORIZON} \
+             or (p.last_runs is not null and (select count(*) from activity_runs n \
+                 where n.definition_id = r.definition_id and {finished_n} \
+                   and (n.finished_at, n.workflow_id) > (r.finished_at, r.workflow_id)) >= p.last_runs))))"
+    )
+});
 
 /// Deletes the events of the runs `$1` (before their rows go: it reads their partition).
 const EVENTS: &str = "delete from run_events e using activity_runs r \
@@ -64,23 +110,25 @@ const CHILDREN: &[&str] = &[
 
 impl Store {
     /// Deletes the finished runs past their retention, `prune.batch` runs per transaction,
-    /// until none is left; answers how many runs it deleted.
-    pub async fn prune_runs(&self, prune: &RunPrune) -> Result<u64> {
-        let (mut total, _) = self.drop_pruned_partitions(prune).await?;
+    /// until none is left: first the days of `run_events` none of whose runs is kept, by
+    /// partition, then the rest row by row.
+    pub async fn prune_runs(&self, prune: &RunPrune) -> Result<PruneReport> {
+        let mut report = self.drop_pruned_partitions(prune).await?;
         let default_secs = prune.default_keep.map(|d| d.as_secs_f64());
         let batch = prune.batch.max(1);
-        let candidates_query = format!("with {POLICY} {CANDIDATES}");
         loop {
             let candidates: Vec<String> =
-                sqlx::query_scalar(&candidates_query).bind(default_secs).bind(batch).fetch_all(&self.pool).await?;
+                sqlx::query_scalar(CANDIDATES.as_str()).bind(default_secs).bind(batch).fetch_all(&self.pool).await?;
             if candidates.is_empty() {
-                return Ok(total);
+                return Ok(report);
             }
+            let deleting = Instant::now();
             let deleted = self.delete_runs(&candidates, true).await?;
-            total += deleted;
+            report.deleting += deleting.elapsed();
+            report.runs += deleted;
             // Every candidate locked elsewhere or reopened: the next pass tries again.
             if deleted == 0 || candidates.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
-                return Ok(total);
+                return Ok(report);
             }
         }
     }

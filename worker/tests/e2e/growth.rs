@@ -176,7 +176,7 @@ async fn a_key_whose_receipt_was_pruned_starts_a_run_only_once_temporal_forgot_t
         .execute(app.store.pool())
         .await
         .unwrap();
-    assert_eq!(app.store.prune_runs(&RunPrune { default_keep: Some(THIRTY_DAYS), batch: 10 }).await.unwrap(), 1);
+    assert_eq!(app.store.prune_runs(&RunPrune { default_keep: Some(THIRTY_DAYS), batch: 10 }).await.unwrap().runs, 1);
     app.forget_in_temporal(&workflow_id).await;
     age_receipt(&app, &id, "k", 40).await;
     assert_eq!(app.store.prune_receipts(THIRTY_DAYS).await.unwrap(), 1);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskfactory::devstack;
-use taskfactory_activities::store::Store;
+use taskfactory_activities::store::{RunPrune, Store};
 
 use crate::retention::{backdate, definition, exists, finished_run, prune, rows};
 use crate::support::{TestApp, scratch_root, servers, unique};
@@ -147,7 +147,8 @@ async fn a_day_whose_runs_are_all_past_retention_is_dropped_whole() {
     let kept_events = app.all_events(&day_b_kept, 100).await;
     assert!(!kept_events.is_empty());
 
-    assert_eq!(prune(&app, None).await, 3);
+    let report = app.store.prune_runs(&RunPrune { default_keep: None, batch: 1 }).await.unwrap();
+    assert_eq!((report.runs, report.partitions), (3, 1), "day A's runs go with its partition, day B's one row by row");
     assert!(!has_partition(&app, 50).await, "day A's partition is dropped");
     assert!(has_partition(&app, 45).await, "day B holds a kept run: its partition stays");
     for run in day_a.iter().chain([&day_b_pruned]) {

@@ -90,7 +90,7 @@ async fn add_child_rows(app: &TestApp, run: &str, definition: &str) {
 }
 
 pub(crate) async fn prune(app: &TestApp, default_keep: Option<Duration>) -> u64 {
-    app.store.prune_runs(&RunPrune { default_keep, batch: 1 }).await.unwrap()
+    app.store.prune_runs(&RunPrune { default_keep, batch: 1 }).await.unwrap().runs
 }
 
 pub(crate) async fn exists(app: &TestApp, run: &str) -> bool {
