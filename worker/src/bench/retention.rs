@@ -2,9 +2,10 @@
 //! `--retention-runs` finished runs, ten runs a day over the past days, under a definition that
 //! keeps its newest half (`retention: {last_runs}`), then prune: how long, rows per second, the
 //! tables' sizes before and after, the read API's latency while the prune runs, and on a run of
-//! the largest partition before and after it.
+//! the largest partition before and after it; and, as its floor, the page's statements alone on
+//! the partitioned table and on one unpartitioned table holding the same events.
 
-use taskfactory_activities::store::RunPrune;
+use taskfactory_activities::store::{EVENTS_PAGE, RUN_FIRED_AT, RunPrune};
 
 use super::*;
 
@@ -93,33 +94,96 @@ impl Bench {
         let vacuum_s = vacuuming.elapsed().as_secs_f64();
         let after = table_sizes(&self.store).await?;
         let reads_after = self.read_pages(&probe, per_run, 200).await?;
+        eprintln!("  copying the kept events into one unpartitioned table, for the floor ...");
+        let page_statements = self.page_statements(&probe, per_run, 200).await?;
         let pruned_runs = runs - keep;
         let rows_deleted = pruned_runs * (per_run + per_run / 2 + 1);
         let report = json!({
             "runs": runs, "events": per_run * runs, "tasks": per_run / 2 * runs, "partitions": days,
-            "fill_s": round2(fill_s), "runs_pruned": pruned, "prune_s": round2(prune_s),
+            "fill_s": round2(fill_s), "runs_pruned": pruned.runs, "prune_s": round2(prune_s),
+            "partitions_dropped": pruned.partitions, "dropping_partitions_s": round2(pruned.dropping.as_secs_f64()),
+            "deleting_rows_s": round2(pruned.deleting.as_secs_f64()),
             "vacuum_after_prune_s": round2(vacuum_s),
             "rows_per_s": round2(rows_deleted as f64 / prune_s.max(1e-9)),
             "tables_before": before, "tables_after": after,
             "events_page_100_during_prune": latency(during),
             "events_page_100_largest_partition_before": reads_before,
             "events_page_100_largest_partition_after": reads_after,
+            "page_statement_partitioned_vs_one_table": page_statements,
             "goals": {"p99_during_prune_ms": 10, "p99_largest_partition_ms": 5},
             "command": format!("taskfactory bench --only retention --retention-events {events} --retention-runs {runs}"),
         });
-        if pruned != pruned_runs as u64 {
-            bail!("pruned {pruned} runs, expected {pruned_runs}");
+        if pruned.runs != pruned_runs as u64 {
+            bail!("pruned {} runs, expected {pruned_runs}", pruned.runs);
         }
         eprintln!(
-            "  pruned {pruned} runs ({rows_deleted} rows) in {prune_s:.2} s; events page p99 during the prune {} ms, \
+            "  pruned {} runs ({rows_deleted} rows) in {prune_s:.2} s ({} partitions dropped in {:.2} s, rows deleted in {:.2} s); events page p99 during the prune {} ms, \
              on the largest partition {} ms before and {} ms after; run_events {} MiB -> {} MiB",
+            pruned.runs,
+            pruned.partitions,
+            pruned.dropping.as_secs_f64(),
+            pruned.deleting.as_secs_f64(),
             report["events_page_100_during_prune"]["p99_ms"],
             report["events_page_100_largest_partition_before"]["p99_ms"],
             report["events_page_100_largest_partition_after"]["p99_ms"],
             report["tables_before"]["run_events"]["mib"],
             report["tables_after"]["run_events"]["mib"],
         );
+        eprintln!(
+            "  the page's statements alone: p50 {} / p99 {} ms partitioned, p50 {} / p99 {} ms on one table",
+            report["page_statement_partitioned_vs_one_table"]["partitioned"]["p50_ms"],
+            report["page_statement_partitioned_vs_one_table"]["partitioned"]["p99_ms"],
+            report["page_statement_partitioned_vs_one_table"]["one_table"]["p50_ms"],
+            report["page_statement_partitioned_vs_one_table"]["one_table"]["p99_ms"],
+        );
         Ok(report)
+    }
+
+    /// The floor of the events page: its statements alone (no HTTP, no JSON), on `run_events`
+    /// and on one unpartitioned table holding the same events, read as before `run_events` was
+    /// partitioned (by `(run, seq)`, after looking the run up); `requests` pages of 100 of
+    /// `run` each, the two interleaved.
+    async fn page_statements(&self, run: &str, events: usize, requests: usize) -> anyhow::Result<Value> {
+        let pool = self.store.pool();
+        for statement in [
+            "drop table if exists bench_run_events_flat",
+            "create table bench_run_events_flat as select * from run_events",
+            "alter table bench_run_events_flat add primary key (run_workflow_id, seq)",
+            "vacuum (analyze) bench_run_events_flat",
+            "checkpoint",
+        ] {
+            sqlx::raw_sql(statement).execute(pool).await?;
+        }
+        let (mut partitioned, mut one_table) = (Vec::with_capacity(requests), Vec::with_capacity(requests));
+        for i in 0..requests {
+            let after = i64::try_from((i * events) / requests)?;
+            let at = Instant::now();
+            let fired_at: chrono::DateTime<chrono::Utc> =
+                sqlx::query_scalar(RUN_FIRED_AT).bind(run).fetch_one(pool).await?;
+            let rows =
+                sqlx::query(EVENTS_PAGE).bind(run).bind(after).bind(100i64).bind(fired_at).fetch_all(pool).await?;
+            partitioned.push(at.elapsed());
+            let at = Instant::now();
+            let _: i64 = sqlx::query_scalar("select last_seq from activity_runs where workflow_id = $1")
+                .bind(run)
+                .fetch_one(pool)
+                .await?;
+            let flat = sqlx::query(
+                "select seq, ts, type, node_id, level, message, payload from bench_run_events_flat \
+                 where run_workflow_id = $1 and seq > $2 order by seq limit $3",
+            )
+            .bind(run)
+            .bind(after)
+            .bind(100i64)
+            .fetch_all(pool)
+            .await?;
+            one_table.push(at.elapsed());
+            if rows.len() != flat.len() || rows.is_empty() {
+                bail!("pages of {run} after {after}: {} events partitioned, {} on one table", rows.len(), flat.len());
+            }
+        }
+        sqlx::raw_sql("drop table bench_run_events_flat").execute(pool).await?;
+        Ok(json!({"partitioned": latency(partitioned), "one_table": latency(one_table)}))
     }
 
     /// Runs [`VACUUM`], a statement at a time (VACUUM refuses a transaction block).
