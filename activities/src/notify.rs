@@ -48,9 +48,10 @@ pub async fn plan(store: &Store, input: &NotifyRunInput) -> Result<Vec<Notificat
         }
     }
     if input.status == Status::Completed && wanted(NotifyKind::RunRecovered) {
+        // Recovered from what `run_failed` is sent for: a failure or a timeout.
         let previous =
-            store.previous_ended_run_status(&input.definition_id, &input.run_workflow_id).await.map_err(store_error)?;
-        if previous.as_deref() == Some(Status::Failed.as_str()) {
+            store.previous_verdict(&input.definition_id, &input.run_workflow_id).await.map_err(store_error)?;
+        if matches!(previous.as_deref(), Some(s) if s == Status::Failed.as_str() || s == Status::TimedOut.as_str()) {
             kinds.push(NotifyKind::RunRecovered);
         }
     }

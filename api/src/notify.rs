@@ -9,7 +9,7 @@
 //! key (the one the run workflow itself would use) then makes posting happen once.
 
 use chrono::{DateTime, Utc};
-use taskfactory_orchestrator::NotifyWorkflow;
+use taskfactory_orchestrator::{NotifyWorkflow, search};
 use taskfactory_schemas::ActivityDefinition;
 use taskfactory_schemas::notify::{Notification, NotificationEvent, NotifyKind};
 use temporalio_client::errors::WorkflowStartError;
@@ -84,7 +84,7 @@ pub async fn notify_silent(
     for slot in newest {
         let id = workflow_id(definition.id.as_str(), slot.slot);
         let summary = format!("{}: no run at {}", definition.name, slot.slot.to_rfc3339());
-        start(client, task_queue, &id, summary, silent_notifications(definition, slot, now)).await?;
+        start(client, task_queue, definition, &id, summary, silent_notifications(definition, slot, now)).await?;
     }
     Ok(())
 }
@@ -133,14 +133,15 @@ pub async fn notify_closed_run(
         return Ok(());
     }
     let id = format!("{run_workflow_id}:notify:{}", kind.as_str());
-    start(client, task_queue, &id, format!("{}: run {status}", definition.name), notifications).await
+    start(client, task_queue, definition, &id, format!("{}: run {status}", definition.name), notifications).await
 }
 
-/// Starts the `NotifyWorkflow` `id` delivering `notifications`; one that exists already is
-/// left alone.
+/// Starts the `NotifyWorkflow` `id` delivering `notifications` of `definition` (searchable in
+/// Temporal by `TfDefinitionId` and `TfKind = 'notify'`); one that exists already is left alone.
 async fn start(
     client: &Client,
     task_queue: &str,
+    definition: &ActivityDefinition,
     id: &str,
     summary: String,
     notifications: Vec<Notification>,
@@ -148,6 +149,7 @@ async fn start(
     let options = WorkflowStartOptions::new(task_queue.to_owned(), id.to_owned())
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .search_attributes(search::notify_attributes(&definition.id))
         .static_summary(summary)
         .build();
     match client.start_workflow(NotifyWorkflow::run, notifications, options).await {

@@ -13,7 +13,7 @@ pub const TF_DEFINITION_ID: SearchAttributeKey<String> = SearchAttributeKey::key
 pub const TF_TRIGGER: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfTrigger");
 /// The definition version used (Int).
 pub const TF_VERSION: SearchAttributeKey<i64> = SearchAttributeKey::int("TfVersion");
-/// `run`, `batch` or `task` (Keyword): see [`Kind`].
+/// `run`, `batch`, `task` or `notify` (Keyword): see [`Kind`].
 pub const TF_KIND: SearchAttributeKey<String> = SearchAttributeKey::keyword("TfKind");
 
 /// Set by Temporal on workflows a schedule starts: the slot they are for.
@@ -36,6 +36,9 @@ pub enum Kind {
     Batch,
     /// A `TaskWorkflow`: one task.
     Task,
+    /// A `NotifyWorkflow` the API starts: notifications no run workflow sends
+    /// (`schedule_silent`, `run_failed` of a run Temporal ended).
+    Notify,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Self::Run => "run",
             Self::Batch => "batch",
             Self::Task => "task",
+            Self::Notify => "notify",
         }
     }
 }
@@ -52,7 +56,8 @@ impl Kind {
 /// The search attributes every workflow of a run carries: the definition, what triggered the
 /// run, the version it uses (unknown to a schedule's action, which the run then upserts) and
 /// what kind of workflow it is. The one place the set is written: starters, the schedule
-/// action, and the run and batch workflows for their children all call this.
+/// action, and the run and batch workflows for their children all call this
+/// ([`notify_attributes`] for the API's notification workflows).
 pub fn attributes(
     definition_id: &DefinitionId,
     trigger: RunTrigger,
@@ -66,4 +71,13 @@ pub fn attributes(
     }
     values.push(TF_KIND.value_set(kind.as_str().to_owned()));
     SearchAttributes::new(values)
+}
+
+/// The search attributes of a `NotifyWorkflow`: its definition and `TfKind = notify` (no
+/// trigger or version: it is no run's).
+pub fn notify_attributes(definition_id: &DefinitionId) -> SearchAttributes {
+    SearchAttributes::new(vec![
+        TF_DEFINITION_ID.value_set(definition_id.to_string()),
+        TF_KIND.value_set(Kind::Notify.as_str().to_owned()),
+    ])
 }

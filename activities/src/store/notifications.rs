@@ -131,16 +131,14 @@ impl Store {
         Ok(rows)
     }
 
-    /// The status of the definition's run that started last before `run_workflow_id` and has
-    /// ended (`None`: there is none).
-    pub async fn previous_ended_run_status(
-        &self,
-        definition_id: &str,
-        run_workflow_id: &str,
-    ) -> Result<Option<String>> {
+    /// The verdict of the definition's run that started last before `run_workflow_id` and
+    /// ended with one: `completed`, `failed` or `timed_out` (`None`: there is none). Runs an
+    /// operator or a concurrency limit ended (`cancelled`, `terminated`, `skipped`) say nothing
+    /// of whether the definition works, and are passed over.
+    pub async fn previous_verdict(&self, definition_id: &str, run_workflow_id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
             "select status from activity_runs where definition_id = $1 and workflow_id <> $2 \
-             and finished_at is not null \
+             and finished_at is not null and status in ('completed', 'failed', 'timed_out') \
              and fired_at < (select fired_at from activity_runs where workflow_id = $2) \
              order by fired_at desc, workflow_id desc limit 1",
         )

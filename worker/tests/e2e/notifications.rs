@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::{get, post};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use taskfactory_schemas::notify::{NotifyEntry, NotifyKind, NotifyRunInput};
+use taskfactory_schemas::run::Status as RunStatus;
 
 use crate::support::{TEST_SECRET, TestApp, eventually, save_history_if_asked, servers, unique};
 
@@ -264,6 +266,11 @@ async fn a_silent_cron_slot_sends_one_schedule_silent_notification() {
     let handle = app.client.get_workflow_handle::<taskfactory_orchestrator::NotifyWorkflow>(&workflow_id);
     let delivered = handle.get_result(temporalio_client::WorkflowGetResultOptions::default()).await.unwrap();
     assert_eq!(delivered, 1);
+    app.wait_for_visibility(
+        &format!("WorkflowId = '{workflow_id}' AND TfDefinitionId = '{id}' AND TfKind = 'notify'"),
+        1,
+    )
+    .await;
     let rows = notifications(&app, &id).await;
     let for_slot: Vec<&Value> = rows.iter().filter(|r| r["payload"]["slot"] == body["slot"]).collect();
     assert_eq!(for_slot.len(), 1, "{rows:#?}");
@@ -344,4 +351,59 @@ async fn a_run_whose_execution_times_out_notifies_run_failed_once() {
     .await;
     app.call(Method::GET, &format!("/api/v1/runs/{workflow_id}"), None).await;
     assert_eq!(target.of("timeout").len(), 1);
+    // Found in Temporal by its definition, like the run.
+    app.wait_for_visibility(&format!("TfDefinitionId = '{id}' AND TfKind = 'notify'"), 1).await;
+}
+
+/// What `run_recovered` looks back to: the definition's last run with a verdict (completed,
+/// failed, timed out), passing over runs an operator or a concurrency limit ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_looks_past_cancelled_terminated_and_skipped_runs_to_the_last_verdict() {
+    let app = TestApp::spawn("notify-verdict").await;
+    let notify = json!([{"on": ["run_recovered"], "webhook": {"url": "http://127.0.0.1:9/hook"}}]);
+    let entries: Vec<NotifyEntry> = serde_json::from_value(notify.clone()).unwrap();
+    // The runs before the completed one, oldest first, and whether it is a recovery.
+    let cases: [(&[&str], bool); 5] = [
+        (&["failed", "cancelled", "terminated"], true),
+        (&["timed_out", "skipped"], true),
+        (&["failed", "completed", "cancelled"], false),
+        (&["completed", "failed"], true),
+        (&["cancelled"], false),
+    ];
+    for (before, recovered) in cases {
+        let id = format!("verdict-{}", unique());
+        assert_eq!(
+            app.put_definition(&definition(&id, "http://127.0.0.1:9", notify.clone())).await.0,
+            StatusCode::CREATED
+        );
+        let runs: Vec<(String, &str)> = before
+            .iter()
+            .map(|s| (format!("tf:{id}:manual:{}", unique()), *s))
+            .chain([(format!("tf:{id}:manual:now"), "completed")])
+            .collect();
+        for (minutes_ago, (run, status)) in (0..runs.len()).rev().zip(&runs) {
+            sqlx::query(
+                "insert into activity_runs (workflow_id, run_id, definition_id, trigger_kind, trigger, fired_at, status, finished_at, last_seq) \
+                 values ($1, 'r', $2, 'manual', '{}'::jsonb, now() - make_interval(mins => $3), $4, now() - make_interval(mins => $3) + interval '10 seconds', 0)",
+            )
+            .bind(run)
+            .bind(&id)
+            .bind(i32::try_from(minutes_ago).unwrap())
+            .bind(status)
+            .execute(app.store.pool())
+            .await
+            .unwrap();
+        }
+        let input = NotifyRunInput {
+            run_workflow_id: runs.last().unwrap().0.clone(),
+            definition_id: id.clone(),
+            definition_name: "Notified".into(),
+            status: RunStatus::Completed,
+            error: None,
+            entries: entries.clone(),
+        };
+        let planned = taskfactory_activities::notify::plan(&app.store, &input).await.unwrap();
+        let kinds: Vec<NotifyKind> = planned.iter().map(|n| n.event.kind).collect();
+        assert_eq!(kinds == [NotifyKind::RunRecovered], recovered, "after {before:?}: {kinds:?}");
+    }
 }
