@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bytes per task in the run log: runs one fan-out of N tasks through a running taskfactory
 # (e.g. `taskfactory dev`) and reads the sizes of activity_runs, task_runs and run_events
-# (pg_total_relation_size: heap, TOAST and indexes) before and after.
+# (pg_total_relation_size: heap, TOAST and indexes, summed over partitions) before and after.
 #
 #   TASKFACTORY_API_URL=http://127.0.0.1:8080 TASKFACTORY_API_KEY=tfk_... \
 #   DATABASE_URL=postgres://postgres@127.0.0.1:PORT/taskfactory \
@@ -22,7 +22,13 @@ esac
 items=$(python3 -c "import json,sys; print(json.dumps(list(range(int(sys.argv[1])))))" "$n")
 sizes() {
   psql "$db" -Atc "vacuum analyze activity_runs, task_runs, run_events" >/dev/null
-  psql "$db" -AtF' ' -c "select t, pg_total_relation_size(t::regclass), (select reltuples::bigint from pg_class where oid = t::regclass) \
+  # Summed over a partitioned table's partitions (run_events: pg_partition_tree has no rows
+  # for a plain table).
+  psql "$db" -AtF' ' -c "select t, \
+      coalesce((select sum(pg_total_relation_size(p.relid)) from pg_partition_tree(t::regclass) p), \
+               pg_total_relation_size(t::regclass))::bigint, \
+      coalesce((select sum(greatest(c.reltuples, 0)) from pg_partition_tree(t::regclass) p join pg_class c on c.oid = p.relid), \
+               (select greatest(reltuples, 0) from pg_class where oid = t::regclass))::bigint \
     from unnest(array['activity_runs', 'task_runs', 'run_events']) t"
 }
 before=$(sizes)
