@@ -47,13 +47,11 @@ pub async fn plan(store: &Store, input: &NotifyRunInput) -> Result<Vec<Notificat
             kinds.push(NotifyKind::TaskFailed);
         }
     }
-    if input.status == Status::Completed && wanted(NotifyKind::RunRecovered) {
-        // Recovered from what `run_failed` is sent for: a failure or a timeout.
-        let previous =
-            store.previous_verdict(&input.definition_id, &input.run_workflow_id).await.map_err(store_error)?;
-        if matches!(previous.as_deref(), Some(s) if s == Status::Failed.as_str() || s == Status::TimedOut.as_str()) {
-            kinds.push(NotifyKind::RunRecovered);
-        }
+    if input.status == Status::Completed
+        && wanted(NotifyKind::RunRecovered)
+        && store.previous_verdict_failed(&input.definition_id, &input.run_workflow_id).await.map_err(store_error)?
+    {
+        kinds.push(NotifyKind::RunRecovered);
     }
     let occurred_at = Utc::now();
     let mut deliveries = Vec::new();

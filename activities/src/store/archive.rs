@@ -15,6 +15,7 @@
 
 use std::io::{BufRead, Write};
 
+use super::retention::FINISHED;
 use super::*;
 
 /// The header's `format`.
@@ -27,8 +28,6 @@ pub const BATCH_ROWS: usize = 1000;
 const BATCH_BYTES: usize = 16 << 20;
 /// Runs listed per page of an export.
 const RUN_PAGE: i64 = 100;
-/// A finished run: what an export takes (and what retention may prune).
-const FINISHED: &str = "status not in ('running', 'queued') and finished_at is not null";
 
 /// Which runs [`Store::export_runs`] writes: finished ones, of every definition unless told.
 #[derive(Clone, Debug, Default)]

@@ -131,13 +131,14 @@ impl Store {
         Ok(rows)
     }
 
-    /// The verdict of the definition's run that started last before `run_workflow_id` and
-    /// ended with one: `completed`, `failed` or `timed_out` (`None`: there is none). Runs an
-    /// operator or a concurrency limit ended (`cancelled`, `terminated`, `skipped`) say nothing
-    /// of whether the definition works, and are passed over.
-    pub async fn previous_verdict(&self, definition_id: &str, run_workflow_id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "select status from activity_runs where definition_id = $1 and workflow_id <> $2 \
+    /// Whether the definition's run that started last before `run_workflow_id` with a verdict
+    /// (`completed`, `failed` or `timed_out`) failed or timed out: what `run_failed` is sent
+    /// for, so `run_recovered` follows it. Runs an operator or a concurrency limit ended
+    /// (`cancelled`, `terminated`, `skipped`) say nothing of whether the definition works, and
+    /// are passed over. `false` when there is none.
+    pub async fn previous_verdict_failed(&self, definition_id: &str, run_workflow_id: &str) -> Result<bool> {
+        let failed: Option<bool> = sqlx::query_scalar(
+            "select status in ('failed', 'timed_out') from activity_runs where definition_id = $1 and workflow_id <> $2 \
              and finished_at is not null and status in ('completed', 'failed', 'timed_out') \
              and fired_at < (select fired_at from activity_runs where workflow_id = $2) \
              order by fired_at desc, workflow_id desc limit 1",
@@ -145,7 +146,8 @@ impl Store {
         .bind(definition_id)
         .bind(run_workflow_id)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        Ok(failed.unwrap_or(false))
     }
 
     /// A run's failed tasks: the first `limit` ids (in id order) and how many there are.

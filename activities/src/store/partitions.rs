@@ -9,10 +9,8 @@
 //! detached table.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use super::retention::PruneReport;
-
+use super::retention::{DAY_KEPT, PruneReport, RunPrune};
 use super::*;
 
 /// Days ahead of today (UTC, the database's clock) whose partitions are made in advance.
@@ -79,7 +77,7 @@ impl Store {
     /// runs are deleted (with their tasks, human tasks, artifacts, ... but not their events,
     /// which go with the partition), then the partition is detached and dropped. Answers how
     /// many runs went, and how many partitions, with the time each took.
-    pub(super) async fn drop_pruned_partitions(&self, prune: &super::retention::RunPrune) -> Result<PruneReport> {
+    pub(super) async fn drop_pruned_partitions(&self, prune: &RunPrune) -> Result<PruneReport> {
         self.finish_detached_partitions().await?;
         let now: DateTime<Utc> = sqlx::query_scalar("select now()").fetch_one(&self.pool).await?;
         let default_secs = prune.default_keep.map(|d| d.as_secs_f64());
@@ -90,7 +88,7 @@ impl Store {
             if partition.to + chrono::Duration::hours(1) > now {
                 break;
             }
-            let kept: bool = sqlx::query_scalar(super::retention::DAY_KEPT.as_str())
+            let kept: bool = sqlx::query_scalar(DAY_KEPT.as_str())
                 .bind(default_secs)
                 .bind(partition.from)
                 .bind(partition.to)

@@ -14,7 +14,7 @@
 //! batch of runs per transaction, events included.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 
@@ -49,10 +49,9 @@ const POLICY: &str = "policy as ( \
     from activity_definitions d \
     join activity_definition_versions v on v.definition_id = d.id and v.version = d.current_version)";
 
-/// Run `alias` is finished: an open run is never pruned.
-fn finished(alias: &str) -> String {
-    format!("{alias}.status not in ('running', 'queued') and {alias}.finished_at is not null")
-}
+/// A finished run, in `activity_runs`' own (unqualified) columns: what retention may prune and
+/// an export takes. An open run is never pruned.
+pub(super) const FINISHED: &str = "status not in ('running', 'queued') and finished_at is not null";
 
 /// Run `r` (joined with its definition's `policy` as `p`) is past a horizon: its definition's
 /// `days`, or for a definition without `retention` the default, `$1` seconds (null: forever).
@@ -64,32 +63,31 @@ const PAST_HORIZON: &str = "(p.days is not null and r.finished_at < now() - make
 /// is its current version's `retention`; a run whose definition is unknown gets the default.
 /// `$1`: the default horizon in seconds (null: forever), `$2`: at most this many.
 static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
-    let finished = finished("r");
     format!(
         "with {POLICY} select workflow_id from ( \
          (select r.workflow_id from activity_runs r left join policy p on p.id = r.definition_id \
-           where {finished} and ({PAST_HORIZON}) order by r.finished_at limit $2) \
+           where {FINISHED} and ({PAST_HORIZON}) order by r.finished_at limit $2) \
          union all \
          (select workflow_id from ( \
              select r.workflow_id, p.last_runs, \
                     row_number() over (partition by r.definition_id order by r.finished_at desc, r.workflow_id desc) as newest \
              from activity_runs r join policy p on p.id = r.definition_id and p.last_runs is not null \
-             where {finished} \
+             where {FINISHED} \
            ) ranked where newest > last_runs limit $2) \
          ) candidates limit $2"
     )
 });
 
 /// Whether some run started in `[$2, $3)` is still kept: the rules of [`CANDIDATES`], per run
-/// rather than ranked over a definition's runs. `$1` as there.
+/// rather than ranked over a definition's runs. `$1` as there. [`FINISHED`]'s unqualified
+/// columns are `r`'s outside the count and `n`'s inside it.
 pub(super) static DAY_KEPT: LazyLock<String> = LazyLock::new(|| {
-    let (finished_r, finished_n) = (finished("r"), finished("n"));
     format!(
         "with {POLICY} select exists (select 1 from activity_runs r left join policy p on p.id = r.definition_id \
-         where r.fired_at >= $2 and r.fired_at < $3 and not ({finished_r} and ( \
+         where r.fired_at >= $2 and r.fired_at < $3 and not ({FINISHED} and ( \
              {PAST_HORIZON} \
              or (p.last_runs is not null and (select count(*) from activity_runs n \
-                 where n.definition_id = r.definition_id and {finished_n} \
+                 where n.definition_id = r.definition_id and {FINISHED} \
                    and (n.finished_at, n.workflow_id) > (r.finished_at, r.workflow_id)) >= p.last_runs))))"
     )
 });
@@ -138,10 +136,9 @@ impl Store {
     /// one transaction.
     pub(super) async fn delete_runs(&self, runs: &[String], with_events: bool) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let locked: Vec<String> = sqlx::query_scalar(
-            "select workflow_id from activity_runs where workflow_id = any($1) \
-             and status not in ('running', 'queued') and finished_at is not null for update skip locked",
-        )
+        let locked: Vec<String> = sqlx::query_scalar(&format!(
+            "select workflow_id from activity_runs where workflow_id = any($1) and {FINISHED} for update skip locked"
+        ))
         .bind(runs)
         .fetch_all(&mut *tx)
         .await?;
